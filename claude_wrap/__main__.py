@@ -1,0 +1,3 @@
+from claude_wrap.main import main
+
+raise SystemExit(main())
