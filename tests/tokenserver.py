@@ -1,0 +1,168 @@
+"""A real OAuth token endpoint on 127.0.0.1, scripted per test.
+
+It speaks the protocol Claude Code's token endpoint speaks (shared/protocol.md section 4) and keeps
+a log of every request it received, so that tests assert on what went over the wire, never on
+mocks. By default each refresh succeeds with a new, rotated token pair; a test queues other
+answers with `script()`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+DEFAULT_SCOPE = "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload"
+
+
+@dataclass
+class Reply:
+    """One scripted answer. `body` may be a dict (sent as JSON), bytes (sent raw) or None.
+
+    `delay` sleeps before answering; `hang` never answers (the connection stays open until the
+    server stops); `truncate` declares a longer Content-Length than it sends, then closes.
+    """
+
+    status: int = 200
+    body: dict[str, Any] | bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    hang: bool = False
+    truncate: bool = False
+    close: bool = False  # close the connection without any answer
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any] | None
+    raw: bytes
+    at: float
+
+
+def ok(
+    *, scope: str | None = DEFAULT_SCOPE, rotate: bool = True, expires_in: Any = 28800
+) -> Callable[[TokenServer, Request], Reply]:
+    """A successful refresh answer, minted fresh for each request."""
+
+    def make(server: TokenServer, request: Request) -> Reply:
+        n = next(server.counter)
+        body: dict[str, Any] = {
+            "access_token": f"sk-ant-oat01-test-access-{n:04d}-{server.tag}",
+            "expires_in": expires_in,
+            "token_type": "Bearer",
+        }
+        if rotate:
+            body["refresh_token"] = f"sk-ant-ort01-test-refresh-{n:04d}-{server.tag}"
+        if scope is not None:
+            body["scope"] = scope
+        server.issued.append(body)
+        return Reply(200, body)
+
+    return make
+
+
+def invalid_grant(status: int = 400) -> Reply:
+    return Reply(
+        status,
+        {"error": "invalid_grant", "error_description": "Refresh token not found or invalid"},
+    )
+
+
+class TokenServer:
+    """Threaded HTTP server on 127.0.0.1:<free port>. Use as a context manager."""
+
+    def __init__(self, tag: str = "t") -> None:
+        self.tag = tag
+        self.counter = itertools.count(1)
+        self.requests: list[Request] = []
+        self.issued: list[dict[str, Any]] = []
+        self._script: list[Reply | Callable[[TokenServer, Request], Reply]] = []
+        self.default: Callable[[TokenServer, Request], Reply] = ok()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = None
+                request = Request(
+                    self.path, {k.lower(): v for k, v in self.headers.items()}, body, raw,
+                    time.time(),
+                )
+                with server._lock:
+                    server.requests.append(request)
+                    step = server._script.pop(0) if server._script else server.default
+                reply = step(server, request) if callable(step) else step
+                self._answer(reply)
+
+            def _answer(self, reply: Reply) -> None:
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.hang:
+                    server._stop.wait()
+                    self.close_connection = True
+                    return
+                if reply.close:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if isinstance(reply.body, dict):
+                    payload = json.dumps(reply.body).encode()
+                    ctype = "application/json"
+                else:
+                    payload = reply.body or b""
+                    ctype = "text/plain"
+                self.send_response(reply.status)
+                self.send_header("Content-Type", ctype)
+                declared = len(payload) + (50 if reply.truncate else 0)
+                self.send_header("Content-Length", str(declared))
+                for k, v in reply.headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(payload)
+                self.wfile.flush()
+                if reply.truncate:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1/oauth/token"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def script(self, *replies: Reply | Callable[[TokenServer, Request], Reply]) -> None:
+        """Queue answers for the next requests; after they run out, `default` answers."""
+        with self._lock:
+            self._script.extend(replies)
+
+    @property
+    def refresh_tokens_seen(self) -> list[str]:
+        return [r.body.get("refresh_token", "") for r in self.requests if r.body]
+
+    def __enter__(self) -> TokenServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
