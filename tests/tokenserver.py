@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-DEFAULT_SCOPE = "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload"
+DEFAULT_SCOPE = (
+    "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload"
+)
 
 
 @dataclass
@@ -93,7 +95,7 @@ class TokenServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
             def do_POST(self) -> None:
@@ -104,7 +106,10 @@ class TokenServer:
                 except ValueError:
                     body = None
                 request = Request(
-                    self.path, {k.lower(): v for k, v in self.headers.items()}, body, raw,
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                    raw,
                     time.time(),
                 )
                 with server._lock:

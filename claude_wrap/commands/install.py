@@ -1,0 +1,110 @@
+"""`claude-wrap install` / `uninstall`: put a `claude` shim in a folder, or take it away.
+
+The shim runs this package's own interpreter with -I -S: isolated from PYTHON* variables and
+without the cost of `site` (3 ms here). It puts the package's folder on sys.path itself; the
+slow path turns `site` on when it needs httpx and friends (see shim.enable_site).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+import claude_wrap
+from claude_wrap import locate, paths
+from claude_wrap.errors import EXIT_OK, WrapError
+
+SHIM_TEMPLATE = """#!{python} -IS
+# {marker}: installed by `claude-wrap install`; `claude-wrap uninstall` removes it.
+import sys
+sys.path.insert(0, {root!r})
+from claude_wrap.shim import main
+main()
+"""
+
+
+class InstallError(WrapError):
+    pass
+
+
+def default_dir() -> str:
+    return os.path.join(paths.home(), ".local", "share", "claude-wrap", "bin")
+
+
+def shim_text() -> str:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(claude_wrap.__file__)))
+    return SHIM_TEMPLATE.format(
+        python=paths.python_for_shim(), marker=locate.MARKER.decode(), root=root
+    )
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("install", help="write the `claude` shim into a folder")
+    p.add_argument("--dir", default=None, help="folder for the shim (default: %(default)s)")
+    p.set_defaults(func=run_install)
+    u = sub.add_parser("uninstall", help="remove the `claude` shim from a folder")
+    u.add_argument("--dir", default=None, help="folder of the shim")
+    u.set_defaults(func=run_uninstall)
+
+
+def install(folder: str) -> tuple[str, bool]:
+    """Write the shim; returns (its path, whether anything changed)."""
+    path = os.path.join(folder, "claude")
+    text = shim_text()
+    if os.path.lexists(path):
+        if not locate.is_shim(path) or os.path.islink(path):
+            raise InstallError(
+                f"{path} exists and is not a claude-wrap shim; refusing to overwrite it "
+                "(choose another --dir, or move it away first)"
+            )
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                return path, False
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path, True
+
+
+def uninstall(folder: str) -> bool:
+    path = os.path.join(folder, "claude")
+    if not os.path.lexists(path):
+        return False
+    if os.path.islink(path) or not locate.is_shim(path):
+        raise InstallError(f"{path} is not a claude-wrap shim; leaving it alone")
+    os.unlink(path)
+    return True
+
+
+def run_install(ns: argparse.Namespace) -> int:
+    folder = os.path.abspath(ns.dir or default_dir())
+    try:
+        path, changed = install(folder)
+    except OSError as exc:
+        raise InstallError(f"cannot write the shim into {folder}: {exc.strerror}") from None
+    print(f"{'installed' if changed else 'already installed'}: {path}")
+    wrap = os.path.join(os.path.dirname(sys.executable), "claude-wrap")
+    print("Put it first on PATH (add this line to your shell's rc file):")
+    print(f'  export PATH="{folder}:$PATH"')
+    print("or use an alias instead:")
+    print(f"  alias claude='{wrap} run --'")
+    return EXIT_OK
+
+
+def run_uninstall(ns: argparse.Namespace) -> int:
+    folder = os.path.abspath(ns.dir or default_dir())
+    try:
+        removed = uninstall(folder)
+    except OSError as exc:
+        raise InstallError(f"cannot remove the shim from {folder}: {exc.strerror}") from None
+    print(f"removed: {os.path.join(folder, 'claude')}" if removed else "no shim to remove")
+    return EXIT_OK

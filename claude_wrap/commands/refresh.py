@@ -1,0 +1,41 @@
+"""`claude-wrap refresh`: renew the login when needed (or always, with --force)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from claude_wrap import feedback, refresher
+from claude_wrap.errors import EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("refresh", help="refresh the stored login if it needs it")
+    p.add_argument("--force", action="store_true", help="refresh even if the login looks fine")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=run)
+
+
+def run(ns: argparse.Namespace) -> int:
+    with feedback.Spinner() as spinner:
+        outcome = refresher.ensure_fresh(force=ns.force, on_slow=spinner.start)
+    data = {
+        "action": outcome.action,
+        "state_before": outcome.before.state,
+        "state": outcome.after.state,
+        "changes": outcome.changes,
+        "expires_at": outcome.after.expires_at,
+    }
+    if ns.json:
+        print(json.dumps(data, indent=2))
+    elif outcome.action == refresher.REFRESHED:
+        print(
+            f"refreshed ({outcome.before.state} -> {outcome.after.state}): "
+            + "; ".join(outcome.changes)
+        )
+    elif outcome.action == refresher.ADOPTED:
+        print(f"another process had already refreshed the login; it is {outcome.after.state}")
+    else:
+        print(f"nothing to do: the login is {outcome.after.state}")
+    return EXIT_OK

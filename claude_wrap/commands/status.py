@@ -1,0 +1,91 @@
+"""`claude-wrap status`: what Claude Code will make of the stored login, and why."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import time
+from typing import Any
+
+from claude_wrap import login, paths, refresher, store
+from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK
+
+ADVICE = {
+    login.OK: "Claude Code accepts it",
+    login.EXPIRING: "still accepted; `claude-wrap refresh` renews it now",
+    login.EXPIRED: "run `claude-wrap refresh` (or any claude through the shim) to renew it",
+    login.MISSING_SCOPES: (
+        'Claude Code refuses a login without "user:inference"; run `claude-wrap refresh` to fix it'
+    ),
+    login.LOGGED_OUT: "run `claude /login` to log in again",
+    login.NO_REFRESH_TOKEN: "it cannot be renewed; run `claude /login`",
+    login.MISSING: "no login is stored; run `claude /login`",
+    login.MALFORMED: "the file is not a login Claude Code can read; fix or remove it",
+}
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("status", help="show the state of the stored login")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=run)
+
+
+def expiry_words(expires_at: int | None, now_ms: int) -> tuple[str, str]:
+    if expires_at is None:
+        return "unknown", "unknown"
+    when = datetime.datetime.fromtimestamp(expires_at / 1000).astimezone()
+    left_s = (expires_at - now_ms) // 1000
+    sign = "" if left_s >= 0 else "-"
+    left_s = abs(left_s)
+    h, rest = divmod(left_s, 3600)
+    m, s = divmod(rest, 60)
+    left = f"{sign}{h}h{m:02d}m" if h else f"{sign}{m}m{s:02d}s"
+    return when.strftime("%Y-%m-%d %H:%M:%S %Z"), left
+
+
+def report(path: str, verdict: login.Verdict, now_ms: int) -> dict[str, Any]:
+    when, left = expiry_words(verdict.expires_at, now_ms)
+    return {
+        "state": verdict.state,
+        "usable": verdict.usable,
+        "detail": verdict.detail,
+        "advice": ADVICE[verdict.state],
+        "file": path,
+        "expires_at": verdict.expires_at,
+        "expires": when,
+        "time_left": left,
+        "scopes": verdict.scopes,
+        "subscription_type": verdict.subscription_type,
+        "has_refresh_token": verdict.has_refresh_token,
+        "access_token_tail": verdict.access_tail,
+        "world_readable": store.world_readable(path),
+    }
+
+
+def run(ns: argparse.Namespace) -> int:
+    path = paths.credentials_file()
+    now = int(time.time() * 1000)
+    _, verdict = refresher.assess(path, int(paths.refresh_window() * 1000), now)
+    data = report(path, verdict, now)
+    if ns.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(render(data))
+    return EXIT_OK if verdict.usable else EXIT_NOT_USABLE
+
+
+def render(data: dict[str, Any]) -> str:
+    detail = f" ({data['detail']})" if data["detail"] else ""
+    lines = [f"login: {data['state']}{detail}: {data['advice']}", f"file: {data['file']}"]
+    if data["state"] not in (login.MISSING, login.MALFORMED):
+        lines.append(f"expires: {data['expires']} ({data['time_left']} left)")
+        scopes = data["scopes"]
+        lines.append(f"scopes: {' '.join(scopes) if scopes else '(none)'}")
+        lines.append(f"subscription: {data['subscription_type'] or 'unknown'}")
+        lines.append(f"refresh token: {'present' if data['has_refresh_token'] else 'absent'}")
+        if data["access_token_tail"]:
+            lines.append(f"access token: …{data['access_token_tail']}")
+    if data["world_readable"]:
+        lines.append("warning: the file is readable by other users; the next write makes it 0600")
+    return "\n".join(lines)

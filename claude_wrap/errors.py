@@ -1,0 +1,134 @@
+"""Every error claude-wrap reports to a user: each carries its data, a one-line message that says
+what to do next, and the exit status `claude-wrap` returns for it (documented in the README)."""
+
+from __future__ import annotations
+
+# Exit statuses of `claude-wrap` commands (not of the shim, which returns claude's own status).
+EXIT_OK = 0
+EXIT_NOT_USABLE = 1  # status: Claude Code would not accept the login now
+EXIT_USAGE = 2
+EXIT_CREDENTIALS = 3  # no login, malformed, logged out, no refresh token: /login or a fix
+EXIT_REJECTED = 4  # the token endpoint refused the refresh token
+EXIT_UNAVAILABLE = 5  # the token endpoint could not be reached or failed; try again later
+EXIT_UNKNOWN_OUTCOME = 6  # the request went out and no usable answer came back
+EXIT_WRITE = 7  # a new login could not be saved
+EXIT_LOCKED = 8  # another process held the refresh lock for too long
+
+LOGIN_HINT = "run `claude /login` to log in again"
+
+
+class WrapError(Exception):
+    exit_code = EXIT_CREDENTIALS
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else type(self).__name__
+
+
+class ConfigError(WrapError, ValueError):
+    """A setting (environment variable, argument) we refuse to use."""
+
+    exit_code = EXIT_USAGE
+
+
+class CredentialsError(WrapError):
+    """The credentials file cannot be used as it is; nothing was changed."""
+
+    def __init__(self, path: str, problem: str, hint: str = "") -> None:
+        super().__init__(path, problem, hint)
+        self.path = path
+        self.problem = problem
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = f"{self.path}: {self.problem}"
+        return f"{text}; {self.hint}" if self.hint else text
+
+
+class RefreshError(WrapError):
+    """A refresh at the token endpoint failed. The credentials file was left exactly as it was."""
+
+
+class RefreshRejectedError(RefreshError):
+    exit_code = EXIT_REJECTED
+
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(status, error)
+        self.status = status
+        self.error = error
+
+    def __str__(self) -> str:
+        return (
+            f"the token endpoint rejected the stored refresh token (HTTP {self.status}, "
+            f"{self.error}); the file was left as it was; {LOGIN_HINT}"
+        )
+
+
+class RefreshUnavailableError(RefreshError):
+    exit_code = EXIT_UNAVAILABLE
+
+    def __init__(self, reason: str, attempts: int, retry_after: float | None = None) -> None:
+        super().__init__(reason, attempts, retry_after)
+        self.reason = reason
+        self.attempts = attempts
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        when = f"try again in {self.retry_after:.0f} s" if self.retry_after else "try again later"
+        tries = "1 attempt" if self.attempts == 1 else f"{self.attempts} attempts"
+        return f"the token endpoint is unavailable ({self.reason}, {tries}); {when}"
+
+
+class RefreshOutcomeUnknownError(RefreshError):
+    """The request went out but no usable answer came back: the refresh token may be spent."""
+
+    exit_code = EXIT_UNKNOWN_OUTCOME
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (
+            f"the token endpoint gave no usable answer ({self.reason}); the refresh token was "
+            "not sent again, as it may already be spent; the file was left as it was; "
+            f"if claude then says you are logged out, {LOGIN_HINT}"
+        )
+
+
+class WriteError(WrapError):
+    exit_code = EXIT_WRITE
+
+    def __init__(self, path: str, reason: str, *, token_spent: bool) -> None:
+        super().__init__(path, reason, token_spent)
+        self.path = path
+        self.reason = reason
+        self.token_spent = token_spent
+
+    def __str__(self) -> str:
+        text = f"could not save the login to {self.path}: {self.reason}; the old file is intact"
+        if self.token_spent:
+            text += f"; the new refresh token could not be saved, so {LOGIN_HINT}"
+        return text
+
+
+class LockTimeoutError(WrapError, TimeoutError):
+    exit_code = EXIT_LOCKED
+
+    def __init__(self, path: str, waited: float) -> None:
+        super().__init__(path, waited)
+        self.path = path
+        self.waited = waited
+
+    def __str__(self) -> str:
+        return (
+            f"another process held {self.path} for {self.waited:.0f} s; if no claude is "
+            "refreshing, remove that folder (`claude-wrap doctor --fix`) and try again"
+        )
+
+
+class Interrupted(BaseException):
+    """A terminating signal arrived inside a critical section; raised so `finally` runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -1,0 +1,67 @@
+"""A remembered verdict, so that a healthy run neither reads nor parses the credentials file.
+
+Parsing JSON means importing `json`, and with it `re` and `enum`: about 12 ms on a small machine,
+most of the shim's budget. The verdict is a pure function of the file's content and the clock, so
+we remember "the file with this identity (device, inode, size, mtime, ctime) is fine until T".
+Any write to the file, by anyone, changes its ctime, and the next run judges it afresh. The cache
+holds no secret: a path, stat numbers and a time.
+"""
+
+from __future__ import annotations
+
+import os
+
+from claude_wrap import paths
+
+FAR_MS = 3_600_000  # a login with no expiry is re-judged hourly
+
+
+def _key(cred: str, ident: tuple[int, ...], window_ms: int) -> str:
+    return f"{cred}|{'|'.join(map(str, ident))}|{window_ms}"
+
+
+def still_ok(cred: str, window_ms: int, now_ms: int) -> bool:
+    """True when the file is unchanged since it was judged fine and that verdict still holds."""
+    try:
+        st = os.stat(cred)
+        with open(paths.verdict_cache(), "rb") as f:
+            data = f.read(8192).decode("utf-8", "replace")
+    except OSError:
+        return False
+    key, _, until = data.partition("\n")
+    ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key != _key(cred, ident, window_ms):
+        return False
+    try:
+        return now_ms < int(until)
+    except ValueError:
+        return False
+
+
+def remember(
+    cred: str, ident: tuple[int, ...], expires_at: int | None, window_ms: int, now_ms: int
+) -> None:
+    until = now_ms + FAR_MS if expires_at is None else expires_at - window_ms
+    path = paths.verdict_cache()
+    tmp = f"{path}.{os.getpid()}"
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, f"{_key(cred, ident, window_ms)}\n{until}".encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        # Only a cache: without it the next run parses the file again, nothing worse.
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def forget() -> None:
+    try:
+        os.unlink(paths.verdict_cache())
+    except OSError:
+        pass

@@ -1,0 +1,85 @@
+"""find_real_claude: the real binary behind the shim, never the shim itself (hot path: os only).
+
+PATH is searched with the shim's own folder taken off, and any candidate that is a claude-wrap
+shim (the same file, or a file carrying our marker) is skipped, so two shims on PATH never loop.
+Editors may start us with a minimal PATH, so the usual install places are tried last.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+MARKER = b"claude-wrap-shim"
+_SHIM_MAX = 65536  # a shim is a few hundred bytes; the real binary is a few hundred megabytes
+
+
+class NotFoundError(Exception):
+    pass
+
+
+def is_shim(path: str, shim: str | None = None) -> bool:
+    try:
+        real = os.path.realpath(path)
+        if shim is not None and real == os.path.realpath(shim):
+            return True
+        if os.path.getsize(real) > _SHIM_MAX:
+            return False
+        with open(real, "rb") as f:
+            return MARKER in f.read(4096)
+    except OSError:
+        return False
+
+
+def _executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def usual_places(env: Mapping[str, str]) -> Iterator[str]:
+    from claude_wrap.paths import home  # noqa: PLC0415
+
+    h = home(env)
+    yield os.path.join(h, ".local", "bin", "claude")
+    yield os.path.join(h, ".claude", "local", "claude")
+    for prefix in (env.get("NPM_CONFIG_PREFIX"), env.get("npm_config_prefix")):
+        if prefix:
+            yield os.path.join(prefix, "bin", "claude")
+    yield os.path.join(h, ".npm-global", "bin", "claude")
+    yield "/usr/local/bin/claude"
+    yield "/opt/homebrew/bin/claude"
+    yield "/usr/bin/claude"
+
+
+def find_real_claude(env: Mapping[str, str], shim: str | None) -> str:
+    """The real claude's path. Raises NotFoundError when there is none."""
+    shim_dir = os.path.realpath(os.path.dirname(shim)) if shim else None
+    seen: set[str] = set()
+    for folder in env.get("PATH", "").split(os.pathsep):
+        if not folder or folder in seen:
+            continue
+        seen.add(folder)
+        candidate = os.path.join(folder, "claude")
+        if not _executable(candidate):
+            continue
+        if shim_dir is not None and os.path.realpath(folder) == shim_dir:
+            continue
+        if not is_shim(candidate, shim):
+            return candidate
+    for candidate in usual_places(env):
+        if _executable(candidate) and not is_shim(candidate, shim):
+            return candidate
+    raise NotFoundError
+
+
+def check_override(path: str, shim: str | None) -> str | None:
+    """Why CLAUDE_WRAP_REAL_CLAUDE cannot be used, or None when it can."""
+    if not os.path.exists(path):
+        return "does not exist"
+    if not _executable(path):
+        return "is not an executable file"
+    if is_shim(path, shim):
+        return "is a claude-wrap shim, not the real claude"
+    return None

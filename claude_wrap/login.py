@@ -1,0 +1,206 @@
+"""Will Claude Code accept this login? A pure function of the file's content and the clock.
+
+Claude Code counts a stored login only if `scopes` is a list holding "user:inference" and the
+access token is non-empty (shared/protocol.md section 2); a tool that drops `scopes` logs the user
+out whatever the expiry. No I/O here: `store` reads, this module judges.
+"""
+
+from __future__ import annotations
+
+import math
+
+TYPE_CHECKING = False  # see paths.py: typing stays off the hot path
+if TYPE_CHECKING:
+    from typing import Any
+
+OK = "ok"
+EXPIRING = "expiring"
+EXPIRED = "expired"
+MISSING_SCOPES = "missing_scopes"
+LOGGED_OUT = "logged_out"
+NO_REFRESH_TOKEN = "no_refresh_token"  # noqa: S105 - a state name, not a secret
+MISSING = "missing"
+MALFORMED = "malformed"
+STATES = (OK, EXPIRING, EXPIRED, MISSING_SCOPES, LOGGED_OUT, NO_REFRESH_TOKEN, MISSING, MALFORMED)
+# States a refresh can fix.
+REFRESHABLE = (EXPIRING, EXPIRED, MISSING_SCOPES)
+
+INFERENCE_SCOPE = "user:inference"
+OAUTH_KEY = "claudeAiOauth"
+# expiresAt is in milliseconds. Below this (March 1973) it is surely seconds; above the upper bound
+# (year 5138) it is garbage. Either way we refuse to guess and leave the file alone.
+MIN_PLAUSIBLE_MS = 100_000_000_000
+MAX_PLAUSIBLE_MS = 100_000_000_000_000
+
+
+class Verdict:
+    """What we concluded about one login. `usable` is whether Claude Code would accept it now."""
+
+    __slots__ = (
+        "access_tail",
+        "detail",
+        "expires_at",
+        "has_refresh_token",
+        "scopes",
+        "state",
+        "subscription_type",
+        "usable",
+    )
+
+    def __init__(
+        self,
+        state: str,
+        detail: str = "",
+        *,
+        usable: bool = False,
+        expires_at: int | None = None,
+        scopes: list[str] | None = None,
+        has_refresh_token: bool = False,
+        subscription_type: str | None = None,
+        access_tail: str = "",
+    ) -> None:
+        self.state = state
+        self.detail = detail
+        self.usable = usable
+        self.expires_at = expires_at
+        self.scopes = scopes
+        self.has_refresh_token = has_refresh_token
+        self.subscription_type = subscription_type
+        self.access_tail = access_tail
+
+    def __repr__(self) -> str:
+        return f"Verdict({self.state!r}, {self.detail!r})"
+
+
+def _describe(value: object) -> str:
+    return {str: "a string", bool: "a boolean", list: "a list", dict: "an object"}.get(
+        type(value), "null" if value is None else "a number"
+    )
+
+
+def oauth_section(doc: object) -> dict[str, Any] | None:
+    """The `claudeAiOauth` object, None when absent; ValueError when the shape is wrong."""
+    if not isinstance(doc, dict):
+        raise ValueError(f"holds {_describe(doc)}, not a JSON object")
+    section = doc.get(OAUTH_KEY)
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise ValueError(f"{OAUTH_KEY} is {_describe(section)}, not an object")
+    return section
+
+
+def judge(doc: object, now_ms: int, window_ms: int) -> Verdict:
+    try:
+        oauth = oauth_section(doc)
+    except ValueError as exc:
+        return Verdict(MALFORMED, str(exc))
+    if oauth is None:
+        return Verdict(LOGGED_OUT, f"no {OAUTH_KEY} login is stored")
+
+    access = oauth.get("accessToken")
+    refresh = oauth.get("refreshToken")
+    expires = oauth.get("expiresAt")
+    scopes = oauth.get("scopes")
+    sub = oauth.get("subscriptionType")
+    for name, value in (("accessToken", access), ("refreshToken", refresh)):
+        if value is not None and not isinstance(value, str):
+            return Verdict(MALFORMED, f"{name} is {_describe(value)}, not a string")
+    if expires is not None:
+        if isinstance(expires, bool) or not isinstance(expires, (int, float)):
+            return Verdict(MALFORMED, f"expiresAt is {_describe(expires)}, not a number")
+        if not math.isfinite(expires) or expires < 0:
+            return Verdict(MALFORMED, f"expiresAt is {expires}, not a time")
+        if 0 < expires < MIN_PLAUSIBLE_MS:
+            return Verdict(
+                MALFORMED, f"expiresAt is {expires}: seconds, not the milliseconds expected"
+            )
+        if expires > MAX_PLAUSIBLE_MS:
+            return Verdict(MALFORMED, f"expiresAt is {expires}, far past any plausible time")
+        expires = int(expires)
+
+    scope_list = [s for s in scopes if isinstance(s, str)] if isinstance(scopes, list) else None
+
+    def verdict(state: str, detail: str, usable: bool = False) -> Verdict:
+        return Verdict(
+            state,
+            detail,
+            usable=usable,
+            expires_at=expires,
+            scopes=scope_list,
+            has_refresh_token=bool(refresh),
+            subscription_type=sub if isinstance(sub, str) else None,
+            # Never more than the last 4 characters, and nothing of a short (test) token.
+            access_tail=access[-4:] if access and len(access) >= 12 else "",
+        )
+
+    if not access and not refresh:
+        return verdict(LOGGED_OUT, "the stored tokens are blank (the login was revoked)")
+
+    has_scope = scope_list is not None and INFERENCE_SCOPE in scope_list
+    if not has_scope:
+        if scopes is None:
+            why = "no scopes are stored"
+        elif not isinstance(scopes, list):
+            why = f"scopes is {_describe(scopes)}, not a list"
+        else:
+            why = f'the stored scopes lack "{INFERENCE_SCOPE}"'
+        state, detail = MISSING_SCOPES, why
+    elif not access:
+        state, detail = EXPIRED, "the access token is blank"
+    elif expires is not None and now_ms >= expires:
+        state, detail = EXPIRED, "the access token has expired"
+    elif expires is not None and now_ms + window_ms >= expires:
+        state, detail = EXPIRING, "the access token expires soon"
+    else:
+        state, detail = OK, ""
+
+    usable = has_scope and bool(access) and (expires is None or now_ms < expires)
+    if state != OK and not refresh:
+        state, detail = NO_REFRESH_TOKEN, f"{detail} and no refresh token is stored"
+    return verdict(state, detail, usable)
+
+
+def merged(doc: dict[str, Any], response: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """`doc` with the four fields a refresh owns replaced; every other key kept, in its place.
+
+    `response` is a validated token response (see oauth.py). Scopes come from the response, else
+    from the stored list, else Claude Code's claude.ai defaults, and are always written as a list.
+    """
+    from claude_wrap.paths import DEFAULT_SCOPES  # noqa: PLC0415
+
+    old = doc.get(OAUTH_KEY)
+    oauth = dict(old) if isinstance(old, dict) else {}
+    stored = oauth.get("scopes")
+    if response.get("scope"):
+        scopes = str(response["scope"]).split()
+    elif isinstance(stored, list) and INFERENCE_SCOPE in stored:
+        scopes = list(stored)
+    else:
+        scopes = list(DEFAULT_SCOPES)
+    owned = {
+        "accessToken": response["access_token"],
+        "refreshToken": response.get("refresh_token") or oauth.get("refreshToken"),
+        "expiresAt": now_ms + int(response["expires_in"] * 1000),
+        "scopes": scopes,
+    }
+    # Claude Code's own key order (protocol.md section 1): its four fields first, then the rest
+    # (subscriptionType, rateLimitTier, unknown ones) in the order they were found.
+    oauth = {**owned, **{k: v for k, v in oauth.items() if k not in owned}}
+    out = dict(doc)
+    out[OAUTH_KEY] = oauth
+    return out
+
+
+def request_scopes(doc: object) -> list[str]:
+    """The scopes to ask for: the stored ones when they are right, else the claude.ai defaults."""
+    from claude_wrap.paths import DEFAULT_SCOPES  # noqa: PLC0415
+
+    try:
+        oauth = oauth_section(doc) or {}
+    except ValueError:
+        oauth = {}
+    stored = oauth.get("scopes")
+    if isinstance(stored, list) and INFERENCE_SCOPE in stored:
+        return [s for s in stored if isinstance(s, str)]
+    return list(DEFAULT_SCOPES)

@@ -1,0 +1,78 @@
+"""`claude-wrap`: parse argv, dispatch to one command, turn known errors into one line.
+
+This is the only place that turns exceptions into output: a known error prints one clean line to
+stderr and returns its exit status; anything else is logged with its traceback and reported in
+one line that says where the log is.
+"""
+
+from __future__ import annotations
+
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
+
+def _parser() -> argparse.ArgumentParser:
+    import argparse  # noqa: PLC0415
+
+    from claude_wrap import __version__  # noqa: PLC0415
+    from claude_wrap.commands import install, refresh, status  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(
+        prog="claude-wrap",
+        description="Keeps Claude Code's OAuth login alive. See README.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"claude-wrap {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    status.register(sub)
+    refresh.register(sub)
+    install.register(sub)
+    run = sub.add_parser("run", help="run claude through the shim: claude-wrap run -- ARGS")
+    run.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:
+        # The alias path (alias claude='claude-wrap run --') is a hot path: no argparse.
+        from claude_wrap import shim  # noqa: PLC0415
+
+        args = argv[1:]
+        if args[:1] == ["--"]:
+            args = args[1:]
+        shim.run(args, shim=None)
+
+    from claude_wrap.errors import EXIT_USAGE, Interrupted, WrapError  # noqa: PLC0415
+    from claude_wrap.paths import SettingError  # noqa: PLC0415
+
+    parser = _parser()
+    ns = parser.parse_args(argv)
+    try:
+        return int(ns.func(ns))
+    except WrapError as exc:
+        _say(str(exc))
+        return exc.exit_code
+    except SettingError as exc:
+        _say(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Interrupted as exc:
+        return 128 + exc.signum
+    except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+        from claude_wrap import paths  # noqa: PLC0415
+        from claude_wrap.log import logger  # noqa: PLC0415
+
+        try:
+            logger().opt(exception=exc).error("claude-wrap {} failed", ns.command)
+        except Exception:  # noqa: BLE001, S110 - the report below matters more than the log
+            pass
+        _say(f"internal error ({type(exc).__name__}); details are in {paths.log_file()}")
+        return 70
+
+
+def _say(message: str) -> None:
+    print(f"claude-wrap: {message}", file=sys.stderr)

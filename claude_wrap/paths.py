@@ -1,0 +1,140 @@
+"""The one place that turns environment variables into paths and settings.
+
+Every function takes the environment as an argument (default: the process's), which is the seam
+tests use. This module is on the hot path of every `claude` run: it imports nothing beyond `os`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds here
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+# Claude Code's own defaults (shared/protocol.md section 4).
+DEFAULT_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"  # noqa: S105 - a URL
+DEFAULT_CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
+DEFAULT_SCOPES = (
+    "user:profile",
+    "user:inference",
+    "user:sessions:claude_code",
+    "user:mcp_servers",
+    "user:file_upload",
+)
+# Claude Code refreshes on its own 5 minutes before expiry; refreshing earlier than that means we,
+# not it, spend the refresh token, under the same locks. Ten minutes leaves room for a long run.
+DEFAULT_REFRESH_WINDOW_S = 600.0
+DEFAULT_REFRESH_BUDGET_S = 30.0
+DEFAULT_LOCK_WAIT_S = 15.0
+
+CREDENTIALS_NAME = ".credentials.json"
+
+
+class SettingError(ValueError):
+    """An environment variable of ours holds a value we cannot use."""
+
+    def __init__(self, name: str, value: str, expected: str) -> None:
+        super().__init__(f"{name}={value!r} is not {expected}; unset it or fix its value")
+        self.name = name
+
+
+def home(env: Mapping[str, str] = os.environ) -> str:
+    """HOME, or the password database when an editor started us without one."""
+    value = env.get("HOME")
+    if value:
+        return value
+    import pwd  # noqa: PLC0415 - rare path; editors launching with no HOME
+
+    return pwd.getpwuid(os.getuid()).pw_dir
+
+
+def config_dir(env: Mapping[str, str] = os.environ) -> str:
+    value = env.get("CLAUDE_CONFIG_DIR")
+    path = value if value else os.path.join(home(env), ".claude")
+    if not path.isascii():
+        # Claude Code NFC-normalises the folder name; so must we, or we judge another file.
+        import unicodedata  # noqa: PLC0415
+
+        path = unicodedata.normalize("NFC", path)
+    return path
+
+
+def credentials_file(env: Mapping[str, str] = os.environ) -> str:
+    folder = env.get("CLAUDE_SECURESTORAGE_CONFIG_DIR") or config_dir(env)
+    return os.path.join(folder, CREDENTIALS_NAME)
+
+
+def refresh_lock(cfg: str) -> str:
+    return os.path.join(cfg, ".oauth_refresh.lock")
+
+
+def legacy_lock(cfg: str) -> str:
+    return os.path.realpath(cfg) + ".lock"
+
+
+def write_lock(cfg: str) -> str:
+    return os.path.join(cfg, ".storage-write.lock")
+
+
+def state_dir(env: Mapping[str, str] = os.environ) -> str:
+    base = env.get("XDG_STATE_HOME") or os.path.join(home(env), ".local", "state")
+    return os.path.join(base, "claude-wrap")
+
+
+def log_file(env: Mapping[str, str] = os.environ) -> str:
+    return env.get("CLAUDE_WRAP_LOG_FILE") or os.path.join(state_dir(env), "claude-wrap.log")
+
+
+def verdict_cache(env: Mapping[str, str] = os.environ) -> str:
+    return os.path.join(state_dir(env), "verdict")
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingError(name, raw, "a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise SettingError(name, raw, "a number of seconds") from None
+    return value
+
+
+def refresh_window(env: Mapping[str, str] = os.environ) -> float:
+    return _seconds(env, "CLAUDE_WRAP_REFRESH_WINDOW", DEFAULT_REFRESH_WINDOW_S)
+
+
+def refresh_budget(env: Mapping[str, str] = os.environ) -> float:
+    return _seconds(env, "CLAUDE_WRAP_REFRESH_TIMEOUT", DEFAULT_REFRESH_BUDGET_S)
+
+
+def lock_wait(env: Mapping[str, str] = os.environ) -> float:
+    return _seconds(env, "CLAUDE_WRAP_LOCK_TIMEOUT", DEFAULT_LOCK_WAIT_S)
+
+
+def token_url(env: Mapping[str, str] = os.environ) -> str:
+    return env.get("CLAUDE_WRAP_TOKEN_URL") or DEFAULT_TOKEN_URL
+
+
+def client_id(env: Mapping[str, str] = os.environ) -> str:
+    return env.get("CLAUDE_CODE_OAUTH_CLIENT_ID") or DEFAULT_CLIENT_ID
+
+
+def debug(env: Mapping[str, str] = os.environ) -> bool:
+    return env.get("CLAUDE_WRAP_DEBUG", "") not in ("", "0")
+
+
+def flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw not in ("0", "false", "no", "off")
+
+
+def python_for_shim() -> str:
+    """The interpreter an installed shim runs: this package's own."""
+    return sys.executable

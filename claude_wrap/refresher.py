@@ -1,0 +1,218 @@
+"""ensure_fresh: judge the login, and when a refresh can fix it, refresh it under Claude Code's
+locks and store the result straight back. The one place where reading, locking, HTTP and writing
+meet; each of those lives in its own module."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from claude_wrap import fastpath, lock, login, paths, store
+from claude_wrap.errors import LOGIN_HINT, CredentialsError, Interrupted
+from claude_wrap.log import logger
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+
+NONE = "none"
+REFRESHED = "refreshed"
+ADOPTED = "adopted"  # another process (Claude Code, another shim) had already refreshed it
+
+
+class Outcome:
+    __slots__ = ("action", "after", "before", "changes")
+
+    def __init__(
+        self, action: str, before: login.Verdict, after: login.Verdict, changes: list[str]
+    ) -> None:
+        self.action = action
+        self.before = before
+        self.after = after
+        self.changes = changes
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def assess(path: str, window_ms: int, at_ms: int | None = None) -> tuple[Any, login.Verdict]:
+    """(snapshot or None, verdict) for the file as it is now. Never raises for a bad file."""
+    at_ms = now_ms() if at_ms is None else at_ms
+    try:
+        snap = store.read(path)
+    except CredentialsError as exc:
+        return None, login.Verdict(login.MALFORMED, exc.problem)
+    if snap is None:
+        return None, login.Verdict(login.MISSING, "there is no credentials file")
+    verdict = login.judge(snap.doc, at_ms, window_ms)
+    if verdict.state == login.MALFORMED:
+        return snap, verdict
+    if verdict.state == login.OK:
+        fastpath.remember(path, snap.ident, verdict.expires_at, window_ms, at_ms)
+    return snap, verdict
+
+
+def unfixable(path: str, verdict: login.Verdict) -> CredentialsError | None:
+    """The error to report when no refresh can fix this state, else None."""
+    if verdict.state in login.REFRESHABLE or verdict.state == login.OK:
+        return None
+    if verdict.state == login.MALFORMED:
+        return CredentialsError(path, verdict.detail, "fix or remove it, then run `claude /login`")
+    if verdict.state == login.MISSING:
+        return CredentialsError(path, "does not exist: no login is stored", LOGIN_HINT)
+    return CredentialsError(path, verdict.detail, LOGIN_HINT)
+
+
+def _access(snap: Any) -> str:
+    oauth = login.oauth_section(snap.doc) if snap is not None else None
+    value = oauth.get("accessToken") if oauth else None
+    return value if isinstance(value, str) else ""
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Inside the locked section, SIGTERM and SIGHUP unwind through `finally` (locks released,
+    temp file removed) instead of killing us mid-way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    saved = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, old in saved.items():
+            signal.signal(s, old)
+
+
+def describe(before: Any, after: Any) -> list[str]:
+    """What a refresh changed, in words; never a token."""
+    old = login.oauth_section(before) or {}
+    new = login.oauth_section(after) or {}
+    changes = []
+    if new.get("accessToken") != old.get("accessToken"):
+        changes.append("new access token")
+    if new.get("refreshToken") != old.get("refreshToken"):
+        changes.append("refresh token rotated")
+    if new.get("scopes") != old.get("scopes"):
+        added = [s for s in new.get("scopes") or [] if s not in (old.get("scopes") or [])]
+        changes.append("scopes written" + (f" (added {', '.join(added)})" if added else ""))
+    if new.get("expiresAt") != old.get("expiresAt"):
+        changes.append(f"expiresAt {old.get('expiresAt')} -> {new.get('expiresAt')}")
+    return changes
+
+
+def ensure_fresh(
+    env: Mapping[str, str] = os.environ,
+    *,
+    force: bool = False,
+    on_slow: Callable[[], None] | None = None,
+) -> Outcome:
+    """Make the stored login one Claude Code accepts, refreshing only when needed.
+
+    `force` refreshes a login that looks fine (the server refused it), unless another process
+    has replaced its access token meanwhile: then that token is adopted and nothing is spent.
+    Raises a WrapError subclass when it cannot; the file is then exactly as it was.
+    """
+    path = paths.credentials_file(env)
+    cfg = os.path.dirname(path)
+    window_ms = int(paths.refresh_window(env) * 1000)
+    snap, before = assess(path, window_ms)
+    if before.state == login.OK and not force:
+        return Outcome(NONE, before, before, [])
+    error = unfixable(path, before)
+    if error is not None:
+        raise error
+
+    from claude_wrap import oauth  # noqa: PLC0415 - httpx stays off the healthy path
+
+    url = oauth.check_url(paths.token_url(env))
+    log = logger(env)
+    seen = _access(snap)
+    log.info("login is {} ({}); refreshing under the locks", before.state, before.detail)
+
+    def changed_and_ok() -> bool:
+        snap2, verdict = assess(path, window_ms)
+        return verdict.state == login.OK and _access(snap2) != seen
+
+    try:
+        with (
+            _signals_raise(),
+            lock.refresh_locks(
+                cfg,
+                refresh_path=paths.refresh_lock(cfg),
+                legacy_path=paths.legacy_lock(cfg),
+                wait_s=paths.lock_wait(env),
+                on_wait=changed_and_ok,
+            ),
+        ):
+            # Re-read under the lock: whoever held it may have just refreshed.
+            snap, current = assess(path, window_ms)
+            if current.state == login.OK and (not force or _access(snap) != seen):
+                action = ADOPTED if _access(snap) != seen else NONE
+                log.info("login is usable after taking the lock: {}", action)
+                return Outcome(action, before, current, [])
+            error = unfixable(path, current)
+            if error is not None:
+                raise error
+            return _refresh(env, path, snap, before, url, log, on_slow)
+    except lock.WaitEnded:
+        snap, current = assess(path, window_ms)
+        log.info("another process refreshed the login while we waited; adopted")
+        return Outcome(ADOPTED, before, current, [])
+
+
+def _refresh(  # noqa: PLR0917 - private, called once
+    env: Mapping[str, str],
+    path: str,
+    snap: Any,
+    before: login.Verdict,
+    url: str,
+    log: Any,
+    on_slow: Callable[[], None] | None,
+) -> Outcome:
+    from claude_wrap import oauth  # noqa: PLC0415
+
+    cfg = os.path.dirname(path)
+    oauth_doc = login.oauth_section(snap.doc) or {}
+    refresh_token = oauth_doc.get("refreshToken")
+    assert isinstance(refresh_token, str) and refresh_token  # unfixable() checked
+    store.remove_stale_temps(path)
+    # Reserve the new file's space before the token is spent: a full disk fails here, harmlessly.
+    with store.PendingWrite(path, reserve=len(snap.raw) + 65536) as pending:
+        timer = threading.Timer(1.0, on_slow) if on_slow else None
+        if timer:
+            timer.daemon = True
+            timer.start()
+        try:
+            response = oauth.refresh_tokens(
+                refresh_token,
+                login.request_scopes(snap.doc),
+                url=url,
+                client_id=paths.client_id(env),
+                budget_s=paths.refresh_budget(env),
+            )
+        finally:
+            if timer:
+                timer.cancel()
+        with lock.write_lock(paths.write_lock(cfg)):
+            # Merge into the file as it is now: keep anything another writer changed meanwhile.
+            try:
+                latest = store.read(path)
+            except CredentialsError:
+                latest = None
+            base = latest.doc if latest is not None and isinstance(latest.doc, dict) else snap.doc
+            new_doc = login.merged(base, response, now_ms())
+            pending.commit(new_doc, token_spent=True)
+    window_ms = int(paths.refresh_window(env) * 1000)
+    _, after = assess(path, window_ms)
+    changes = describe(snap.doc, new_doc)
+    log.info("refreshed: {}", "; ".join(changes))
+    return Outcome(REFRESHED, before, after, changes)

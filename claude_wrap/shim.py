@@ -1,0 +1,167 @@
+"""The `claude` shim: find the real binary, repair the login if needed, then run it.
+
+This is the hot path of every `claude` run. A healthy run stats the credentials file, reads one
+small cache file, and execs: it imports only `os`, `sys` and our own light modules. Everything
+heavier (json, httpx, loguru, psutil, pexpect) is imported only when a run needs it.
+
+The shim never stands between a user and Claude Code: whatever goes wrong in the pre-flight is
+one line on stderr, then claude runs anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from claude_wrap import fastpath, locate, paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import NoReturn
+
+ACTIVE = "CLAUDE_WRAP_ACTIVE"
+# Runs that never use the stored login: no point in checking it first.
+NO_AUTH_FLAGS = frozenset(("--version", "-v", "--help", "-h"))
+NO_AUTH_COMMANDS = (("auth", "login"), ("auth", "logout"), ("setup-token",))
+
+
+def say(message: str) -> None:
+    try:
+        sys.stderr.write(f"claude-wrap: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass  # no stderr (closed by the caller): nothing to say it on
+
+
+def uses_stored_login(args: list[str], env: Mapping[str, str]) -> bool:
+    if env.get("ANTHROPIC_API_KEY") or env.get("CLAUDE_CODE_OAUTH_TOKEN"):
+        return False
+    if env.get("CLAUDE_CODE_SIMPLE") == "1":
+        return False
+    for arg in args:
+        if arg == "--":
+            break
+        if arg in NO_AUTH_FLAGS or arg == "--bare":
+            return False
+    return not any(tuple(args[: len(cmd)]) == cmd for cmd in NO_AUTH_COMMANDS)
+
+
+def preflight(env: Mapping[str, str]) -> None:
+    """Repair the login if it needs it. Never raises: problems become one line on stderr."""
+    try:
+        cred = paths.credentials_file(env)
+        window_ms = int(paths.refresh_window(env) * 1000)
+        import time  # noqa: PLC0415 - builtin module, cheap
+
+        if fastpath.still_ok(cred, window_ms, int(time.time() * 1000)):
+            return
+        _slow_preflight(env)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except BaseException as exc:
+        from claude_wrap.errors import Interrupted, WrapError  # noqa: PLC0415
+        from claude_wrap.paths import SettingError  # noqa: PLC0415
+
+        if isinstance(exc, Interrupted):
+            raise SystemExit(128 + exc.signum) from None
+        if isinstance(exc, SystemExit):
+            raise
+        if isinstance(exc, (WrapError, SettingError)):
+            say(f"{exc} (running claude anyway)")
+            _log_failure(env, exc, trace=False)
+        else:
+            log = _log_failure(env, exc, trace=True)
+            say(f"internal error while checking the login, see {log} (running claude anyway)")
+
+
+def enable_site() -> None:
+    """The installed shim runs with -S; leaving the hot path, put site-packages back on sys.path
+    so that httpx, loguru and the rest can be imported."""
+    if sys.flags.no_site and "site" not in sys.modules:
+        import site  # noqa: PLC0415
+
+        site.main()
+
+
+def _slow_preflight(env: Mapping[str, str]) -> None:
+    enable_site()
+    from claude_wrap import login, refresher  # noqa: PLC0415
+
+    path = paths.credentials_file(env)
+    _, verdict = refresher.assess(path, int(paths.refresh_window(env) * 1000))
+    if verdict.state == login.OK:
+        return
+    if verdict.state in (login.MISSING, login.LOGGED_OUT):
+        return  # nothing to repair: claude itself says "Please run /login", and that is right
+    if verdict.state not in login.REFRESHABLE:
+        error = refresher.unfixable(path, verdict)
+        if error is not None:
+            raise error
+    from claude_wrap import feedback  # noqa: PLC0415
+
+    with feedback.Spinner() as spinner:
+        refresher.ensure_fresh(env, on_slow=spinner.start)
+
+
+def _log_failure(env: Mapping[str, str], exc: BaseException, *, trace: bool) -> str:
+    try:
+        enable_site()
+        from claude_wrap.log import logger  # noqa: PLC0415
+
+        log = logger(env)
+        if trace:
+            log.opt(exception=exc).error("pre-flight failed")
+        else:
+            log.warning("pre-flight: {}", exc)
+    except Exception:  # noqa: BLE001, S110 - logging must never be why claude does not start
+        pass
+    return paths.log_file(env)
+
+
+def find_real(env: Mapping[str, str], shim: str | None) -> str:
+    override = env.get("CLAUDE_WRAP_REAL_CLAUDE")
+    if override:
+        problem = locate.check_override(override, shim)
+        if problem is None:
+            return override
+        say(f"CLAUDE_WRAP_REAL_CLAUDE={override} {problem}; looking on PATH instead")
+    try:
+        return locate.find_real_claude(env, shim)
+    except locate.NotFoundError:
+        say("claude: command not found")
+        raise SystemExit(127) from None
+
+
+def run(args: list[str], shim: str | None, env: Mapping[str, str] | None = None) -> NoReturn:
+    env = os.environ if env is None else env
+    if env.get(ACTIVE) == "1" or paths.flag(env, "CLAUDE_WRAP_DISABLE", default=False):
+        # Nested under another shim (which already did the pre-flight), or switched off.
+        real = find_real(env, shim)
+        _exec(real, args, env)
+    real = find_real(env, shim)
+    if uses_stored_login(args, env):
+        preflight(env)
+    child_env = dict(env)
+    child_env[ACTIVE] = "1"
+    _exec(real, args, child_env)
+
+
+def _exec(real: str, args: list[str], env: Mapping[str, str]) -> NoReturn:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        os.execve(real, [real, *args], env)  # noqa: S606 - the real claude, by design
+    except OSError as exc:
+        say(f"cannot run {real}: {exc.strerror}")
+        raise SystemExit(126 if exc.errno != 2 else 127) from None
+
+
+def main() -> NoReturn:
+    """Entry point of the installed shim and of bin/claude."""
+    shim = sys.argv[0] if sys.argv and sys.argv[0] else None
+    shim = os.path.abspath(shim) if shim else None
+    run(sys.argv[1:], shim)
