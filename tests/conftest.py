@@ -6,7 +6,6 @@ Every test runs real processes against real files in a temporary folder; nothing
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ def now_ms() -> int:
 
 def login_doc(
     *,
-    scopes: list[str] | None | str = "default",
+    scopes: list[str] | str | None = "default",
     expires_in_s: float = 8 * 3600,
     access: str = ACCESS,
     refresh: str | None = REFRESH,

@@ -255,7 +255,7 @@ def main() -> int:
                 + "\n"
             )
     if env.get("FAKE_CLAUDE_GRANDCHILD"):
-        child = subprocess.Popen(["sleep", "300"])  # noqa: S607
+        child = subprocess.Popen(["sleep", "300"])
         with open(env["FAKE_CLAUDE_GRANDCHILD"], "w", encoding="utf-8") as f:
             f.write(str(child.pid))
     if env.get("FAKE_CLAUDE_SLEEP"):
