@@ -242,6 +242,8 @@ def main() -> int:
                 json.dumps(
                     {
                         "argv": sys.argv,
+                # As the kernel ran us: [python, the path that was executed, args...].
+                "cmdline": open("/proc/self/cmdline", "rb").read().decode().split("\0")[:-1],
                         "active": env.get("CLAUDE_WRAP_ACTIVE"),
                         "cwd": os.getcwd(),
                         "pid": os.getpid(),
