@@ -54,7 +54,9 @@ def preflight(env: Mapping[str, str]) -> None:
         window_ms = int(paths.refresh_window(env) * 1000)
         import time  # noqa: PLC0415 - builtin module, cheap
 
-        if fastpath.still_ok(cred, window_ms, int(time.time() * 1000)):
+        # The verdict cache knows files only: a Keychain login is judged afresh each run.
+        file_kind = paths.storage_kind(env) == "file"
+        if file_kind and fastpath.still_ok(cred, window_ms, int(time.time() * 1000)):
             return
         _slow_preflight(env)
     except KeyboardInterrupt:
@@ -86,10 +88,11 @@ def enable_site() -> None:
 
 def _slow_preflight(env: Mapping[str, str]) -> None:
     enable_site()
-    from claude_wrap import login, refresher  # noqa: PLC0415
+    from claude_wrap import login, refresher, store  # noqa: PLC0415
 
-    path = paths.credentials_file(env)
-    _, verdict = refresher.assess(path, int(paths.refresh_window(env) * 1000))
+    storage = store.open_storage(env)
+    path = storage.where
+    _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000))
     if verdict.state == login.OK:
         return
     if verdict.state in (login.MISSING, login.LOGGED_OUT):
