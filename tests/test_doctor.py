@@ -135,3 +135,13 @@ def test_human_output_gives_each_fix_on_its_own_line(sandbox: Sandbox) -> None:
     for i in fails:
         assert lines[i + 1].lstrip().startswith("fix: ")
     assert lines[-1] == "problems found: see the fixes above"
+
+
+def test_an_alias_in_the_shell_rc_counts_as_set_up(sandbox: Sandbox) -> None:
+    sandbox.write(login_doc())
+    (sandbox.home / ".zshrc").write_text("export EDITOR=vi\nalias claude='claude-wrap run --'\n")
+    code, data = doctor(sandbox)
+    shim = by_check(data, "shim")[0]
+    assert shim["level"] == "ok"
+    assert shim["rc"] == str(sandbox.home / ".zshrc")
+    assert code == 0, json.dumps(data, indent=2)

@@ -92,3 +92,22 @@ def test_other_paths_are_ordinary_arguments(sandbox: Sandbox) -> None:
     assert first["argv"][1:] == ["--print", str(not_claude)]
     assert second["argv"][1:] == [missing, "--print"]
     assert launched(sandbox) == []
+
+
+def test_an_editor_with_a_minimal_path_still_finds_claude_and_repairs(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    """JetBrains, Neovim and Emacs plugins run the shim by its full path, often with the desktop's
+    bare PATH: the real claude is then found in the usual places (here ~/.local/bin)."""
+    sandbox.write(login_doc(scopes=None))
+    local_bin = sandbox.home / ".local" / "bin"
+    local_bin.mkdir(parents=True)
+    shutil.copy(sandbox.fake, local_bin / "claude")
+    env = {**sandbox.env, "PATH": "/usr/bin:/bin"}
+
+    result = sandbox.claude("--print", "hi", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert b"fake answer" in result.stdout
+    assert len(token_server.requests) == 1
+    assert "user:inference" in sandbox.oauth()["scopes"]
