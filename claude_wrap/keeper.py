@@ -112,6 +112,8 @@ def launchd_plist(env: Mapping[str, str] = os.environ) -> dict[str, str]:
         "StartInterval": INTERVAL_S,
         "RunAtLoad": True,
         "ProcessType": "Background",
+        # launchd keeps no journal: what `keep` says goes to files beside the log.
+        "StandardOutPath": os.path.join(paths.state_dir(env), "keeper.out"),
         "StandardErrorPath": os.path.join(paths.state_dir(env), "keeper.err"),
     }
     carried = carried_env(env)

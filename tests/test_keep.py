@@ -98,6 +98,9 @@ def test_systemd_keeper_is_valid_idempotent_and_runs(
     assert second.returncode == 0
     assert f"already installed: {service}" in second.stdout
     assert f"already installed: {timer}" in second.stdout
+    report = json.loads(sandbox.wrap("doctor", "--json", env=env).stdout)
+    (found,) = [f for f in report["findings"] if f["check"] == "keeper"]
+    assert found["files"] == [str(service), str(timer)]
 
     text = service.read_text()
     assert "Type=oneshot" in text
@@ -158,6 +161,9 @@ def test_launchd_keeper_plist_runs_every_five_minutes(
     assert job["StartInterval"] == 300
     assert job["RunAtLoad"] is True
     assert job["ProgramArguments"][1:] == ["-m", "claude_wrap", "keep", "--all"]
+    # launchd does not create the folder of the job's output files: install does.
+    assert Path(job["StandardOutPath"]).parent.is_dir()
+    assert Path(job["StandardOutPath"]).parent == sandbox.state / "claude-wrap"
     assert "launchctl bootstrap" in result.stdout
     again = sandbox.wrap("install", "--keeper", "--manager", "launchd")
     assert f"already installed: {plist}" in again.stdout

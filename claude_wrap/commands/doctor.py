@@ -17,7 +17,7 @@ import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import locate, lock, login, paths, refresher, store
+from claude_wrap import keeper, locate, lock, login, paths, refresher, store
 from claude_wrap.commands.status import ADVICE
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK, StorageUnavailableError
 
@@ -107,7 +107,7 @@ def examine(env: Mapping[str, str], *, fix: bool = False) -> list[Finding]:
     findings += check_locks(storage.lock_dir, fix=fix)
     if storage.kind == "file":
         findings += check_temps(storage.where, fix=fix)
-    findings += [check_log(env), check_processes(env)]
+    findings += [check_log(env), check_keeper(env), check_processes(env)]
     return findings
 
 
@@ -447,6 +447,21 @@ def check_log(env: Mapping[str, str]) -> Finding:
     except OSError:
         return Finding("log", OK, f"{path} (not written yet)", path=path)
     return Finding("log", OK, f"{path} ({size} bytes)", path=path)
+
+
+def check_keeper(env: Mapping[str, str]) -> Finding:
+    """Informational: the keeper is optional, needed only for launches that bypass the shim."""
+    manager = keeper.default_manager()
+    found = keeper.installed(manager, env)
+    if found:
+        return Finding("keeper", OK, f"installed ({manager}): {', '.join(found)}", files=found)
+    return Finding(
+        "keeper",
+        OK,
+        "not installed; editors that start their own claude (VS Code without the wrapper "
+        "setting, Zed) need it: `claude-wrap install --keeper`",
+        files=[],
+    )
 
 
 def check_processes(env: Mapping[str, str]) -> Finding:

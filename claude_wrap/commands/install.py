@@ -42,7 +42,9 @@ def shim_text() -> str:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("install", help="write the `claude` shim into a folder (or the keeper)")
-    p.add_argument("--dir", default=None, help="folder for the shim (default: %(default)s)")
+    p.add_argument(
+        "--dir", default=None, help="folder for the shim (default: ~/.local/share/claude-wrap/bin)"
+    )
     p.set_defaults(func=run_install)
     u = sub.add_parser("uninstall", help="remove the `claude` shim from a folder (or the keeper)")
     u.add_argument("--dir", default=None, help="folder of the shim")
@@ -130,6 +132,9 @@ def run_uninstall(ns: argparse.Namespace) -> int:
 def install_keeper(manager: str) -> int:
     folder, texts = keeper.files(manager)
     try:
+        if manager == keeper.LAUNCHD:
+            # launchd opens the job's output files but does not create their folder.
+            os.makedirs(paths.state_dir(), mode=0o700, exist_ok=True)
         written = keeper.write(folder, texts)
     except FileExistsError as exc:
         raise InstallError(
