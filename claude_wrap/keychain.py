@@ -29,6 +29,12 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 ITEM_NOT_FOUND = 44  # `security`'s exit status for errSecItemNotFound
+# `security -i` reads its commands into a 4096-byte line buffer, newline and NUL included; a
+# longer line is cut and the rest parsed as a command of its own (anthropics/claude-code#30337).
+# The hex doubles the login, so the limit is about 2000 bytes of JSON.
+LINE_MAX = 4095
+# How much a refresh may grow the login: new tokens of another length, scopes written.
+GROWTH = 512
 TIMEOUT_S = 30.0  # a locked Keychain shows an unlock prompt; give the user time to answer it
 # Characters the `security -i` command line cannot carry safely inside double quotes.
 _UNSAFE = frozenset('"\\\n\r\0')
@@ -96,7 +102,19 @@ class KeychainStorage:
         ident = (len(raw), int.from_bytes(digest[:8], "big"))
         return store.Snapshot(self.where, raw, doc, ident)
 
-    def pending(self, reserve: int) -> KeychainWrite:  # noqa: ARG002 - nothing to reserve
+    def command(self, data: bytes) -> bytes:
+        return (
+            f'add-generic-password -U -a "{self.account}" -s "{self.service}" -X "{data.hex()}"\n'
+        ).encode()
+
+    def pending(self, reserve: int) -> KeychainWrite:  # noqa: ARG002 - no disk space involved
+        """Checked before the refresh token is spent: the login must fit in one `security -i`
+        line once refreshed, since it will never go on a command line instead."""
+        current = self.read()
+        size = len(current.raw) if current is not None else 0
+        expected = len(self.command(b"\0" * (size + GROWTH)))
+        if expected > LINE_MAX:
+            raise WriteError(self.where, _too_large(size), token_spent=False)
         return KeychainWrite(self)
 
     def tidy(self) -> None:
@@ -111,15 +129,15 @@ class KeychainStorage:
                     token_spent=token_spent,
                 )
         data = store.serialise(doc)
-        command = (
-            f'add-generic-password -U -a "{self.account}" -s "{self.service}" -X "{data.hex()}"\n'
-        )
-        result = self._security(["-i"], stdin=command.encode())
+        command = self.command(data)
+        if len(command) > LINE_MAX:
+            raise WriteError(self.where, _too_large(len(data)), token_spent=token_spent)
+        result = self._security(["-i"], stdin=command)
         if result.returncode != 0:
+            # Never its stderr: on a failed line `security` echoes what it could not parse,
+            # which is the hex of the login.
             raise WriteError(
-                self.where,
-                f"`security` failed: {_first_line(result.stderr)}",
-                token_spent=token_spent,
+                self.where, f"`security -i` exited {result.returncode}", token_spent=token_spent
             )
         # `security -i` can report success for a command that failed: check it really landed.
         try:
@@ -159,6 +177,18 @@ def _secret(out: bytes) -> bytes:
     return text
 
 
+def _too_large(size: int) -> str:
+    return (
+        f"the login ({size} bytes) is too large to write through `security -i`, and claude-wrap "
+        "never puts it on a command line. Remove MCP logins you no longer use (`claude mcp`), "
+        "or let claude refresh it itself"
+    )
+
+
 def _first_line(err: bytes) -> str:
-    line = err.decode("utf-8", "replace").strip().splitlines()
-    return line[0] if line else "no message"
+    """`security`'s first line of complaint, any long run of hex (a secret) withheld."""
+    import re  # noqa: PLC0415
+
+    lines = err.decode("utf-8", "replace").strip().splitlines()
+    line = lines[0] if lines else "no message"
+    return re.sub(r"[0-9A-Fa-f]{16,}", "<withheld>", line)[:200]

@@ -7,7 +7,8 @@ It speaks the subset claude-wrap uses, the way the real tool does:
   add-generic-password [-U] -a ACCOUNT -s SERVICE (-w PASSWORD | -X HEX)   exit 45 on a
       duplicate without -U
   delete-generic-password -a ACCOUNT -s SERVICE
-  -i   read such commands from stdin, one per line, quoted as a shell would
+  -i   read such commands from stdin, one per line, quoted as a shell would; like the real
+       tool, a line past 4095 characters is cut, and each piece runs (and fails) on its own
 With -w, data that is not printable ASCII is printed as hex, as the real tool does.
 
 Environment:
@@ -87,6 +88,8 @@ def command(args: list[str]) -> int:
         return 0
     if verb == "add-generic-password":
         hexed = values.get("-X")
+        if hexed is not None and len(hexed) % 2:
+            hexed = hexed[:-1]  # cut mid-byte: the real tool stores what it got, corrupted
         data = bytes.fromhex(hexed) if hexed is not None else values.get("-w", "").encode()
         rest = [item for item in items if not matches(item)]
         if len(rest) != len(items) and "-U" not in flags:
@@ -103,7 +106,7 @@ def command(args: list[str]) -> int:
             return NOT_FOUND
         save(rest)
         return 0
-    sys.stderr.write(f"security: unknown command {verb!r}\n")
+    sys.stderr.write(f'security: unknown command "{verb}"\n')
     return 2
 
 
@@ -118,10 +121,35 @@ def main() -> int:
         return command(argv)
     # Interactive mode reports a failed command on stderr and still exits 0 (the real tool may
     # too): claude-wrap must read its write back to know it landed.
-    for line in stdin.splitlines():
-        if line.strip():
-            command(shlex.split(line))
-    return 0
+    status = 0
+    for line in read_lines(stdin):
+        if not line.strip():
+            continue
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            words = shlex.split(line + '"')  # a line cut inside its quoted hex
+        command(words)
+        if words[0] not in KNOWN:
+            status = 1  # the real tool's exit status after an unknown command
+    return status
+
+
+LINE_BUFFER = 4096  # the real tool's fgets buffer: 4095 characters and the NUL
+KNOWN = ("find-generic-password", "add-generic-password", "delete-generic-password")
+
+
+def read_lines(stdin: str) -> list[str]:
+    """Lines as the real tool's fixed buffer cuts them: a longer line comes out in pieces, each
+    parsed as a command of its own (and echoed back in the error, as the real tool does)."""
+    out = []
+    for line in stdin.splitlines(keepends=True):
+        rest = line
+        while len(rest) > LINE_BUFFER - 1:
+            out.append(rest[: LINE_BUFFER - 1])
+            rest = rest[LINE_BUFFER - 1 :]
+        out.append(rest)
+    return [x.rstrip("\n") for x in out]
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ACCESS, REFRESH, Sandbox, login_doc
-from tests.tokenserver import TokenServer
+from tests.tokenserver import Reply, Request, TokenServer
 
 FAKE_SECURITY = Path(__file__).resolve().parent / "fakesecurity.py"
 SERVICE = "Claude Code-credentials"
@@ -172,3 +173,62 @@ def test_storage_setting_is_checked(sandbox: Sandbox) -> None:
     result = sandbox.wrap("status", env={"CLAUDE_WRAP_STORAGE": "vault"})
     assert result.returncode == 2
     assert "CLAUDE_WRAP_STORAGE='vault'" in result.stderr
+
+
+def test_a_login_too_large_for_one_security_line_is_refused_before_spending(
+    sandbox: Sandbox, keychain: Keychain, token_server: TokenServer
+) -> None:
+    # MCP logins make the item large: past ~2000 bytes its hex no longer fits one line of
+    # `security -i`, and claude-wrap will not put it on a command line instead.
+    big = login_doc(expires_in_s=-60, extra_top={"mcpOAuth": {"srv": {"meta": "m" * 2500}}})
+    keychain.put(big)
+    before = keychain.items()
+
+    result = sandbox.wrap("refresh")
+
+    assert result.returncode == 7
+    assert "too large to write through `security -i`" in result.stderr
+    assert token_server.requests == []  # the refresh token was not spent
+    assert keychain.items() == before
+    assert not [c for c in keychain.calls() if c["argv"] == ["-i"]]
+
+
+def test_a_login_that_grows_too_large_is_not_written_nor_echoed(
+    sandbox: Sandbox, keychain: Keychain, token_server: TokenServer
+) -> None:
+    keychain.put(login_doc(expires_in_s=-60))
+    huge = "sk-ant-oat01-" + "h" * 3000  # the answer makes the login too large to write
+
+    def answer(server: TokenServer, request: Request) -> Reply:
+        return Reply(200, {"access_token": huge, "expires_in": 28800, "refresh_token": "r" * 40})
+
+    token_server.script(answer)
+    before = keychain.items()
+
+    result = sandbox.wrap("refresh")
+
+    assert result.returncode == 7
+    assert "too large" in result.stderr
+    assert "claude /login" in result.stderr  # the new refresh token is lost: say so
+    assert "hhhh" not in result.stderr
+    assert keychain.items() == before
+    assert "hhhh" not in sandbox.log.read_text()
+
+
+def test_the_fake_cuts_long_lines_as_the_real_tool_does(
+    sandbox: Sandbox, keychain: Keychain
+) -> None:
+    """The fake's own fidelity: an over-long `security -i` line corrupts the item and fails."""
+    data = ("x" * 3000).encode().hex()
+    line = f'add-generic-password -U -a "{ACCOUNT}" -s "{SERVICE}" -X "{data}"\n'
+    result = subprocess.run(
+        [str(sandbox.fakebin / "security"), "-i"],
+        input=line,
+        env=sandbox.env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "unknown command" in result.stderr
+    stored = bytes.fromhex(keychain.items()[0]["hex"])
+    assert stored != b"x" * 3000  # truncated
