@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -111,3 +112,30 @@ def test_an_editor_with_a_minimal_path_still_finds_claude_and_repairs(
     assert b"fake answer" in result.stdout
     assert len(token_server.requests) == 1
     assert "user:inference" in sandbox.oauth()["scopes"]
+
+
+def test_wrapper_mode_keeps_the_hot_path_light(sandbox: Sandbox) -> None:
+    """A healthy run in wrapper mode imports nothing heavy: the check is a few string tests and
+    two stats."""
+    sandbox.write(login_doc())
+    binary = bundled(sandbox)
+    assert sandbox.claude(str(binary), "--print", "warm").returncode == 0  # fills the cache
+    python = sandbox.shim.read_text().splitlines()[0][2:].split()[0]
+    result = subprocess.run(
+        [python, "-IS", "-X", "importtime", str(sandbox.shim), str(binary), "--print", "hi"],
+        env=sandbox.shim_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=sandbox.root,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = {
+        line.split("|")[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "claude_wrap.shim" in imported
+    heavy = {"httpx", "loguru", "psutil", "pexpect", "json", "subprocess", "typing", "pathlib"}
+    assert not heavy & imported, sorted(heavy & imported)
+    assert launched(sandbox) == [str(binary), str(binary)]
