@@ -110,6 +110,7 @@ class KeychainStorage:
     def pending(self, reserve: int) -> KeychainWrite:  # noqa: ARG002 - no disk space involved
         """Checked before the refresh token is spent: the login must fit in one `security -i`
         line once refreshed, since it will never go on a command line instead."""
+        self.check_names(token_spent=False)
         current = self.read()
         size = len(current.raw) if current is not None else 0
         expected = len(self.command(b"\0" * (size + GROWTH)))
@@ -120,7 +121,7 @@ class KeychainStorage:
     def tidy(self) -> None:
         """Nothing to tidy: a Keychain write leaves no temp file behind."""
 
-    def write(self, doc: Any, *, token_spent: bool) -> None:
+    def check_names(self, *, token_spent: bool) -> None:
         for name, value in (("account", self.account), ("service", self.service)):
             if _UNSAFE.intersection(value):
                 raise WriteError(
@@ -128,6 +129,9 @@ class KeychainStorage:
                     f"the {name} name holds a quote, backslash or line break",
                     token_spent=token_spent,
                 )
+
+    def write(self, doc: Any, *, token_spent: bool) -> None:
+        self.check_names(token_spent=token_spent)
         data = store.serialise(doc)
         command = self.command(data)
         if len(command) > LINE_MAX:

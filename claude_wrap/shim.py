@@ -148,7 +148,8 @@ def wrapped(args: list[str], shim: str | None, env: Mapping[str, str]) -> tuple[
         if "claude-code" not in first or not os.path.isfile(first):
             return "", args
         node = locate.find_node(env)
-        return (node, [first, *args[1:]]) if node else ("", args)
+        # Without node, the claude on PATH is the next best thing to run these arguments.
+        return (node, [first, *args[1:]]) if node else ("", args[1:])
     if base not in ("claude", "claude.exe") and "/@anthropic-ai/claude-code" not in first:
         return "", args
     if not os.path.isfile(first) or not os.access(first, os.X_OK):

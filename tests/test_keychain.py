@@ -232,3 +232,14 @@ def test_the_fake_cuts_long_lines_as_the_real_tool_does(
     assert "unknown command" in result.stderr
     stored = bytes.fromhex(keychain.items()[0]["hex"])
     assert stored != b"x" * 3000  # truncated
+
+
+def test_an_account_name_unsafe_for_security_i_is_refused_before_spending(
+    sandbox: Sandbox, keychain: Keychain, token_server: TokenServer
+) -> None:
+    odd = 'al"ice'
+    keychain.put(login_doc(expires_in_s=-60), account=odd)
+    result = sandbox.wrap("refresh", env={"USER": odd})
+    assert result.returncode == 7
+    assert "the account name holds a quote" in result.stderr
+    assert token_server.requests == []
