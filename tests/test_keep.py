@@ -11,6 +11,7 @@ import plistlib
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,9 +119,15 @@ def test_systemd_keeper_is_valid_idempotent_and_runs(
         )
         assert check.returncode == 0, check.stderr
         assert "claude-wrap-keeper" not in check.stderr, check.stderr
-    else:  # pragma: no cover - CI installs systemd; this keeps the test meaningful without it
+    else:  # pragma: no cover - this image has systemd-analyze; without it, check the structure
         sections = [x for x in text.splitlines() if x.startswith("[")]
         assert sections == ["[Unit]", "[Service]"]
+        assert [x for x in timer_text.splitlines() if x.startswith("[")] == [
+            "[Unit]",
+            "[Timer]",
+            "[Install]",
+        ]
+        assert exec_start(text)[0] == sys.executable
 
     # Run what the unit starts, as systemd would: an expired login gets refreshed, then quiet.
     argv = exec_start(text)
