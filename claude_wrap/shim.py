@@ -54,7 +54,9 @@ def preflight(env: Mapping[str, str]) -> None:
         window_ms = int(paths.refresh_window(env) * 1000)
         import time  # noqa: PLC0415 - builtin module, cheap
 
-        if fastpath.still_ok(cred, window_ms, int(time.time() * 1000)):
+        # The verdict cache knows files only: a Keychain login is judged afresh each run.
+        file_kind = paths.storage_kind(env) == "file"
+        if file_kind and fastpath.still_ok(cred, window_ms, int(time.time() * 1000)):
             return
         _slow_preflight(env)
     except KeyboardInterrupt:
@@ -86,10 +88,11 @@ def enable_site() -> None:
 
 def _slow_preflight(env: Mapping[str, str]) -> None:
     enable_site()
-    from claude_wrap import login, refresher  # noqa: PLC0415
+    from claude_wrap import login, refresher, store  # noqa: PLC0415
 
-    path = paths.credentials_file(env)
-    _, verdict = refresher.assess(path, int(paths.refresh_window(env) * 1000))
+    storage = store.open_storage(env)
+    path = storage.where
+    _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000))
     if verdict.state == login.OK:
         return
     if verdict.state in (login.MISSING, login.LOGGED_OUT):
@@ -133,13 +136,36 @@ def find_real(env: Mapping[str, str], shim: str | None) -> str:
         raise SystemExit(127) from None
 
 
+def wrapped(args: list[str], shim: str | None, env: Mapping[str, str]) -> tuple[str, list[str]]:
+    """Wrapper mode: VS Code's `claudeCode.claudeProcessWrapper` runs `<shim> <its own claude>
+    ARGS`. When the first argument is the path of a Claude Code executable (or the npm package's
+    cli.js), run that one, without it in the arguments. ("", args) when not in wrapper mode."""
+    first = args[0] if args else ""
+    if os.sep not in first:
+        return "", args  # the usual case, decided without touching the disk
+    base = os.path.basename(first)
+    if base in ("cli.js", "cli.mjs"):
+        if "claude-code" not in first or not os.path.isfile(first):
+            return "", args
+        node = locate.find_node(env)
+        # Without node, the claude on PATH is the next best thing to run these arguments.
+        return (node, [first, *args[1:]]) if node else ("", args[1:])
+    if base not in ("claude", "claude.exe") and "/@anthropic-ai/claude-code" not in first:
+        return "", args
+    if not os.path.isfile(first) or not os.access(first, os.X_OK):
+        return "", args
+    if locate.is_shim(first, shim):
+        return "", args[1:]  # pointed at a shim (ours): drop it, find the real one as usual
+    return first, args[1:]
+
+
 def run(args: list[str], shim: str | None, env: Mapping[str, str] | None = None) -> NoReturn:
     env = os.environ if env is None else env
+    real, args = wrapped(args, shim, env)
     if env.get(ACTIVE) == "1" or paths.flag(env, "CLAUDE_WRAP_DISABLE", default=False):
         # Nested under another shim (which already did the pre-flight), or switched off.
-        real = find_real(env, shim)
-        _exec(real, args, env)
-    real = find_real(env, shim)
+        _exec(real or find_real(env, shim), args, env)
+    real = real or find_real(env, shim)
     if uses_stored_login(args, env):
         preflight(env)
     child_env = dict(env)
