@@ -25,10 +25,12 @@ from pathlib import Path
 
 import pytest
 
+from ..tokenserver import TokenServer
 from .fakeapi import FakeAnthropicAPI
 from .install import CLAUDE_CODE_VERSION, InstallError, ensure_claude
 from .isolation import ClaudeBinary, ClaudeHome
 from .netns import IsolationError, enter_loopback_only, namespace_id
+from .tlsproxy import CertFiles, OAuthProxy, mint_throwaway_ca
 
 _binaries: list[ClaudeBinary] = []
 
@@ -87,6 +89,25 @@ def claude_home(tmp_path: Path, fake_api: FakeAnthropicAPI) -> ClaudeHome:
     return ClaudeHome(tmp_path, fake_api.url)
 
 
+@pytest.fixture(scope="session")
+def throwaway_ca(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
+    """A CA minted for this session only, and a leaf for Claude's hosts that it signed."""
+    return mint_throwaway_ca(tmp_path_factory.mktemp("throwaway-ca"))
+
+
+@pytest.fixture
+def token_server() -> Iterator[TokenServer]:
+    with TokenServer(tag="e2e") as server:
+        yield server
+
+
+@pytest.fixture
+def oauth_proxy(throwaway_ca: CertFiles, token_server: TokenServer) -> Iterator[OAuthProxy]:
+    """The proxy that brings the real binary's own refresh to `token_server`; see tlsproxy.py."""
+    with OAuthProxy(throwaway_ca, token_server) as proxy:
+        yield proxy
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     timings = [t for binary in _binaries for t in binary.timings]
     if not timings:
@@ -94,11 +115,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section(
         f"real claude {CLAUDE_CODE_VERSION}: run times (measured, not asserted)"
     )
-    by_command: dict[str, list[float]] = {}
-    for command, seconds in timings:
-        by_command.setdefault(command, []).append(seconds)
-    for command, runs in sorted(by_command.items()):
-        runs.sort()
-        terminalreporter.write_line(
-            f"{len(runs):3d} x  min {runs[0]:6.2f} s  max {runs[-1]:6.2f} s   claude {command}"
-        )
+    for label, seconds in timings:
+        terminalreporter.write_line(f"{seconds:6.2f} s  claude {label}")

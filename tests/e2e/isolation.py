@@ -182,12 +182,13 @@ class ClaudeBinary:
             check=False,
         )
         seconds = time.monotonic() - started
-        self.timings.append((" ".join(args), seconds))
+        self.note_time(" ".join(args), seconds)
         return Run(tuple(args), done.returncode, done.stdout, done.stderr, seconds)
 
     def note_time(self, label: str, seconds: float) -> None:
-        """Adds a measurement taken by a test itself (e.g. how long the TUI took to draw)."""
-        self.timings.append((label, seconds))
+        """Adds a measurement, labelled with the running test (pytest sets the variable)."""
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].split(" ")[0]
+        self.timings.append((f"{label}   [{test}]", seconds))
 
     def spawn(
         self,

@@ -6,13 +6,16 @@ import errno
 import http.client
 import json
 import socket
+import ssl
 
 import pytest
 
+from ..tokenserver import TokenServer
 from .fakeapi import EXPIRED_MESSAGE, FakeAnthropicAPI
 from .install import CLAUDE_CODE_VERSION
 from .isolation import ClaudeBinary, ClaudeHome
 from .netns import namespace_id
+from .tlsproxy import CertFiles, OAuthProxy
 
 
 def test_only_loopback_is_reachable(loopback_only: str) -> None:
@@ -74,3 +77,44 @@ def test_fake_api_answers_expired_tokens_with_401(fake_api: FakeAnthropicAPI) ->
 def test_the_pinned_binary_runs(claude: ClaudeBinary, claude_home: ClaudeHome) -> None:
     run = claude.run(claude_home, "--version")
     assert (run.returncode, run.out) == (0, f"{CLAUDE_CODE_VERSION} (Claude Code)\n")
+
+
+def _through(proxy: OAuthProxy, ca: CertFiles, host: str) -> http.client.HTTPSConnection:
+    context = ssl.create_default_context(cafile=str(ca.ca))
+    connection = http.client.HTTPSConnection("127.0.0.1", proxy.port, context=context, timeout=10)
+    connection.set_tunnel(host, 443)
+    return connection
+
+
+def test_proxy_serves_claude_hosts_with_the_throwaway_ca(
+    oauth_proxy: OAuthProxy, throwaway_ca: CertFiles, token_server: TokenServer
+) -> None:
+    connection = _through(oauth_proxy, throwaway_ca, "platform.claude.com")
+    body = json.dumps({"grant_type": "refresh_token", "refresh_token": "sk-ant-ort01-h"})
+    connection.request("POST", "/v1/oauth/token", body=body,
+                       headers={"Content-Type": "application/json"})
+    answer = connection.getresponse()
+    assert answer.status == 200
+    assert json.loads(answer.read()) == token_server.issued[0]
+    assert token_server.refresh_tokens_seen == ["sk-ant-ort01-h"]
+
+    connection = _through(oauth_proxy, throwaway_ca, "api.anthropic.com")
+    connection.request("GET", "/api/oauth/profile", headers={"Authorization": "Bearer tok"})
+    answer = connection.getresponse()
+    assert answer.status == 200
+    assert json.loads(answer.read())["organization"]["organization_type"] == "claude_max"
+    assert oauth_proxy.tunnels == ["platform.claude.com:443", "api.anthropic.com:443"]
+    assert [(r.host, r.method, r.path, r.token) for r in oauth_proxy.requests] == [
+        ("platform.claude.com", "POST", "/v1/oauth/token", ""),
+        ("api.anthropic.com", "GET", "/api/oauth/profile", "tok"),
+    ]
+
+
+def test_proxy_refuses_any_other_host(
+    oauth_proxy: OAuthProxy, throwaway_ca: CertFiles
+) -> None:
+    connection = _through(oauth_proxy, throwaway_ca, "example.com")
+    with pytest.raises(OSError, match="403"):
+        connection.request("GET", "/")
+    assert oauth_proxy.tunnels == ["example.com:443"]
+    assert oauth_proxy.requests == []
