@@ -1,0 +1,436 @@
+"""`bench/run`: run the benchmarks, print a table against the targets, write the figures as JSON.
+
+Every figure compares the shim with running the same thing without it, in the same run, the two
+alternating, medians of repeated runs. The whole run happens in a network namespace that has
+only loopback (when we can make one: root and `unshare`), so the real binary never reaches out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import contention, hotpath, interactive, realclaude, relay
+from bench.harness import REPO
+
+NAMES = ("real", "wrapper", "stdout", "stdin", "latency", "pty", "contention", "growth")
+NETNS_FLAG = "CLAUDE_WRAP_BENCH_NETNS"
+DEFAULT_OUT = REPO / "bench" / "results" / "latest.json"
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="few repetitions and small sizes")
+    p.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="timed repetitions per side (default 21, quick 3); the slow benchmarks "
+        "(throughput, latency, pty, contention) use a fraction of it",
+    )
+    p.add_argument(
+        "--only", default=",".join(NAMES), help=f"comma-separated subset of: {', '.join(NAMES)}"
+    )
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON file (default: %(default)s)")
+    p.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not npm-install the real claude when it is missing (skip `real`)",
+    )
+    p.add_argument(
+        "--no-netns",
+        action="store_true",
+        help="stay in this network namespace (the real binary is then skipped)",
+    )
+    ns = p.parse_args(argv)
+    ns.only = [n.strip() for n in ns.only.split(",") if n.strip()]
+    unknown = [n for n in ns.only if n not in NAMES]
+    if unknown:
+        p.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    if ns.reps is None:
+        ns.reps = 3 if ns.quick else 21
+    if ns.reps < 1:
+        p.error("--reps must be at least 1")
+    return ns
+
+
+def reenter_netns(argv: list[str]) -> None:
+    """Re-run ourselves in a new network namespace with only `lo` up. Returns when that is not
+    possible (not root, no unshare, or the kernel refuses), leaving the caller where it was."""
+    if os.environ.get(NETNS_FLAG) or os.geteuid() != 0:
+        return
+    unshare, ip = shutil.which("unshare"), shutil.which("ip")
+    if unshare is None or ip is None:
+        return
+    probe = subprocess.run(
+        [unshare, "-n", ip, "link", "set", "lo", "up"], capture_output=True, check=False
+    )
+    if probe.returncode != 0:
+        return
+    os.environ[NETNS_FLAG] = "1"
+    script = f'{ip} link set lo up && exec "$@"'
+    os.execv(
+        unshare,
+        [
+            unshare,
+            "-n",
+            "--",
+            "/bin/sh",
+            "-c",
+            script,
+            "sh",
+            sys.executable,
+            str(REPO / "bench" / "run"),
+            *argv,
+        ],
+    )
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (0.0, 0.0, 0.0)
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_at_start": [round(x, 2) for x in load],
+    }
+
+
+def row(
+    bench: str, figure: str, value: str, target: str = "", met: bool | None = None
+) -> dict[str, Any]:
+    verdict = "" if met is None else ("met" if met else "MISSED")
+    return {
+        "benchmark": bench,
+        "figure": figure,
+        "measured": value,
+        "target": target,
+        "verdict": verdict,
+    }
+
+
+def rows_for(name: str, r: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    if name == "real":
+        for label in ("--version", "auth status"):
+            s = r[label]
+            out.append(
+                row(
+                    "real claude",
+                    f"`claude {label}` shim/direct (median)",
+                    f"{s['ratio']:.3f}x ({s['direct_median']:.1f} -> {s['wrapped_median']:.1f} ms)",
+                    "<= 1.10x",
+                    s["ratio"] <= 1.10,
+                )
+            )
+            out.append(
+                row(
+                    "real claude",
+                    f"`claude {label}` added (median of pairs)",
+                    f"{s['added_paired_median']:.1f} ms",
+                    "<= 15 ms",
+                    s["added_paired_median"] <= 15,
+                )
+            )
+            c = s["cpu"]
+            out.append(
+                row(
+                    "real claude",
+                    f"`claude {label}` CPU time shim/direct",
+                    f"{c['ratio']:.3f}x, {c['added_paired_median']:+.1f} ms "
+                    f"({c['direct_median']:.0f} -> {c['wrapped_median']:.0f} ms)",
+                )
+            )
+    elif name == "wrapper":
+        for label in ("auth status", "--version"):
+            s = r[label]
+            out.append(
+                row(
+                    "wrapper cost",
+                    f"shim + /bin/true `{label}`, added (median)",
+                    f"{s['added_paired_median']:.1f} ms wall (p90 {s['p90_added']:+.1f}), "
+                    f"{s['cpu']['added_paired_median']:.1f} ms CPU",
+                )
+            )
+        s = r["bare interpreter"]
+        out.append(
+            row(
+                "wrapper cost",
+                "for scale: bare `python -I -S -c pass`",
+                f"{s['added_paired_median']:.1f} ms wall, "
+                f"{s['cpu']['added_paired_median']:.1f} ms CPU",
+            )
+        )
+        imp = r["imports"]
+        out.append(
+            row(
+                "wrapper cost",
+                "modules imported (healthy run)",
+                f"{imp['count']}; claude_wrap: "
+                + ", ".join(m.split(".")[-1] for m in imp["claude_wrap_modules"]),
+            )
+        )
+        out.append(
+            row(
+                "wrapper cost",
+                "heavy modules imported",
+                ", ".join(imp["forbidden_imported"] + imp["avoided_imported"]) or "none",
+                "none",
+                not imp["forbidden_imported"],
+            )
+        )
+    elif name in ("stdout", "stdin"):
+        label = "stdout relay" if name == "stdout" else "stdin relay"
+        sizes = [k for k in r if k.isdigit()]
+        big = r[sizes[-1]]
+        mib = int(sizes[-1]) // (1024 * 1024)
+        mode = "relayed" if big["relayed"] else "exec'd, no relay"
+        out.append(
+            row(
+                label,
+                f"{mib} MiB throughput shim/direct ({mode})",
+                f"{big['throughput_ratio']:.3f}x "
+                f"({big['direct_mib_s']:.0f} -> {big['wrapped_mib_s']:.0f} MiB/s)",
+                ">= 0.9x",
+                big["throughput_ratio"] >= 0.9,
+            )
+        )
+        out.append(
+            row(label, f"{mib} MiB whole-run wall time shim/direct", f"{big['wall_ratio']:.3f}x")
+        )
+        if any(r[s]["wrapper_peak_rss_mib"] is None for s in sizes):
+            out.append(
+                row(
+                    label,
+                    "wrapper peak RSS",
+                    "none: the shim exec'd the child, no wrapper process during the run",
+                    "< 40 MiB",
+                    None,
+                )
+            )
+        else:
+            peaks = ", ".join(
+                f"{int(s) // (1024 * 1024)} MiB: {r[s]['wrapper_peak_rss_mib']:.1f}" for s in sizes
+            )
+            worst = max(r[s]["wrapper_peak_rss_mib"] for s in sizes)
+            out.append(row(label, "wrapper peak RSS (MiB) by size", peaks, "< 40 MiB", worst < 40))
+        if name == "stdin" and "replay_cost_mib" in r.get("_extra", {}):
+            cost = r["_extra"]["replay_cost_mib"]
+            out.append(
+                row(
+                    label,
+                    "replay copy: stdin peak - stdout peak at the same size",
+                    f"{cost:+.1f} MiB",
+                    "bounded (< 40 MiB total)",
+                )
+            )
+    elif name == "latency":
+        mode = "relayed" if r["relayed"] else "exec'd, no relay"
+        out.append(
+            row(
+                "streaming",
+                f"added per line, median ({mode})",
+                f"{r['added_median_us'] / 1000:.3f} ms",
+            )
+        )
+        out.append(
+            row(
+                "streaming",
+                "added per line, p99",
+                f"{r['added_p99_us'] / 1000:.3f} ms",
+                "< 2 ms",
+                r["added_p99_us"] < 2000,
+            )
+        )
+    elif name == "pty":
+        out.append(
+            row(
+                "interactive",
+                "keystroke echo added, median",
+                f"{r['added_median_us'] / 1000:.3f} ms ({r['direct_median_us'] / 1000:.3f} direct)",
+            )
+        )
+        out.append(
+            row(
+                "interactive",
+                "keystroke echo added, p99",
+                f"{r['added_p99_us'] / 1000:.3f} ms ({r['direct_p99_us'] / 1000:.3f} direct)",
+                "< 2 ms",
+                r["added_p99_us"] < 2000,
+            )
+        )
+    elif name == "contention":
+        out.append(
+            row(
+                "contention",
+                f"{r['shims']} shims, token requests per burst",
+                ", ".join(map(str, r["token_requests_per_burst"])),
+                "exactly 1",
+                r["exactly_one_request"] and not r["failures"],
+            )
+        )
+        out.append(
+            row(
+                "contention",
+                f"{r['shims']} shims wall / 1 refreshing shim",
+                f"{r['ratio']:.2f}x ({r['single_wall_ms']:.0f} -> {r['burst_wall_ms']:.0f} ms)",
+                "<= 1.5x",
+                r["ratio"] <= 1.5,
+            )
+        )
+        out.append(
+            row(
+                "contention",
+                "CPU per shim in the burst / alone (median)",
+                f"{r['burst_cpu_ms_per_shim_median']:.0f} / {r['single_cpu_ms']:.0f} ms; "
+                f"burst total {r['burst_cpu_ms_total']:.0f} ms on {r['cpus']} CPUs",
+            )
+        )
+        heavy = ", ".join(
+            f"{h['module']} {h['cumulative_ms']:.0f}" for h in r["heaviest_imports_of_one_shim"][:5]
+        )
+        out.append(row("contention", "heaviest imports of one shim in the burst (ms)", heavy))
+    elif name == "growth":
+        for key, what in (("size_growth", "credentials file"), ("path_growth", "PATH entries")):
+            g = r[key]
+            out.append(
+                row(
+                    "growth",
+                    f"{what} {g['from']} -> {g['to']}: added (hot)",
+                    f"{g['added_first_ms']:.2f} -> {g['added_last_ms']:.2f} ms "
+                    f"({g['growth_ms']:+.2f})",
+                    "flat (< 1 ms)",
+                    abs(g["growth_ms"]) < 1,
+                )
+            )
+        g = r["size_growth_cold"]
+        out.append(
+            row(
+                "growth",
+                f"credentials file {g['from']} -> {g['to']}: first run after a write",
+                f"{g['added_first_ms']:.1f} -> {g['added_last_ms']:.1f} ms ({g['growth_ms']:+.1f})",
+            )
+        )
+    return out
+
+
+def replay_cost(out: dict[str, Any], inp: dict[str, Any]) -> dict[str, Any]:
+    """What keeping a copy of stdin for a replay costs: the stdin run's peak over the stdout
+    run's, at the largest size both measured (only meaningful when both relayed)."""
+    common = [s for s in inp if s in out]
+    if not common:
+        return {}
+    a = out[common[-1]]["wrapper_peak_rss_mib"]
+    b = inp[common[-1]]["wrapper_peak_rss_mib"]
+    if a is None or b is None:
+        return {}
+    return {"replay_cost_mib": round(b - a, 2), "at_bytes": int(common[-1])}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    heads = ["benchmark", "figure", "measured", "target", "verdict"]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r[h]).replace("|", "/") for h in heads) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ns = parse(argv)
+    claude: Path | None = None
+    if "real" in ns.only and not ns.no_netns:
+        # npm needs the network: install before entering the loopback-only namespace.
+        claude = realclaude.ensure(install=not ns.no_install)
+    if not ns.no_netns:
+        reenter_netns(argv)
+    in_netns = bool(os.environ.get(NETNS_FLAG))
+    reps = ns.reps
+    slow = max(1, reps // 4)
+    cases: dict[str, Callable[[Path], dict[str, Any]]] = {
+        "real": lambda root: hotpath.real(root, claude, reps) if claude else {},
+        "wrapper": lambda root: hotpath.wrapper(root, reps),
+        "stdout": lambda root: relay.stdout(root, max(2, slow), quick=ns.quick),
+        "stdin": lambda root: relay.stdin(root, max(2, slow), quick=ns.quick),
+        "latency": lambda root: relay.latency(root, slow, quick=ns.quick),
+        "pty": lambda root: interactive.pty_roundtrip(root, slow, quick=ns.quick),
+        "contention": lambda root: contention.contention(root, max(1, reps // 4)),
+        "growth": lambda root: hotpath.growth(root, max(3, reps // 2), quick=ns.quick),
+    }
+    results: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    rows: list[dict[str, Any]] = []
+    for name in ns.only:
+        if name == "real" and (claude is None or not in_netns):
+            skipped[name] = (
+                "no loopback-only network namespace (needs root and unshare)"
+                if claude
+                else f"the real claude {realclaude.CLAUDE_CODE_VERSION} is not installed"
+            )
+            print(f"== {name}: skipped ({skipped[name]})", flush=True)
+            continue
+        print(f"== {name} ...", flush=True)
+        with tempfile.TemporaryDirectory(prefix=f"claude-wrap-bench-{name}-") as tmp:
+            try:
+                results[name] = cases[name](Path(tmp))
+            except Exception as exc:
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
+                continue
+        if name == "stdin" and "stdout" in results:
+            results[name]["_extra"] = replay_cost(results["stdout"], results[name])
+        try:
+            rows.extend(rows_for(name, results[name]))
+        except (KeyError, TypeError, ValueError) as exc:
+            errors[name] = f"cannot tabulate: {type(exc).__name__}: {exc}"
+            traceback.print_exc()
+    doc = {
+        "meta": {
+            "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": "bench/run " + " ".join(argv),
+            "machine": machine(),
+            "claude_code_version": realclaude.CLAUDE_CODE_VERSION,
+            "reps": reps,
+            "quick": ns.quick,
+            "loopback_only_netns": in_netns,
+        },
+        "results": results,
+        "skipped": skipped,
+        "errors": errors,
+        "table": rows,
+    }
+    out = Path(ns.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print()
+    print(table(rows))
+    print(f"\nfigures written to {out}")
+    if errors:
+        print(f"FAILED: {', '.join(errors)}", file=sys.stderr)
+        return 1
+    return 0
