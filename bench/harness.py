@@ -29,9 +29,12 @@ DEVNULL = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
 
 
 def wrap_python() -> str:
-    """The interpreter the shim is installed for: the worktree's venv when there is one."""
+    """The interpreter the shim is installed for: ours when we run in a virtual environment (the
+    test suite's), else the worktree's .venv when there is one."""
     venv = REPO / ".venv" / "bin" / "python"
-    return str(venv) if venv.exists() else sys.executable
+    if sys.prefix != sys.base_prefix or not venv.exists():
+        return sys.executable
+    return str(venv)
 
 
 def now_ms() -> int:
