@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import contention, hotpath, interactive, realclaude, relay
+from bench import contention, hotpath, interactive, profile, realclaude, relay
 from bench.harness import REPO
 
-NAMES = ("real", "wrapper", "stdout", "stdin", "latency", "pty", "contention", "growth")
+NAMES = ("real", "wrapper", "stdout", "stdin", "latency", "pty", "contention", "growth", "profile")
 NETNS_FLAG = "CLAUDE_WRAP_BENCH_NETNS"
 DEFAULT_OUT = REPO / "bench" / "results" / "latest.json"
 
@@ -339,6 +339,23 @@ def rows_for(name: str, r: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{c['added_first_ms']:.1f} -> {c['added_last_ms']:.1f} ms ({c['growth_ms']:+.1f})",
             )
         )
+    elif name == "profile":
+        h, w = r["hot"], r["waiter"]
+        out.append(
+            row(
+                "profile",
+                "pyinstrument: the shim's own logic per healthy run",
+                f"{h['per_run_us']:.0f} us (the rest is the interpreter starting)",
+            )
+        )
+        out.append(
+            row(
+                "profile",
+                "pyinstrument: one waiter on an expired login, before it waits",
+                f"httpx import {w['httpx_import_ms']} ms, loguru import "
+                f"{w['loguru_import_ms']} ms, of {w['elapsed_ms']:.0f} ms",
+            )
+        )
     return out
 
 
@@ -386,12 +403,17 @@ def main(argv: list[str] | None = None) -> int:
             root, max(1, reps // 4), shims=8 if ns.quick else 32
         ),
         "growth": lambda root: hotpath.growth(root, max(3, reps // 2), quick=ns.quick),
+        "profile": lambda root: profile.profiles(root, Path(ns.out).parent, quick=ns.quick),
     }
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     errors: dict[str, str] = {}
     rows: list[dict[str, Any]] = []
     for name in ns.only:
+        if name == "profile" and not profile.available():
+            skipped[name] = "pyinstrument is not installed (pip install -e '.[dev]')"
+            print(f"== {name}: skipped ({skipped[name]})", flush=True)
+            continue
         if name == "real" and (claude is None or not in_netns):
             skipped[name] = (
                 "no loopback-only network namespace (needs root and unshare)"
