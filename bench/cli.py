@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import contention, hotpath, interactive, profile, realclaude, relay
+from bench import contention, harness, hotpath, interactive, profile, realclaude, relay
 from bench.harness import REPO
 
 NAMES = ("real", "wrapper", "stdout", "stdin", "latency", "pty", "contention", "growth", "profile")
@@ -36,13 +36,21 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--reps",
         type=int,
         default=None,
-        help="timed repetitions per side (default 21, quick 3); the slow benchmarks "
+        help="timed repetitions per side (default 31, quick 3); the slow benchmarks "
         "(throughput, latency, pty, contention) use a fraction of it",
     )
     p.add_argument(
         "--only", default=",".join(NAMES), help=f"comma-separated subset of: {', '.join(NAMES)}"
     )
     p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON file (default: %(default)s)")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="add to the environment of every run, shim and direct alike (repeatable); "
+        "e.g. --env CLAUDE_WRAP_WATCH=0 to measure the shim without its relay",
+    )
     p.add_argument(
         "--no-install",
         action="store_true",
@@ -59,9 +67,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown benchmark(s): {', '.join(unknown)}")
     if ns.reps is None:
-        ns.reps = 3 if ns.quick else 21
+        ns.reps = 3 if ns.quick else 31
     if ns.reps < 1:
         p.error("--reps must be at least 1")
+    for item in ns.env:
+        key, eq, value = item.partition("=")
+        if not key or not eq:
+            p.error(f"--env wants KEY=VALUE, not {item!r}")
+        harness.EXTRA_ENV[key] = value
     return ns
 
 
@@ -154,6 +167,14 @@ def rows_for(name: str, r: dict[str, Any]) -> list[dict[str, Any]]:
                     f"{s['added_paired_median']:.1f} ms",
                     "<= 15 ms",
                     s["added_paired_median"] <= 15,
+                )
+            )
+            out.append(
+                row(
+                    "real claude",
+                    f"`claude {label}` fastest runs",
+                    f"{s['direct_min']:.1f} -> {s['wrapped_min']:.1f} ms "
+                    f"({s['added_min']:+.1f} ms, {s['wrapped_min'] / s['direct_min']:.3f}x)",
                 )
             )
             c = s["cpu"]
@@ -446,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
             "reps": reps,
             "quick": ns.quick,
             "loopback_only_netns": in_netns,
+            "extra_env": dict(harness.EXTRA_ENV),
         },
         "results": results,
         "skipped": skipped,

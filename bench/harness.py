@@ -26,6 +26,9 @@ SCOPES = ["user:inference", "user:profile", "user:sessions:claude_code"]
 ACCESS = "sk-ant-oat01-bench-access-AAAAAAAAAAAAAAAA"
 REFRESH = "sk-ant-ort01-bench-refresh-BBBBBBBBBBBBBBBB"
 DEVNULL = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+# Set by `bench/run --env KEY=VALUE`: added to every run's environment (both sides), e.g. to turn
+# a shim feature on or off while comparing.
+EXTRA_ENV: dict[str, str] = {}
 
 
 def wrap_python() -> str:
@@ -126,6 +129,7 @@ class Sandbox:
             "LANG": "C.UTF-8",
             "TERM": "xterm-256color",
         }
+        env.update(EXTRA_ENV)
         env.update(extra)
         return env
 
@@ -225,6 +229,11 @@ def pair_stats(direct: Sequence[float], wrapped: Sequence[float]) -> dict[str, f
         "added_paired_median": round(
             median([y - x for x, y in zip(direct, wrapped, strict=True)]), 4
         ),
+        # Noise on a shared machine only ever adds time: the fastest runs are the steadiest view
+        # of what each side costs by itself.
+        "direct_min": round(min(direct), 4),
+        "wrapped_min": round(min(wrapped), 4),
+        "added_min": round(min(wrapped) - min(direct), 4),
         "runs": len(direct),
     }
 

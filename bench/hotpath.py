@@ -148,73 +148,96 @@ def wrapper(root: Path, reps: int) -> dict[str, Any]:
     return out
 
 
-def _cold_pair(
-    reps: int, direct: list[str], shim: list[str], env: dict[str, str], creds: Path
-) -> dict[str, Any]:
-    """The first run after the file was written: the verdict cache misses, the file is parsed."""
-    cx: list[float] = []
-    cy: list[float] = []
-
-    def cold() -> float:
-        # Any write changes the file's ctime: the next run re-judges (parses) it.
-        os.utime(creds, ns=(time.time_ns(), time.time_ns()))
-        return _check(run_timed(shim, env), "shim run", cy)
-
-    xs, ys = alternate(reps, lambda: _check(run_timed(direct, env), "direct run", cx), cold)
-    stats: dict[str, Any] = pair_stats(xs, ys)
-    stats["cpu"] = pair_stats(cx, cy)
-    return stats
-
-
 def growth(root: Path, reps: int, *, quick: bool) -> dict[str, Any]:
-    sb = Sandbox(root)
-    fake = sb.copy_child("true", "/bin/true")
+    """Every variant (file size, hot or first run after a write; PATH length) runs once per
+    round, in an order that rotates each round, beside one direct run: slow drifts of a busy
+    machine then hit every variant alike instead of whichever happened to run last."""
     sizes = [1024, 1024 * 1024] if quick else [1024, 16 * 1024, 256 * 1024, 1024 * 1024]
     entries = [10, 1000] if quick else [10, 100, 1000]
-    cold_reps = max(2, reps // 3)
-    env = sb.env(fake)
+    base = Sandbox(root / "path")
+    base.write_login()
+    fake = base.copy_child("true", "/bin/true")
     direct = [str(fake / "claude"), *HOT_ARGS]
-    shim = [sb.shim, *HOT_ARGS]
-    by_size: dict[str, Any] = {}
+    variants: list[tuple[str, str, list[str], dict[str, str], Path | None]] = []
     for size in sizes:
+        sb = Sandbox(root / f"size-{size}")
         sb.write_login(harness.login_doc(pad=size))
-        actual = sb.creds.stat().st_size
-        run_timed(shim, env)  # warm the verdict cache
-        hot = _time_pair(reps, direct, shim, env)
-        cold = _cold_pair(cold_reps, direct, shim, env, sb.creds)
-        by_size[str(actual)] = {"hot": hot, "cold": cold}
-    sb.write_login()
-    run_timed(shim, env)
-    dirs = root / "pathdirs"
-    by_path: dict[str, Any] = {}
+        assert sb.creds.stat().st_size == size
+        env = sb.env(fake)
+        variants.append(("size", str(size), [sb.shim, *HOT_ARGS], env, None))
+        variants.append(("size_cold", str(size), [sb.shim, *HOT_ARGS], env, sb.creds))
     for n in entries:
         extra = []
         for i in range(n - 4):  # shim folder, the real one, /usr/bin and /bin make the other 4
-            d = dirs / f"d{i:04d}"
+            d = root / "pathdirs" / f"d{i:04d}"
             d.mkdir(parents=True, exist_ok=True)
             extra.append(str(d))
-        env_n = sb.env(fake, path_extra=extra)
-        assert len(env_n["PATH"].split(":")) == n
-        run_timed(shim, env_n)
-        by_path[str(n)] = {"hot": _time_pair(reps, direct, shim, env_n)}
+        env = base.env(fake, path_extra=extra)
+        assert len(env["PATH"].split(":")) == n
+        variants.append(("path", str(n), [base.shim, *HOT_ARGS], env, None))
+    for _, _, argv, env, _ in variants:
+        run_timed(argv, env)  # judge each file once: the verdict is cached from here on
+    wall: dict[tuple[str, str], list[float]] = {(g, k): [] for g, k, *_ in variants}
+    cpu: dict[tuple[str, str], list[float]] = {(g, k): [] for g, k, *_ in variants}
+    for r in range(reps):
+        order = [None, *range(len(variants))]
+        shift = r % len(order)
+        order = order[shift:] + order[:shift]
+        times: dict[Any, harness.Exit] = {}
+        for idx in order:
+            if idx is None:
+                times[None] = _ok(run_timed(direct, variants[0][3]), "direct run")
+                continue
+            _, _, argv, env, touch = variants[idx]
+            if touch is not None:
+                # Any write changes the file's ctime: the next run re-judges (parses) it.
+                os.utime(touch, ns=(time.time_ns(), time.time_ns()))
+            times[idx] = _ok(run_timed(argv, env), "shim run")
+        for idx, (g, k, *_) in enumerate(variants):
+            wall[(g, k)].append(times[idx].ms - times[None].ms)
+            cpu[(g, k)].append(times[idx].cpu_ms - times[None].cpu_ms)
 
-    def spread(table: dict[str, Any], key: str) -> dict[str, Any]:
-        """Added time (median of pairs) at the smallest and the largest size, wall and CPU."""
-        keys = list(table)
-        first, last = table[keys[0]][key], table[keys[-1]][key]
-        out: dict[str, Any] = {"from": keys[0], "to": keys[-1]}
-        for kind, a, b in (("wall", first, last), ("cpu", first["cpu"], last["cpu"])):
-            out[kind] = {
-                "added_first_ms": a["added_paired_median"],
-                "added_last_ms": b["added_paired_median"],
-                "growth_ms": round(b["added_paired_median"] - a["added_paired_median"], 4),
+    def table(group: str) -> dict[str, Any]:
+        return {
+            k: {
+                "added_wall_ms": round(harness.median(wall[(g, k)]), 3),
+                "added_cpu_ms": round(harness.median(cpu[(g, k)]), 3),
+                "runs": len(wall[(g, k)]),
             }
-        return out
+            for g, k, *_ in variants
+            if g == group
+        }
 
+    def spread(t: dict[str, Any]) -> dict[str, Any]:
+        keys = list(t)
+        first, last = t[keys[0]], t[keys[-1]]
+        return {
+            "from": keys[0],
+            "to": keys[-1],
+            "cpu": {
+                "added_first_ms": first["added_cpu_ms"],
+                "added_last_ms": last["added_cpu_ms"],
+                "growth_ms": round(last["added_cpu_ms"] - first["added_cpu_ms"], 3),
+            },
+            "wall": {
+                "added_first_ms": first["added_wall_ms"],
+                "added_last_ms": last["added_wall_ms"],
+                "growth_ms": round(last["added_wall_ms"] - first["added_wall_ms"], 3),
+            },
+        }
+
+    sizes_t, cold_t, path_t = table("size"), table("size_cold"), table("path")
     return {
-        "credentials_size": by_size,
-        "path_entries": by_path,
-        "size_growth": spread(by_size, "hot"),
-        "size_growth_cold": spread(by_size, "cold"),
-        "path_growth": spread(by_path, "hot"),
+        "credentials_size": sizes_t,
+        "credentials_size_cold": cold_t,
+        "path_entries": path_t,
+        "size_growth": spread(sizes_t),
+        "size_growth_cold": spread(cold_t),
+        "path_growth": spread(path_t),
     }
+
+
+def _ok(exit_: harness.Exit, what: str) -> harness.Exit:
+    if exit_.status != 0:
+        raise RuntimeError(f"{what} exited {exit_.status}")
+    return exit_
