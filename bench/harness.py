@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -26,6 +27,7 @@ SCOPES = ["user:inference", "user:profile", "user:sessions:claude_code"]
 ACCESS = "sk-ant-oat01-bench-access-AAAAAAAAAAAAAAAA"
 REFRESH = "sk-ant-ort01-bench-refresh-BBBBBBBBBBBBBBBB"
 DEVNULL = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 # Set by `bench/run --env KEY=VALUE`: added to every run's environment (both sides), e.g. to turn
 # a shim feature on or off while comparing.
 EXTRA_ENV: dict[str, str] = {}
@@ -150,7 +152,11 @@ def spawn(
         (os.POSIX_SPAWN_DUP2, stdout, 1),
         (os.POSIX_SPAWN_DUP2, stderr, 2),
     ]
-    return os.posix_spawn(argv[0], list(argv), env, file_actions=actions)
+    # As a shell would start it: Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive
+    # exec, so put them back to their defaults (subprocess's restore_signals does the same).
+    return os.posix_spawn(
+        argv[0], list(argv), env, file_actions=actions, setsigdef=RESTORED_SIGNALS
+    )
 
 
 class Exit:

@@ -76,8 +76,11 @@ def real(root: Path, claude: Path, reps: int) -> dict[str, Any]:
     if not sb.verdict_cached():
         raise RuntimeError("the shim did not cache its verdict: the hot path was not measured")
     out["version"] = harness_version(claude, env)
+    before = sb.creds.stat().st_ctime_ns
     for label, args in (("--version", ["--version"]), ("auth status", HOT_ARGS)):
         out[label] = _time_pair(reps, [str(claude), *args], [sb.shim, *args], env)
+    # Had the real binary rewritten the file, every shim run would have re-judged it (slow path).
+    out["credentials_rewritten_by_claude"] = sb.creds.stat().st_ctime_ns != before
     return out
 
 

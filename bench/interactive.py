@@ -68,6 +68,8 @@ def _session(argv: list[str], env: dict[str, str], keys: int) -> list[float]:
     pid, fd = pty.fork()
     if pid == 0:  # the child: the pty's slave is already its controlling terminal and stdio
         try:
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
             os.execve(argv[0], argv, env)
         finally:
             os._exit(127)
