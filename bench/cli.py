@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import shutil
@@ -397,6 +398,17 @@ def replay_cost(out: dict[str, Any], inp: dict[str, Any]) -> dict[str, Any]:
     return {"replay_cost_mib": round(b - a, 2), "at_bytes": int(common[-1])}
 
 
+def finite(value: Any) -> Any:
+    """The document with NaN and infinities (no samples, a zero baseline) as null: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     heads = ["benchmark", "figure", "measured", "target", "verdict"]
     lines = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
@@ -427,7 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         "contention": lambda root: contention.contention(
             root, max(1, reps // 4), shims=8 if ns.quick else 32
         ),
-        "growth": lambda root: hotpath.growth(root, max(3, reps // 2), quick=ns.quick),
+        "growth": lambda root: hotpath.growth(
+            root, max(2 if ns.quick else 3, reps // 2), quick=ns.quick
+        ),
         "profile": lambda root: profile.profiles(root, Path(ns.out).parent, quick=ns.quick),
     }
     results: dict[str, Any] = {}
@@ -480,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(ns.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
+    out.write_text(json.dumps(finite(doc), indent=2, allow_nan=False) + "\n")
     print()
     print(table(rows))
     print(f"\nfigures written to {out}")

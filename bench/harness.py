@@ -230,7 +230,7 @@ def pair_stats(direct: Sequence[float], wrapped: Sequence[float]) -> dict[str, f
     return {
         "direct_median": round(d, 4),
         "wrapped_median": round(w, 4),
-        "ratio": round(w / d, 4) if d else math.inf,
+        "ratio": round(w / d, 4) if d else None,
         "added_median": round(w - d, 4),
         "added_paired_median": round(
             median([y - x for x, y in zip(direct, wrapped, strict=True)]), 4

@@ -24,8 +24,12 @@ def bench(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str],
         timeout=240,
         cwd=tmp_path,
     )
-    doc = json.loads(out.read_text()) if out.exists() else {}
+    doc = json.loads(out.read_text(), parse_constant=not_json) if out.exists() else {}
     return done, doc
+
+
+def not_json(constant: str) -> None:
+    raise AssertionError(f"{constant} in the figures: not valid JSON")
 
 
 def test_quick_run_writes_every_figure_as_json(tmp_path: Path) -> None:
