@@ -339,7 +339,13 @@ def rows_for(name: str, r: dict[str, Any]) -> list[dict[str, Any]]:
         heavy = ", ".join(
             f"{h['module']} {h['cumulative_ms']:.0f}" for h in r["heaviest_imports_of_one_shim"][:5]
         )
-        out.append(row("contention", "heaviest imports of one shim in the burst (ms)", heavy))
+        out.append(
+            row(
+                "contention",
+                "heaviest imports of one shim in the burst (ms, wall: slowed by the burst)",
+                heavy,
+            )
+        )
     elif name == "growth":
         # CPU time decides "flat": it is what the shim spends, and a busy machine moves the wall
         # clock by more than the 1 ms this looks for.
