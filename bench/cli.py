@@ -264,8 +264,8 @@ def rows_for(name: str, r: dict[str, Any]) -> list[dict[str, Any]]:
             )
             worst = max(r[s]["wrapper_peak_rss_mib"] for s in sizes)
             out.append(row(label, "wrapper peak RSS (MiB) by size", peaks, "< 40 MiB", worst < 40))
-        if name == "stdin" and "replay_cost_mib" in r.get("_extra", {}):
-            cost = r["_extra"]["replay_cost_mib"]
+        if name == "stdin" and "replay_cost_mib" in r.get("replay_copy", {}):
+            cost = r["replay_copy"]["replay_cost_mib"]
             out.append(
                 row(
                     label,
@@ -429,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     claude: Path | None = None
     if "real" in ns.only and not ns.no_netns:
         # npm needs the network: install before entering the loopback-only namespace.
-        claude = realclaude.ensure(install=not ns.no_install)
+        # (Inside it, after the re-exec, only look: npm could not reach the registry from there.)
+        claude = realclaude.ensure(install=not ns.no_install and not os.environ.get(NETNS_FLAG))
     if not ns.no_netns:
         reenter_netns(argv)
     in_netns = bool(os.environ.get(NETNS_FLAG))
@@ -476,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 continue
         if name == "stdin" and "stdout" in results:
-            results[name]["_extra"] = replay_cost(results["stdout"], results[name])
+            results[name]["replay_copy"] = replay_cost(results["stdout"], results[name])
         try:
             rows.extend(rows_for(name, results[name]))
         except (KeyError, TypeError, ValueError) as exc:
