@@ -13,7 +13,6 @@ import math
 import os
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import threading
@@ -242,14 +241,6 @@ def pair_stats(direct: Sequence[float], wrapped: Sequence[float]) -> dict[str, f
         "added_min": round(min(wrapped) - min(direct), 4),
         "runs": len(direct),
     }
-
-
-def is_executable(path: str) -> bool:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and os.access(path, os.X_OK)
 
 
 class PeakRss:

@@ -75,7 +75,7 @@ def real(root: Path, claude: Path, reps: int) -> dict[str, Any]:
         raise RuntimeError(f"real `claude auth status` through the shim did not log in: {said!r}")
     if not sb.verdict_cached():
         raise RuntimeError("the shim did not cache its verdict: the hot path was not measured")
-    out["version"] = harness_version(claude, env)
+    out["version"] = claude_version(claude, env)
     before = sb.creds.stat().st_ctime_ns
     for label, args in (("--version", ["--version"]), ("auth status", HOT_ARGS)):
         out[label] = _time_pair(reps, [str(claude), *args], [sb.shim, *args], env)
@@ -84,7 +84,7 @@ def real(root: Path, claude: Path, reps: int) -> dict[str, Any]:
     return out
 
 
-def harness_version(claude: Path, env: dict[str, str]) -> str:
+def claude_version(claude: Path, env: dict[str, str]) -> str:
     r, w = os.pipe()
     pid = harness.spawn([str(claude), "--version"], env, stdout=w)
     os.close(w)
