@@ -229,7 +229,12 @@ def rows_for(name: str, r: dict[str, Any]) -> list[dict[str, Any]]:
                     "growth",
                     f"{what} {g['from']} -> {g['to']}: added CPU (wall)",
                     f"{c['added_first_ms']:.2f} -> {c['added_last_ms']:.2f} ms "
-                    f"({c['growth_ms']:+.2f}; wall {w['growth_ms']:+.1f})",
+                    f"({c['growth_ms']:+.2f}; wall {w['growth_ms']:+.1f})"
+                    + (
+                        f"; {g['cpu_us_per_entry']:.1f} us per entry"
+                        if "cpu_us_per_entry" in g
+                        else ""
+                    ),
                     "flat (< 1 ms)",
                     abs(c["growth_ms"]) < 1,
                 )
