@@ -87,6 +87,11 @@ def log_file(env: Mapping[str, str] = os.environ) -> str:
     return env.get("CLAUDE_WRAP_LOG_FILE") or os.path.join(state_dir(env), "claude-wrap.log")
 
 
+def lock_records(env: Mapping[str, str] = os.environ) -> str:
+    """Where we note the lock folders we hold (lock.py): abandoned ones are taken over at once."""
+    return os.path.join(state_dir(env), "locks")
+
+
 def verdict_cache(env: Mapping[str, str] = os.environ) -> str:
     return os.path.join(state_dir(env), "verdict")
 

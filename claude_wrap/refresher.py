@@ -151,8 +151,12 @@ def ensure_fresh(
                 legacy_path=paths.legacy_lock(cfg),
                 wait_s=paths.lock_wait(env),
                 on_wait=changed_and_ok,
-            ),
+                records=paths.lock_records(env),
+            ) as held,
         ):
+            for taken in held:
+                if taken.taken_over:
+                    log.info("took over the {} lock folder {}", taken.taken_over, taken.path)
             # Re-read under the lock: whoever held it may have just refreshed.
             snap, current = assess(path, window_ms)
             if current.state == login.OK and (not force or _access(snap) != seen):
@@ -202,7 +206,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
         finally:
             if timer:
                 timer.cancel()
-        with lock.write_lock(paths.write_lock(cfg)):
+        with lock.write_lock(paths.write_lock(cfg), records=paths.lock_records(env)):
             # Merge into the file as it is now: keep anything another writer changed meanwhile.
             try:
                 latest = store.read(path)
