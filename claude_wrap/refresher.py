@@ -24,15 +24,21 @@ ADOPTED = "adopted"  # another process (Claude Code, another shim) had already r
 
 
 class Outcome:
-    __slots__ = ("action", "after", "before", "changes")
+    __slots__ = ("action", "after", "before", "changes", "warnings")
 
     def __init__(
-        self, action: str, before: login.Verdict, after: login.Verdict, changes: list[str]
+        self,
+        action: str,
+        before: login.Verdict,
+        after: login.Verdict,
+        changes: list[str],
+        warnings: list[str] | None = None,
     ) -> None:
         self.action = action
         self.before = before
         self.after = after
         self.changes = changes
+        self.warnings = warnings or []  # one line each, for the user (never a token)
 
 
 def now_ms() -> int:
@@ -189,6 +195,14 @@ def _refresh(  # noqa: PLR0917 - private, called once
     refresh_token = oauth_doc.get("refreshToken")
     assert isinstance(refresh_token, str) and refresh_token  # unfixable() checked
     store.remove_stale_temps(path)
+    try:
+        # Whatever we would write must be writable JSON before the token is spent.
+        store.serialise(snap.doc)
+    except ValueError as exc:
+        raise CredentialsError(
+            path, f"holds a value JSON cannot store ({exc})", "fix or remove that value"
+        ) from None
+    mode = _mode(path)
     # Reserve the new file's space before the token is spent: a full disk fails here, harmlessly.
     with store.PendingWrite(path, reserve=len(snap.raw) + 65536) as pending:
         timer = threading.Timer(1.0, on_slow) if on_slow else None
@@ -219,4 +233,14 @@ def _refresh(  # noqa: PLR0917 - private, called once
     _, after = assess(path, window_ms)
     changes = describe(snap.doc, new_doc)
     log.info("refreshed: {}", "; ".join(changes))
-    return Outcome(REFRESHED, before, after, changes)
+    warnings = []
+    if mode & 0o077:
+        warnings.append(f"{path} was readable by other users (mode {mode:04o}); it is now 0600")
+    return Outcome(REFRESHED, before, after, changes, warnings)
+
+
+def _mode(path: str) -> int:
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        return 0
