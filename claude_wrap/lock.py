@@ -27,6 +27,7 @@ import threading
 import time
 
 from claude_wrap.errors import LockTimeoutError, LockUnavailableError
+from claude_wrap.paths import make_private_dirs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class DirLock:
         text = f"{os.getpid()} {dev} {ino} {mtime_a} {mtime_b}\n"
         tmp = f"{self.record}.{os.getpid()}"
         try:
-            os.makedirs(os.path.dirname(self.record), mode=0o700, exist_ok=True)
+            make_private_dirs(os.path.dirname(self.record))
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 os.write(fd, text.encode("ascii"))
