@@ -111,8 +111,9 @@ def secrets_scan() -> Iterator[Watch]:
             data = path.read_bytes()
             hits += [f"{path}: {t[:14]}…" for t in tokens if t.encode() in data]
         FIGURES["secrets: outputs and files scanned"] += scanned
-        FIGURES["secrets: tokens looked for"] += len(tokens)
+        FIGURES["secrets: tokens looked for, summed over tests"] += len(tokens)
         FIGURES["secrets: hits"] += len(hits)
+        FIGURES["token requests seen by the servers"] += count_requests(*WATCH.servers)
         assert not hits, f"tokens leaked: {hits}"
     finally:
         WATCH = None
@@ -131,9 +132,7 @@ def sandbox(tmp_path: Path, token_server: TokenServer) -> RSandbox:
 
 
 def count_requests(*servers: TokenServer) -> int:
-    n = sum(len(s.requests) for s in servers)
-    FIGURES["token requests seen by the servers"] += n
-    return n
+    return sum(len(s.requests) for s in servers)
 
 
 def privileged_or_fail(what: str) -> None:
@@ -145,6 +144,19 @@ def privileged_or_fail(what: str) -> None:
     pytest.fail(
         f"{what} needs root (mount, capabilities); run as root, or set "
         "CLAUDE_WRAP_TEST_SKIP_PRIVILEGED=1 to skip it knowingly"
+    )
+
+
+def netns_prefix() -> list[str]:
+    """argv prefix running a command in a network namespace with no interface up, so that not
+    even a DNS query can leave the machine (root: unshare --net; others: a user namespace)."""
+    for prefix in (["unshare", "--net", "--"], ["unshare", "--map-root-user", "--net", "--"]):
+        probe = subprocess.run([*prefix, "true"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return prefix
+    pytest.fail(
+        "this case runs in a network namespace (`unshare --net`) so that nothing it does can "
+        f"leave the machine, and unshare failed: {probe.stderr.decode().strip()}"
     )
 
 

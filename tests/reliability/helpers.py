@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import SCOPES, login_doc
+from tests.conftest import login_doc
 from tests.tokenserver import Reply, Request, TokenServer, ok
 
 LOCK_NAMES = (".oauth_refresh.lock", ".storage-write.lock")
@@ -73,6 +73,3 @@ _OWNED = ("accessToken", "refreshToken", "expiresAt", "scopes")
 
 def expired(tag: str) -> dict[str, Any]:
     return unique_login(tag, expires_in_s=-60)
-
-
-__all__ = ["SCOPES", "classify", "delayed_ok", "expired", "lock_dirs", "temp_files"]

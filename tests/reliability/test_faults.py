@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import WRAP
-from tests.reliability.conftest import FIGURES, RSandbox, count_requests, user_lines
+from tests.reliability.conftest import FIGURES, RSandbox, count_requests, netns_prefix, user_lines
 from tests.reliability.helpers import expired
 from tests.tokenserver import Reply, TokenServer
 
@@ -162,16 +162,6 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         capture_output=True,
     )
     return cert, key
-
-
-def netns_prefix() -> list[str]:
-    probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, check=False)
-    if probe.returncode != 0:
-        pytest.fail(
-            "the unresolvable-host case runs in a network namespace (`unshare --net`) so that "
-            f"no DNS query leaves the machine; it failed: {probe.stderr.decode().strip()}"
-        )
-    return ["unshare", "--net", "--"]
 
 
 @pytest.fixture

@@ -17,7 +17,14 @@ import psutil
 import pytest
 
 from tests.conftest import WRAP
-from tests.reliability.conftest import FIGURES, RSandbox, count_requests, user_lines, watch
+from tests.reliability.conftest import (
+    FIGURES,
+    RSandbox,
+    count_requests,
+    netns_prefix,
+    user_lines,
+    watch,
+)
 from tests.reliability.helpers import expired
 from tests.tokenserver import Reply, TokenServer
 
@@ -117,7 +124,7 @@ def test_plain_http_is_refused_for_any_url_that_is_not_loopback(
     raw = sandbox.write(expired("http"))
     env = {**sandbox.env, "CLAUDE_WRAP_TOKEN_URL": url}
     result = subprocess.run(
-        ["unshare", "--net", "--", *WRAP, "refresh"],
+        [*netns_prefix(), *WRAP, "refresh"],
         env=env,
         capture_output=True,
         text=True,
