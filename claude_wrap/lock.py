@@ -12,9 +12,10 @@ only one of them at a time ever judges a directory lock stale and takes it over.
 A lock folder a killed claude-wrap left behind would still block everyone for the 10 s stale time.
 So each folder we create is noted in a holder record in our state folder (never inside the lock
 folder: proper-lockfile removes stale locks with a plain rmdir, which a file inside would defeat):
-our pid, the folder's device and inode, and its mtime(s). A folder that matches a record exactly,
-whose pid is dead, is ours and abandoned, and is taken over at once. Claude Code's folders never
-match (another inode or another mtime to the nanosecond), so for them the 10 s rule stands.
+our pid and pid namespace, the folder's device and inode, and its mtime(s). A folder that
+matches a record exactly, whose pid is dead, is ours and abandoned, and is taken over at once.
+Claude Code's folders never match (another inode or another mtime to the nanosecond), so for them
+the 10 s rule stands.
 """
 
 from __future__ import annotations
@@ -90,19 +91,20 @@ class DirLock:
             return False
         try:
             with open(self.record, encoding="ascii") as f:
-                pid, dev, ino, mtime_a, mtime_b = (int(x) for x in f.read(200).split())
+                pid, pidns, dev, ino, mtime_a, mtime_b = (int(x) for x in f.read(200).split())
             st = os.stat(self.path)
         except (OSError, ValueError):
             return False
         if (st.st_dev, st.st_ino) != (dev, ino) or st.st_mtime_ns not in (mtime_a, mtime_b):
             return False
-        return pid != os.getpid() and not _alive(pid)
+        # A pid from another pid namespace (a container sharing this folder) cannot be checked.
+        return pidns == _pid_namespace() and pid != os.getpid() and not _alive(pid)
 
     def _note(self, mtime_a: int, mtime_b: int) -> None:
         if self.record is None:
             return
         dev, ino = self._ident
-        text = f"{os.getpid()} {dev} {ino} {mtime_a} {mtime_b}\n"
+        text = f"{os.getpid()} {_pid_namespace()} {dev} {ino} {mtime_a} {mtime_b}\n"
         tmp = f"{self.record}.{os.getpid()}"
         try:
             make_private_dirs(os.path.dirname(self.record))
@@ -150,6 +152,13 @@ def _record_path(records: str, lock_path: str) -> str:
     import hashlib  # noqa: PLC0415 - only when refreshing
 
     return os.path.join(records, hashlib.sha256(os.fsencode(lock_path)).hexdigest()[:32])
+
+
+def _pid_namespace() -> int:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0  # no /proc (macOS): one namespace
 
 
 def _alive(pid: int) -> bool:
