@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import WRAP
@@ -226,3 +227,43 @@ def _delayed(step: object, delay: float) -> object:
         return reply
 
     return make
+
+
+def test_a_lock_from_another_pid_namespace_is_not_taken_over_early(
+    sandbox: RSandbox, token_server: TokenServer
+) -> None:
+    """A claude-wrap in a container sharing the folder: its pid means nothing here, so its lock
+    folders wait out the stale time like anyone else's."""
+    if subprocess.run(["unshare", "--pid", "--fork", "true"], check=False).returncode != 0:
+        pytest.fail("this case needs `unshare --pid` (root)")
+    raw = sandbox.write(expired("pidns"))
+    token_server.script(Reply(hang=True))
+    # Inside the namespace pids count up from 1: fork until the wrapper gets a pid that is dead
+    # out here, so that only the namespace check can keep its folders from being taken over.
+    pid = next(p for p in range(100, 30000) if not psutil.pid_exists(p))
+    spin = 'i=0; while [ $i -lt "$0" ]; do /bin/true; i=$((i+1)); done; "$@"'
+    proc = subprocess.Popen(
+        [
+            *("unshare", "--pid", "--fork", "--kill-child", "--"),
+            *("sh", "-c", spin, str(pid - 2), *WRAP, "refresh"),
+        ],
+        env=sandbox.env,
+        cwd=sandbox.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for _ in range(400):
+        if token_server.requests:
+            break
+        time.sleep(0.025)
+    assert token_server.requests, "the wrapper never sent its request"
+    proc.send_signal(signal.SIGKILL)  # --kill-child: the wrapper dies with it
+    finish(sandbox, proc)
+    assert lock_dirs(sandbox.cfg) == [".oauth_refresh.lock", ".claude.lock"]
+    assert f" {pid} INFO login is expired" in sandbox.log.read_text(), "not the pid planned"
+    assert not psutil.pid_exists(pid)
+    result = sandbox.wrap("refresh", env={"CLAUDE_WRAP_LOCK_TIMEOUT": "1"})
+    assert result.returncode == 8, result.stderr
+    assert sandbox.creds.read_bytes() == raw
+    assert count_requests(token_server) == 1
