@@ -267,3 +267,21 @@ def test_a_lock_from_another_pid_namespace_is_not_taken_over_early(
     assert result.returncode == 8, result.stderr
     assert sandbox.creds.read_bytes() == raw
     assert count_requests(token_server) == 1
+
+
+def test_after_spending_the_token_a_dead_write_lock_is_waited_out(
+    sandbox: RSandbox, token_server: TokenServer
+) -> None:
+    """A write lock Claude Code left when it died (no heartbeat) turns stale 15 s after its last
+    touch. Here that is 6 s after the answer came: a wrapper that gave up sooner would have spent
+    the refresh token and lost the new one."""
+    sandbox.write(expired("deadwrite"))
+    lock = sandbox.cfg / ".storage-write.lock"
+    lock.mkdir()
+    then = time.time() - 9
+    os.utime(lock, (then, then))
+    result = sandbox.wrap("refresh")
+    assert result.returncode == 0, result.stderr
+    assert sandbox.oauth()["accessToken"] == token_server.issued[0]["access_token"]
+    assert count_requests(token_server) == 1
+    assert not lock.exists()
