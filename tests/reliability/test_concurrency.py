@@ -84,7 +84,13 @@ def test_many_processes_one_request_all_end_with_the_new_token(
     assert new == token_server.issued[0]["access_token"]
     runs = sandbox.runs()
     assert len(runs) == PROCESSES // 2
-    assert {r["access_token"] for r in runs} == {new}, "a claude started with the old token"
+    stale = [
+        outs[i][1].decode(errors="replace")
+        for i, p in enumerate(procs)
+        if any(r["pid"] == p.pid and r["access_token"] != new for r in runs)
+    ]
+    assert not stale, f"a claude started with the old token; its shim said: {stale}"
+    assert {r["access_token"] for r in runs} == {new}
     assert not problems, problems[:5]
     assert reads["whole"] > 0
     assert temp_files(sandbox.cfg) == []

@@ -298,3 +298,26 @@ def _slow(step: object, delay: float) -> object:
         return reply
 
     return make
+
+
+def test_a_slow_start_does_not_eat_the_request_budget(
+    sandbox: RSandbox, token_server: TokenServer, tmp_path: Path
+) -> None:
+    """On a loaded machine building the HTTP client (loading the CA bundle) can take seconds.
+    The herd test once saw a shim give up with no request at all ('out of time, 1 attempt') and
+    run claude with the expired token. Here a big CA bundle makes that start slow on purpose."""
+    import certifi
+
+    bundle = tmp_path / "big-ca-bundle.pem"
+    bundle.write_bytes(Path(certifi.where()).read_bytes() * 15)
+    sandbox.write(expired("slowstart"))
+    env = {"SSL_CERT_FILE": str(bundle), "CLAUDE_WRAP_REFRESH_TIMEOUT": "0.5"}
+    result = sandbox.wrap("refresh", env=env)
+    assert result.returncode == 0, result.stderr
+    assert count_requests(token_server) == 1
+    sandbox.write(expired("slowstart-shim"))
+    shim = sandbox.claude("hi", env=sandbox.shim_env(**env))
+    assert user_lines(shim.stderr) == [], shim.stderr
+    assert sandbox.runs()[-1]["access_token"] == token_server.issued[-1]["access_token"]
+    FIGURES["faults: cases"] += 1
+    FIGURES["faults: runs"] += 2
