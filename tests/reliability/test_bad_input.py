@@ -2,9 +2,9 @@
 the problem, nothing lost, no traceback, no refresh token spent unless the login can be saved.
 
 Each case runs `claude-wrap refresh` and the `claude` shim. Cases that need permissions a root
-process ignores (an unreadable file, a read-only folder) run the wrapper without
-CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH; a full disk is a small tmpfs mounted as the config folder.
-Both need root: see privileged_or_fail.
+process ignores (an unreadable file, a read-only folder) run the wrapper, when root, without
+CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH; a full disk is a small tmpfs mounted as the config folder,
+which needs root (see privileged_or_fail).
 """
 
 from __future__ import annotations
@@ -274,8 +274,6 @@ def snapshot(path: Path) -> Any:
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(name: str, sandbox: RSandbox, token_server: Any) -> None:
     case = CASES[name]
-    if case.unprivileged:
-        privileged_or_fail("an unreadable file")
     case.setup(sandbox)
     before = snapshot(sandbox.creds)
     path = str(sandbox.creds)
@@ -385,7 +383,6 @@ def test_a_world_readable_file_is_refreshed_with_a_warning_and_made_0600(
 def test_a_read_only_folder_fails_before_anything_is_spent(
     sandbox: RSandbox, token_server: Any
 ) -> None:
-    privileged_or_fail("a read-only folder")
     raw = sandbox.write(expired("ro"))
     sandbox.cfg.chmod(0o555)
     try:

@@ -24,7 +24,11 @@ from tests.tokenserver import TokenServer
 ITERATIONS = int(os.environ.get("CLAUDE_WRAP_CRASH_ITERATIONS") or 200)
 SEED = int(os.environ.get("CLAUDE_WRAP_CRASH_SEED") or 20261128)
 LANES = 2  # two sandboxes side by side: half the wall time on two cores
-KILL_WITHIN_S = 0.6  # a refresh takes about 0.35 s here, plus the server's delay
+# Kills land anywhere in [0, KILL_SPAN x the duration of a whole refresh run]; that duration is
+# learnt from the follow-up runs, so that on a loaded machine the kills do not all land during
+# the interpreter's start. 0.6 s is the first guess (a refresh takes ~0.35 s on a quiet machine).
+KILL_SPAN = 1.2
+FIRST_GUESS_S = 0.6
 SERVER_DELAY_S = 0.15
 
 
@@ -39,6 +43,7 @@ def _lane(lane: int, count: int, root: Path, tally: collections.Counter[str]) ->
         # default 15 s wait covers. test_locks proves the takeover with a 2 s wait.
         sandbox.env["CLAUDE_WRAP_LOCK_TIMEOUT"] = "15"
         shim_env = sandbox.shim_env()
+        whole_run_s = FIRST_GUESS_S
         for i in range(count):
             old = expired(f"crash-{lane}-{i}")
             watch().secrets.update(
@@ -46,7 +51,7 @@ def _lane(lane: int, count: int, root: Path, tally: collections.Counter[str]) ->
             )
             sandbox.write(old)
             victim = rng.choice(("refresh", "shim"))
-            kill_at = rng.uniform(0.0, KILL_WITHIN_S)
+            kill_at = rng.uniform(0.0, KILL_SPAN * whole_run_s)
             argv = [*WRAP, "refresh"] if victim == "refresh" else [str(sandbox.shim), "hi"]
             env = sandbox.env if victim == "refresh" else shim_env
             proc = subprocess.Popen(
@@ -79,6 +84,7 @@ def _lane(lane: int, count: int, root: Path, tally: collections.Counter[str]) ->
                 tally["kills that left a temp file"] += bool(left_temps)
 
             # The next run must succeed whatever the killed one left behind.
+            started = time.monotonic()
             if rng.random() < 0.5:
                 after = sandbox.wrap("refresh")
                 assert after.returncode == 0, (
@@ -92,6 +98,8 @@ def _lane(lane: int, count: int, root: Path, tally: collections.Counter[str]) ->
                 assert classify(sandbox.creds.read_bytes(), old, server) == "new", (
                     f"{where}: next claude did not refresh: {after2.stderr!r}"
                 )
+            if state == "old":  # it refreshed: a whole run, to scale the next kill by
+                whole_run_s = 0.7 * whole_run_s + 0.3 * min(time.monotonic() - started, 4.0)
             assert classify(sandbox.creds.read_bytes(), old, server) == "new", where
             assert sandbox.oauth()["accessToken"] != old["claudeAiOauth"]["accessToken"]
             if state == "old":

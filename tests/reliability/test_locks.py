@@ -16,7 +16,14 @@ import psutil
 import pytest
 
 from tests.conftest import WRAP
-from tests.reliability.conftest import FIGURES, RSandbox, count_requests, user_lines, watch
+from tests.reliability.conftest import (
+    FIGURES,
+    RSandbox,
+    count_requests,
+    privileged_or_fail,
+    user_lines,
+    watch,
+)
 from tests.reliability.helpers import expired, lock_dirs, unique_login
 from tests.tokenserver import Reply, TokenServer
 
@@ -234,8 +241,10 @@ def test_a_lock_from_another_pid_namespace_is_not_taken_over_early(
 ) -> None:
     """A claude-wrap in a container sharing the folder: its pid means nothing here, so its lock
     folders wait out the stale time like anyone else's."""
-    if subprocess.run(["unshare", "--pid", "--fork", "true"], check=False).returncode != 0:
-        pytest.fail("this case needs `unshare --pid` (root)")
+    privileged_or_fail("a pid namespace (unshare --pid)")
+    probe = subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.fail(f"`unshare --pid --fork` failed: {probe.stderr.decode().strip()}")
     raw = sandbox.write(expired("pidns"))
     token_server.script(Reply(hang=True))
     # Inside the namespace pids count up from 1: fork until the wrapper gets a pid that is dead
