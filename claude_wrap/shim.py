@@ -140,11 +140,34 @@ def run(args: list[str], shim: str | None, env: Mapping[str, str] | None = None)
         real = find_real(env, shim)
         _exec(real, args, env)
     real = find_real(env, shim)
-    if uses_stored_login(args, env):
-        preflight(env)
     child_env = dict(env)
     child_env[ACTIVE] = "1"
+    if uses_stored_login(args, env):
+        preflight(env)
+        if paths.flag(env, "CLAUDE_WRAP_WATCH", default=True):
+            _watch(real, args, child_env)
     _exec(real, args, child_env)
+
+
+def _watch(real: str, args: list[str], env: Mapping[str, str]) -> None:
+    """Run claude as our child and watch its output for a login failure the pre-flight could not
+    see coming (it repairs the login, then retries or lets the running TUI pick it up)."""
+    try:
+        if os.isatty(0) and os.isatty(1):
+            enable_site()
+            from claude_wrap import interactive  # noqa: PLC0415 - pexpect, for terminals only
+
+            code = interactive.run(real, args, env)
+        else:
+            from claude_wrap import relay  # noqa: PLC0415
+
+            code = relay.run(real, args, env)
+    except KeyboardInterrupt:
+        code = 130
+    except paths.SettingError as exc:
+        say(f"{exc} (running claude unwatched)")
+        return
+    raise SystemExit(code)
 
 
 def _exec(real: str, args: list[str], env: Mapping[str, str]) -> NoReturn:
