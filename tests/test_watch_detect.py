@@ -12,7 +12,8 @@ from claude_wrap import detect
 NLI = "Not logged in · Please run /login"
 E401 = (
     'Failed to authenticate. API Error: 401 {"type":"error","error":{"type":"authentication_error",'
-    '"message":"OAuth token has expired. Please obtain a new token or refresh your existing token."}}'
+    '"message":"OAuth token has expired. Please obtain a new token or refresh your existing '
+    'token."}}'
 )
 
 
