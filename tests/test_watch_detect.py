@@ -4,6 +4,7 @@ at every chunk boundary."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -206,3 +207,42 @@ def test_tui_401_and_plain_text_forms() -> None:
         "Pleaserun/login·APIError:401"
     )
     assert detect.TuiMatcher().feed(b"I am logged in, all fine \xc2\xb7 Run things") is None
+
+
+# --- the real binary's own output (2.1.197, captured by the e2e harness) ----------------------
+
+SAMPLES = Path(__file__).resolve().parent / "e2e" / "samples"
+FAILED_SAMPLES = [
+    "print_logged_out.txt",
+    "print_expired_401.txt",
+    "print_logged_out.json",
+    "print_logged_out.stream.jsonl",
+    "print_logged_out.stream-in.jsonl",
+]
+
+
+@pytest.mark.parametrize("name", FAILED_SAMPLES)
+def test_the_real_binarys_failures_are_recognised(name: str) -> None:
+    data = (SAMPLES / name).read_bytes()
+    for size in (1, 7, 100, len(data)):
+        chunks = [data[i : i + size] for i in range(0, len(data), size)]
+        assert judge(chunks, 1) == (detect.FAILURE, b""), size
+        assert judge(chunks, 0) == (detect.HEALTHY, data)
+
+
+def test_the_real_binarys_healthy_stream_goes_through_once_the_model_answers() -> None:
+    data = (SAMPLES / "print_ok.stream.jsonl").read_bytes()
+    init, answer, *rest = data.splitlines(keepends=True)
+    watch = detect.Watch()
+    assert watch.feed(init) == b""
+    assert watch.feed(answer) == init + answer
+    assert watch.feed(b"".join(rest)) == b"".join(rest)
+    assert watch.finish(0) == detect.HEALTHY
+
+
+def test_the_real_tui_status_line_is_found_in_any_chunking() -> None:
+    data = (SAMPLES / "tui_logged_out.bin").read_bytes()
+    for size in (1, 3, 64, 1000, len(data)):
+        matcher = detect.TuiMatcher()
+        found = [m for i in range(0, len(data), size) if (m := matcher.feed(data[i : i + size]))]
+        assert found == ["Notloggedin·Run/login"], size
