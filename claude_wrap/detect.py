@@ -11,7 +11,9 @@ The failure, as the real binary prints it on stdout (exit 1, stderr empty):
 - `--output-format json`: one `{"type":"result","is_error":true,...}` object;
 - `--output-format stream-json`: three lines, the `system`/`init` line, a synthetic assistant
   message (`"model": "<synthetic>"`, top-level `"error": "authentication_failed"`) and a result
-  with `"is_error": true`.
+  with `"is_error": true`; when the server refused the token (401), `system`/`api_retry` lines
+  with `"error": "authentication_failed"` come between init and the synthetic message (seen
+  with 2.1.197).
 A run that merely quotes the phrase (exit 0, `is_error` false, a real model's message) is healthy.
 
 Interactive runs: `TuiMatcher` finds the failure in raw terminal output, where the TUI draws each
@@ -79,6 +81,17 @@ def _is_synthetic_failure(obj: Any) -> bool:
         [c.get("text") for c in content if isinstance(c, dict)] if isinstance(content, list) else []
     )
     return any(isinstance(t, str) and is_failure_text(t) for t in texts)
+
+
+def _is_auth_retry(obj: Any) -> bool:
+    # stream-json, 401: `{"type":"system","subtype":"api_retry","error_status":401,
+    # "error":"authentication_failed",...}` lines come between init and the synthetic message.
+    return (
+        isinstance(obj, dict)
+        and obj.get("type") == "system"
+        and obj.get("subtype") == "api_retry"
+        and (obj.get("error") == "authentication_failed" or obj.get("error_status") == 401)
+    )
 
 
 def _is_error_result(obj: Any) -> bool:
@@ -173,22 +186,25 @@ class Watch:
             self.state = HEALTHY
             return
         self.message = ""
+        phase = "start"
         for i, line in enumerate(lines):
             if i == len(self._lines):
                 self._lines.append(_parse(line))
             obj = self._lines[i]
-            if i == 0 and _is_failure_result(obj):
-                ok, done = True, True
-            elif i == 0:
-                ok, done = _is_init(obj), False
-            elif i == 1:
-                ok, done = _is_synthetic_failure(obj), False
+            if phase == "start" and _is_failure_result(obj):
+                phase = "done"
+            elif phase == "start" and _is_init(obj):
+                phase = "init"
+            elif phase == "init" and _is_auth_retry(obj):
+                pass  # the API refused the token and claude tried again: still the failure
+            elif phase == "init" and _is_synthetic_failure(obj):
+                phase = "synthetic"
+            elif phase == "synthetic" and _is_error_result(obj):
+                phase = "done"
             else:
-                ok, done = i == 2 and _is_error_result(obj), True
-            if not ok:
                 self.state = HEALTHY
                 return
-            if done:
+            if phase == "done":
                 if i != len(lines) - 1 or partial:
                     self.state = HEALTHY  # something follows the failure
                     return

@@ -63,6 +63,15 @@ def stream_failure(message: str = NLI) -> bytes:
     )
 
 
+AUTH_RETRY = compact(
+    {
+        "type": "system",
+        "subtype": "api_retry",
+        "error_status": 401,
+        "error": "authentication_failed",
+    }
+)
+
 FAILURES = {
     "text": (NLI + "\n").encode(),
     "text-401": (E401 + "\n").encode(),
@@ -71,6 +80,7 @@ FAILURES = {
     "json": json_failure(),
     "json-spaced": json.dumps({"type": "result", "is_error": True, "result": NLI}).encode() + b"\n",
     "stream-json": stream_failure(),
+    "stream-json-401": INIT + AUTH_RETRY + AUTH_RETRY + stream_failure(E401)[len(INIT) :],
 }
 
 
@@ -125,6 +135,13 @@ def test_the_same_output_with_exit_0_is_healthy_and_passes_unchanged(name: str) 
         INIT
         + synthetic(error="authentication_failed")
         + compact({"type": "result", "is_error": False}),
+        # stream-json: claude retrying an overloaded API is progress, not a login failure
+        INIT
+        + compact(
+            {"type": "system", "subtype": "api_retry", "error_status": 529, "error": "overloaded"}
+        )
+        + synthetic(error="authentication_failed")
+        + compact({"type": "result", "is_error": True, "result": NLI}),
         # not JSON after all
         b"{not json\n",
         b"",
@@ -218,6 +235,8 @@ FAILED_SAMPLES = [
     "print_logged_out.json",
     "print_logged_out.stream.jsonl",
     "print_logged_out.stream-in.jsonl",
+    # captured for this module: a 401 in stream-json has api_retry lines before the failure
+    "print_expired_401.stream.jsonl",
 ]
 
 
