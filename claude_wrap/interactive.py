@@ -161,6 +161,10 @@ def run(real: str, args: list[str], env: Mapping[str, str]) -> int:
         status = _status(child)
     repairer.join()
     child.close(force=True)
+    if repairer.problem is not None:
+        shim.say(f"claude said it is not logged in; could not repair the login: {repairer.problem}")
+    elif repairer.repairs and status != 0:
+        shim.say("claude said it is not logged in; the login is repaired now: run it again")
     return status
 
 

@@ -465,3 +465,35 @@ def test_a_healthy_watched_run_imports_nothing_heavy(logged_in: Sandbox) -> None
     assert "claude_wrap.relay" in imported  # it was watched
     for heavy in ("json", "psutil", "pexpect", "httpx", "loguru", "subprocess", "selectors"):
         assert heavy not in imported, heavy
+
+
+@pytest.mark.timeout(60)
+def test_held_output_is_released_when_an_editor_waits_for_it_before_writing(
+    logged_in: Sandbox,
+) -> None:
+    """An editor that waits for the init line before it sends anything: the init line could
+    still be the start of the failure, but holding it would deadlock, so after a quiet spell
+    it goes out (a hang here fails by the timeout)."""
+    proc = subprocess.Popen(
+        [
+            str(logged_in.shim),
+            "-p",
+            "--input-format",
+            "stream-json",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+        ],
+        env=logged_in.shim_env(CLAUDE_WRAP_HOLD_QUIET="0.2"),
+        cwd=logged_in.root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["subtype"] == "init"
+    proc.stdin.write(b'{"type": "user", "text": "late"}\n')
+    proc.stdin.close()
+    assert json.loads(proc.stdout.readline())["type"] == "assistant"
+    assert json.loads(proc.stdout.read().splitlines()[-1])["type"] == "result"
+    assert proc.wait(timeout=30) == 0
