@@ -138,10 +138,11 @@ def tui(run_no: int) -> int:
 
     def size(*_: object) -> None:
         cols, rows = shutil.get_terminal_size((0, 0))
-        emit(f"size: {rows}x{cols}\r\n")
+        # os.write, not sys.stdout: a handler may run in the middle of a buffered write.
+        os.write(1, f"size: {rows}x{cols}\r\n".encode())
 
     signal.signal(signal.SIGWINCH, size)
-    signal.signal(signal.SIGINT, lambda *_: emit("interrupted\r\n"))
+    signal.signal(signal.SIGINT, lambda *_: os.write(1, b"interrupted\r\n"))
     size()
     fail_first = run_no <= int(os.environ.get("FAKE_CLAUDE_FAIL_FIRST") or 0)
 
