@@ -441,7 +441,7 @@ class Relay:
             if self.signals.stop_at is not None:
                 if now >= self.signals.stop_at:
                     kill_tree(run.pid)
-                    self.signals.stop_at = float("inf")
+                    self.signals.stop_at = None  # a later stop signal starts another grace
                 else:
                     timeout = self.signals.stop_at - now
             if watch is not None and watch.holding and stdin_on and run.out >= 0:

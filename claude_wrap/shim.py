@@ -167,6 +167,10 @@ def _watch(real: str, args: list[str], env: Mapping[str, str]) -> None:
     except paths.SettingError as exc:
         say(f"{exc} (running claude unwatched)")
         return
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the trace in the log
+        log = _log_failure(env, exc, trace=True)
+        say(f"internal error while watching claude, see {log}")
+        code = 70  # EX_SOFTWARE
     raise SystemExit(code)
 
 

@@ -425,8 +425,8 @@ def test_a_child_outliving_the_grace_period_is_killed_with_its_tree(
     grandchild = int(grandchild_file.read_text())
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
+    assert err == b"", err.decode()
     assert proc.returncode == 128 + signal.SIGKILL
-    assert err == b""
     wait_for(lambda: _gone(child) and _gone(grandchild), "the whole tree to be gone")
 
 
