@@ -71,6 +71,12 @@ class Repairer:
         self.problem = recover.repair(self.env, launched, refused=detect.needs_force(message))
         self.known = recover.file_identity(self.env)
 
+    def unresolved(self) -> str | None:
+        """Why the last repair failed, unless the file changed since (a /login in the TUI)."""
+        if self.problem is not None and recover.file_identity(self.env) == self.known:
+            return self.problem
+        return None
+
     def join(self) -> None:
         if self._thread is not None:
             self._thread.join()
@@ -161,9 +167,10 @@ def run(real: str, args: list[str], env: Mapping[str, str]) -> int:
         status = _status(child)
     repairer.join()
     child.close(force=True)
-    if repairer.problem is not None:
-        shim.say(f"claude said it is not logged in; could not repair the login: {repairer.problem}")
-    elif repairer.repairs and status != 0:
+    problem = repairer.unresolved()
+    if problem is not None:
+        shim.say(f"claude said it is not logged in; could not repair the login: {problem}")
+    elif repairer.repairs and repairer.problem is None and status != 0:
         shim.say("claude said it is not logged in; the login is repaired now: run it again")
     return status
 

@@ -12,7 +12,7 @@ import pexpect
 import pytest
 
 from tests.conftest import Sandbox, login_doc
-from tests.tokenserver import TokenServer
+from tests.tokenserver import TokenServer, invalid_grant
 
 # Print the terminal's settings before and after claude, and claude's status, so a test can see
 # that the wrapper left the terminal as it found it.
@@ -138,3 +138,22 @@ def test_a_child_ignoring_the_stop_signal_is_killed_after_the_grace_period(
 
     os.kill(wrapper, signal.SIGTERM)
     assert finish(term) == 128 + signal.SIGKILL
+
+
+def test_a_repair_that_fails_in_the_tui_is_said_once_the_session_ends(
+    tui: Any, sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    token_server.script(invalid_grant())
+    before = sandbox.creds.read_bytes()
+    term = tui(FAKE_CLAUDE_FAIL_FIRST="1")
+    term.expect("/login")
+    wait_for(lambda: len(token_server.requests) == 1, "the repair attempt")
+    for word in ("one", "two"):
+        term.sendline(word)
+        term.expect("API Error: 401")
+    term.sendline("quit")
+    term.expect(r"claude-wrap: claude said it is not logged in; could not repair the login: [^\r]*")
+    assert b"rejected the stored refresh token" in term.after
+    assert finish(term) == 0
+    assert len(token_server.requests) == 1  # tried once, never again for the same file
+    assert sandbox.creds.read_bytes() == before
