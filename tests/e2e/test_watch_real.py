@@ -31,7 +31,21 @@ FORMATS = {
     "text": ("--print",),
     "json": ("--print", "--output-format", "json"),
     "stream-json": ("--print", "--output-format", "stream-json", "--verbose"),
+    # how editors and the Agent SDK run it: stdin is a stream of JSON messages, to be replayed
+    "stream-json-in": (
+        "--print",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--input-format",
+        "stream-json",
+    ),
 }
+USER_LINE = b'{"type":"user","message":{"role":"user","content":"hello"}}\n'
+
+
+def _input(fmt: str) -> bytes:
+    return USER_LINE if fmt == "stream-json-in" else b"hello\n"
 
 
 class Shim:
@@ -85,8 +99,8 @@ def _check_answer(fmt: str, stdout: bytes, answer: str) -> None:
         assert stdout == f"{answer}\n".encode()
         return
     lines = [json.loads(line) for line in stdout.splitlines()]
-    if fmt == "stream-json":
-        assert [line["type"] for line in lines].count("system") == 1  # one run's lines only
+    if fmt.startswith("stream-json"):
+        assert [line.get("subtype") for line in lines].count("init") == 1  # one run's lines only
         assert all(line.get("error") is None for line in lines)
     assert (lines[-1]["type"], lines[-1]["is_error"], lines[-1]["result"]) == (
         "result",
@@ -108,7 +122,7 @@ def test_a_token_the_server_refuses_is_refreshed_and_the_run_retried(
     tokens = new_tokens()
     claude_home.write_credentials(tokens)
     fake_api.expire(tokens.access)
-    run = shim.run(*FORMATS[fmt])
+    run = shim.run(*FORMATS[fmt], input=_input(fmt))
     assert run.returncode == 0, run.stderr
     assert run.stderr == b""
     _check_answer(fmt, run.stdout, "pong")
@@ -132,7 +146,7 @@ def test_not_logged_in_after_a_failed_preflight_is_repaired_and_retried(
     fake_api.answer = "pong"
     claude_home.write_credentials(new_tokens(), scopes=None)
     token_server.script(Reply(503, {"error": "down"}, headers={"Retry-After": "3600"}))
-    run = shim.run(*FORMATS[fmt])
+    run = shim.run(*FORMATS[fmt], input=_input(fmt))
     assert run.returncode == 0, run.stderr
     _check_answer(fmt, run.stdout, "pong")
     err = run.stderr.decode().splitlines()
