@@ -44,6 +44,11 @@ class CredentialsError(WrapError):
         return f"{text}; {self.hint}" if self.hint else text
 
 
+class StorageUnavailableError(CredentialsError):
+    """The place the login lives (the macOS Keychain) could not be asked at all: a problem of
+    access, not of content, so no "fix or remove it" advice applies."""
+
+
 class RefreshError(WrapError):
     """A refresh at the token endpoint failed. The credentials file was left exactly as it was."""
 

@@ -48,10 +48,11 @@ class Repairer:
     keeps saying so). A file changed since is judged again, and refreshed only if unusable.
     """
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], *, preflight_failed: bool) -> None:
         self.env = env
         self.known = recover.file_identity(env)
-        self.repairs = 0
+        # The pre-flight could not repair this file (and said why): count that as our one try.
+        self.repairs = 1 if recover.already_tried(env, self.known, preflight_failed) else 0
         self.problem: str | None = None
         self._thread: threading.Thread | None = None
 
@@ -103,9 +104,11 @@ def _reset_signals() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 
 
-def run(real: str, args: list[str], env: Mapping[str, str]) -> int:
+def run(
+    real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool = False
+) -> int:
     grace = relay.grace_seconds(env)
-    repairer = Repairer(env)
+    repairer = Repairer(env, preflight_failed=preflight_failed)
     matcher = detect.TuiMatcher()
 
     def watch(data: bytes) -> bytes:
@@ -189,7 +192,7 @@ def _drain(child: Any, watch: Any) -> None:
 
 def _status(child: Any) -> int:
     if child.signalstatus is not None:
-        return 128 + int(child.signalstatus)
+        return -int(child.signalstatus)
     return int(child.exitstatus or 0)
 
 
@@ -205,4 +208,4 @@ def _stop(child: Any, signum: int, grace: float) -> int:
     if child.isalive():
         relay.kill_tree(child.pid)
         child.wait()
-    return _status(child) if child.terminated else 128 + signum
+    return _status(child) if child.terminated else -signum

@@ -83,3 +83,14 @@ def check_override(path: str, shim: str | None) -> str | None:
     if is_shim(path, shim):
         return "is a claude-wrap shim, not the real claude"
     return None
+
+
+def find_node(env: Mapping[str, str]) -> str | None:
+    """node, for a cli.js handed to the shim in wrapper mode: PATH, then the usual places."""
+    folders = [f for f in env.get("PATH", "").split(os.pathsep) if f]
+    folders += ["/usr/local/bin", "/opt/homebrew/bin", "/usr/bin"]
+    for folder in folders:
+        candidate = os.path.join(folder, "node")
+        if _executable(candidate):
+            return candidate
+    return None

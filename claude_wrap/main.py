@@ -18,7 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     import argparse  # noqa: PLC0415
 
     from claude_wrap import __version__  # noqa: PLC0415
-    from claude_wrap.commands import install, refresh, status  # noqa: PLC0415
+    from claude_wrap.commands import doctor, install, keep, refresh, status  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="claude-wrap",
@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     status.register(sub)
     refresh.register(sub)
     install.register(sub)
+    keep.register(sub)
+    doctor.register(sub)
     run = sub.add_parser("run", help="run claude through the shim: claude-wrap run -- ARGS")
     run.add_argument("args", nargs=argparse.REMAINDER)
     return parser

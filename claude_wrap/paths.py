@@ -135,6 +135,48 @@ def flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw not in ("0", "false", "no", "off")
 
 
+STORAGE_KINDS = ("file", "keychain")
+KEYCHAIN_SERVICE = "Claude Code-credentials"
+
+
+def storage_kind(env: Mapping[str, str] = os.environ) -> str:
+    """Where the login lives: the file, or (macOS) the login Keychain (protocol.md section 1)."""
+    raw = env.get("CLAUDE_WRAP_STORAGE", "")
+    if raw in ("", "auto"):
+        return "keychain" if sys.platform == "darwin" else "file"
+    if raw not in STORAGE_KINDS:
+        raise SettingError("CLAUDE_WRAP_STORAGE", raw, "one of auto, file, keychain")
+    return raw
+
+
+def keychain_service(env: Mapping[str, str] = os.environ) -> str:
+    """Claude Code's Keychain service name: a per-folder suffix only when a folder was chosen
+    (CLAUDE_SECURESTORAGE_CONFIG_DIR when set, else CLAUDE_CONFIG_DIR), so that the default login
+    of every user keeps the plain name."""
+    secure = env.get("CLAUDE_SECURESTORAGE_CONFIG_DIR")
+    if secure is not None:
+        folder = secure
+    elif env.get("CLAUDE_CONFIG_DIR"):
+        folder = config_dir(env)
+    else:
+        folder = ""
+    if not folder:
+        return KEYCHAIN_SERVICE
+    import hashlib  # noqa: PLC0415 - keychain path only
+
+    return f"{KEYCHAIN_SERVICE}-{hashlib.sha256(folder.encode()).hexdigest()[:8]}"
+
+
+def keychain_account(env: Mapping[str, str] = os.environ) -> str:
+    """$USER, else the password database (editors may start us without USER)."""
+    value = env.get("USER")
+    if value:
+        return value
+    import pwd  # noqa: PLC0415
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
 def python_for_shim() -> str:
     """The interpreter an installed shim runs: this package's own."""
     return sys.executable

@@ -31,6 +31,13 @@ def file_identity(env: Mapping[str, str]) -> tuple[int, ...] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def already_tried(env: Mapping[str, str], launched: tuple[int, ...] | None, failed: bool) -> bool:
+    """The pre-flight tried to repair this very file and could not, and said why. Trying again
+    now would fail the same way, or spend a refresh token the endpoint just refused
+    (invalid_grant) or may already have spent: never. A file changed since is a new case."""
+    return failed and launched is not None and file_identity(env) == launched
+
+
 def repair(
     env: Mapping[str, str], launched: tuple[int, ...] | None, *, refused: bool
 ) -> str | None:

@@ -12,11 +12,18 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from claude_wrap import fastpath, lock, login, paths, store
-from claude_wrap.errors import LOGIN_HINT, CredentialsError, Interrupted
+from claude_wrap.errors import (
+    LOGIN_HINT,
+    CredentialsError,
+    Interrupted,
+    StorageUnavailableError,
+)
 from claude_wrap.log import logger
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
+
+    from claude_wrap.store import Storage
 
 NONE = "none"
 REFRESHED = "refreshed"
@@ -39,20 +46,27 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def assess(path: str, window_ms: int, at_ms: int | None = None) -> tuple[Any, login.Verdict]:
-    """(snapshot or None, verdict) for the file as it is now. Never raises for a bad file."""
+def assess(
+    source: str | Storage, window_ms: int, at_ms: int | None = None
+) -> tuple[Any, login.Verdict]:
+    """(snapshot or None, verdict) for the login as it is now (a file path, or a storage).
+    Never raises for a bad file; StorageUnavailableError when the Keychain cannot be asked."""
     at_ms = now_ms() if at_ms is None else at_ms
+    storage = store.FileStorage(source) if isinstance(source, str) else source
     try:
-        snap = store.read(path)
+        snap = storage.read()
+    except StorageUnavailableError:
+        raise  # not a verdict on the login: nobody could read it
     except CredentialsError as exc:
         return None, login.Verdict(login.MALFORMED, exc.problem)
     if snap is None:
-        return None, login.Verdict(login.MISSING, "there is no credentials file")
+        what = "file" if storage.kind == "file" else "Keychain item"
+        return None, login.Verdict(login.MISSING, f"there is no credentials {what}")
     verdict = login.judge(snap.doc, at_ms, window_ms)
     if verdict.state == login.MALFORMED:
         return snap, verdict
-    if verdict.state == login.OK:
-        fastpath.remember(path, snap.ident, verdict.expires_at, window_ms, at_ms)
+    if verdict.state == login.OK and storage.kind == "file":
+        fastpath.remember(storage.where, snap.ident, verdict.expires_at, window_ms, at_ms)
     return snap, verdict
 
 
@@ -121,10 +135,11 @@ def ensure_fresh(
     has replaced its access token meanwhile: then that token is adopted and nothing is spent.
     Raises a WrapError subclass when it cannot; the file is then exactly as it was.
     """
-    path = paths.credentials_file(env)
-    cfg = os.path.dirname(path)
+    storage = store.open_storage(env)
+    path = storage.where
+    cfg = storage.lock_dir
     window_ms = int(paths.refresh_window(env) * 1000)
-    snap, before = assess(path, window_ms)
+    snap, before = assess(storage, window_ms)
     if before.state == login.OK and not force:
         return Outcome(NONE, before, before, [])
     error = unfixable(path, before)
@@ -139,7 +154,7 @@ def ensure_fresh(
     log.info("login is {} ({}); refreshing under the locks", before.state, before.detail)
 
     def changed_and_ok() -> bool:
-        snap2, verdict = assess(path, window_ms)
+        snap2, verdict = assess(storage, window_ms)
         return verdict.state == login.OK and _access(snap2) != seen
 
     try:
@@ -154,7 +169,7 @@ def ensure_fresh(
             ),
         ):
             # Re-read under the lock: whoever held it may have just refreshed.
-            snap, current = assess(path, window_ms)
+            snap, current = assess(storage, window_ms)
             if current.state == login.OK and (not force or _access(snap) != seen):
                 action = ADOPTED if _access(snap) != seen else NONE
                 log.info("login is usable after taking the lock: {}", action)
@@ -162,16 +177,16 @@ def ensure_fresh(
             error = unfixable(path, current)
             if error is not None:
                 raise error
-            return _refresh(env, path, snap, before, url, log, on_slow)
+            return _refresh(env, storage, snap, before, url, log, on_slow)
     except lock.WaitEnded:
-        snap, current = assess(path, window_ms)
+        snap, current = assess(storage, window_ms)
         log.info("another process refreshed the login while we waited; adopted")
         return Outcome(ADOPTED, before, current, [])
 
 
 def _refresh(  # noqa: PLR0917 - private, called once
     env: Mapping[str, str],
-    path: str,
+    storage: Storage,
     snap: Any,
     before: login.Verdict,
     url: str,
@@ -180,13 +195,13 @@ def _refresh(  # noqa: PLR0917 - private, called once
 ) -> Outcome:
     from claude_wrap import oauth  # noqa: PLC0415
 
-    cfg = os.path.dirname(path)
+    cfg = storage.lock_dir
     oauth_doc = login.oauth_section(snap.doc) or {}
     refresh_token = oauth_doc.get("refreshToken")
     assert isinstance(refresh_token, str) and refresh_token  # unfixable() checked
-    store.remove_stale_temps(path)
+    storage.tidy()
     # Reserve the new file's space before the token is spent: a full disk fails here, harmlessly.
-    with store.PendingWrite(path, reserve=len(snap.raw) + 65536) as pending:
+    with storage.pending(reserve=len(snap.raw) + 65536) as pending:
         timer = threading.Timer(1.0, on_slow) if on_slow else None
         if timer:
             timer.daemon = True
@@ -205,14 +220,14 @@ def _refresh(  # noqa: PLR0917 - private, called once
         with lock.write_lock(paths.write_lock(cfg)):
             # Merge into the file as it is now: keep anything another writer changed meanwhile.
             try:
-                latest = store.read(path)
+                latest = storage.read()
             except CredentialsError:
                 latest = None
             base = latest.doc if latest is not None and isinstance(latest.doc, dict) else snap.doc
             new_doc = login.merged(base, response, now_ms())
             pending.commit(new_doc, token_spent=True)
     window_ms = int(paths.refresh_window(env) * 1000)
-    _, after = assess(path, window_ms)
+    _, after = assess(storage, window_ms)
     changes = describe(snap.doc, new_doc)
     log.info("refreshed: {}", "; ".join(changes))
     return Outcome(REFRESHED, before, after, changes)

@@ -54,9 +54,10 @@ def grace_seconds(env: Mapping[str, str]) -> float:
 
 
 def exit_status(status: int) -> int:
-    """A waitpid status as a shell reports it: the exit code, or 128+N for signal N."""
+    """A waitpid status as subprocess reports it: the exit code, or -N for death by signal N
+    (the shim then dies of the same signal, so its parent sees what it would have seen)."""
     if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
+        return -os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
 
 
@@ -271,8 +272,11 @@ class Run:
 
 
 class Relay:
-    def __init__(self, real: str, args: list[str], env: Mapping[str, str]) -> None:
+    def __init__(
+        self, real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool
+    ) -> None:
         self.real = real
+        self.preflight_failed = preflight_failed
         self.args = args
         self.env = env
         self.pipe_stdin = _usable(0) and not os.isatty(0)
@@ -307,6 +311,9 @@ class Relay:
             self.stdout.write(watch.release())
             return code
         failed = watch.release()
+        if recover.already_tried(self.env, launched, self.preflight_failed):
+            self.stdout.write(failed)  # the pre-flight's line on stderr already said why
+            return code
         why_not = self._why_no_retry()
         problem = None
         if self.signals.stopped_by is None:
@@ -318,7 +325,7 @@ class Relay:
                 )
             except Interrupted as exc:
                 self.stdout.write(failed)
-                return 128 + exc.signum
+                return -exc.signum
         if self.signals.stopped_by is not None:
             why_not = "we were told to stop"
         if problem is not None or why_not is not None:
@@ -507,5 +514,7 @@ class Relay:
             run.inp = -1
 
 
-def run(real: str, args: list[str], env: Mapping[str, str]) -> int:
-    return Relay(real, args, env).run()
+def run(
+    real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool = False
+) -> int:
+    return Relay(real, args, env, preflight_failed=preflight_failed).run()

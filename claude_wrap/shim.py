@@ -47,16 +47,18 @@ def uses_stored_login(args: list[str], env: Mapping[str, str]) -> bool:
     return not any(tuple(args[: len(cmd)]) == cmd for cmd in NO_AUTH_COMMANDS)
 
 
-def preflight(env: Mapping[str, str]) -> None:
-    """Repair the login if it needs it. Never raises: problems become one line on stderr."""
+def preflight(env: Mapping[str, str]) -> bool:
+    """Repair the login if it needs it. Never raises: problems become one line on stderr, and
+    False (the watcher then does not try the same repair again)."""
     try:
         cred = paths.credentials_file(env)
         window_ms = int(paths.refresh_window(env) * 1000)
         import time  # noqa: PLC0415 - builtin module, cheap
 
-        if fastpath.still_ok(cred, window_ms, int(time.time() * 1000)):
-            return
-        _slow_preflight(env)
+        # The verdict cache knows files only: a Keychain login is judged afresh each run.
+        file_kind = paths.storage_kind(env) == "file"
+        if not (file_kind and fastpath.still_ok(cred, window_ms, int(time.time() * 1000))):
+            _slow_preflight(env)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except BaseException as exc:
@@ -73,6 +75,8 @@ def preflight(env: Mapping[str, str]) -> None:
         else:
             log = _log_failure(env, exc, trace=True)
             say(f"internal error while checking the login, see {log} (running claude anyway)")
+        return False
+    return True
 
 
 def enable_site() -> None:
@@ -86,10 +90,11 @@ def enable_site() -> None:
 
 def _slow_preflight(env: Mapping[str, str]) -> None:
     enable_site()
-    from claude_wrap import login, refresher  # noqa: PLC0415
+    from claude_wrap import login, refresher, store  # noqa: PLC0415
 
-    path = paths.credentials_file(env)
-    _, verdict = refresher.assess(path, int(paths.refresh_window(env) * 1000))
+    storage = store.open_storage(env)
+    path = storage.where
+    _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000))
     if verdict.state == login.OK:
         return
     if verdict.state in (login.MISSING, login.LOGGED_OUT):
@@ -133,23 +138,46 @@ def find_real(env: Mapping[str, str], shim: str | None) -> str:
         raise SystemExit(127) from None
 
 
+def wrapped(args: list[str], shim: str | None, env: Mapping[str, str]) -> tuple[str, list[str]]:
+    """Wrapper mode: VS Code's `claudeCode.claudeProcessWrapper` runs `<shim> <its own claude>
+    ARGS`. When the first argument is the path of a Claude Code executable (or the npm package's
+    cli.js), run that one, without it in the arguments. ("", args) when not in wrapper mode."""
+    first = args[0] if args else ""
+    if os.sep not in first:
+        return "", args  # the usual case, decided without touching the disk
+    base = os.path.basename(first)
+    if base in ("cli.js", "cli.mjs"):
+        if "claude-code" not in first or not os.path.isfile(first):
+            return "", args
+        node = locate.find_node(env)
+        # Without node, the claude on PATH is the next best thing to run these arguments.
+        return (node, [first, *args[1:]]) if node else ("", args[1:])
+    if base not in ("claude", "claude.exe") and "/@anthropic-ai/claude-code" not in first:
+        return "", args
+    if not os.path.isfile(first) or not os.access(first, os.X_OK):
+        return "", args
+    if locate.is_shim(first, shim):
+        return "", args[1:]  # pointed at a shim (ours): drop it, find the real one as usual
+    return first, args[1:]
+
+
 def run(args: list[str], shim: str | None, env: Mapping[str, str] | None = None) -> NoReturn:
     env = os.environ if env is None else env
+    real, args = wrapped(args, shim, env)
     if env.get(ACTIVE) == "1" or paths.flag(env, "CLAUDE_WRAP_DISABLE", default=False):
         # Nested under another shim (which already did the pre-flight), or switched off.
-        real = find_real(env, shim)
-        _exec(real, args, env)
-    real = find_real(env, shim)
+        _exec(real or find_real(env, shim), args, env)
+    real = real or find_real(env, shim)
     child_env = dict(env)
     child_env[ACTIVE] = "1"
     if uses_stored_login(args, env):
-        preflight(env)
+        repaired = preflight(env)
         if paths.flag(env, "CLAUDE_WRAP_WATCH", default=True):
-            _watch(real, args, child_env)
+            _watch(real, args, child_env, preflight_failed=not repaired)
     _exec(real, args, child_env)
 
 
-def _watch(real: str, args: list[str], env: Mapping[str, str]) -> None:
+def _watch(real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool) -> None:
     """Run claude as our child and watch its output for a login failure the pre-flight could not
     see coming (it repairs the login, then retries or lets the running TUI pick it up)."""
     try:
@@ -157,11 +185,11 @@ def _watch(real: str, args: list[str], env: Mapping[str, str]) -> None:
             enable_site()
             from claude_wrap import interactive  # noqa: PLC0415 - pexpect, for terminals only
 
-            code = interactive.run(real, args, env)
+            code = interactive.run(real, args, env, preflight_failed=preflight_failed)
         else:
             from claude_wrap import relay  # noqa: PLC0415
 
-            code = relay.run(real, args, env)
+            code = relay.run(real, args, env, preflight_failed=preflight_failed)
     except KeyboardInterrupt:
         code = 130
     except paths.SettingError as exc:
@@ -171,7 +199,32 @@ def _watch(real: str, args: list[str], env: Mapping[str, str]) -> None:
         log = _log_failure(env, exc, trace=True)
         say(f"internal error while watching claude, see {log}")
         code = 70  # EX_SOFTWARE
+    if code < 0:
+        _die_by(-code)
     raise SystemExit(code)
+
+
+def _die_by(signum: int) -> NoReturn:
+    """End the way claude did, by its signal: a parent then sees exactly what it would have seen
+    had we exec'd (a shell reports 128+N). Exits 128+N should the signal not end us."""
+    import signal  # noqa: PLC0415 - builtin, cheap
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        import resource  # noqa: PLC0415
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # claude's crash, not ours: no core
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be handled anyway
+            signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+        os.kill(os.getpid(), signum)
+    except (OSError, ValueError):
+        pass
+    raise SystemExit(128 + signum)
 
 
 def _exec(real: str, args: list[str], env: Mapping[str, str]) -> NoReturn:

@@ -17,7 +17,28 @@ from claude_wrap.errors import CredentialsError, WriteError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Mapping
+    from typing import Any, Protocol
+
+    class Write(Protocol):
+        """A write being prepared: `commit` stores the document atomically; leaving the
+        `with` block without a commit leaves the stored login exactly as it was."""
+
+        def commit(self, doc: Any, *, token_spent: bool) -> None: ...
+        def __enter__(self) -> Write: ...
+        def __exit__(self, *exc: object) -> None: ...
+
+    class Storage(Protocol):
+        """Where the login lives: the file (FileStorage) or the macOS Keychain (keychain.py)."""
+
+        kind: str
+        where: str  # names it in messages: a path, or the Keychain item
+        lock_dir: str  # the folder whose lock directories guard a refresh
+
+        def read(self) -> Snapshot | None: ...
+        def pending(self, reserve: int) -> Write: ...
+        def tidy(self) -> None: ...
+
 
 MAX_BYTES = 1 << 20  # a real file is under 4 KiB; anything past 1 MiB is not Claude Code's
 TMP_PREFIX = ".credentials.json.tmp.cw."
@@ -239,6 +260,37 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class FileStorage:
+    """The credentials file: Linux and Windows, and macOS with CLAUDE_WRAP_STORAGE=file."""
+
+    kind = "file"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.where = path
+        self.lock_dir = os.path.dirname(path)
+
+    def read(self) -> Snapshot | None:
+        return read(self.path)
+
+    def pending(self, reserve: int) -> PendingWrite:
+        return PendingWrite(self.path, reserve)
+
+    def tidy(self) -> None:
+        remove_stale_temps(self.path)
+
+
+def open_storage(env: Mapping[str, str] = os.environ) -> Storage:
+    """The storage CLAUDE_WRAP_STORAGE selects (auto: the Keychain on macOS, else the file)."""
+    from claude_wrap import paths  # noqa: PLC0415
+
+    if paths.storage_kind(env) == "keychain":
+        from claude_wrap import keychain  # noqa: PLC0415
+
+        return keychain.KeychainStorage.for_env(env)
+    return FileStorage(paths.credentials_file(env))
 
 
 def world_readable(path: str) -> bool:

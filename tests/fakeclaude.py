@@ -79,6 +79,11 @@ def refusal() -> str | None:
     return None
 
 
+def cmdline() -> list[str]:
+    with open("/proc/self/cmdline", "rb") as f:
+        return f.read().decode().split("\0")[:-1]
+
+
 def bump_counter() -> int:
     path = os.environ.get("FAKE_CLAUDE_COUNTER")
     if not path:
@@ -321,6 +326,8 @@ def main() -> int:
                 json.dumps(
                     {
                         "argv": sys.argv,
+                        # As the kernel ran us: [python, the path that was executed, args...].
+                        "cmdline": cmdline(),
                         "active": env.get("CLAUDE_WRAP_ACTIVE"),
                         "cwd": os.getcwd(),
                         "pid": os.getpid(),

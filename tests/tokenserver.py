@@ -171,3 +171,86 @@ class TokenServer:
         self._stop.set()
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+class TokenFamilies:
+    """A token endpoint that behaves like the real one where it hurts (issue 9).
+
+    Refresh tokens are single-use: presenting a spent one answers `invalid_grant` and, as users
+    report of the real service, revokes the whole family (every token descended from the same
+    login). Access tokens live `access_ttl_s` seconds. `access_ok()` is what a fake Messages API
+    asks before answering, so a revoked or expired token gets its 401. Counters say what happened.
+    """
+
+    def __init__(self, access_ttl_s: float = 28800, tag: str = "f") -> None:
+        self.access_ttl_s = access_ttl_s
+        self.tag = tag
+        self._lock = threading.Lock()
+        self._n = itertools.count(1)
+        self._family_of: dict[str, int] = {}  # every token ever issued -> its family
+        self._live_refresh: dict[int, str] = {}  # family -> its one unspent refresh token
+        self._access_expiry: dict[str, float] = {}
+        self.revoked: set[int] = set()
+        self.refreshes = 0
+        self.invalid_grants = 0
+        self.rejected_access = 0
+
+    def login(self) -> dict[str, Any]:
+        """A fresh login (what `/login` would store), as a claudeAiOauth object."""
+        with self._lock:
+            family = next(self._n)
+            access, refresh = self._mint(family)
+        return {
+            "accessToken": access,
+            "refreshToken": refresh,
+            "expiresAt": int(self._access_expiry[access] * 1000),
+            "scopes": DEFAULT_SCOPE.split(),
+            "subscriptionType": "max",
+            "rateLimitTier": "default_claude_max_20x",
+        }
+
+    def _mint(self, family: int) -> tuple[str, str]:
+        n = next(self._n)
+        access = f"sk-ant-oat01-fam{family}-{n:06d}-{self.tag}"
+        refresh = f"sk-ant-ort01-fam{family}-{n:06d}-{self.tag}"
+        self._family_of[access] = self._family_of[refresh] = family
+        self._live_refresh[family] = refresh
+        self._access_expiry[access] = time.time() + self.access_ttl_s
+        return access, refresh
+
+    def __call__(self, server: TokenServer, request: Request) -> Reply:
+        token = (request.body or {}).get("refresh_token")
+        with self._lock:
+            family = self._family_of.get(token) if isinstance(token, str) else None
+            if family is None or family in self.revoked:
+                self.invalid_grants += 1
+                return invalid_grant()
+            if self._live_refresh.get(family) != token:
+                # A spent token came back: someone raced. Revoke the whole family.
+                self.revoked.add(family)
+                self.invalid_grants += 1
+                return invalid_grant()
+            self.refreshes += 1
+            access, refresh = self._mint(family)
+        return Reply(
+            200,
+            {
+                "access_token": access,
+                "refresh_token": refresh,
+                "expires_in": self.access_ttl_s,
+                "scope": DEFAULT_SCOPE,
+                "token_type": "Bearer",
+            },
+        )
+
+    def access_ok(self, token: str) -> bool:
+        with self._lock:
+            family = self._family_of.get(token)
+            good = (
+                family is not None
+                and family not in self.revoked
+                and self._access_expiry.get(token, 0) > time.time()
+            )
+            if not good:
+                self.rejected_access += 1
+            return good

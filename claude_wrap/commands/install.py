@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 import claude_wrap
-from claude_wrap import locate, paths
+from claude_wrap import keeper, locate, paths
 from claude_wrap.errors import EXIT_OK, WrapError
 
 SHIM_TEMPLATE = """#!{python} -IS
@@ -41,12 +41,27 @@ def shim_text() -> str:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("install", help="write the `claude` shim into a folder")
-    p.add_argument("--dir", default=None, help="folder for the shim (default: %(default)s)")
+    p = sub.add_parser("install", help="write the `claude` shim into a folder (or the keeper)")
+    p.add_argument(
+        "--dir", default=None, help="folder for the shim (default: ~/.local/share/claude-wrap/bin)"
+    )
     p.set_defaults(func=run_install)
-    u = sub.add_parser("uninstall", help="remove the `claude` shim from a folder")
+    u = sub.add_parser("uninstall", help="remove the `claude` shim from a folder (or the keeper)")
     u.add_argument("--dir", default=None, help="folder of the shim")
     u.set_defaults(func=run_uninstall)
+    for parser in (p, u):
+        parser.add_argument(
+            "--keeper",
+            action="store_true",
+            help="the background keeper instead: a systemd user timer or a launchd agent that "
+            "runs `claude-wrap keep --all` every 5 minutes",
+        )
+        parser.add_argument(
+            "--manager",
+            choices=keeper.MANAGERS,
+            default=None,
+            help="service manager for --keeper (default: launchd on macOS, else systemd)",
+        )
 
 
 def install(folder: str) -> tuple[str, bool]:
@@ -86,6 +101,8 @@ def uninstall(folder: str) -> bool:
 
 
 def run_install(ns: argparse.Namespace) -> int:
+    if ns.keeper:
+        return install_keeper(ns.manager or keeper.default_manager())
     folder = os.path.abspath(ns.dir or default_dir())
     try:
         path, changed = install(folder)
@@ -101,10 +118,57 @@ def run_install(ns: argparse.Namespace) -> int:
 
 
 def run_uninstall(ns: argparse.Namespace) -> int:
+    if ns.keeper:
+        return uninstall_keeper(ns.manager or keeper.default_manager())
     folder = os.path.abspath(ns.dir or default_dir())
     try:
         removed = uninstall(folder)
     except OSError as exc:
         raise InstallError(f"cannot remove the shim from {folder}: {exc.strerror}") from None
     print(f"removed: {os.path.join(folder, 'claude')}" if removed else "no shim to remove")
+    return EXIT_OK
+
+
+def install_keeper(manager: str) -> int:
+    folder, texts = keeper.files(manager)
+    try:
+        if manager == keeper.LAUNCHD:
+            # launchd opens the job's output files but does not create their folder.
+            os.makedirs(paths.state_dir(), mode=0o700, exist_ok=True)
+        written = keeper.write(folder, texts)
+    except FileExistsError as exc:
+        raise InstallError(
+            f"{exc} exists and was not written by claude-wrap; refusing to overwrite it"
+        ) from None
+    except OSError as exc:
+        raise InstallError(f"cannot write the keeper into {folder}: {exc.strerror}") from None
+    for path, changed in written:
+        print(f"{'installed' if changed else 'already installed'}: {path}")
+    commands = keeper.start_commands(manager)
+    shown = "\n".join("  " + " ".join(argv) for argv in commands)
+    if not keeper.reachable(manager):
+        print(f"{manager} is not reachable from this session; to start the keeper, run:\n{shown}")
+        return EXIT_OK
+    problem = keeper.run(commands, tolerate_first=manager == keeper.LAUNCHD)
+    if problem:
+        raise InstallError(f"the keeper files are written but could not be started: {problem}")
+    print(f"started: it runs `claude-wrap keep --all` every {keeper.INTERVAL_S // 60} minutes")
+    return EXIT_OK
+
+
+def uninstall_keeper(manager: str) -> int:
+    found = keeper.installed(manager)
+    if not found:
+        print("no keeper to remove")
+        return EXIT_OK
+    if keeper.reachable(manager):
+        keeper.run(keeper.stop_commands(manager))  # not loaded is fine: the files go anyway
+    for path in found:
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            raise InstallError(f"cannot remove {path}: {exc.strerror}") from None
+        print(f"removed: {path}")
+    if manager == keeper.SYSTEMD and keeper.reachable(manager):
+        keeper.run([["systemctl", "--user", "daemon-reload"]])
     return EXIT_OK

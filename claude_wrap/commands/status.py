@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from claude_wrap import login, paths, refresher, store
+from claude_wrap import configs, login, paths, refresher, store
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 ADVICE = {
     login.OK: "Claude Code accepts it",
@@ -28,6 +32,11 @@ ADVICE = {
 def register(sub: Any) -> None:
     p = sub.add_parser("status", help="show the state of the stored login")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every Claude config folder found (~/.claude, CLAUDE_CONFIG_DIR, ~/.claude-*)",
+    )
     p.set_defaults(func=run)
 
 
@@ -63,11 +72,21 @@ def report(path: str, verdict: login.Verdict, now_ms: int) -> dict[str, Any]:
     }
 
 
+def examine(env: Mapping[str, str], now: int) -> tuple[dict[str, Any], login.Verdict]:
+    storage = store.open_storage(env)
+    _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000), now)
+    data = report(storage.where, verdict, now)
+    data["storage"] = storage.kind
+    if storage.kind != "file":
+        data["world_readable"] = False
+    return data, verdict
+
+
 def run(ns: argparse.Namespace) -> int:
-    path = paths.credentials_file()
     now = int(time.time() * 1000)
-    _, verdict = refresher.assess(path, int(paths.refresh_window() * 1000), now)
-    data = report(path, verdict, now)
+    if ns.all:
+        return run_all(ns, now)
+    data, verdict = examine(os.environ, now)
     if ns.json:
         print(json.dumps(data, indent=2))
     else:
@@ -75,9 +94,32 @@ def run(ns: argparse.Namespace) -> int:
     return EXIT_OK if verdict.usable else EXIT_NOT_USABLE
 
 
+def run_all(ns: argparse.Namespace, now: int) -> int:
+    """One block per config folder; exit 0 only when every folder's login is usable."""
+    rows = []
+    usable = True
+    for found in configs.find():
+        data, verdict = examine(found.env, now)
+        data["config_dir"] = found.path
+        data["current"] = found.current
+        rows.append(data)
+        usable = usable and verdict.usable
+    if ns.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        blocks = []
+        for data in rows:
+            mark = " (current)" if data["current"] else ""
+            body = "\n".join("  " + line for line in render(data).splitlines())
+            blocks.append(f"{data['config_dir']}{mark}\n{body}")
+        print("\n\n".join(blocks))
+    return EXIT_OK if usable else EXIT_NOT_USABLE
+
+
 def render(data: dict[str, Any]) -> str:
     detail = f" ({data['detail']})" if data["detail"] else ""
-    lines = [f"login: {data['state']}{detail}: {data['advice']}", f"file: {data['file']}"]
+    where = "file" if data.get("storage", "file") == "file" else "stored in"
+    lines = [f"login: {data['state']}{detail}: {data['advice']}", f"{where}: {data['file']}"]
     if data["state"] not in (login.MISSING, login.MALFORMED):
         lines.append(f"expires: {data['expires']} ({data['time_left']} left)")
         scopes = data["scopes"]

@@ -1,0 +1,502 @@
+"""`claude-wrap doctor`: check everything the shim depends on, and say how to fix each problem.
+
+Each check returns findings: a level (ok, warn, fail), one line saying what was found, and for
+anything not ok the fix. `--fix` applies the fixes that are safe to apply unattended: removing
+stale lock directories (under our flock, re-checked just before) and our own leftover temp
+files, and making a readable credentials file 0600. The exit status is 0 only when every
+finding is ok.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import stat
+import subprocess
+import time
+from typing import TYPE_CHECKING, Any
+
+from claude_wrap import keeper, locate, lock, login, paths, refresher, store
+from claude_wrap.commands.status import ADVICE
+from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK, StorageUnavailableError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+OK = "ok"
+WARN = "warn"
+FAIL = "fail"
+# An mtime this far ahead of the clock cannot come from a live holder's heartbeat: the clock
+# moved back (protocol.md section 8), and Claude Code would wait on such a lock for ever.
+FUTURE_TOLERANCE_S = 5.0
+RC_FILES = (".bashrc", ".bash_profile", ".profile", ".zshrc", ".config/fish/config.fish")
+
+
+class Finding:
+    __slots__ = ("check", "data", "fix", "level", "message")
+
+    def __init__(
+        self,
+        check: str,
+        level: str,
+        message: str,
+        fix: str | None = None,
+        **data: Any,
+    ) -> None:
+        self.check = check
+        self.level = level
+        self.message = message
+        self.fix = fix
+        self.data = data
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "level": self.level,
+            "message": self.message,
+            "fix": self.fix,
+            **self.data,
+        }
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("doctor", help="check the setup and the login; explain each fix")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument(
+        "--fix",
+        action="store_true",
+        help="apply the safe fixes: remove stale lock folders and leftover temp files, chmod 600",
+    )
+    p.set_defaults(func=run)
+
+
+def run(ns: argparse.Namespace) -> int:
+    findings = examine(os.environ, fix=ns.fix)
+    healthy = all(f.level == OK for f in findings)
+    if ns.json:
+        data = {"healthy": healthy, "findings": [f.as_dict() for f in findings]}
+        print(json.dumps(data, indent=2))
+    else:
+        print(render(findings, healthy))
+    return EXIT_OK if healthy else EXIT_NOT_USABLE
+
+
+def render(findings: list[Finding], healthy: bool) -> str:
+    lines = []
+    for f in findings:
+        lines.append(f"{f.level.upper():<5} {f.check}: {f.message}")
+        if f.fix:
+            lines.append(f"      fix: {f.fix}")
+    lines.append("all healthy" if healthy else "problems found: see the fixes above")
+    return "\n".join(lines)
+
+
+def examine(env: Mapping[str, str], *, fix: bool = False) -> list[Finding]:
+    first = first_on_path(env)
+    shim = first if first is not None and locate.is_shim(first) else None
+    findings = [
+        *check_real_binary(env, shim),
+        *check_path(env, first, shim),
+        *check_recursion(env),
+    ]
+    storage = store.open_storage(env)
+    findings += check_login(env, storage)
+    if storage.kind == "file":
+        findings += check_mode(storage.where, fix=fix)
+    findings += check_locks(storage.lock_dir, fix=fix)
+    if storage.kind == "file":
+        findings += check_temps(storage.where, fix=fix)
+    findings += [check_log(env), check_keeper(env), check_processes(env)]
+    return findings
+
+
+# the binary and PATH -----------------------------------------------------------------------
+
+
+def on_path(env: Mapping[str, str]) -> list[str]:
+    """Every executable `claude` on PATH, in order."""
+    out: list[str] = []
+    for folder in env.get("PATH", "").split(os.pathsep):
+        candidate = os.path.join(folder, "claude")
+        fresh = folder and candidate not in out
+        if fresh and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            out.append(candidate)
+    return out
+
+
+def first_on_path(env: Mapping[str, str]) -> str | None:
+    found = on_path(env)
+    return found[0] if found else None
+
+
+def version_of(real: str, env: Mapping[str, str]) -> tuple[str | None, str]:
+    """(version line or None, why not)."""
+    child = dict(env)
+    child["CLAUDE_WRAP_ACTIVE"] = "1"  # should it be a shim after all, no pre-flight
+    try:
+        result = subprocess.run(
+            [real, "--version"], capture_output=True, text=True, timeout=20, env=child, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, str(exc)
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        return None, f"`{real} --version` exited {result.returncode}"
+    return lines[0], ""
+
+
+def check_real_binary(env: Mapping[str, str], shim: str | None) -> list[Finding]:
+    name = "real claude"
+    override = env.get("CLAUDE_WRAP_REAL_CLAUDE")
+    if override:
+        problem = locate.check_override(override, shim)
+        if problem is not None:
+            return [
+                Finding(
+                    name,
+                    FAIL,
+                    f"CLAUDE_WRAP_REAL_CLAUDE={override} {problem}",
+                    "point CLAUDE_WRAP_REAL_CLAUDE at Claude Code's own executable, or unset it",
+                )
+            ]
+        real = override
+    else:
+        try:
+            real = locate.find_real_claude(env, shim)
+        except locate.NotFoundError:
+            return [
+                Finding(
+                    name,
+                    FAIL,
+                    "no real claude found on PATH or in the usual places",
+                    "install Claude Code (https://docs.claude.com/en/docs/claude-code), or set "
+                    "CLAUDE_WRAP_REAL_CLAUDE to its executable",
+                )
+            ]
+    version, why = version_of(real, env)
+    if version is None:
+        return [
+            Finding(
+                name,
+                WARN,
+                f"{real} does not tell its version ({why})",
+                "reinstall Claude Code, or set CLAUDE_WRAP_REAL_CLAUDE to a working executable",
+                path=real,
+            )
+        ]
+    return [Finding(name, OK, f"{real} ({version})", path=real, version=version)]
+
+
+def alias_in_rc(env: Mapping[str, str]) -> str | None:
+    home = paths.home(env)
+    for name in RC_FILES:
+        path = os.path.join(home, name)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read(1 << 20)
+        except OSError:
+            continue
+        for line in text.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("alias claude") and "claude-wrap" in stripped:
+                return path
+    return None
+
+
+def check_path(env: Mapping[str, str], first: str | None, shim: str | None) -> list[Finding]:
+    name = "shim"
+    if shim is not None:
+        return [Finding(name, OK, f"the shim comes first on PATH: {shim}", path=shim)]
+    rc = alias_in_rc(env)
+    if rc is not None:
+        return [Finding(name, OK, f"`claude` is an alias to claude-wrap (set in {rc})", rc=rc)]
+    later = [p for p in on_path(env) if locate.is_shim(p)]
+    if later and first is not None:
+        return [
+            Finding(
+                name,
+                FAIL,
+                f"a shim is on PATH ({later[0]}) but {first} comes before it",
+                f'put {os.path.dirname(later[0])} first: export PATH="'
+                f'{os.path.dirname(later[0])}:$PATH" in your shell rc file',
+            )
+        ]
+    what = (
+        "there is no `claude` command on PATH"
+        if first is None
+        else f"`claude` runs {first} directly: nothing checks the login before a run"
+    )
+    return [
+        Finding(
+            name,
+            FAIL,
+            what,
+            "run `claude-wrap install` and add the PATH line it prints to your shell rc file "
+            "(or the alias it prints)",
+        )
+    ]
+
+
+def check_recursion(env: Mapping[str, str]) -> list[Finding]:
+    name = "recursion"
+    found = []
+    if env.get("CLAUDE_WRAP_ACTIVE") == "1":
+        found.append(
+            Finding(
+                name,
+                WARN,
+                "CLAUDE_WRAP_ACTIVE=1 is set here, so every shim started from this shell skips "
+                "its pre-flight (normal only inside a claude session the shim started)",
+                "if this is not a claude session, remove CLAUDE_WRAP_ACTIVE from your shell "
+                "rc file and open a new shell",
+            )
+        )
+    for path in on_path(env):
+        if not locate.is_shim(path):
+            continue
+        python = shim_python(path)
+        if python is not None and not os.access(python, os.X_OK):
+            found.append(
+                Finding(
+                    name,
+                    FAIL,
+                    f"the shim {path} runs {python}, which no longer exists",
+                    "reinstall claude-wrap, then run `claude-wrap install` again",
+                )
+            )
+    shims = [p for p in on_path(env) if locate.is_shim(p)]
+    if not found:
+        detail = f" ({len(shims)} shims on PATH; each skips the others)" if len(shims) > 1 else ""
+        found.append(Finding(name, OK, f"no loop: the shim never runs itself{detail}"))
+    return found
+
+
+def shim_python(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    words = first[2:].split()
+    return words[0] if words else None
+
+
+# the login and its files -------------------------------------------------------------------
+
+
+def check_login(env: Mapping[str, str], storage: store.Storage) -> list[Finding]:
+    name = "login"
+    try:
+        _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000))
+    except StorageUnavailableError as exc:
+        return [Finding(name, FAIL, str(exc), exc.hint or None, where=storage.where)]
+    detail = f" ({verdict.detail})" if verdict.detail else ""
+    text = f"{verdict.state}{detail} in {storage.where}"
+    if verdict.state == login.OK:
+        return [Finding(name, OK, text, state=verdict.state, where=storage.where)]
+    level = WARN if verdict.state in login.REFRESHABLE else FAIL
+    fix = ADVICE[verdict.state]
+    return [Finding(name, level, text, fix, state=verdict.state, where=storage.where)]
+
+
+def check_mode(path: str, *, fix: bool) -> list[Finding]:
+    name = "file mode"
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return [Finding(name, OK, f"no file at {path} to check")]
+    if not mode & 0o077:
+        return [Finding(name, OK, f"{path} is {mode:04o}, readable by you alone")]
+    if fix:
+        try:
+            os.chmod(path, 0o600)
+        except OSError as exc:
+            return [Finding(name, FAIL, f"{path} is {mode:04o}; chmod failed: {exc.strerror}")]
+        return [Finding(name, OK, f"{path} was {mode:04o}; made it 0600 (--fix)")]
+    return [
+        Finding(
+            name,
+            FAIL,
+            f"{path} is {mode:04o}: other users can read your login",
+            f"chmod 600 {path}  (or `claude-wrap doctor --fix`)",
+        )
+    ]
+
+
+def lock_dirs(cfg: str) -> list[tuple[str, float]]:
+    return [
+        (paths.refresh_lock(cfg), lock.STALE_S),
+        (paths.legacy_lock(cfg), lock.STALE_S),
+        (paths.write_lock(cfg), lock.WRITE_STALE_S),
+    ]
+
+
+def check_locks(cfg: str, *, fix: bool) -> list[Finding]:
+    name = "locks"
+    found = []
+    for path, stale_s in lock_dirs(cfg):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            found.append(Finding(name, FAIL, f"{path} cannot be examined: {exc.strerror}"))
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            found.append(
+                Finding(
+                    name,
+                    FAIL,
+                    f"{path} is not a folder, so no refresh can ever take this lock",
+                    f"remove it: rm {path}",
+                )
+            )
+            continue
+        age = time.time() - st.st_mtime
+        if -FUTURE_TOLERANCE_S <= age <= stale_s:
+            found.append(
+                Finding(name, OK, f"{path} is held by a running refresh ({age:.0f} s old)")
+            )
+            continue
+        why = (
+            f"its mtime is {-age:.0f} s in the future (the clock moved)"
+            if age < 0
+            else f"untouched for {age:.0f} s: its holder is gone"
+        )
+        if fix:
+            outcome = remove_stale_lock(cfg, path, stale_s)
+            level = OK if outcome.startswith("removed") else FAIL
+            found.append(Finding(name, level, f"{path}: {why}; {outcome}"))
+        else:
+            found.append(
+                Finding(
+                    name,
+                    FAIL,
+                    f"stale lock {path}: {why}; it can block refreshes",
+                    "`claude-wrap doctor --fix` removes it safely",
+                    path=path,
+                )
+            )
+    if not found:
+        found.append(Finding(name, OK, f"no lock folders in or beside {cfg}"))
+    return found
+
+
+def remove_stale_lock(cfg: str, path: str, stale_s: float) -> str:
+    """Remove a stale lock folder, holding our flock so that no claude-wrap refresh is between
+    its staleness check and its own mkdir, and re-checking just before the rmdir."""
+    try:
+        flock = lock._FolderFlock(cfg)  # the same flock our refreshes take
+    except OSError as exc:
+        return f"not removed: cannot open {cfg}: {exc.strerror}"
+    try:
+        if not flock.try_acquire():
+            return "not removed: a claude-wrap refresh is running; try again in a moment"
+        if not lock.DirLock(path, stale_s=stale_s).is_stale() and not _future(path):
+            return "not removed: it was taken again meanwhile"
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            return "removed (it had just gone)"
+        except OSError as exc:
+            return f"not removed: {exc.strerror}; remove it by hand if no claude is running"
+        return "removed (--fix)"
+    finally:
+        flock.release()
+
+
+def _future(path: str) -> bool:
+    try:
+        return os.stat(path).st_mtime > time.time() + FUTURE_TOLERANCE_S
+    except OSError:
+        return False
+
+
+def check_temps(path: str, *, fix: bool) -> list[Finding]:
+    name = "temp files"
+    folder = os.path.dirname(store.target_of(path)) or "."
+    try:
+        leftovers = [n for n in os.listdir(folder) if n.startswith(store.TMP_PREFIX)]
+    except OSError:
+        leftovers = []
+    if not leftovers:
+        return [Finding(name, OK, "no leftover temp files beside the credentials file")]
+    if fix:
+        removed = store.remove_stale_temps(path)
+        return [Finding(name, OK, f"removed {removed} leftover temp file(s) (--fix)")]
+    return [
+        Finding(
+            name,
+            WARN,
+            f"{len(leftovers)} temp file(s) of a killed claude-wrap beside {path}",
+            "`claude-wrap doctor --fix` removes those of processes no longer running",
+        )
+    ]
+
+
+# the log and the running processes ---------------------------------------------------------
+
+
+def check_log(env: Mapping[str, str]) -> Finding:
+    path = paths.log_file(env)
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return Finding("log", OK, f"{path} (not written yet)", path=path)
+    return Finding("log", OK, f"{path} ({size} bytes)", path=path)
+
+
+def check_keeper(env: Mapping[str, str]) -> Finding:
+    """Informational: the keeper is optional, needed only for launches that bypass the shim."""
+    manager = keeper.default_manager()
+    found = keeper.installed(manager, env)
+    if found:
+        return Finding("keeper", OK, f"installed ({manager}): {', '.join(found)}", files=found)
+    return Finding(
+        "keeper",
+        OK,
+        "not installed; editors that start their own claude (VS Code without the wrapper "
+        "setting, Zed) need it: `claude-wrap install --keeper`",
+        files=[],
+    )
+
+
+def check_processes(env: Mapping[str, str]) -> Finding:
+    import psutil  # noqa: PLC0415 - doctor only
+
+    home = paths.home(env)
+    rows = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        try:
+            if not is_claude(proc.info["name"] or "", proc.info["cmdline"] or []):
+                continue
+            try:
+                penv = proc.environ()
+                cfg = penv.get("CLAUDE_CONFIG_DIR") or os.path.join(
+                    penv.get("HOME") or home, ".claude"
+                )
+            except (psutil.AccessDenied, psutil.ZombieProcess):
+                cfg = "unknown (not readable)"
+            rows.append({"pid": proc.info["pid"], "config_dir": cfg})
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    if not rows:
+        return Finding("processes", OK, "no Claude Code process is running", processes=[])
+    listed = ", ".join(f"{r['pid']} ({r['config_dir']})" for r in rows)
+    return Finding("processes", OK, f"Claude Code running: {listed}", processes=rows)
+
+
+def is_claude(name: str, cmdline: list[str]) -> bool:
+    """A Claude Code process: the native binary, or node running the npm package's cli.js."""
+    if name in ("claude", "claude.exe"):
+        return True
+    for arg in cmdline[:2]:
+        base = os.path.basename(arg)
+        if base in ("claude", "claude.exe"):
+            return True
+        if base == "cli.js" and "claude-code" in arg:
+            return True
+    return False

@@ -1,0 +1,60 @@
+"""`claude-wrap keep`: what the background keeper runs every few minutes.
+
+Refresh the login when it needs it and repair missing scopes, for the current config folder or,
+with --all, for every one found; then exit. Quiet when there is nothing to do, so a timer's log
+holds only events. The exit status is `refresh`'s: that of the first failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from claude_wrap import configs, login, paths, refresher, store
+from claude_wrap.errors import EXIT_OK, WrapError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "keep", help="refresh or repair the login if it needs it, quietly (for timers)"
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every Claude config folder found (~/.claude, CLAUDE_CONFIG_DIR, ~/.claude-*); "
+        "folders with no login are skipped",
+    )
+    p.set_defaults(func=run)
+
+
+def run(ns: argparse.Namespace) -> int:
+    found = (
+        configs.find()
+        if ns.all
+        else [configs.ConfigDir(paths.config_dir(), dict(os.environ), current=True)]
+    )
+    status = EXIT_OK
+    for folder in found:
+        try:
+            if ns.all and _no_login(folder.env):
+                continue  # nothing a keeper can do; `claude /login` is for the user to run
+            outcome = refresher.ensure_fresh(folder.env)
+        except WrapError as exc:
+            print(f"claude-wrap: {folder.path}: {exc}", file=sys.stderr)
+            status = status or exc.exit_code
+            continue
+        if outcome.action == refresher.REFRESHED:
+            print(f"{folder.path}: refreshed: {'; '.join(outcome.changes)}")
+        elif outcome.action == refresher.ADOPTED:
+            print(
+                f"{folder.path}: another process had refreshed the login; "
+                f"it is {outcome.after.state}"
+            )
+    return status
+
+
+def _no_login(env: dict[str, str]) -> bool:
+    _, verdict = refresher.assess(store.open_storage(env), int(paths.refresh_window(env) * 1000))
+    return verdict.state == login.MISSING

@@ -1,0 +1,223 @@
+"""The background keeper's service files: a systemd user timer (Linux) or a launchd agent (macOS)
+that runs `claude-wrap keep --all` every few minutes.
+
+Editors and other programs may start Claude Code's own binary, never passing through the shim;
+the keeper keeps their login fresh and its scopes whole all the same. This module only renders
+the files and writes them idempotently; commands/install.py decides when, and starts them.
+"""
+
+from __future__ import annotations
+
+import os
+import plistlib
+import sys
+from typing import TYPE_CHECKING
+
+from claude_wrap import paths
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+SYSTEMD = "systemd"
+LAUNCHD = "launchd"
+MANAGERS = (SYSTEMD, LAUNCHD)
+NAME = "claude-wrap-keeper"
+LABEL = "io.github.claude-wrap.keeper"
+MARKER = "claude-wrap-keeper"
+INTERVAL_S = 300
+# Settings a systemd or launchd job does not inherit from the shell that installed it, but that
+# change what the keeper does. Never a token: CLAUDE_CODE_OAUTH_TOKEN and the like stay out.
+CARRIED = ("CLAUDE_CONFIG_DIR", "CLAUDE_SECURESTORAGE_CONFIG_DIR")
+NOT_CARRIED = ("CLAUDE_WRAP_ACTIVE", "CLAUDE_WRAP_DISABLE", "CLAUDE_WRAP_DEBUG")
+
+
+def default_manager() -> str:
+    return LAUNCHD if sys.platform == "darwin" else SYSTEMD
+
+
+def command() -> list[str]:
+    """What the keeper runs: this very interpreter, which has claude-wrap installed."""
+    return [sys.executable, "-m", "claude_wrap", "keep", "--all"]
+
+
+def carried_env(env: Mapping[str, str]) -> dict[str, str]:
+    out = {k: env[k] for k in CARRIED if env.get(k)}
+    for key in sorted(env):
+        if key.startswith("CLAUDE_WRAP_") and key not in NOT_CARRIED and env[key]:
+            out[key] = env[key]
+    return out
+
+
+# systemd -----------------------------------------------------------------------------------
+
+
+def systemd_dir(env: Mapping[str, str] = os.environ) -> str:
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(paths.home(env), ".config")
+    return os.path.join(base, "systemd", "user")
+
+
+def _sd_quote(word: str, *, command: bool = True) -> str:
+    """One quoted word for ExecStart= (or, command=False, for Environment=): `\\` and `"`
+    escaped, `%` doubled (specifiers); `$` doubled on command lines only, where systemd expands
+    variables (in Environment= it is literal)."""
+    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return '"' + (escaped.replace("$", "$$") if command else escaped) + '"'
+
+
+def systemd_units(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """{file name: text} for the .service and the .timer."""
+    environment = "".join(
+        f"Environment={_sd_quote(f'{k}={v}', command=False)}\n" for k, v in carried_env(env).items()
+    )
+    service = (
+        f"# {MARKER}: written by `claude-wrap install --keeper`; "
+        "`claude-wrap uninstall --keeper` removes it.\n"
+        "[Unit]\n"
+        "Description=claude-wrap keeper: keep the Claude Code login fresh\n"
+        "\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        f"{environment}"
+        f"ExecStart={' '.join(_sd_quote(w) for w in command())}\n"
+    )
+    timer = (
+        f"# {MARKER}: written by `claude-wrap install --keeper`; "
+        "`claude-wrap uninstall --keeper` removes it.\n"
+        "[Unit]\n"
+        f"Description=Run the claude-wrap keeper every {INTERVAL_S // 60} minutes\n"
+        "\n"
+        "[Timer]\n"
+        "OnBootSec=1min\n"
+        f"OnUnitActiveSec={INTERVAL_S // 60}min\n"
+        f"Unit={NAME}.service\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=timers.target\n"
+    )
+    return {f"{NAME}.service": service, f"{NAME}.timer": timer}
+
+
+# launchd -----------------------------------------------------------------------------------
+
+
+def launchd_dir(env: Mapping[str, str] = os.environ) -> str:
+    return os.path.join(paths.home(env), "Library", "LaunchAgents")
+
+
+def launchd_plist(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    job: dict[str, object] = {
+        "Label": LABEL,
+        "Comment": f"{MARKER}: written by `claude-wrap install --keeper`",
+        "ProgramArguments": command(),
+        "StartInterval": INTERVAL_S,
+        "RunAtLoad": True,
+        "ProcessType": "Background",
+        # launchd keeps no journal: what `keep` says goes to files beside the log.
+        "StandardOutPath": os.path.join(paths.state_dir(env), "keeper.out"),
+        "StandardErrorPath": os.path.join(paths.state_dir(env), "keeper.err"),
+    }
+    carried = carried_env(env)
+    if carried:
+        job["EnvironmentVariables"] = carried
+    return {f"{LABEL}.plist": plistlib.dumps(job, sort_keys=False).decode()}
+
+
+# both --------------------------------------------------------------------------------------
+
+
+def files(manager: str, env: Mapping[str, str] = os.environ) -> tuple[str, dict[str, str]]:
+    """(folder, {file name: text}) of the keeper for this service manager."""
+    if manager == SYSTEMD:
+        return systemd_dir(env), systemd_units(env)
+    return launchd_dir(env), launchd_plist(env)
+
+
+def write(folder: str, texts: dict[str, str]) -> list[tuple[str, bool]]:
+    """Write each file unless it already holds exactly that text: [(path, changed)]."""
+    out = []
+    os.makedirs(folder, exist_ok=True)
+    for name, text in texts.items():
+        path = os.path.join(folder, name)
+        try:
+            with open(path, encoding="utf-8") as f:
+                if f.read() == text:
+                    out.append((path, False))
+                    continue
+        except FileNotFoundError:
+            pass
+        if os.path.lexists(path) and not ours(path):
+            raise FileExistsError(path)
+        tmp = f"{path}.tmp.{os.getpid()}"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        out.append((path, True))
+    return out
+
+
+def ours(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return MARKER in f.read(4096)
+    except OSError:
+        return False
+
+
+def installed(manager: str, env: Mapping[str, str] = os.environ) -> list[str]:
+    folder, texts = files(manager, env)
+    return [p for p in (os.path.join(folder, n) for n in texts) if ours(p)]
+
+
+# starting and stopping ---------------------------------------------------------------------
+
+
+def reachable(manager: str, env: Mapping[str, str] = os.environ) -> bool:
+    """Whether this session can talk to the service manager (not so in containers, over plain
+    ssh without lingering, or in tests)."""
+    import shutil  # noqa: PLC0415
+
+    if manager == SYSTEMD:
+        runtime = env.get("XDG_RUNTIME_DIR")
+        return bool(
+            runtime
+            and os.path.exists(os.path.join(runtime, "systemd", "private"))
+            and shutil.which("systemctl", path=env.get("PATH"))
+        )
+    return sys.platform == "darwin" and bool(shutil.which("launchctl", path=env.get("PATH")))
+
+
+def start_commands(manager: str, env: Mapping[str, str] = os.environ) -> list[list[str]]:
+    if manager == SYSTEMD:
+        return [
+            ["systemctl", "--user", "daemon-reload"],
+            ["systemctl", "--user", "enable", "--now", f"{NAME}.timer"],
+        ]
+    plist = os.path.join(launchd_dir(env), f"{LABEL}.plist")
+    # bootout first so that a changed plist is loaded afresh (it fails harmlessly when not loaded).
+    return [*stop_commands(manager, env), ["launchctl", "bootstrap", f"gui/{os.getuid()}", plist]]
+
+
+def stop_commands(manager: str, env: Mapping[str, str] = os.environ) -> list[list[str]]:  # noqa: ARG001
+    if manager == SYSTEMD:
+        return [["systemctl", "--user", "disable", "--now", f"{NAME}.timer"]]
+    return [["launchctl", "bootout", f"gui/{os.getuid()}/{LABEL}"]]
+
+
+def run(commands: list[list[str]], *, tolerate_first: bool = False) -> str | None:
+    """Run the commands in order; the first failure's message, or None."""
+    import subprocess  # noqa: PLC0415
+
+    for i, argv in enumerate(commands):
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"{' '.join(argv)}: {exc}"
+        if result.returncode != 0 and not (tolerate_first and i == 0):
+            lines = result.stderr.strip().splitlines()
+            why = lines[-1] if lines else f"exit status {result.returncode}"
+            return f"{' '.join(argv)}: {why}"
+    return None

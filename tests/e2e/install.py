@@ -1,0 +1,98 @@
+"""Installs the real Claude Code binary with npm, once, into a cache folder outside the repository.
+
+The version is pinned here and nowhere else. The install lives in
+`$CLAUDE_WRAP_E2E_CACHE/<version>` (default `~/.cache/claude-wrap/npm/<version>`) and is reused
+by later runs as long as its `claude --version` still names the pinned version.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+PACKAGE = "@anthropic-ai/claude-code"
+# The one place the tested Claude Code version is pinned (shared/protocol.md was measured on it).
+CLAUDE_CODE_VERSION = "2.1.197"
+
+NPM_TIMEOUT = 600  # a slow registry mirror; the download is ~250 MB
+
+
+class InstallError(RuntimeError):
+    """npm could not produce a runnable `claude`; the message says what to check."""
+
+
+def cache_root() -> Path:
+    override = os.environ.get("CLAUDE_WRAP_E2E_CACHE")
+    if override:
+        return Path(override).expanduser()
+    return Path.home() / ".cache" / "claude-wrap" / "npm"
+
+
+def installed_version(claude: Path) -> str | None:
+    """What `claude --version` says ("2.1.197 (Claude Code)" -> "2.1.197"), None if it fails."""
+    if not claude.exists():
+        return None
+    try:
+        done = subprocess.run(
+            [str(claude), "--version"], capture_output=True, timeout=60, check=False
+        )
+    except OSError:
+        return None
+    if done.returncode != 0:
+        return None
+    words = done.stdout.decode(errors="replace").split()
+    return words[0] if words else None
+
+
+def ensure_claude(version: str = CLAUDE_CODE_VERSION) -> Path:
+    """The path of a runnable `claude` at `version`, installing it with npm when needed."""
+    folder = cache_root() / version
+    claude = folder / "node_modules" / ".bin" / "claude"
+    folder.mkdir(parents=True, exist_ok=True)
+    # Two test runs (two worktrees) may install at once: npm into one prefix is not safe.
+    with open(folder / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if installed_version(claude) == version:
+            return claude
+        npm = shutil.which("npm")
+        if npm is None:
+            raise InstallError(
+                f"npm is not on PATH: install Node.js and npm to run the end-to-end tests "
+                f"against {PACKAGE}@{version} (or set CLAUDE_WRAP_SKIP_E2E=1 to skip them)"
+            )
+        command = [npm, "install", "--no-audit", "--no-fund", "--save-exact",
+                   "--prefix", str(folder), f"{PACKAGE}@{version}"]
+        try:
+            done = subprocess.run(command, capture_output=True, timeout=NPM_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise InstallError(
+                f"`{' '.join(command)}` did not finish in {NPM_TIMEOUT} s"
+            ) from exc
+        if done.returncode != 0:
+            # npm names the cause first ("npm error code E404") and the log file last.
+            lines = done.stderr.decode(errors="replace").strip().splitlines()
+            shown = lines if len(lines) <= 14 else [*lines[:10], "...", *lines[-3:]]
+            raise InstallError(
+                f"`{' '.join(command)}` failed with exit code {done.returncode}:\n"
+                + "\n".join(shown)
+            )
+        if installed_version(claude) != version:
+            # npm 11 may skip the package's postinstall (install.cjs), which puts the native
+            # executable over the bin/claude.exe placeholder; run it ourselves then.
+            script = folder / "node_modules" / PACKAGE / "install.cjs"
+            node = shutil.which("node")
+            if node and script.exists():
+                subprocess.run(
+                    [node, str(script)], cwd=script.parent, capture_output=True, timeout=120,
+                    check=False,
+                )
+        found = installed_version(claude)
+        if found != version:
+            raise InstallError(
+                f"after `npm install {PACKAGE}@{version}` into {folder}, {claude} reports "
+                f"version {found!r}: delete that folder and run again"
+            )
+        return claude

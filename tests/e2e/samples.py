@@ -1,0 +1,56 @@
+"""Output samples of the real binary, kept in samples/ for the output-watching code's tests.
+
+Each sample holds the exact bytes one run printed. A normal test run checks that the live output
+still has the sample's shape (the same lines, types, texts and keys; ids, paths and durations may
+differ); with CLAUDE_WRAP_E2E_RECORD=1 it rewrites the sample from the live output instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def recording() -> bool:
+    return os.environ.get("CLAUDE_WRAP_E2E_RECORD") == "1"
+
+
+def json_lines_shape(data: bytes) -> list[dict[str, Any]]:
+    """What must not drift in a JSON-lines output: per line its keys, kind, texts and error."""
+    shape = []
+    for line in data.decode().splitlines():
+        record = json.loads(line)
+        message = record.get("message") or {}
+        shape.append(
+            {
+                "keys": sorted(record),
+                "type": record.get("type"),
+                "subtype": record.get("subtype"),
+                "is_error": record.get("is_error"),
+                "result": record.get("result"),
+                "error": record.get("error"),
+                "model": message.get("model"),
+                "content": message.get("content"),
+            }
+        )
+    return shape
+
+
+def check_sample(name: str, live: bytes, shape: Callable[[bytes], Any]) -> Path:
+    """Records `live` as sample `name` (record mode), or asserts it has the sample's shape."""
+    path = SAMPLES / name
+    if recording():
+        SAMPLES.mkdir(exist_ok=True)
+        path.write_bytes(live)
+        return path
+    assert path.exists(), f"missing sample {path}: run once with CLAUDE_WRAP_E2E_RECORD=1"
+    assert shape(live) == shape(path.read_bytes()), (
+        f"the real binary's output no longer matches {path}; if the pinned version changed on "
+        f"purpose, re-record with CLAUDE_WRAP_E2E_RECORD=1. Live output:\n{live.decode()}"
+    )
+    return path

@@ -1,0 +1,147 @@
+"""`claude-wrap doctor`: each finding with its fix, `--fix` for stale locks, exit 0 only when
+healthy. Real files, real lock folders, a real running fake claude."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Sandbox, login_doc
+
+
+def doctor(sandbox: Sandbox, *args: str, env: dict[str, str] | None = None) -> tuple[int, Any]:
+    result = sandbox.wrap("doctor", "--json", *args, env=env or {})
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def by_check(data: Any, check: str) -> list[dict[str, Any]]:
+    return [f for f in data["findings"] if f["check"] == check]
+
+
+def age(path: Path, seconds: float) -> None:
+    when = time.time() - seconds
+    os.utime(path, (when, when))
+
+
+def test_a_healthy_setup_exits_zero(sandbox: Sandbox) -> None:
+    sandbox.write(login_doc())
+    code, data = doctor(sandbox, env=sandbox.shim_env())
+    assert code == 0, json.dumps(data, indent=2)
+    assert data["healthy"] is True
+    real = by_check(data, "real claude")[0]
+    assert real["path"] == str(sandbox.fake)
+    assert real["version"] == "2.1.197 (Claude Code)"
+    assert by_check(data, "shim")[0]["path"] == str(sandbox.shim)
+    assert by_check(data, "login")[0]["state"] == "ok"
+    assert by_check(data, "log")[0]["path"] == str(sandbox.log)
+    assert all(f["fix"] is None for f in data["findings"])
+
+
+def test_every_problem_comes_with_its_fix_and_fix_repairs_the_safe_ones(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.write(login_doc(scopes=None), mode=0o644)
+    stale = sandbox.cfg / ".oauth_refresh.lock"
+    stale.mkdir()
+    age(stale, 60)
+    future = Path(str(sandbox.cfg) + ".lock")  # the legacy lock, beside the folder
+    future.mkdir()
+    age(future, -3600)  # an hour ahead: the clock was moved back
+    held = sandbox.cfg / ".storage-write.lock"
+    held.mkdir()  # fresh: a writer is at work, never to be touched
+
+    code, data = doctor(sandbox)  # the sandbox PATH has the real (fake) claude, no shim
+
+    assert code == 1
+    assert data["healthy"] is False
+    problems = [f for f in data["findings"] if f["level"] != "ok"]
+    assert {f["check"] for f in problems} == {"shim", "login", "file mode", "locks"}
+    assert all(f["fix"] for f in problems)
+    assert "claude-wrap install" in by_check(data, "shim")[0]["fix"]
+    assert by_check(data, "login")[0]["level"] == "warn"  # the shim or refresh repairs it
+    assert "chmod 600" in by_check(data, "file mode")[0]["fix"]
+    locks = {f["message"].split(":")[0]: f for f in by_check(data, "locks")}
+    assert "untouched for" in by_check(data, "locks")[0]["message"]
+    assert any("in the future" in f["message"] for f in locks.values())
+    assert sum(f["level"] == "fail" for f in locks.values()) == 2
+
+    code, data = doctor(sandbox, "--fix")
+
+    assert not stale.exists()
+    assert not future.exists()
+    assert held.exists()
+    assert (sandbox.creds.stat().st_mode & 0o777) == 0o600
+    assert code == 1  # the shim is still not on PATH: --fix does not edit shell rc files
+    assert {f["check"] for f in data["findings"] if f["level"] != "ok"} == {"shim", "login"}
+
+
+def test_fix_leaves_a_lock_alone_while_a_refresh_holds_our_flock(sandbox: Sandbox) -> None:
+    sandbox.write(login_doc())
+    stale = sandbox.cfg / ".oauth_refresh.lock"
+    stale.mkdir()
+    age(stale, 60)
+    fd = os.open(sandbox.cfg, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _, data = doctor(sandbox, "--fix", env=sandbox.shim_env())
+    finally:
+        os.close(fd)
+    assert stale.exists()
+    message = by_check(data, "locks")[0]["message"]
+    assert "a claude-wrap refresh is running" in message
+
+
+def test_recursion_risks_are_reported(sandbox: Sandbox) -> None:
+    sandbox.write(login_doc())
+    env = sandbox.shim_env(CLAUDE_WRAP_REAL_CLAUDE=str(sandbox.shim), CLAUDE_WRAP_ACTIVE="1")
+    code, data = doctor(sandbox, env=env)
+    assert code == 1
+    real = by_check(data, "real claude")[0]
+    assert real["level"] == "fail"
+    assert "is a claude-wrap shim" in real["message"]
+    recursion = by_check(data, "recursion")[0]
+    assert "CLAUDE_WRAP_ACTIVE=1" in recursion["message"]
+    assert recursion["fix"]
+
+
+def test_running_claude_processes_are_listed_with_their_config_dir(sandbox: Sandbox) -> None:
+    other = sandbox.root / "other-config"
+    env = {**sandbox.env, "CLAUDE_CONFIG_DIR": str(other), "FAKE_CLAUDE_SLEEP": "60"}
+    proc = subprocess.Popen([str(sandbox.fake), "--print", "hi"], env=env, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not sandbox.runs() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the fake writes its record line, then sleeps
+        _, data = doctor(sandbox)
+    finally:
+        proc.kill()
+        proc.wait()
+    rows = by_check(data, "processes")[0]["processes"]
+    assert {"pid": proc.pid, "config_dir": str(other)} in rows
+
+
+def test_human_output_gives_each_fix_on_its_own_line(sandbox: Sandbox) -> None:
+    result = sandbox.wrap("doctor")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    fails = [i for i, line in enumerate(lines) if line.startswith(("FAIL", "WARN"))]
+    assert fails
+    for i in fails:
+        assert lines[i + 1].lstrip().startswith("fix: ")
+    assert lines[-1] == "problems found: see the fixes above"
+
+
+def test_an_alias_in_the_shell_rc_counts_as_set_up(sandbox: Sandbox) -> None:
+    sandbox.write(login_doc())
+    (sandbox.home / ".zshrc").write_text("export EDITOR=vi\nalias claude='claude-wrap run --'\n")
+    code, data = doctor(sandbox)
+    shim = by_check(data, "shim")[0]
+    assert shim["level"] == "ok"
+    assert shim["rc"] == str(sandbox.home / ".zshrc")
+    assert code == 0, json.dumps(data, indent=2)
