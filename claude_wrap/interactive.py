@@ -179,9 +179,14 @@ def run(
 
 
 def _drain(child: Any, watch: Any) -> None:
-    """What the child printed between its last read and its exit (interact stops on exit)."""
+    """What the child printed between its last read and its exit (interact stops on exit).
+    Only what is there now: a grandchild may hold the pty open for as long as it lives."""
+    import select  # noqa: PLC0415
+
     while True:
         try:
+            if not select.select([child.child_fd], [], [], 0)[0]:
+                return
             data = os.read(child.child_fd, 65536)
         except OSError:
             return

@@ -157,3 +157,19 @@ def test_a_repair_that_fails_in_the_tui_is_said_once_the_session_ends(
     assert finish(term) == 0
     assert len(token_server.requests) == 1  # tried once, never again for the same file
     assert sandbox.creds.read_bytes() == before
+
+
+def test_a_login_the_preflight_could_not_repair_is_not_tried_again_in_the_tui(
+    tui: Any, sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    sandbox.write(login_doc(scopes=None))
+    token_server.script(invalid_grant())
+    term = tui()
+    term.expect("/login")  # Not logged in, as the real one says without scopes
+    for word in ("one", "two"):
+        term.sendline(word)
+        term.expect("API Error: 401")
+    term.sendline("quit")
+    term.expect("STATUS=")
+    assert b"could not repair" not in term.before  # the pre-flight already said why
+    assert len(token_server.requests) == 1  # the refused token is never sent again
