@@ -7,16 +7,18 @@ forwarded as the child takes it, with a bounded copy kept so that a retry can re
 is held back only while it could still be the failure (detect.Watch). The consumer sees either
 the failed run or the retried one, never a mix, and never anything of a run it was not meant to.
 
-Only builtins on the way (os, select, signal): no subprocess, selectors or json for a healthy
+Only builtins on the way (os, select, _signal): no subprocess, selectors or json for a healthy
 run; psutil only to kill a process tree that outlived its grace period.
 """
 
 from __future__ import annotations
 
+# `_signal`, not `signal`: that one imports enum, ~10 ms here on every watched run; the C module
+# has the same functions, with plain int constants.
+import _signal  # type: ignore[import-not-found]  # no typeshed stub
 import errno
 import os
 import select
-import signal
 import time
 
 from claude_wrap import detect, paths, recover, shim
@@ -32,8 +34,8 @@ DEFAULT_GRACE_S = 5.0  # after SIGTERM/SIGHUP, how long the child gets before it
 DEFAULT_HOLD_QUIET_S = 2.0
 CHUNK = 65536
 MORE, IDLE, EOF = "more", "idle", "eof"
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+STOP_SIGNALS = (_signal.SIGTERM, _signal.SIGHUP)
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
 
 
 def replay_limit(env: Mapping[str, str]) -> int:
@@ -136,14 +138,14 @@ class Signals:
         self._old_wakeup = -1
 
     def install(self, grace: float) -> None:
-        self._old_wakeup = signal.set_wakeup_fd(self.wake_w)
+        self._old_wakeup = _signal.set_wakeup_fd(self.wake_w)
 
         def on_stop(signum: int, _frame: object) -> None:
             if signum in STOP_SIGNALS:
                 self.stopped_by = signum
                 if self.stop_at is None:
                     self.stop_at = time.monotonic() + grace
-            if signum in (signal.SIGINT, signal.SIGQUIT) and self.terminal:
+            if signum in (_signal.SIGINT, _signal.SIGQUIT) and self.terminal:
                 return  # the terminal sent it to our whole process group: the child has it
             if self.pid is not None:
                 try:
@@ -151,11 +153,11 @@ class Signals:
                 except ProcessLookupError:
                     pass
 
-        self._saved[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda *_: None)
+        self._saved[_signal.SIGCHLD] = _signal.signal(_signal.SIGCHLD, lambda *_: None)
         for signum in FORWARDED:
-            if signal.getsignal(signum) is signal.SIG_IGN:
+            if _signal.getsignal(signum) is _signal.SIG_IGN:
                 continue  # ignored by whoever started us (nohup): the child inherits that
-            self._saved[signum] = signal.signal(signum, on_stop)
+            self._saved[signum] = _signal.signal(signum, on_stop)
 
     def drain(self) -> None:
         try:
@@ -166,8 +168,8 @@ class Signals:
 
     def restore(self) -> None:
         for signum, handler in self._saved.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-        signal.set_wakeup_fd(self._old_wakeup)
+            _signal.signal(signum, handler)
+        _signal.set_wakeup_fd(self._old_wakeup)
         os.close(self.wake_r)
         os.close(self.wake_w)
 
@@ -234,7 +236,7 @@ class Run:
                 [real, *args],
                 dict(env),
                 file_actions=actions,
-                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+                setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ),
                 setsigmask=(),
             )
         except OSError:

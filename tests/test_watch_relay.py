@@ -463,7 +463,17 @@ def test_a_healthy_watched_run_imports_nothing_heavy(logged_in: Sandbox) -> None
     assert result.returncode == 0 and result.stdout.startswith(b"fake answer")
     imported = {line.split("|")[-1].strip() for line in result.stderr.decode().splitlines()}
     assert "claude_wrap.relay" in imported  # it was watched
-    for heavy in ("json", "psutil", "pexpect", "httpx", "loguru", "subprocess", "selectors"):
+    heavy_modules = (
+        "json",
+        "enum",
+        "psutil",
+        "pexpect",
+        "httpx",
+        "loguru",
+        "subprocess",
+        "selectors",
+    )
+    for heavy in heavy_modules:
         assert heavy not in imported, heavy
 
 
