@@ -202,6 +202,39 @@ class Output:
             view = view[n:]
 
 
+def _spawn(path: str, argv: list[str], env: dict[str, str], plan: list[tuple[int, int]]) -> int:
+    """fork and exec, with `plan`'s pipes as the child's stdio; OSError when exec fails.
+
+    Not os.posix_spawn: glibc's leaves its two internal real-time signals ignored in the child
+    (SigIgn 0x180000000), and an ignored signal stays ignored across exec. SIGPIPE and SIGXFSZ are
+    ignored by Python itself, not by whoever started us: the child gets them at their defaults,
+    as it would have without us. Every other fd of ours is close-on-exec (os.pipe's default).
+    """
+    errors_r, errors_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: only async-signal-safe work until exec
+        try:
+            for target, fd in plan:
+                os.dup2(fd, target)
+            _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+            _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
+            os.execve(path, argv, env)  # noqa: S606 - the real claude, by design
+        except OSError as exc:
+            os.write(errors_w, str(exc.errno).encode())
+        finally:
+            os._exit(127)
+    os.close(errors_w)
+    try:
+        report = os.read(errors_r, 64)  # empty: exec closed it, all went well
+    finally:
+        os.close(errors_r)
+    if report:
+        os.waitpid(pid, 0)
+        code = int(report)
+        raise OSError(code, os.strerror(code))
+    return pid
+
+
 class Run:
     """One launch of the real claude, and the loop relaying its streams until it has exited."""
 
@@ -214,31 +247,22 @@ class Run:
         pipe_stderr: bool,
     ) -> None:
         fds_parent: list[int] = []
-        actions = []
+        plan = []  # (fd in the child, our end to put there)
         out_r, out_w = os.pipe()
-        actions.append((os.POSIX_SPAWN_DUP2, out_w, 1))
+        plan.append((1, out_w))
         fds_parent += [out_r, out_w]
         self.inp = self.err = -1
         if pipe_stdin:
             in_r, self.inp = os.pipe()
-            actions.append((os.POSIX_SPAWN_DUP2, in_r, 0))
+            plan.append((0, in_r))
             fds_parent += [in_r, self.inp]
         if pipe_stderr:
             self.err, err_w = os.pipe()
-            actions.append((os.POSIX_SPAWN_DUP2, err_w, 2))
+            plan.append((2, err_w))
             fds_parent += [self.err, err_w]
         self.out = out_r
         try:
-            # SIGPIPE and SIGXFSZ are ignored by Python itself, not by whoever started us: the
-            # child gets them back at their defaults, as it would have without us.
-            self.pid = os.posix_spawn(
-                real,
-                [real, *args],
-                dict(env),
-                file_actions=actions,
-                setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ),
-                setsigmask=(),
-            )
+            self.pid = _spawn(real, [real, *args], dict(env), plan)
         except OSError:
             for fd in fds_parent:
                 os.close(fd)

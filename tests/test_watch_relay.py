@@ -507,3 +507,12 @@ def test_held_output_is_released_when_an_editor_waits_for_it_before_writing(
     assert json.loads(proc.stdout.readline())["type"] == "assistant"
     assert json.loads(proc.stdout.read().splitlines()[-1])["type"] == "result"
     assert proc.wait(timeout=30) == 0
+
+
+def test_a_real_binary_that_cannot_start_is_one_line_and_127(logged_in: Sandbox) -> None:
+    logged_in.fake.write_text("#!/nonexistent/interpreter\n")  # execve fails with ENOENT
+    result = logged_in.claude("-p", "hi")
+    assert result.returncode == 127
+    assert result.stdout == b""
+    (line,) = result.stderr.decode().splitlines()
+    assert line == f"claude-wrap: cannot run {logged_in.fake}: No such file or directory"
