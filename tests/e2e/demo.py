@@ -18,6 +18,7 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -62,6 +63,14 @@ def leave_the_network() -> None:
         if os.geteuid() == 0 or unshare is None:
             raise SystemExit(f"demo: {exc}") from None
         # Not root: a user namespace of our own, in which we may make a network namespace.
+        probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, check=False)
+        if probe.returncode != 0:
+            raise SystemExit(
+                f"demo: {exc}\nand `unshare -rn` failed too "
+                f"({probe.stderr.decode(errors='replace').strip()}): run the demo as root, or "
+                "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)"
+            ) from None
+        say("  (not root: entering a user namespace of our own with `unshare -rn`)")
         argv = [unshare, "-rn", "--", sys.executable, "-m", "tests.e2e.demo", INSIDE]
         try:
             os.execv(unshare, argv)
