@@ -106,3 +106,35 @@ class Shim:
         return pexpect.spawn(
             str(self.path), list(args), env=env, cwd=str(home.cwd), dimensions=dimensions
         )
+
+
+STRIP_ONCE = """#!{python}
+# Stands in for the real claude (CLAUDE_WRAP_REAL_CLAUDE): on its first run only, it takes the
+# scopes out of the credentials file, after the shim's pre-flight and before the real binary
+# reads it; then, and on every later run, it execs the real binary.
+import json, os, sys
+marker = {marker!r}
+if not os.path.exists(marker):
+    open(marker, "w").close()
+    path = os.path.join(os.environ["CLAUDE_CONFIG_DIR"], ".credentials.json")
+    with open(path) as f:
+        data = json.load(f)
+    del data["claudeAiOauth"]["scopes"]
+    tmp = path + ".strip"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, separators=(",", ":"))
+    os.replace(tmp, path)
+os.execv({real!r}, [{real!r}, *sys.argv[1:]])
+"""
+
+
+def strip_scopes_once(folder: Path, real: Path) -> tuple[Path, Path]:
+    """Writes the STRIP_ONCE stand-in into `folder`; returns (its path, its marker file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script, marker = folder / "claude", folder / "stripped"
+    script.write_text(
+        STRIP_ONCE.format(python=sys.executable, marker=str(marker), real=str(real))
+    )
+    script.chmod(0o755)
+    return script, marker
