@@ -171,10 +171,11 @@ def test_invalid_grant_leaves_the_file_and_claude_speaks_for_itself(
     run = shim.run(claude_home, "--print", input=b"hello\n",
                    env=shim.env(claude_home, token_server.url))
     assert (run.returncode, run.out) == (direct.returncode, direct.out)
-    [said] = run.err.splitlines()
-    assert said.startswith("claude-wrap: ")
-    assert "invalid_grant" in said and "/login" in said
-    assert tokens.refresh not in said and tokens.access not in said
+    # The pre-flight's one line (and, with the output watcher, its line after claude failed).
+    said = run.err.splitlines()
+    assert said and all(line.startswith("claude-wrap: ") for line in said), run.err
+    assert "invalid_grant" in said[0] and "/login" in said[0]
+    assert tokens.refresh not in run.err and tokens.access not in run.err
     assert token_server.refresh_tokens_seen == [tokens.refresh]  # asked once, never again
     assert claude_home.credentials_path.read_bytes() == before
     # The real binary then ran as it did alone, with the old token.
