@@ -282,6 +282,7 @@ class Run:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:
+                self.status = 1 << 8  # reaped elsewhere, status unknown: exit 1, never "success"
                 return True
             if pid:
                 self.status = status

@@ -20,6 +20,10 @@ NLI = "Not logged in · Please run /login"
 E401 = "Failed to authenticate. API Error: 401 OAuth token has expired."
 
 
+# How editors and the Agent SDK run it (protocol.md section 8).
+EDITOR = ("-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose")
+
+
 def lines(out: bytes) -> list[dict[str, object]]:
     return [json.loads(line) for line in out.splitlines()]
 
@@ -30,6 +34,24 @@ def wait_for(predicate: object, what: str, limit: float = 20) -> None:
     while not predicate():  # type: ignore[operator]
         assert time.monotonic() < deadline, f"gave up waiting for {what}"
         time.sleep(0.02)
+
+
+def start(
+    sandbox: Sandbox,
+    *args: str,
+    env: dict[str, str],
+    stdin: int = subprocess.DEVNULL,
+    stderr: int = subprocess.PIPE,
+) -> subprocess.Popen[bytes]:
+    """`claude ARGS` through the shim, left running: the test talks to it and signals it."""
+    return subprocess.Popen(
+        [str(sandbox.shim), *args],
+        env=env,
+        cwd=sandbox.root,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+    )
 
 
 @pytest.fixture
@@ -129,14 +151,7 @@ def test_a_login_another_process_fixed_meanwhile_is_adopted_without_a_refresh(
     logged_in: Sandbox, token_server: TokenServer
 ) -> None:
     env = logged_in.shim_env(FAKE_CLAUDE_FAIL_FIRST="1", FAKE_CLAUDE_SLEEP="0.5")
-    proc = subprocess.Popen(
-        [str(logged_in.shim), "-p", "hi"],
-        env=env,
-        cwd=logged_in.root,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = start(logged_in, "-p", "hi", env=env)
     wait_for(logged_in.runs, "the first run")
     logged_in.write(login_doc(access="sk-ant-oat01-written-by-another-process"))
     _out, err = proc.communicate(timeout=60)
@@ -151,14 +166,7 @@ def test_scopes_stripped_while_claude_runs_are_repaired_and_retried(
     logged_in: Sandbox, token_server: TokenServer
 ) -> None:
     env = logged_in.shim_env(FAKE_CLAUDE_SLEEP="0.5")
-    proc = subprocess.Popen(
-        [str(logged_in.shim), "-p", "hi"],
-        env=env,
-        cwd=logged_in.root,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = start(logged_in, "-p", "hi", env=env)
     wait_for(logged_in.runs, "the first run")
     logged_in.write(login_doc(scopes=None))  # a third-party tool rewrote it without scopes
     out, err = proc.communicate(timeout=60)
@@ -222,26 +230,12 @@ def test_output_on_stderr_is_relayed_and_rules_out_a_retry(logged_in: Sandbox) -
 
 def test_watch_off_execs_the_real_binary(logged_in: Sandbox) -> None:
     env = logged_in.shim_env(FAKE_CLAUDE_FAIL_FIRST="1", CLAUDE_WRAP_WATCH="0")
-    proc = subprocess.Popen(
-        [str(logged_in.shim), "-p", "hi"],
-        env=env,
-        cwd=logged_in.root,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = start(logged_in, "-p", "hi", env=env)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1 and out.decode() == NLI + "\n"
     assert logged_in.runs()[0]["pid"] == proc.pid  # exec: the same process
     env["CLAUDE_WRAP_WATCH"] = "1"
-    proc = subprocess.Popen(
-        [str(logged_in.shim), "-p", "hi"],
-        env=env,
-        cwd=logged_in.root,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = start(logged_in, "-p", "hi", env=env)
     proc.communicate(timeout=60)
     assert logged_in.runs()[1]["ppid"] == proc.pid  # watched: our child
 
@@ -255,14 +249,7 @@ def test_text_lines_reach_the_consumer_as_the_child_writes_them(
     acks = tmp_path / "acks"
     acks.mkdir()
     env = logged_in.shim_env(FAKE_CLAUDE_LINES="5", FAKE_CLAUDE_ACK_DIR=str(acks))
-    proc = subprocess.Popen(
-        [str(logged_in.shim), "-p", "hi"],
-        env=env,
-        cwd=logged_in.root,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = start(logged_in, "-p", "hi", env=env)
     assert proc.stdout is not None
     for i in range(5):
         assert proc.stdout.readline().startswith(f"line {i} ".encode())
@@ -278,14 +265,7 @@ def test_stream_json_lines_reach_the_consumer_as_the_child_writes_them(
     acks = tmp_path / "acks"
     acks.mkdir()
     env = logged_in.shim_env(FAKE_CLAUDE_LINES="4", FAKE_CLAUDE_ACK_DIR=str(acks))
-    proc = subprocess.Popen(
-        [str(logged_in.shim), "-p", "hi", "--output-format", "stream-json", "--verbose"],
-        env=env,
-        cwd=logged_in.root,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = start(logged_in, "-p", "hi", "--output-format", "stream-json", "--verbose", env=env)
     assert proc.stdout is not None
     # init is held until the next line shows a real model: it could have been the failure.
     assert json.loads(proc.stdout.readline())["type"] == "system"
@@ -299,22 +279,7 @@ def test_stream_json_lines_reach_the_consumer_as_the_child_writes_them(
 
 @pytest.mark.timeout(60)
 def test_an_editor_session_on_stdin_is_relayed_line_by_line(logged_in: Sandbox) -> None:
-    proc = subprocess.Popen(
-        [
-            str(logged_in.shim),
-            "-p",
-            "--input-format",
-            "stream-json",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-        ],
-        env=logged_in.shim_env(),
-        cwd=logged_in.root,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = start(logged_in, *EDITOR, env=logged_in.shim_env(), stdin=subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
     for word in ("one", "two", "three"):
         proc.stdin.write(json.dumps({"type": "user", "text": word}).encode() + b"\n")
@@ -334,12 +299,7 @@ def test_an_editor_session_failed_at_start_is_retried_with_its_stdin_replayed(
 ) -> None:
     session = b"".join(json.dumps({"type": "user", "text": w}).encode() + b"\n" for w in "ab")
     result = logged_in.claude(
-        "-p",
-        "--input-format",
-        "stream-json",
-        "--output-format",
-        "stream-json",
-        "--verbose",
+        *EDITOR,
         input=session,
         env=logged_in.shim_env(FAKE_CLAUDE_FAIL_FIRST="1"),
     )
@@ -376,14 +336,7 @@ def test_a_child_killed_by_a_signal_kills_the_wrapper_with_it(
 
 def _start_sleeping(sandbox: Sandbox, **extra: str) -> subprocess.Popen[bytes]:
     env = sandbox.shim_env(FAKE_CLAUDE_SLEEP="60", **extra)
-    proc = subprocess.Popen(
-        [str(sandbox.shim), "-p", "hi"],
-        env=env,
-        cwd=sandbox.root,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = start(sandbox, "-p", "hi", env=env)
     wait_for(sandbox.runs, "the child to start")
     return proc
 
@@ -435,14 +388,7 @@ def test_a_grandchild_holding_the_pipes_does_not_keep_the_wrapper_alive(
 ) -> None:
     grandchild_file = tmp_path / "grandchild"
     env = logged_in.shim_env(FAKE_CLAUDE_GRANDCHILD=str(grandchild_file))
-    proc = subprocess.Popen(
-        [str(logged_in.shim), "-p", "hi"],
-        env=env,
-        cwd=logged_in.root,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start(logged_in, "-p", "hi", env=env, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     out = proc.stdout.readline()
     assert proc.wait(timeout=30) == 0
@@ -484,21 +430,11 @@ def test_held_output_is_released_when_an_editor_waits_for_it_before_writing(
     """An editor that waits for the init line before it sends anything: the init line could
     still be the start of the failure, but holding it would deadlock, so after a quiet spell
     it goes out (a hang here fails by the timeout)."""
-    proc = subprocess.Popen(
-        [
-            str(logged_in.shim),
-            "-p",
-            "--input-format",
-            "stream-json",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-        ],
+    proc = start(
+        logged_in,
+        *EDITOR,
         env=logged_in.shim_env(CLAUDE_WRAP_HOLD_QUIET="0.2"),
-        cwd=logged_in.root,
         stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
     )
     assert proc.stdin is not None and proc.stdout is not None
     assert json.loads(proc.stdout.readline())["subtype"] == "init"
