@@ -16,6 +16,8 @@ from claude_wrap.errors import (
     LOGIN_HINT,
     CredentialsError,
     Interrupted,
+    RefreshOutcomeUnknownError,
+    RefreshRejectedError,
     StorageUnavailableError,
 )
 from claude_wrap.log import logger
@@ -28,6 +30,13 @@ if TYPE_CHECKING:
 NONE = "none"
 REFRESHED = "refreshed"
 ADOPTED = "adopted"  # another process (Claude Code, another shim) had already refreshed it
+
+# Refresh tokens this process must not send again, with the error that settled it: the endpoint
+# rejected them (invalid_grant), or a request with them left and no answer came back (maybe
+# spent). The shim can call ensure_fresh twice in one run (its pre-flight, then the output
+# watcher's repair after claude fails): the second call gets the first one's error, and the
+# token endpoint never sees a dead or possibly-spent token twice. Memory only, never on disk.
+_failed_tokens: dict[str, RefreshRejectedError | RefreshOutcomeUnknownError] = {}
 
 
 class Outcome:
@@ -210,6 +219,11 @@ def _refresh(  # noqa: PLR0917 - private, called once
     oauth_doc = login.oauth_section(snap.doc) or {}
     refresh_token = oauth_doc.get("refreshToken")
     assert isinstance(refresh_token, str) and refresh_token  # unfixable() checked
+    failed = _failed_tokens.get(refresh_token)
+    if failed is not None:
+        log.info("not sending the refresh token again: it already failed in this run ({})",
+                 type(failed).__name__)
+        raise failed
     storage.tidy()
     try:
         # Whatever we would write must be writable JSON before the token is spent.
@@ -233,6 +247,9 @@ def _refresh(  # noqa: PLR0917 - private, called once
                 client_id=paths.client_id(env),
                 budget_s=paths.refresh_budget(env),
             )
+        except (RefreshRejectedError, RefreshOutcomeUnknownError) as exc:
+            _failed_tokens[refresh_token] = exc
+            raise
         finally:
             if timer:
                 timer.cancel()

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import ACCESS, REFRESH, SCOPES, Sandbox, login_doc, now_ms
+from tests.conftest import ACCESS, REFRESH, REPO, SCOPES, Sandbox, login_doc, now_ms
 from tests.tokenserver import DEFAULT_SCOPE, Reply, TokenServer, invalid_grant, ok
 
 
@@ -171,6 +173,38 @@ def test_a_hang_is_an_unknown_outcome_and_the_token_is_not_sent_again(
     assert result.returncode == 6
     assert len(token_server.requests) == 1
     assert "not sent again" in result.stderr
+    assert sandbox.creds.read_bytes() == raw
+
+
+# One process calling ensure_fresh twice, as the shim does (its pre-flight, then the output
+# watcher's repair after claude fails): it prints what each call raised.
+TWICE = """
+from claude_wrap import refresher
+for _ in range(2):
+    try:
+        refresher.ensure_fresh()
+    except Exception as exc:
+        print(type(exc).__name__)
+"""
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [(invalid_grant(400), "RefreshRejectedError"),
+     (Reply(hang=True), "RefreshOutcomeUnknownError")],
+    ids=["invalid_grant", "no-answer"],
+)
+def test_a_token_that_failed_is_not_sent_again_in_the_same_process(
+    sandbox: Sandbox, token_server: TokenServer, reply: Reply, error: str
+) -> None:
+    raw = sandbox.write(login_doc(expires_in_s=-1))
+    token_server.script(reply)  # later requests would succeed: none may come
+    result = subprocess.run(
+        [sys.executable, "-c", TWICE], env={**sandbox.env, "CLAUDE_WRAP_REFRESH_TIMEOUT": "1"},
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert result.stdout.split() == [error, error], result.stderr
+    assert token_server.refresh_tokens_seen == [REFRESH]
     assert sandbox.creds.read_bytes() == raw
 
 

@@ -31,6 +31,7 @@ from .install import CLAUDE_CODE_VERSION, InstallError, ensure_claude
 from .isolation import ClaudeBinary, ClaudeHome
 from .netns import IsolationError, enter_loopback_only, namespace_id
 from .tlsproxy import CertFiles, OAuthProxy, mint_throwaway_ca
+from .wrapped import Shim, install_shim
 
 _binaries: list[ClaudeBinary] = []
 
@@ -75,6 +76,12 @@ def claude(claude_path: Path, loopback_only: str) -> ClaudeBinary:
     binary = ClaudeBinary(claude_path)
     _binaries.append(binary)
     return binary
+
+
+@pytest.fixture(scope="session")
+def shim(claude: ClaudeBinary, tmp_path_factory: pytest.TempPathFactory) -> Shim:
+    """The claude-wrap shim, installed once by `claude-wrap install` into a folder of its own."""
+    return Shim(install_shim(tmp_path_factory.mktemp("shimbin")), claude)
 
 
 @pytest.fixture

@@ -108,11 +108,13 @@ class ClaudeHome:
         subscription_type: str = "max",
         rate_limit_tier: str = "default_claude_max_20x",
         extra: dict[str, Any] | None = None,
+        oauth_extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Writes `.credentials.json` (mode 0600) the way Claude Code does; returns the data.
 
         `expires_at` is in ms (default: 8 hours from now); `scopes=None` leaves the key out,
-        as third-party refreshers do; `extra` are more top-level keys (default: `mcpOAuth`).
+        as third-party refreshers do; `extra` are more top-level keys (default: `mcpOAuth`);
+        `oauth_extra` are more keys of the login itself (real files carry `clientId`...).
         """
         oauth: dict[str, Any] = {
             "accessToken": tokens.access,
@@ -123,6 +125,7 @@ class ClaudeHome:
             oauth["scopes"] = list(scopes)
         oauth["subscriptionType"] = subscription_type
         oauth["rateLimitTier"] = rate_limit_tier
+        oauth.update(oauth_extra or {})
         data: dict[str, Any] = {"claudeAiOauth": oauth}
         data.update({"mcpOAuth": MCP_OAUTH} if extra is None else extra)
         fd = os.open(self.credentials_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
