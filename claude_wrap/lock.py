@@ -29,6 +29,7 @@ import time
 
 from claude_wrap.errors import LockTimeoutError, LockUnavailableError
 from claude_wrap.paths import make_private_dirs
+from claude_wrap.store import pid_alive
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class DirLock:
         if (st.st_dev, st.st_ino) != (dev, ino) or st.st_mtime_ns not in (mtime_a, mtime_b):
             return False
         # A pid from another pid namespace (a container sharing this folder) cannot be checked.
-        return pidns == _pid_namespace() and pid != os.getpid() and not _alive(pid)
+        return pidns == _pid_namespace() and pid != os.getpid() and not pid_alive(pid)
 
     def _note(self, mtime_a: int, mtime_b: int) -> None:
         if self.record is None:
@@ -159,16 +160,6 @@ def _pid_namespace() -> int:
         return os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return 0  # no /proc (macOS): one namespace
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _Heartbeat(threading.Thread):

@@ -259,7 +259,7 @@ def remove_stale_temps(path: str) -> int:
         if not name.startswith(TMP_PREFIX):
             continue
         pid_text = name[len(TMP_PREFIX) :].split(".", 1)[0]
-        if pid_text.isdigit() and _alive(int(pid_text)):
+        if pid_text.isdigit() and pid_alive(int(pid_text)):
             continue
         try:
             os.unlink(os.path.join(folder, name))
@@ -269,7 +269,8 @@ def remove_stale_temps(path: str) -> int:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
