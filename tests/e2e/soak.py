@@ -92,7 +92,7 @@ class Config:
 
 @dataclass
 class RunRecord:
-    kind: str  # shim | direct | keeper | interactive
+    kind: str  # shim | direct | keeper | interactive (one prompt) | session (one TUI session)
     started: float
     seconds: float
     outcome: str  # ok | login_error | other
@@ -272,24 +272,40 @@ class Soak:
         # The TUI queries the terminal right after drawing; keys typed then can be lost.
         if self._stop.wait(3):
             return
-        for _ in range(rng.randint(3, 8)):
-            if not self._pause(rng, self.config.prompt_gap):
-                return
-            n = next(self._n)
-            started = time.time()
-            child.send(f"soak-ping-{n}")
-            time.sleep(0.3)
-            child.send("\r")
-            got = child.expect(
-                [re.compile(rf"soak-pong-{n}\b".encode()), TUI_LOGIN_ERROR, pexpect.TIMEOUT],
-                timeout=90,
-            )
-            outcome, detail = [("ok", ""), ("login_error", "login error drawn"),
-                               ("other", "no answer in 90 s")][got]
-            self._record(RunRecord("interactive", started, time.time() - started, outcome, detail))
-            if got == 1:
-                # Let the rest of the error line draw, so the next prompt does not match it.
-                child.expect([pexpect.TIMEOUT], timeout=1)
+        last = ""
+        try:
+            for _ in range(rng.randint(3, 8)):
+                if not self._pause(rng, self.config.prompt_gap):
+                    return
+                last = self._prompt(child)
+                if last == "login_error":
+                    # As a user would: send another prompt a moment later. A session that
+                    # answers it was repaired in place; one that does not stays logged out.
+                    time.sleep(2)
+                    last = self._prompt(child, "again after a login error")
+        finally:
+            if last:
+                self._record(RunRecord("session", started, time.time() - started, last,
+                                       "its last prompt failed" if last != "ok" else ""))
+
+    def _prompt(self, child: pexpect.spawn[bytes], why: str = "") -> str:
+        n = next(self._n)
+        started = time.time()
+        child.send(f"soak-ping-{n}")
+        time.sleep(0.3)
+        child.send("\r")
+        got = child.expect(
+            [re.compile(rf"soak-pong-{n}\b".encode()), TUI_LOGIN_ERROR, pexpect.TIMEOUT],
+            timeout=90,
+        )
+        outcome, detail = [("ok", ""), ("login_error", "login error drawn"),
+                           ("other", "no answer in 90 s")][got]
+        self._record(RunRecord("interactive", started, time.time() - started, outcome,
+                               f"{detail} {why}".strip()))
+        if got == 1:
+            # Let the rest of the error line draw, so the next prompt does not match it.
+            child.expect([pexpect.TIMEOUT], timeout=1)
+        return outcome
 
     def _hostile(self, server: TokenServer) -> subprocess.Popen[bytes]:
         gap = self.config.hostile_gap or 3 * self.config.lifetime
@@ -476,17 +492,24 @@ class Soak:
 
 
 def goal_failures(report: dict[str, Any]) -> list[str]:
-    """What breaks the soak's goal: any login error or invalid_grant on the shim's or the
-    keeper's side. Direct runs and the hostile refresher are reported, never judged."""
+    """What breaks the soak's goal, on the side of claude-wrap: any refresh token it presented
+    that was already spent (an invalid_grant on a live login, which revokes it), any
+    `claude --print` through the shim or `claude-wrap keep` run that ended with a login error,
+    any TUI session through the shim left logged out (its last prompt failed, even after one
+    more try). Runs overlapping a moment when someone else had revoked the login (before the
+    re-login) are excluded: nothing can save those, and they are reported. A single TUI prompt
+    that failed before the session was repaired in place, the direct runs and the hostile
+    refresher are reported, never judged."""
     failures = []
-    for kind in ("shim", "keeper"):
+    for kind in ("shim", "keeper", "session"):
         k = report["runs"].get(kind, {})
-        if k.get("login_errors"):
-            failures.append(f"{k['login_errors']} {kind} run(s) ended with a login error: "
-                            f"{k['examples']}")
-    if report["invalid_grants"].get("claude-wrap"):
-        count = report["invalid_grants"]["claude-wrap"]
-        failures.append(f"claude-wrap got {count} invalid_grant(s)")
+        errors = k.get("login_errors", 0) - k.get("login_errors_while_revoked", 0)
+        if errors:
+            failures.append(f"{errors} {kind} run(s) ended with a login error: {k['examples']}")
+    caused = report["revocations_caused_by"].get("claude-wrap", 0)
+    if caused:
+        failures.append(f"claude-wrap presented a spent refresh token {caused} time(s), "
+                        "revoking the login")
     return failures
 
 

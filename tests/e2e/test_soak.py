@@ -31,7 +31,7 @@ def test_a_compressed_stretch_of_real_use_logs_nobody_out(
     # It did what it says: every kind of run happened, tokens were refreshed by claude-wrap,
     # and the hostile refresher did rewrite the file behind everyone's back.
     assert {kind for kind, k in runs.items() if k["runs"]} == {
-        "shim", "direct", "keeper", "interactive"
+        "shim", "direct", "keeper", "interactive", "session"
     }
     assert report["refreshes"].get("claude-wrap", 0) >= 1
     assert report["hostile_actions"].get("refreshed", 0) >= 1
