@@ -35,7 +35,9 @@ def is_shim(path: str, shim: str | None = None) -> bool:
 
 
 def _executable(path: str) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)
+    # access() first: most PATH folders hold no `claude`, and access() says so without the
+    # exception isfile() raises and swallows inside; twice as fast per folder (bench/run growth).
+    return os.access(path, os.X_OK) and os.path.isfile(path)
 
 
 def usual_places(env: Mapping[str, str]) -> Iterator[str]:

@@ -179,11 +179,27 @@ def _exec(real: str, args: list[str], env: Mapping[str, str]) -> NoReturn:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
+    _python_signals(restore_defaults=True)
     try:
         os.execve(real, [real, *args], env)  # noqa: S606 - the real claude, by design
     except OSError as exc:
+        _python_signals(restore_defaults=False)  # still us: a broken stderr must not kill us
         say(f"cannot run {real}: {exc.strerror}")
         raise SystemExit(126 if exc.errno != 2 else 127) from None
+
+
+def _python_signals(*, restore_defaults: bool) -> None:
+    """Python starts by ignoring SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across
+    exec: before exec put them back to their defaults, as the shell left them, so that claude
+    behaves the same behind us (`claude -p ... | head -1` ends it by SIGPIPE). Found by bench/run:
+    SigIgn of the exec'd claude was 0x1001000. `_signal`, not `signal`: it is loaded at start-up
+    already, `signal` would import enum."""
+    import _signal  # type: ignore[import-not-found]  # noqa: PLC0415 - no typeshed stub
+
+    for name in ("SIGPIPE", "SIGXFSZ"):
+        number = getattr(_signal, name, None)
+        if number is not None:
+            _signal.signal(number, _signal.SIG_DFL if restore_defaults else _signal.SIG_IGN)
 
 
 def main() -> NoReturn:

@@ -1,0 +1,1 @@
+"""Benchmarks: what claude-wrap costs against the real binary (run them with bench/run)."""

@@ -1,0 +1,127 @@
+"""Contention: many shims started at once on one expired login.
+
+A real token server on loopback (tests/tokenserver.py) answers each refresh after a short delay
+and counts the requests. Exactly one refresh must reach it per burst, however many shims start;
+the burst's wall time is compared with one shim refreshing alone, the two alternating.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import harness, hotpath
+from bench.harness import Sandbox, alternate, median
+from tests import tokenserver
+
+SERVER_DELAY_S = 0.2
+
+
+def _delayed_ok() -> Any:
+    make = tokenserver.ok()
+
+    def answer(server: tokenserver.TokenServer, request: tokenserver.Request) -> tokenserver.Reply:
+        return dataclasses.replace(make(server, request), delay=SERVER_DELAY_S)
+
+    return answer
+
+
+def contention(root: Path, reps: int, *, shims: int = 32) -> dict[str, Any]:
+    sb = Sandbox(root)
+    fake = sb.copy_child("true", "/bin/true")
+    argv = [sb.shim, "-p", "bench"]
+    verdict = sb.state / "claude-wrap" / "verdict"
+    singles: list[float] = []
+    bursts: list[float] = []
+    requests: list[int] = []
+    failures: list[str] = []
+    cpu: list[list[float]] = []
+    single_cpu: list[float] = []
+    imports: list[str] = []
+    python = Path(sb.shim).read_text().splitlines()[0][2:].split()[0]
+    with tokenserver.TokenServer(tag="bench") as server:
+        server.default = _delayed_ok()
+        env = sb.env(
+            fake,
+            CLAUDE_WRAP_TOKEN_URL=server.url,
+            CLAUDE_WRAP_LOCK_TIMEOUT="60",
+            CLAUDE_WRAP_REFRESH_TIMEOUT="30",
+        )
+
+        def expire() -> int:
+            sb.write_login(harness.login_doc(expires_in_s=-60))
+            verdict.unlink(missing_ok=True)
+            return len(server.requests)
+
+        def refreshed() -> bool:
+            oauth = json.loads(sb.creds.read_text())["claudeAiOauth"]
+            return bool(oauth["expiresAt"] > harness.now_ms() + 3600_000)
+
+        def single() -> float:
+            expire()
+            ex = harness.run_timed(argv, env)
+            single_cpu.append(ex.cpu_ms)
+            if ex.status != 0 or not refreshed():
+                failures.append(f"single run: exit {ex.status}, refreshed={refreshed()}")
+            return ex.ms
+
+        def burst() -> float:
+            before = expire()
+            # One of the shims reports what it imported (python -X importtime, on its stderr).
+            r, w = os.pipe()
+            started = time.perf_counter_ns()
+            pids = [harness.spawn(argv, env) for _ in range(shims - 1)]
+            pids.append(
+                harness.spawn([python, "-I", "-S", "-X", "importtime", *argv], env, stderr=w)
+            )
+            os.close(w)
+            with open(r, "rb") as f:
+                imports.append(f.read().decode(errors="replace"))
+            exits = [harness.reap(pid, started) for pid in pids]
+            wall = (time.perf_counter_ns() - started) / 1e6
+            cpu.append([e.cpu_ms for e in exits])
+            requests.append(len(server.requests) - before)
+            bad = [e.status for e in exits if e.status != 0]
+            if bad or not refreshed():
+                failures.append(f"burst: exits {bad}, refreshed={refreshed()}")
+            return wall
+
+        singles, bursts = alternate(reps, single, burst)
+    ratio = median(bursts) / median(singles)
+    return {
+        "shims": shims,
+        "server_delay_ms": SERVER_DELAY_S * 1000,
+        "runs": reps,
+        "token_requests_per_burst": requests,
+        "exactly_one_request": all(n == 1 for n in requests),
+        "single_wall_ms": round(median(singles), 1),
+        "burst_wall_ms": round(median(bursts), 1),
+        "ratio": round(ratio, 3),
+        "single_cpu_ms": round(median(single_cpu), 1),
+        "burst_cpu_ms_per_shim_median": round(median([median(c) for c in cpu]), 1),
+        "burst_cpu_ms_total": round(median([sum(c) for c in cpu]), 1),
+        "cpus": os.cpu_count(),
+        "heaviest_imports_of_one_shim": heaviest(imports[-1]) if imports else [],
+        "failures": failures,
+    }
+
+
+def heaviest(importtime: str, top: int = 10) -> list[dict[str, Any]]:
+    """The top-level imports (as seen from our own modules) that cost the most, cumulative."""
+    found = []
+    for line in importtime.splitlines():
+        m = hotpath.IMPORT_LINE.match(line)
+        if m:
+            found.append(
+                {
+                    "module": m.group(4),
+                    "cumulative_ms": int(m.group(2)) / 1000,
+                    "depth": len(m.group(3)) // 2,
+                }
+            )
+    shallow = [f for f in found if f["depth"] <= 1]
+    return sorted(shallow, key=lambda f: -f["cumulative_ms"])[:top]
