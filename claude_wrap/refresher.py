@@ -91,14 +91,14 @@ def _token_of(snap: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-SETTLE_TRIES = 10
+SETTLE_TRIES = 100
 SETTLE_PAUSE_S = 0.02
 
 
 def _read_settled(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
-    """The login as it is now, waiting a moment (200 ms at most) while the file cannot be
-    parsed: a tool that rewrites it in place (truncate, then write) may be half-way through.
-    (None, verdict) when it stays unreadable."""
+    """The login as it is now, waiting a moment (2 s at most) while the file cannot be parsed:
+    a tool that rewrites it in place (truncate, then write) may be half-way through, and on a
+    loaded machine it can stay there for a second. (None, verdict) when it stays unreadable."""
     for attempt in range(SETTLE_TRIES):
         snap, verdict = assess(storage, window_ms)
         if verdict.state != login.MALFORMED:
@@ -244,7 +244,14 @@ def _refresh(  # noqa: PLR0917 - private, called once
         nonlocal sent
         current, verdict = _read_settled(storage, window_ms)
         if current is None:
-            return _token_of(sent), login.request_scopes(sent.doc)
+            # It parsed under the lock, so someone is writing it now, most likely with the
+            # token we hold already spent: sending it could revoke the login (the soak saw it).
+            raise CredentialsError(
+                storage.where,
+                "was being rewritten by another program when the refresh was due (not valid "
+                f"JSON for {SETTLE_TRIES * SETTLE_PAUSE_S:.0f} s); nothing was sent",
+                "run again in a moment",
+            )
         if verdict.state == login.OK and _access(current) != _access(snap):
             raise _Replaced
         if verdict.state in login.REFRESHABLE and _token_of(current):

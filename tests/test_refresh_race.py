@@ -75,3 +75,32 @@ def test_a_usable_login_left_behind_our_back_is_adopted(
     assert len(token_server.requests) == 1  # nothing more was spent
     assert families.invalid_grants == 0
     assert families.access_ok(sandbox.oauth()["accessToken"])
+
+
+def test_a_file_left_half_written_behind_our_back_sends_nothing(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    families, _ = _families(sandbox, token_server)
+
+    def answer(server: TokenServer, request: Request) -> Reply:
+        # The other tool spent the token and stopped half-way through its in-place write.
+        stored = sandbox.oauth()
+        spend = Request("/v1/oauth/token", {"user-agent": "old-tool"},
+                        {"refresh_token": stored["refreshToken"]}, b"", 0.0)
+        body = families(server, spend).body
+        assert isinstance(body, dict)
+        whole = json.dumps({"claudeAiOauth": {"accessToken": body["access_token"],
+                                              "refreshToken": body["refresh_token"]}})
+        sandbox.creds.write_text(whole[: len(whole) // 2])
+        return Reply(503, {"error": "overloaded"})
+
+    token_server.script(answer)
+    result = sandbox.wrap("refresh")
+    half = sandbox.creds.read_bytes()
+    assert result.returncode == 3, result.stderr
+    assert "being rewritten by another program" in result.stderr
+    assert "nothing was sent" in result.stderr
+    # The token it held was spent by the other tool: it was not sent a second time.
+    assert len(token_server.requests) == 1
+    assert (families.invalid_grants, families.revoked) == (0, set())
+    assert half == sandbox.creds.read_bytes()  # left alone
