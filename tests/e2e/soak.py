@@ -491,7 +491,16 @@ class Soak:
         }
 
 
-def goal_failures(report: dict[str, Any]) -> list[str]:
+def shim_watches_output() -> bool:
+    """Whether this claude-wrap has the output watcher (issue 4), which retries a run that
+    claude ended logged out. Without it, a file rewritten between the shim's pre-flight and
+    claude's own read is beyond the shim's reach."""
+    import importlib.util
+
+    return importlib.util.find_spec("claude_wrap.relay") is not None
+
+
+def goal_failures(report: dict[str, Any], *, watched: bool | None = None) -> list[str]:
     """What breaks the soak's goal, on the side of claude-wrap: any refresh token it presented
     that was already spent (an invalid_grant on a live login, which revokes it), any
     `claude --print` through the shim or `claude-wrap keep` run that ended with a login error,
@@ -499,9 +508,12 @@ def goal_failures(report: dict[str, Any]) -> list[str]:
     more try). Runs overlapping a moment when someone else had revoked the login (before the
     re-login) are excluded: nothing can save those, and they are reported. A single TUI prompt
     that failed before the session was repaired in place, the direct runs and the hostile
-    refresher are reported, never judged."""
+    refresher are reported, never judged. Without the output watcher (`watched` False; by
+    default, whether this checkout has it), `claude --print` through the shim is reported only.
+    """
+    watched = shim_watches_output() if watched is None else watched
     failures = []
-    for kind in ("shim", "keeper", "session"):
+    for kind in ("shim", "keeper", "session") if watched else ("keeper", "session"):
         k = report["runs"].get(kind, {})
         errors = k.get("login_errors", 0) - k.get("login_errors_while_revoked", 0)
         if errors:

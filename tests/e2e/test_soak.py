@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .soak import Config, Soak, goal_failures, summary
+from .soak import Config, Soak, goal_failures, shim_watches_output, summary
 
 
 @pytest.mark.timeout(900)
@@ -27,6 +27,9 @@ def test_a_compressed_stretch_of_real_use_logs_nobody_out(
     config = Config(seconds=seconds, concurrency=3, seed=9, hostile_gap=20.0)
     report = Soak(config, claude_path, tmp_path).run()
     print(summary(report))
+    if not shim_watches_output():
+        print("without the output watcher (issue 4): `claude --print` through the shim is "
+              "reported, not judged")
     runs = report["runs"]
     # It did what it says: every kind of run happened, tokens were refreshed by claude-wrap,
     # and the hostile refresher did rewrite the file behind everyone's back.
