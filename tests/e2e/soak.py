@@ -62,6 +62,7 @@ TUI_LOGIN_ERROR = re.compile(
     rb"Please" + _GAP + rb"run" + _GAP + rb"/login|API" + _GAP + rb"Error|OAuth" + _GAP + rb"token"
 )
 PING = re.compile(r"soak-ping-(\d+)")
+PROMPT_TIMEOUT_S = 45.0
 
 
 @dataclass
@@ -294,17 +295,19 @@ class Soak:
         child.send(f"soak-ping-{n}")
         time.sleep(0.3)
         child.send("\r")
-        got = child.expect(
-            [re.compile(rf"soak-pong-{n}\b".encode()), TUI_LOGIN_ERROR, pexpect.TIMEOUT],
-            timeout=90,
-        )
-        outcome, detail = [("ok", ""), ("login_error", "login error drawn"),
-                           ("other", "no answer in 90 s")][got]
+        # Judged by the answer alone: the TUI redraws earlier lines (an earlier error among
+        # them), so an error drawn after this prompt is not proof that this prompt failed.
+        answered = child.expect([re.compile(rf"soak-pong-{n}\b".encode()), pexpect.TIMEOUT],
+                                timeout=PROMPT_TIMEOUT_S) == 0
+        drawn = child.before if isinstance(child.before, bytes) else b""
+        if answered:
+            outcome, detail = "ok", ""
+        elif TUI_LOGIN_ERROR.search(drawn):
+            outcome, detail = "login_error", "no answer; a login error drawn"
+        else:
+            outcome, detail = "other", f"no answer in {PROMPT_TIMEOUT_S:g} s"
         self._record(RunRecord("interactive", started, time.time() - started, outcome,
                                f"{detail} {why}".strip()))
-        if got == 1:
-            # Let the rest of the error line draw, so the next prompt does not match it.
-            child.expect([pexpect.TIMEOUT], timeout=1)
         return outcome
 
     def _hostile(self, server: TokenServer) -> subprocess.Popen[bytes]:
