@@ -131,6 +131,23 @@ class LockTimeoutError(WrapError, TimeoutError):
         )
 
 
+class LockUnavailableError(WrapError):
+    """A lock folder cannot be created at all (read-only or full folder): nobody holds it."""
+
+    exit_code = EXIT_LOCKED
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(path, reason)
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (
+            f"cannot create the lock folder {self.path}: {self.reason}; nothing was refreshed "
+            "and the file was left as it was"
+        )
+
+
 class Interrupted(BaseException):
     """A terminating signal arrived inside a critical section; raised so `finally` runs."""
 

@@ -45,7 +45,7 @@ def remember(
     path = paths.verdict_cache()
     tmp = f"{path}.{os.getpid()}"
     try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        paths.make_private_dirs(os.path.dirname(path))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, f"{_key(cred, ident, window_ms)}\n{until}".encode())

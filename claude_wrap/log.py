@@ -49,7 +49,7 @@ def logger(env: Mapping[str, str] = os.environ) -> Logger:
     try:
         folder = os.path.dirname(path)
         if folder:
-            os.makedirs(folder, mode=0o700, exist_ok=True)
+            paths.make_private_dirs(folder)
         base.add(
             path,
             level="DEBUG",

@@ -137,13 +137,15 @@ def refresh_tokens(
             }
         )
     headers = {"Content-Type": "application/json", "User-Agent": f"claude-wrap/{__version__}"}
-    deadline = time.monotonic() + budget_s
     attempt = 0
     reason = ""
     retry_after: float | None = None
     # trust_env: honour HTTPS_PROXY / NO_PROXY / SSL_CERT_FILE as Claude Code does, or users
     # behind a corporate proxy could never refresh.
     with httpx.Client(follow_redirects=False) as client:
+        # The budget is for the network, so it starts once the client is built: loading the CA
+        # bundle can take seconds on a loaded machine, and used to leave no time for any request.
+        deadline = time.monotonic() + budget_s
         while attempt < MAX_ATTEMPTS:
             remaining = deadline - time.monotonic()
             if remaining <= 0.05:
@@ -192,7 +194,7 @@ def refresh_tokens(
             if time.monotonic() + pause >= deadline:
                 break
             sleep(pause)
-    raise RefreshUnavailableError(reason or "out of time", max(attempt, 1), retry_after)
+    raise RefreshUnavailableError(reason or "out of time", attempt, retry_after)
 
 
 def _connect_reason(exc: Exception) -> str:

@@ -87,6 +87,25 @@ def log_file(env: Mapping[str, str] = os.environ) -> str:
     return env.get("CLAUDE_WRAP_LOG_FILE") or os.path.join(state_dir(env), "claude-wrap.log")
 
 
+def make_private_dirs(path: str) -> None:
+    """os.makedirs, but every folder it creates is 0700, not only the last one (os.makedirs
+    gives the ones above it 0777 minus the umask: world-writable under umask 000)."""
+    if not path or os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent != path:
+        make_private_dirs(parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+
+
+def lock_records(env: Mapping[str, str] = os.environ) -> str:
+    """Where we note the lock folders we hold (lock.py): abandoned ones are taken over at once."""
+    return os.path.join(state_dir(env), "locks")
+
+
 def verdict_cache(env: Mapping[str, str] = os.environ) -> str:
     return os.path.join(state_dir(env), "verdict")
 

@@ -35,15 +35,21 @@ class _Replaced(Exception):  # noqa: N818 - control flow, never shown
 
 
 class Outcome:
-    __slots__ = ("action", "after", "before", "changes")
+    __slots__ = ("action", "after", "before", "changes", "warnings")
 
     def __init__(
-        self, action: str, before: login.Verdict, after: login.Verdict, changes: list[str]
+        self,
+        action: str,
+        before: login.Verdict,
+        after: login.Verdict,
+        changes: list[str],
+        warnings: list[str] | None = None,
     ) -> None:
         self.action = action
         self.before = before
         self.after = after
         self.changes = changes
+        self.warnings = warnings or []  # one line each, for the user (never a token)
 
 
 def now_ms() -> int:
@@ -193,8 +199,12 @@ def ensure_fresh(
                 legacy_path=paths.legacy_lock(cfg),
                 wait_s=paths.lock_wait(env),
                 on_wait=changed_and_ok,
-            ),
+                records=paths.lock_records(env),
+            ) as held,
         ):
+            for taken in held:
+                if taken.taken_over:
+                    log.info("took over the {} lock folder {}", taken.taken_over, taken.path)
             # Re-read under the lock: whoever held it may have just refreshed.
             snap, current = assess(storage, window_ms)
             if current.state == login.OK and (not force or _access(snap) != seen):
@@ -228,6 +238,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
 
     cfg = storage.lock_dir
     window_ms = int(paths.refresh_window(env) * 1000)
+    path = storage.where
     oauth_doc = login.oauth_section(snap.doc) or {}
     refresh_token = oauth_doc.get("refreshToken")
     assert isinstance(refresh_token, str) and refresh_token  # unfixable() checked
@@ -259,6 +270,14 @@ def _refresh(  # noqa: PLR0917 - private, called once
         return _token_of(sent), login.request_scopes(sent.doc)
 
     storage.tidy()
+    try:
+        # Whatever we would write must be writable JSON before the token is spent.
+        store.serialise(snap.doc)
+    except ValueError as exc:
+        raise CredentialsError(
+            path, f"holds a value JSON cannot store ({exc})", "fix or remove that value"
+        ) from None
+    mode = _mode(path) if storage.kind == "file" else 0o600
     # Reserve the new file's space before the token is spent: a full disk fails here, harmlessly.
     with storage.pending(reserve=len(snap.raw) + 65536) as pending:
         timer = threading.Timer(1.0, on_slow) if on_slow else None
@@ -278,7 +297,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
             if timer:
                 timer.cancel()
         snap = sent
-        with lock.write_lock(paths.write_lock(cfg)):
+        with lock.write_lock(paths.write_lock(cfg), records=paths.lock_records(env)):
             # Merge into the file as it is now: keep anything another writer changed meanwhile.
             try:
                 latest = storage.read()
@@ -290,4 +309,14 @@ def _refresh(  # noqa: PLR0917 - private, called once
     _, after = assess(storage, window_ms)
     changes = describe(snap.doc, new_doc)
     log.info("refreshed: {}", "; ".join(changes))
-    return Outcome(REFRESHED, before, after, changes)
+    warnings = []
+    if mode & 0o077:
+        warnings.append(f"{path} was readable by other users (mode {mode:04o}); it is now 0600")
+    return Outcome(REFRESHED, before, after, changes, warnings)
+
+
+def _mode(path: str) -> int:
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        return 0

@@ -104,7 +104,9 @@ def _slow_preflight(env: Mapping[str, str]) -> None:
     from claude_wrap import feedback  # noqa: PLC0415
 
     with feedback.Spinner() as spinner:
-        refresher.ensure_fresh(env, on_slow=spinner.start)
+        outcome = refresher.ensure_fresh(env, on_slow=spinner.start)
+    for warning in outcome.warnings:
+        say(f"warning: {warning}")
 
 
 def _log_failure(env: Mapping[str, str], exc: BaseException, *, trace: bool) -> str:

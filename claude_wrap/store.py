@@ -117,18 +117,35 @@ def parse(path: str, raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise CredentialsError(path, f"is not valid UTF-8 (byte {exc.start})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError as exc:
         raise CredentialsError(
             path, f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
     except RecursionError:
         raise CredentialsError(path, "is not valid JSON (nested too deeply)") from None
+    except ValueError as exc:
+        raise CredentialsError(path, f"is not valid JSON ({exc})") from None
+
+
+def _not_json(name: str) -> Any:
+    # Python's json reads NaN and Infinity; JSON.parse, and so Claude Code, refuses them. Judge
+    # the file as Claude Code reads it, and never write such a literal back.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def serialise(doc: Any) -> bytes:
-    # Compact, key order kept, non-ASCII as is: the way Claude Code writes it (JSON.stringify).
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact, key order kept, non-ASCII as is: the way Claude Code writes it (JSON.stringify).
+
+    ValueError for a number JSON cannot hold (1e400 reads as infinity): callers check this
+    before a refresh token is spent. A lone surrogate (valid in a JSON string escape, not in
+    UTF-8) falls back to ASCII escapes, which JSON.parse reads back to the same string.
+    """
+    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
 def target_of(path: str) -> str:

@@ -44,7 +44,7 @@ def stored_login() -> dict[str, object] | None:
         with open(credentials_path(), encoding="utf-8") as f:
             doc = json.load(f)
         oauth = doc.get("claudeAiOauth")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None
     return oauth if isinstance(oauth, dict) else None
 

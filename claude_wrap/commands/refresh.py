@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from claude_wrap import feedback, refresher
@@ -20,6 +21,8 @@ def register(sub: Any) -> None:
 def run(ns: argparse.Namespace) -> int:
     with feedback.Spinner() as spinner:
         outcome = refresher.ensure_fresh(force=ns.force, on_slow=spinner.start)
+    for warning in outcome.warnings:
+        print(f"claude-wrap: warning: {warning}", file=sys.stderr)
     data = {
         "action": outcome.action,
         "state_before": outcome.before.state,
