@@ -202,6 +202,9 @@ class TokenFamilies:
         self.rejected_access = 0
         # (time, "refresh" | "invalid_grant" | "revoke", family, User-Agent), in order.
         self.events: list[tuple[float, str, int, str]] = []
+        self._spent: dict[str, tuple[float, str]] = {}  # refresh token -> (when, by whom)
+        # Each replay of a spent token: (when, by whom, when it was first spent, by whom).
+        self.replays: list[tuple[float, str, float, str]] = []
 
     def login(self) -> dict[str, Any]:
         """A fresh login (what `/login` would store), as a claudeAiOauth object."""
@@ -242,9 +245,12 @@ class TokenFamilies:
                 self.revoked_by[family] = agent
                 self.invalid_grants += 1
                 self.events.append((now, "revoke", family, agent))
+                first_at, first_by = self._spent.get(token, (0.0, ""))
+                self.replays.append((now, agent, first_at, first_by))
                 return invalid_grant()
             self.refreshes += 1
             self.events.append((now, "refresh", family, agent))
+            self._spent[token] = (now, agent)
             access, refresh = self._mint(family)
         return Reply(
             200,
