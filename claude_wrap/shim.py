@@ -47,8 +47,9 @@ def uses_stored_login(args: list[str], env: Mapping[str, str]) -> bool:
     return not any(tuple(args[: len(cmd)]) == cmd for cmd in NO_AUTH_COMMANDS)
 
 
-def preflight(env: Mapping[str, str]) -> None:
-    """Repair the login if it needs it. Never raises: problems become one line on stderr."""
+def preflight(env: Mapping[str, str]) -> bool:
+    """Repair the login if it needs it. Never raises: problems become one line on stderr, and
+    False (the watcher then does not try the same repair again)."""
     try:
         cred = paths.credentials_file(env)
         window_ms = int(paths.refresh_window(env) * 1000)
@@ -56,9 +57,8 @@ def preflight(env: Mapping[str, str]) -> None:
 
         # The verdict cache knows files only: a Keychain login is judged afresh each run.
         file_kind = paths.storage_kind(env) == "file"
-        if file_kind and fastpath.still_ok(cred, window_ms, int(time.time() * 1000)):
-            return
-        _slow_preflight(env)
+        if not (file_kind and fastpath.still_ok(cred, window_ms, int(time.time() * 1000))):
+            _slow_preflight(env)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except BaseException as exc:
@@ -75,6 +75,8 @@ def preflight(env: Mapping[str, str]) -> None:
         else:
             log = _log_failure(env, exc, trace=True)
             say(f"internal error while checking the login, see {log} (running claude anyway)")
+        return False
+    return True
 
 
 def enable_site() -> None:
@@ -168,11 +170,63 @@ def run(args: list[str], shim: str | None, env: Mapping[str, str] | None = None)
         # Nested under another shim (which already did the pre-flight), or switched off.
         _exec(real or find_real(env, shim), args, env)
     real = real or find_real(env, shim)
-    if uses_stored_login(args, env):
-        preflight(env)
     child_env = dict(env)
     child_env[ACTIVE] = "1"
+    if uses_stored_login(args, env):
+        repaired = preflight(env)
+        if paths.flag(env, "CLAUDE_WRAP_WATCH", default=True):
+            _watch(real, args, child_env, preflight_failed=not repaired)
     _exec(real, args, child_env)
+
+
+def _watch(real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool) -> None:
+    """Run claude as our child and watch its output for a login failure the pre-flight could not
+    see coming (it repairs the login, then retries or lets the running TUI pick it up)."""
+    try:
+        if os.isatty(0) and os.isatty(1):
+            enable_site()
+            from claude_wrap import interactive  # noqa: PLC0415 - pexpect, for terminals only
+
+            code = interactive.run(real, args, env, preflight_failed=preflight_failed)
+        else:
+            from claude_wrap import relay  # noqa: PLC0415
+
+            code = relay.run(real, args, env, preflight_failed=preflight_failed)
+    except KeyboardInterrupt:
+        code = 130
+    except paths.SettingError as exc:
+        say(f"{exc} (running claude unwatched)")
+        return
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the trace in the log
+        log = _log_failure(env, exc, trace=True)
+        say(f"internal error while watching claude, see {log}")
+        code = 70  # EX_SOFTWARE
+    if code < 0:
+        _die_by(-code)
+    raise SystemExit(code)
+
+
+def _die_by(signum: int) -> NoReturn:
+    """End the way claude did, by its signal: a parent then sees exactly what it would have seen
+    had we exec'd (a shell reports 128+N). Exits 128+N should the signal not end us."""
+    import signal  # noqa: PLC0415 - builtin, cheap
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        import resource  # noqa: PLC0415
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # claude's crash, not ours: no core
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be handled anyway
+            signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+        os.kill(os.getpid(), signum)
+    except (OSError, ValueError):
+        pass
+    raise SystemExit(128 + signum)
 
 
 def _exec(real: str, args: list[str], env: Mapping[str, str]) -> NoReturn:

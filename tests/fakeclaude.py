@@ -17,6 +17,14 @@ Scripted through environment variables (all optional):
   FAKE_CLAUDE_LINES        in --print, write this many lines, FAKE_CLAUDE_LINE_DELAY s apart
   FAKE_CLAUDE_GRANDCHILD   spawn a `sleep` grandchild and write its pid to this file
   FAKE_CLAUDE_BYTES        in --print, write this many bytes of output (throughput benchmarks)
+  FAKE_CLAUDE_FAIL_MESSAGE the failure FAIL_FIRST prints (default: "Not logged in ...")
+  FAKE_CLAUDE_ACK_DIR      streaming handshake: after answer line i (text or stream-json, see
+                           LINES), wait until the file ACK_DIR/i exists; proves lines arrive at
+                           once, with no timing in the test
+  FAKE_CLAUDE_IGNORE_TERM  ignore SIGTERM and SIGHUP (a child that outlives its grace period)
+  FAKE_CLAUDE_TUI          without --print: a tiny line-based TUI (see tui())
+  FAKE_CLAUDE_STDERR       in --print, write this to stderr first
+With `--input-format stream-json` it answers each stdin line as it arrives (an editor's session).
 """
 
 from __future__ import annotations
@@ -105,6 +113,73 @@ def option(args: list[str], name: str, default: str) -> str:
 def emit(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def wait_ack(i: int) -> None:
+    folder = os.environ.get("FAKE_CLAUDE_ACK_DIR")
+    if not folder:
+        return
+    while not os.path.exists(os.path.join(folder, str(i))):
+        time.sleep(0.005)
+
+
+def stream_line(obj: dict[str, object]) -> None:
+    emit(json.dumps(obj) + "\n")
+
+
+# How the real TUI draws its status line: each word at an absolute column, no spaces.
+TUI_NOT_LOGGED_IN = "Not\x1b[97Glogged\x1b[104Gin\x1b[107G\xb7\x1b[109GRun\x1b[113G/login"
+
+
+def tui(run_no: int) -> int:
+    """A line-based stand-in for the interactive TUI, enough to test the wrapper around it.
+
+    Prints its window size (again on SIGWINCH), a status line (the real one's escapes when the
+    login is refused, and, like the real one, still after it was repaired), then answers each
+    line typed: the access token it would use, or the 401 error. Ctrl-C prints "interrupted";
+    `quit` exits with FAKE_CLAUDE_EXIT.
+    """
+    import shutil
+
+    def size(*_: object) -> None:
+        cols, rows = shutil.get_terminal_size((0, 0))
+        # os.write, not sys.stdout: a handler may run in the middle of a buffered write.
+        os.write(1, f"size: {rows}x{cols}\r\n".encode())
+
+    signal.signal(signal.SIGWINCH, size)
+    signal.signal(signal.SIGINT, lambda *_: os.write(1, b"interrupted\r\n"))
+    size()
+    fail_first = run_no <= int(os.environ.get("FAKE_CLAUDE_FAIL_FIRST") or 0)
+
+    def stamp() -> float:
+        try:
+            return os.stat(credentials_path()).st_mtime_ns
+        except OSError:
+            return 0
+
+    seen = stamp()
+    refused = fail_first or refusal() is not None
+    shown = refused
+    emit(("\x1b[2K" + TUI_NOT_LOGGED_IN if refused else "status: ready") + "\r\n")
+    while True:
+        try:
+            line = sys.stdin.readline()
+        except InterruptedError:
+            continue
+        if not line or line.strip() == "quit":
+            break
+        if stamp() != seen:  # re-read a changed file, as Claude Code does (protocol.md 5)
+            seen = stamp()
+            refused = refusal() is not None
+        if refused:
+            emit("Please run /login \xb7 API Error: 401 OAuth token has expired.\r\n")
+        else:
+            token = str((stored_login() or {}).get("accessToken", ""))
+            emit(f"answer: {line.strip()} with {token[-9:]}\r\n")
+        emit(("\x1b[2K" + TUI_NOT_LOGGED_IN if shown else "status: ready") + "\r\n")
+    if os.environ.get("FAKE_CLAUDE_EXIT"):
+        return int(os.environ["FAKE_CLAUDE_EXIT"])
+    return 0
 
 
 def fail(fmt: str, message: str, session: str) -> int:
@@ -234,10 +309,14 @@ def main() -> int:
     if "--version" in args or "-v" in args:
         emit(VERSION + "\n")
         return 0
+    if env.get("FAKE_CLAUDE_IGNORE_TERM"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     run_no = bump_counter()
     print_mode = "-p" in args or "--print" in args
     stdin = b""
-    if print_mode and not sys.stdin.isatty():
+    streaming_in = option(args, "--input-format", "text") == "stream-json"
+    if print_mode and not sys.stdin.isatty() and not streaming_in:
         stdin = sys.stdin.buffer.read()
     oauth = stored_login() or {}
     record = env.get("FAKE_CLAUDE_RECORD")
@@ -294,11 +373,23 @@ def main() -> int:
         )
         return 0
 
+    if env.get("FAKE_CLAUDE_TUI") and not print_mode:
+        return tui(run_no)
     problem = refusal()
     if run_no <= int(env.get("FAKE_CLAUDE_FAIL_FIRST") or 0):
-        problem = NOT_LOGGED_IN
+        problem = env.get("FAKE_CLAUDE_FAIL_MESSAGE") or NOT_LOGGED_IN
+    if env.get("FAKE_CLAUDE_STDERR") and print_mode:
+        sys.stderr.write(env["FAKE_CLAUDE_STDERR"])
+        sys.stderr.flush()
     if problem is not None and print_mode:
         return fail(fmt, problem, session)
+    if print_mode and streaming_in:
+        stream_line({"type": "system", "subtype": "init", "session_id": session})
+        for line in sys.stdin:
+            message = {"model": "claude-sonnet-4-5", "content": [{"text": "echo " + line.strip()}]}
+            stream_line({"type": "assistant", "message": message})
+        stream_line({"type": "result", "is_error": False, "result": "bye"})
+        return 0
 
     if print_mode:
         if env.get("FAKE_CLAUDE_BYTES"):
@@ -312,8 +403,21 @@ def main() -> int:
             out.flush()
             return 0
         lines = int(env.get("FAKE_CLAUDE_LINES") or 0)
+        if fmt == "stream-json" and lines:
+            stream_line({"type": "system", "subtype": "init", "session_id": session})
+            for i in range(lines):
+                stream_line(
+                    {
+                        "type": "assistant",
+                        "message": {"model": "claude-sonnet-4-5", "content": [{"text": str(i)}]},
+                    }
+                )
+                wait_ack(i)
+            stream_line({"type": "result", "is_error": False, "result": "done"})
+            return 0
         for i in range(lines):
             emit(f"line {i} {time.time():.6f}\n")
+            wait_ack(i)
             time.sleep(float(env.get("FAKE_CLAUDE_LINE_DELAY") or 0))
         text = (
             f"fake answer: quoting '{NOT_LOGGED_IN}' from the docs"
@@ -333,4 +437,5 @@ def main() -> int:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # die by it, as the real binary does
     sys.exit(main())

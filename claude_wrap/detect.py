@@ -1,0 +1,275 @@
+"""Does this output show Claude Code refusing the stored login? Pure logic: no I/O, no clock.
+
+Headless runs: `Watch` is fed stdout chunks as they arrive. It holds bytes back only while what
+has been printed so far could still be the whole of a login failure (shared/protocol.md
+section 6), and hands them over the moment it cannot: a healthy run goes through at once. At the
+end, given the exit status, it says whether the run printed the failure and nothing else, which
+is when a retry is safe (no tool can have run, nothing of it reached the consumer).
+
+The failure, as the real binary prints it on stdout (exit 1, stderr empty):
+- text: one line, `Not logged in · Please run /login` (or the 401 / revoked forms);
+- `--output-format json`: one `{"type":"result","is_error":true,...}` object;
+- `--output-format stream-json`: three lines, the `system`/`init` line, a synthetic assistant
+  message (`"model": "<synthetic>"`, top-level `"error": "authentication_failed"`) and a result
+  with `"is_error": true`; when the server refused the token (401), `system`/`api_retry` lines
+  with `"error": "authentication_failed"` come between init and the synthetic message (seen
+  with 2.1.197).
+A run that merely quotes the phrase (exit 0, `is_error` false, a real model's message) is healthy.
+
+Interactive runs: `TuiMatcher` finds the failure in raw terminal output, where the TUI draws each
+word at an absolute column instead of printing spaces: it strips escapes and whitespace, across
+chunk boundaries.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing stays off the hot path (see paths.py)
+if TYPE_CHECKING:
+    from typing import Any
+
+UNDECIDED = "undecided"
+HEALTHY = "healthy"
+FAILURE = "failure"
+
+# Beginnings of the one-line failures (protocol.md sections 6 and 8). "Invalid API key" is not
+# here: it concerns ANTHROPIC_API_KEY, which no refresh of the stored login can fix.
+_LOGIN_HEADS = ("Not logged in", "OAuth token revoked", "Login expired")
+_401_HEADS = ("Failed to authenticate. API Error: 401", "Please run /login · API Error: 401")
+_HEADS = tuple(h.encode() for h in (*_LOGIN_HEADS, *_401_HEADS))
+MAX_HOLD = 1 << 20  # a failure is a few hundred bytes; past this, nothing held can be one
+
+
+def is_failure_text(text: str) -> bool:
+    """True for the text of a login failure message, as a whole (not a text quoting one)."""
+    text = text.strip()
+    if len(text) > 4096 or "\n" in text:
+        return False
+    if text.startswith(_401_HEADS):
+        return True
+    return text.startswith(_LOGIN_HEADS) and text.endswith("/login")
+
+
+def needs_force(text: str) -> bool:
+    """The server refused a token that looked fine: a plain re-read cannot fix that."""
+    return "401" in text or "revoked" in text
+
+
+def _is_failure_result(obj: Any) -> bool:
+    return (
+        isinstance(obj, dict)
+        and obj.get("type") == "result"
+        and obj.get("is_error") is True
+        and isinstance(obj.get("result"), str)
+        and is_failure_text(obj["result"])
+    )
+
+
+def _is_init(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("type") == "system" and obj.get("subtype") == "init"
+
+
+def _is_synthetic_failure(obj: Any) -> bool:
+    if not isinstance(obj, dict) or obj.get("type") != "assistant":
+        return False
+    message = obj.get("message")
+    if not isinstance(message, dict) or message.get("model") != "<synthetic>":
+        return False
+    if obj.get("error") == "authentication_failed":
+        return True
+    content = message.get("content")
+    texts = (
+        [c.get("text") for c in content if isinstance(c, dict)] if isinstance(content, list) else []
+    )
+    return any(isinstance(t, str) and is_failure_text(t) for t in texts)
+
+
+def _is_auth_retry(obj: Any) -> bool:
+    # stream-json, 401: `{"type":"system","subtype":"api_retry","error_status":401,
+    # "error":"authentication_failed",...}` lines come between init and the synthetic message.
+    return (
+        isinstance(obj, dict)
+        and obj.get("type") == "system"
+        and obj.get("subtype") == "api_retry"
+        and (obj.get("error") == "authentication_failed" or obj.get("error_status") == 401)
+    )
+
+
+def _is_error_result(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("type") == "result" and obj.get("is_error") is True
+
+
+def _parse(line: bytes) -> Any:
+    import json  # noqa: PLC0415 - only when the output starts like JSON: healthy text runs skip it
+
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+
+
+class Watch:
+    """Incremental judge of one headless run's stdout.
+
+    `feed(chunk)` returns the bytes that may go to the consumer now; `finish(status)` ends the
+    run and returns FAILURE (the held output is exactly the failure: retry instead of showing
+    it) or HEALTHY (then `release()` gives whatever is still held).
+    """
+
+    __slots__ = ("_held", "_lines", "message", "state")
+
+    def __init__(self) -> None:
+        self.state = UNDECIDED
+        self.message = ""  # the failure's text, once seen
+        self._held = bytearray()
+        self._lines: list[Any] = []  # judgements of the complete lines held so far
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.state == HEALTHY:
+            return chunk
+        self._held += chunk
+        self._judge(final=False)
+        return self.release() if self.state == HEALTHY else b""
+
+    def release(self) -> bytes:
+        """Give up watching: everything held goes to the consumer, and so does all that follows."""
+        self.state = HEALTHY
+        out = bytes(self._held)
+        self._held.clear()
+        return out
+
+    def finish(self, status: int) -> str:
+        if self.state == UNDECIDED and self._held:
+            self._judge(final=True)
+        if self.state == UNDECIDED and self._held and status == 1 and self.message:
+            self.state = FAILURE
+        elif self.state != HEALTHY:
+            self.state = HEALTHY
+        return self.state
+
+    def _judge(self, *, final: bool) -> None:
+        buf = bytes(self._held)
+        if len(buf) > MAX_HOLD:
+            self.state = HEALTHY
+            return
+        if buf.startswith(b"{"):
+            self._judge_json(buf, final=final)
+        else:
+            self._judge_text(buf, final=final)
+
+    def _judge_text(self, buf: bytes, *, final: bool) -> None:
+        first, newline, rest = buf.partition(b"\n")
+        if not any(h.startswith(first) or first.startswith(h) for h in _HEADS):
+            self.state = HEALTHY
+            return
+        if not newline and not final:
+            return  # the first line is still coming
+        if rest:
+            self.state = HEALTHY  # more than the one failure line
+            return
+        text = first.decode("utf-8", "replace").rstrip("\r")
+        if is_failure_text(text):
+            self.message = text
+        else:
+            self.state = HEALTHY
+
+    def _judge_json(self, buf: bytes, *, final: bool) -> None:
+        lines = buf.split(b"\n")
+        partial = lines.pop()
+        if final and partial:
+            lines.append(partial)
+            partial = b""
+        if partial and not partial.startswith(b"{"):
+            self.state = HEALTHY
+            return
+        self.message = ""
+        phase = "start"
+        for i, line in enumerate(lines):
+            if i == len(self._lines):
+                self._lines.append(_parse(line))
+            obj = self._lines[i]
+            if phase == "start" and _is_failure_result(obj):
+                phase = "done"
+            elif phase == "start" and _is_init(obj):
+                phase = "init"
+            elif phase == "init" and _is_auth_retry(obj):
+                pass  # the API refused the token and claude tried again: still the failure
+            elif phase == "init" and _is_synthetic_failure(obj):
+                phase = "synthetic"
+            elif phase == "synthetic" and _is_error_result(obj):
+                phase = "done"
+            else:
+                self.state = HEALTHY
+                return
+            if phase == "done":
+                if i != len(lines) - 1 or partial:
+                    self.state = HEALTHY  # something follows the failure
+                    return
+                result = obj.get("result")
+                self.message = result if isinstance(result, str) else "authentication failed"
+
+
+# --- the interactive TUI -------------------------------------------------------------------------
+
+# The failures as the TUI draws them, with every escape and every blank removed.
+TUI_PATTERNS = tuple(
+    p.replace(" ", "").encode()
+    for p in (
+        "Not logged in · Run /login",
+        "Not logged in · Please run /login",
+        "Please run /login · API Error: 401",
+        "OAuth token revoked · Please run /login",
+        "Login expired · Please run /login",
+        "Failed to authenticate. API Error: 401",
+    )
+)
+_TAIL = max(map(len, TUI_PATTERNS))
+
+
+class TuiMatcher:
+    """Finds a login failure in raw TUI output fed chunk by chunk.
+
+    `feed` returns the matched failure (normalised text) or None. Each match consumes the text it
+    matched, so one drawing of the status line is one match.
+    """
+
+    __slots__ = ("_carry", "_res", "_tail")
+
+    def __init__(self) -> None:
+        import re  # noqa: PLC0415 - interactive runs only
+
+        self._carry = b""  # an escape sequence cut off at the end of the last chunk
+        self._tail = b""  # the end of the normalised text, for phrases split across chunks
+        self._res = (
+            # CSI, OSC (ended by BEL or ST), charset selection, any other two-byte escape;
+            # then every control character and blank.
+            re.compile(
+                rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"
+                rb"|\x1b[()*+].|\x1b[^\[\]]|[\x00-\x20\x7f]",
+                re.DOTALL,
+            ),
+            re.compile(rb"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*\x1b?|[()*+])?\Z"),
+        )
+
+    def feed(self, chunk: bytes) -> str | None:
+        strip, unfinished = self._res
+        data = self._carry + chunk
+        cut = unfinished.search(data)
+        if cut is not None and len(data) - cut.start() < 4096:
+            data, self._carry = data[: cut.start()], data[cut.start() :]
+        else:
+            self._carry = b""
+        text = self._tail + strip.sub(b"", data)
+        found = None
+        best = len(text)
+        for pattern in TUI_PATTERNS:
+            at = text.find(pattern)
+            if 0 <= at < best:
+                found, best = pattern, at
+        if found is not None:
+            text = text[best + len(found) :]
+        self._tail = text[-_TAIL:]
+        return found.decode() if found is not None else None

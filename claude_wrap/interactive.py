@@ -1,0 +1,216 @@
+"""Interactive runs (stdin and stdout are terminals): the real claude under a pty, the user's
+terminal wired straight through, its screen watched for the login failure.
+
+pexpect's `interact` with no escape character copies keys and screen both ways; we forward
+window size changes (SIGWINCH), restore the terminal on every way out (signals included), and
+pass the exit status through. When the TUI shows `Not logged in · Run /login` (or a 401), the
+credentials file is repaired in place, in the background: a running Claude Code re-reads a
+changed file (shared/protocol.md section 5), so the user's next prompt works without a restart.
+Its status line keeps saying `Not logged in` afterwards, so each failure is repaired once, and a
+new repair starts only when the file changed again since: never a refresh loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import struct
+import termios
+import threading
+from typing import TYPE_CHECKING, Any, cast
+
+import pexpect
+
+from claude_wrap import detect, recover, relay, shim
+from claude_wrap.errors import Interrupted
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+
+def window_size(fd: int = 1) -> tuple[int, int]:
+    try:
+        packed = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+    except OSError:
+        return 24, 80
+    rows, cols = struct.unpack("hhhh", packed)[:2]
+    return (rows or 24), (cols or 80)
+
+
+class Repairer:
+    """Repairs the login in a background thread, once per failure.
+
+    `known` is the file's identity as claude was started, then as our last repair left it: a
+    failure seen while the file is still that one was already dealt with (the status line just
+    keeps saying so). A file changed since is judged again, and refreshed only if unusable.
+    """
+
+    def __init__(self, env: Mapping[str, str], *, preflight_failed: bool) -> None:
+        self.env = env
+        self.known = recover.file_identity(env)
+        # The pre-flight could not repair this file (and said why): count that as our one try.
+        self.repairs = 1 if recover.already_tried(env, self.known, preflight_failed) else 0
+        self.problem: str | None = None
+        self._thread: threading.Thread | None = None
+
+    def trigger(self, message: str) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        ident = recover.file_identity(self.env)
+        if self.repairs and ident == self.known:
+            return
+        self.repairs += 1
+        self._thread = threading.Thread(
+            target=self._repair, args=(message, self.known), name="claude-wrap-repair", daemon=True
+        )
+        self._thread.start()
+
+    def _repair(self, message: str, launched: tuple[int, ...] | None) -> None:
+        self.problem = recover.repair(self.env, launched, refused=detect.needs_force(message))
+        self.known = recover.file_identity(self.env)
+
+    def unresolved(self) -> str | None:
+        """Why the last repair failed, unless the file changed since (a /login in the TUI)."""
+        if self.problem is not None and recover.file_identity(self.env) == self.known:
+            return self.problem
+        return None
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+
+@contextlib.contextmanager
+def _terminal_kept() -> Iterator[None]:
+    """The terminal's settings as we found them, on every way out."""
+    try:
+        saved: list[Any] | None = termios.tcgetattr(0)
+    except termios.error:
+        saved = None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            with contextlib.suppress(termios.error, OSError):
+                termios.tcsetattr(0, termios.TCSADRAIN, saved)
+
+
+def _reset_signals() -> None:
+    # In the child, before exec: Python ignores these itself; the real claude gets the defaults.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+
+
+def run(
+    real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool = False
+) -> int:
+    grace = relay.grace_seconds(env)
+    repairer = Repairer(env, preflight_failed=preflight_failed)
+    matcher = detect.TuiMatcher()
+
+    def watch(data: bytes) -> bytes:
+        try:
+            found = matcher.feed(data)
+            if found is not None:
+                repairer.trigger(found)
+        except Exception:  # noqa: BLE001, S110 - watching must never break the session
+            pass
+        return data
+
+    try:
+        child = pexpect.spawn(
+            real, args, env=dict(env), dimensions=window_size(), preexec_fn=_reset_signals
+        )
+    except (OSError, pexpect.ExceptionPexpect) as exc:
+        shim.say(f"cannot run {real}: {exc}")
+        return 126
+
+    def on_winch(_signum: int, _frame: object) -> None:
+        with contextlib.suppress(OSError):
+            child.setwinsize(*window_size())
+
+    def on_stop(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    def on_int(signum: int, _frame: object) -> None:
+        # Not from the keyboard (raw mode turns Ctrl-C into a byte for the child): pass it on.
+        with contextlib.suppress(OSError):
+            child.kill(signum)
+
+    saved = {
+        signal.SIGWINCH: signal.signal(signal.SIGWINCH, on_winch),
+        signal.SIGINT: signal.signal(signal.SIGINT, on_int),
+    }
+    for signum in relay.STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            saved[signum] = signal.signal(signum, on_stop)
+    stopped_by = None
+    try:
+        with _terminal_kept():
+            try:
+                # types-pexpect says str; without an encoding pexpect passes bytes.
+                child.interact(escape_character=None, output_filter=cast("Any", watch))
+                _drain(child, watch)
+            except Interrupted as exc:
+                stopped_by = exc.signum
+            except OSError as exc:
+                if exc.errno not in (errno.EIO, errno.EPIPE, errno.EBADF):
+                    raise
+                stopped_by = signal.SIGHUP  # our terminal is gone
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    if stopped_by is not None:
+        status = _stop(child, stopped_by, grace)
+    else:
+        child.wait()
+        status = _status(child)
+    repairer.join()
+    child.close(force=True)
+    problem = repairer.unresolved()
+    if problem is not None:
+        shim.say(f"claude said it is not logged in; could not repair the login: {problem}")
+    elif repairer.repairs and repairer.problem is None and status != 0:
+        shim.say("claude said it is not logged in; the login is repaired now: run it again")
+    return status
+
+
+def _drain(child: Any, watch: Any) -> None:
+    """What the child printed between its last read and its exit (interact stops on exit).
+    Only what is there now: a grandchild may hold the pty open for as long as it lives."""
+    import select  # noqa: PLC0415
+
+    while True:
+        try:
+            if not select.select([child.child_fd], [], [], 0)[0]:
+                return
+            data = os.read(child.child_fd, 65536)
+        except OSError:
+            return
+        if not data:
+            return
+        os.write(1, watch(data))
+
+
+def _status(child: Any) -> int:
+    if child.signalstatus is not None:
+        return -int(child.signalstatus)
+    return int(child.exitstatus or 0)
+
+
+def _stop(child: Any, signum: int, grace: float) -> int:
+    """We were told to stop: tell the child, give it `grace` seconds, then kill its whole tree."""
+    import time  # noqa: PLC0415
+
+    with contextlib.suppress(OSError):
+        child.kill(signum)
+    deadline = time.monotonic() + grace
+    while child.isalive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if child.isalive():
+        relay.kill_tree(child.pid)
+        child.wait()
+    return _status(child) if child.terminated else -signum

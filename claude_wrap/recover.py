@@ -1,0 +1,79 @@
+"""Repair the login after Claude Code refused it mid-run: the one step between "claude printed
+`Not logged in`" and "run it again" (headless) or "the next prompt works" (TUI).
+
+The pre-flight judged the file before claude started, so a refusal means something changed or
+the server disagreed: another program stripped the scopes or spent the refresh token, or a token
+that looked fine was refused. So: re-read first (another process may just have fixed it, or be
+in the middle of it: ensure_fresh waits on the locks and adopts its token), and force a refresh
+only when the file is exactly the one claude was started with.
+"""
+
+from __future__ import annotations
+
+import os
+
+from claude_wrap import paths, shim
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+def file_identity(env: Mapping[str, str]) -> tuple[int, ...] | None:
+    """The credentials file's identity now (see store.identity), None when there is none.
+
+    Only os.stat: this runs before every watched launch, on the hot path.
+    """
+    try:
+        st = os.stat(paths.credentials_file(env))
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def already_tried(env: Mapping[str, str], launched: tuple[int, ...] | None, failed: bool) -> bool:
+    """The pre-flight tried to repair this very file and could not, and said why. Trying again
+    now would fail the same way, or spend a refresh token the endpoint just refused
+    (invalid_grant) or may already have spent: never. A file changed since is a new case."""
+    return failed and launched is not None and file_identity(env) == launched
+
+
+def repair(
+    env: Mapping[str, str], launched: tuple[int, ...] | None, *, refused: bool
+) -> str | None:
+    """Make the stored login usable again. Returns None when it is, else one line saying why not.
+
+    `launched` is the file's identity when claude was started; `refused` says the failure was
+    the server refusing a token (a 401, a revocation) rather than claude finding no usable login.
+    """
+    shim.enable_site()
+    from claude_wrap import login, refresher  # noqa: PLC0415
+    from claude_wrap.errors import Interrupted, WrapError  # noqa: PLC0415
+    from claude_wrap.log import logger  # noqa: PLC0415
+
+    log = logger(env)
+    path = paths.credentials_file(env)
+    unchanged = launched is not None and file_identity(env) == launched
+    if not refused:
+        # "Not logged in" while the file looks fine and is the one claude read: claude and we
+        # disagree about it, and only a new token can settle that.
+        _, verdict = refresher.assess(path, int(paths.refresh_window(env) * 1000))
+        refused = verdict.state == login.OK
+    force = refused and unchanged
+    log.info(
+        "watch: claude refused the login; repairing (file {}, force={})",
+        "unchanged" if unchanged else "changed since launch",
+        force,
+    )
+    try:
+        outcome = refresher.ensure_fresh(env, force=force)
+    except Interrupted:
+        raise
+    except WrapError as exc:
+        log.warning("watch: repair failed: {}", exc)
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug here must not hide claude's own output
+        log.opt(exception=exc).error("watch: repair crashed")
+        return f"internal error while repairing the login, see {paths.log_file(env)}"
+    log.info("watch: repair done: {}", outcome.action)
+    return None

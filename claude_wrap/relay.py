@@ -1,0 +1,546 @@
+"""Headless runs (stdout is not a terminal): the real claude runs as our child; its output is
+relayed as it arrives and watched for a login failure, which is repaired and retried once.
+
+Pipelines, scripts and editors speaking stream-json read what we relay, so relaying must be
+invisible: stdout and stderr byte for byte, as they arrive (a stream stays a stream); stdin
+forwarded as the child takes it, with a bounded copy kept so that a retry can replay it. Output
+is held back only while it could still be the failure (detect.Watch). The consumer sees either
+the failed run or the retried one, never a mix, and never anything of a run it was not meant to.
+
+Only builtins on the way (os, select, _signal): no subprocess, selectors or json for a healthy
+run; psutil only to kill a process tree that outlived its grace period.
+"""
+
+from __future__ import annotations
+
+# `_signal`, not `signal`: that one imports enum, ~10 ms here on every watched run; the C module
+# has the same functions, with plain int constants.
+import _signal  # type: ignore[import-not-found]  # no typeshed stub
+import errno
+import os
+import select
+import time
+
+from claude_wrap import detect, paths, recover, shim
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+DEFAULT_REPLAY_LIMIT = 64 << 20  # bytes of stdin kept for a replay; past it, no retry
+DEFAULT_GRACE_S = 5.0  # after SIGTERM/SIGHUP, how long the child gets before its tree is killed
+# A consumer that keeps stdin open may wait for our output before it writes more; the output
+# we hold waits for the child's next line. Past this much quiet, release it: no deadlock.
+DEFAULT_HOLD_QUIET_S = 2.0
+CHUNK = 65536
+MORE, IDLE, EOF = "more", "idle", "eof"
+STOP_SIGNALS = (_signal.SIGTERM, _signal.SIGHUP)
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
+
+
+def replay_limit(env: Mapping[str, str]) -> int:
+    raw = env.get("CLAUDE_WRAP_REPLAY_LIMIT")
+    if not raw:
+        return DEFAULT_REPLAY_LIMIT
+    try:
+        value = int(raw)
+    except ValueError:
+        raise paths.SettingError("CLAUDE_WRAP_REPLAY_LIMIT", raw, "a number of bytes") from None
+    if value < 0:
+        raise paths.SettingError("CLAUDE_WRAP_REPLAY_LIMIT", raw, "a number of bytes")
+    return value
+
+
+def grace_seconds(env: Mapping[str, str]) -> float:
+    return paths._seconds(env, "CLAUDE_WRAP_KILL_GRACE", DEFAULT_GRACE_S)
+
+
+def exit_status(status: int) -> int:
+    """A waitpid status as subprocess reports it: the exit code, or -N for death by signal N
+    (the shim then dies of the same signal, so its parent sees what it would have seen)."""
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant, children first found, so none is orphaned."""
+    shim.enable_site()
+    import psutil  # noqa: PLC0415 - only when a child outlived its grace period
+
+    try:
+        top = psutil.Process(pid)
+        procs = [*top.children(recursive=True), top]
+    except psutil.Error:
+        return
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+
+
+def _usable(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _terminal_foreground() -> bool:
+    """Whether we are the foreground job of a terminal: a Ctrl-C then reaches our child too."""
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+class StdinCopy:
+    """What the consumer wrote on stdin so far, up to `limit` bytes, for a replay."""
+
+    __slots__ = ("chunks", "dropped", "eof", "limit", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.dropped = False
+        self.eof = False
+
+    def add(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.dropped:
+            return
+        if self.size > self.limit:
+            self.chunks = []  # too big to replay: free it; this invocation will not retry
+            self.dropped = True
+        else:
+            self.chunks.append(data)
+
+
+class Signals:
+    """SIGCHLD and the stop signals wake the poll loop through a pipe; stop signals are passed to
+    the child as they arrive."""
+
+    def __init__(self) -> None:
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.pid: int | None = None
+        self.stop_at: float | None = None  # when a stop signal's grace period ends
+        self.stopped_by: int | None = None
+        self.terminal = _terminal_foreground()
+        self._saved: dict[int, object] = {}
+        self._old_wakeup = -1
+
+    def install(self, grace: float) -> None:
+        self._old_wakeup = _signal.set_wakeup_fd(self.wake_w)
+
+        def on_stop(signum: int, _frame: object) -> None:
+            if signum in STOP_SIGNALS:
+                self.stopped_by = signum
+                if self.stop_at is None:
+                    self.stop_at = time.monotonic() + grace
+            if signum in (_signal.SIGINT, _signal.SIGQUIT) and self.terminal:
+                return  # the terminal sent it to our whole process group: the child has it
+            if self.pid is not None:
+                try:
+                    os.kill(self.pid, signum)
+                except ProcessLookupError:
+                    pass
+
+        self._saved[_signal.SIGCHLD] = _signal.signal(_signal.SIGCHLD, lambda *_: None)
+        for signum in FORWARDED:
+            if _signal.getsignal(signum) is _signal.SIG_IGN:
+                continue  # ignored by whoever started us (nohup): the child inherits that
+            self._saved[signum] = _signal.signal(signum, on_stop)
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except OSError:
+            pass
+
+    def restore(self) -> None:
+        for signum, handler in self._saved.items():
+            _signal.signal(signum, handler)
+        _signal.set_wakeup_fd(self._old_wakeup)
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+
+
+class Output:
+    """One of our own output streams (fd 1 or 2). Never made non-blocking: the open file is shared
+    with other processes. A consumer that went away (`| head -1`) ends relaying quietly."""
+
+    __slots__ = ("broken", "fd", "written")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.broken = False
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view and not self.broken:
+            try:
+                n = os.write(self.fd, view)
+            except BlockingIOError:
+                select.select([], [self.fd], [])  # someone else made it non-blocking
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.EPIPE, errno.EBADF, errno.EINVAL):
+                    raise
+                self.broken = True
+                return
+            self.written += n
+            view = view[n:]
+
+
+def _spawn(path: str, argv: list[str], env: dict[str, str], plan: list[tuple[int, int]]) -> int:
+    """fork and exec, with `plan`'s pipes as the child's stdio; OSError when exec fails.
+
+    Not os.posix_spawn: glibc's leaves its two internal real-time signals ignored in the child
+    (SigIgn 0x180000000), and an ignored signal stays ignored across exec. SIGPIPE and SIGXFSZ are
+    ignored by Python itself, not by whoever started us: the child gets them at their defaults,
+    as it would have without us. Every other fd of ours is close-on-exec (os.pipe's default).
+    """
+    errors_r, errors_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: only async-signal-safe work until exec
+        try:
+            for target, fd in plan:
+                os.dup2(fd, target)
+            _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+            _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
+            os.execve(path, argv, env)  # noqa: S606 - the real claude, by design
+        except OSError as exc:
+            os.write(errors_w, str(exc.errno).encode())
+        finally:
+            os._exit(127)
+    os.close(errors_w)
+    try:
+        report = os.read(errors_r, 64)  # empty: exec closed it, all went well
+    finally:
+        os.close(errors_r)
+    if report:
+        os.waitpid(pid, 0)
+        code = int(report)
+        raise OSError(code, os.strerror(code))
+    return pid
+
+
+class Run:
+    """One launch of the real claude, and the loop relaying its streams until it has exited."""
+
+    def __init__(
+        self,
+        real: str,
+        args: list[str],
+        env: Mapping[str, str],
+        pipe_stdin: bool,
+        pipe_stderr: bool,
+    ) -> None:
+        fds_parent: list[int] = []
+        plan = []  # (fd in the child, our end to put there)
+        out_r, out_w = os.pipe()
+        plan.append((1, out_w))
+        fds_parent += [out_r, out_w]
+        self.inp = self.err = -1
+        if pipe_stdin:
+            in_r, self.inp = os.pipe()
+            plan.append((0, in_r))
+            fds_parent += [in_r, self.inp]
+        if pipe_stderr:
+            self.err, err_w = os.pipe()
+            plan.append((2, err_w))
+            fds_parent += [self.err, err_w]
+        self.out = out_r
+        try:
+            self.pid = _spawn(real, [real, *args], dict(env), plan)
+        except OSError:
+            for fd in fds_parent:
+                os.close(fd)
+            raise
+        os.close(out_w)
+        if pipe_stdin:
+            os.close(in_r)
+            os.set_blocking(self.inp, False)
+        if pipe_stderr:
+            os.close(err_w)
+            os.set_blocking(self.err, False)
+        os.set_blocking(self.out, False)
+        self.status: int | None = None
+
+    def reap(self) -> bool:
+        if self.status is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return True
+            if pid:
+                self.status = status
+        return self.status is not None
+
+    def close(self) -> None:
+        for fd in (self.inp, self.out, self.err):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.inp = self.out = self.err = -1
+
+
+class Relay:
+    def __init__(
+        self, real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool
+    ) -> None:
+        self.real = real
+        self.preflight_failed = preflight_failed
+        self.args = args
+        self.env = env
+        self.pipe_stdin = _usable(0) and not os.isatty(0)
+        self.pipe_stderr = _usable(2) and not os.isatty(2)
+        self.copy = StdinCopy(replay_limit(env))
+        self.grace = grace_seconds(env)
+        self.quiet = paths._seconds(env, "CLAUDE_WRAP_HOLD_QUIET", DEFAULT_HOLD_QUIET_S)
+        self.stdout = Output(1)
+        self.stderr = Output(2)
+        self.signals = Signals()
+        self.pending = b""  # stdin read but not yet taken by the child
+
+    def run(self) -> int:
+        self.signals.install(self.grace)
+        try:
+            return self._attempts()
+        finally:
+            self.signals.restore()
+
+    def _attempts(self) -> int:
+        launched = recover.file_identity(self.env)
+        watch = detect.Watch()
+        run = self._launch()
+        try:
+            self._loop(run, watch)
+        finally:
+            run.close()
+        assert run.status is not None
+        code = exit_status(run.status)
+        verdict = watch.finish(code)
+        if verdict != detect.FAILURE:
+            self.stdout.write(watch.release())
+            return code
+        failed = watch.release()
+        if recover.already_tried(self.env, launched, self.preflight_failed):
+            self.stdout.write(failed)  # the pre-flight's line on stderr already said why
+            return code
+        why_not = self._why_no_retry()
+        problem = None
+        if self.signals.stopped_by is None:
+            from claude_wrap.errors import Interrupted  # noqa: PLC0415
+
+            try:
+                problem = recover.repair(
+                    self.env, launched, refused=detect.needs_force(watch.message)
+                )
+            except Interrupted as exc:
+                self.stdout.write(failed)
+                return -exc.signum
+        if self.signals.stopped_by is not None:
+            why_not = "we were told to stop"
+        if problem is not None or why_not is not None:
+            self.stdout.write(failed)
+            if problem is not None:
+                shim.say(f"claude said {watch.message!r}; could not repair the login: {problem}")
+            elif self.signals.stopped_by is None:
+                shim.say(
+                    f"claude said {watch.message!r}; the login is repaired, but the run was "
+                    f"not retried ({why_not}); run it again"
+                )
+            return code
+        self.pending = b"".join(self.copy.chunks)
+        run = self._launch()
+        try:
+            self._loop(run, None)
+        finally:
+            run.close()
+        assert run.status is not None
+        return exit_status(run.status)
+
+    def _why_no_retry(self) -> str | None:
+        if self.copy.dropped:
+            return f"more than {self.copy.limit} bytes on stdin, set CLAUDE_WRAP_REPLAY_LIMIT"
+        if self.stderr.written:
+            return "it had already written to stderr"
+        if self.stdout.broken:
+            return "stdout was closed"
+        return None
+
+    def _launch(self) -> Run:
+        try:
+            run = Run(self.real, self.args, self.env, self.pipe_stdin, self.pipe_stderr)
+        except OSError as exc:
+            shim.say(f"cannot run {self.real}: {exc.strerror}")
+            raise SystemExit(126 if exc.errno != errno.ENOENT else 127) from None
+        self.signals.pid = run.pid
+        if self.signals.stopped_by is not None:
+            os.kill(run.pid, self.signals.stopped_by)  # it arrived while we were between runs
+        return run
+
+    def _loop(self, run: Run, watch: detect.Watch | None) -> None:
+        poller = select.poll()
+        poller.register(self.signals.wake_r, select.POLLIN)
+        open_out = {run.out}
+        poller.register(run.out, select.POLLIN)
+        if run.err >= 0:
+            open_out.add(run.err)
+            poller.register(run.err, select.POLLIN)
+        stdin_on = self.pipe_stdin and not self.copy.eof
+        if self.pipe_stdin and self.copy.eof and not self.pending:
+            os.close(run.inp)
+            run.inp = -1
+        last_out = time.monotonic()
+        in_watch = -1  # which fd we poll on for stdin: ours (0) or the child's (inp), or none
+
+        def want_stdin() -> None:
+            nonlocal in_watch
+            target = -1
+            if run.inp >= 0 and self.pending:
+                target = run.inp
+            elif run.inp >= 0 and stdin_on:
+                target = 0
+            if target == in_watch:
+                return
+            if in_watch >= 0:
+                poller.unregister(in_watch)
+            if target >= 0:
+                poller.register(target, select.POLLOUT if target == run.inp else select.POLLIN)
+            in_watch = target
+
+        def close_out(fd: int) -> None:
+            open_out.discard(fd)
+            poller.unregister(fd)
+            os.close(fd)
+            if fd == run.out:
+                run.out = -1
+            else:
+                run.err = -1
+
+        def pump(fd: int) -> str:
+            """Relay what there is to read on one of the child's outputs: MORE, IDLE or EOF."""
+            nonlocal last_out
+            try:
+                data = os.read(fd, CHUNK)
+            except BlockingIOError:
+                return IDLE
+            if not data:
+                close_out(fd)
+                return EOF
+            if fd == run.out:
+                last_out = time.monotonic()
+                sink = self.stdout
+                if watch is not None:
+                    data = watch.feed(data)
+            else:
+                sink = self.stderr
+            sink.write(data)
+            if sink.broken:
+                # Our consumer went away: let the child find that out itself, as it would have
+                # without us (EPIPE or SIGPIPE on its next write).
+                close_out(fd)
+                return EOF
+            return MORE
+
+        want_stdin()
+        while True:
+            if run.reap():
+                # Gone: take what it left in the pipes, but do not wait for EOF: a grandchild
+                # may hold them open for as long as it lives.
+                for fd in list(open_out):
+                    for _ in range(64):  # bounded: a grandchild may keep writing
+                        if pump(fd) != MORE:
+                            break
+                    if fd in open_out:
+                        close_out(fd)
+                return
+            timeout = -1.0
+            now = time.monotonic()
+            if self.signals.stop_at is not None:
+                if now >= self.signals.stop_at:
+                    kill_tree(run.pid)
+                    self.signals.stop_at = None  # a later stop signal starts another grace
+                else:
+                    timeout = self.signals.stop_at - now
+            if watch is not None and watch.holding and stdin_on and run.out >= 0:
+                left = last_out + self.quiet - now
+                if left <= 0:
+                    self.stdout.write(watch.release())
+                else:
+                    timeout = left if timeout < 0 else min(timeout, left)
+            events = poller.poll(None if timeout < 0 else max(1, int(timeout * 1000) + 1))
+            for fd, ev in events:
+                if fd == self.signals.wake_r:
+                    self.signals.drain()
+                elif fd in open_out:
+                    pump(fd)
+                elif fd == 0 and in_watch == 0:
+                    try:
+                        data = os.read(0, CHUNK)
+                    except OSError:
+                        data = b""
+                    if data:
+                        self.copy.add(data)
+                        self.pending = data
+                    else:
+                        self.copy.eof = True
+                        stdin_on = False
+                        if not self.pending:
+                            os.close(run.inp)
+                            run.inp = -1
+                    want_stdin()
+                    if self.pending:
+                        self._feed_child(run)
+                        want_stdin()
+                elif fd == run.inp and in_watch == run.inp:
+                    if ev & (select.POLLERR | select.POLLHUP) and not ev & select.POLLOUT:
+                        self._child_stdin_gone(run)
+                    else:
+                        self._feed_child(run)
+                    if run.inp >= 0 and not self.pending and self.copy.eof:
+                        os.close(run.inp)
+                        run.inp = -1
+                    want_stdin()
+                    if run.inp < 0:
+                        stdin_on = False
+
+    def _feed_child(self, run: Run) -> None:
+        try:
+            n = os.write(run.inp, self.pending)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+            self._child_stdin_gone(run)
+            return
+        self.pending = self.pending[n:]
+
+    def _child_stdin_gone(self, run: Run) -> None:
+        # The child closed its stdin (or exited): stop reading ours, so we take from the
+        # consumer no more than the child did.
+        self.pending = b""
+        if run.inp >= 0:
+            os.close(run.inp)
+            run.inp = -1
+
+
+def run(
+    real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool = False
+) -> int:
+    return Relay(real, args, env, preflight_failed=preflight_failed).run()
