@@ -160,6 +160,14 @@ def run(
                 if exc.errno not in (errno.EIO, errno.EPIPE, errno.EBADF):
                     raise
                 stopped_by = signal.SIGHUP  # our terminal is gone
+            except termios.error as exc:
+                # interact() restores the terminal's modes on its way out; on a terminal that is
+                # gone that fails with EIO, hiding the stop signal that brought us out (found by
+                # the soak, issue 9, closing its TUI sessions like a closed terminal window).
+                if not exc.args or exc.args[0] not in (errno.EIO, errno.EBADF, errno.ENOTTY):
+                    raise
+                cause = exc.__context__
+                stopped_by = cause.signum if isinstance(cause, Interrupted) else signal.SIGHUP
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler)

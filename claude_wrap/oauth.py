@@ -11,6 +11,7 @@ import ipaddress
 import json
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -114,17 +115,27 @@ def refresh_tokens(
     client_id: str,
     budget_s: float,
     sleep: Any = time.sleep,
+    latest: Callable[[], tuple[str, list[str]]] | None = None,
 ) -> dict[str, Any]:
-    """POST the refresh grant as Claude Code does; returns the validated token response."""
+    """POST the refresh grant as Claude Code does; returns the validated token response.
+
+    `latest`, when given, is called right before each request goes out, with the client built:
+    it returns the (refresh token, scopes) to send now, or raises to send nothing. A tool that
+    takes no lock may spend the token between our read of the file and our request; asking the
+    file again at the last moment shrinks that window from the client's setup (an SSL context,
+    a second or more on a loaded machine) to a few microseconds.
+    """
     url = check_url(url)
-    payload = json.dumps(
-        {
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token,
-            "client_id": client_id,
-            "scope": " ".join(scopes),
-        }
-    )
+
+    def body(token: str, wanted: list[str]) -> str:
+        return json.dumps(
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": token,
+                "client_id": client_id,
+                "scope": " ".join(wanted),
+            }
+        )
     headers = {"Content-Type": "application/json", "User-Agent": f"claude-wrap/{__version__}"}
     attempt = 0
     reason = ""
@@ -141,6 +152,9 @@ def refresh_tokens(
                 break
             attempt += 1
             timeout = httpx.Timeout(remaining, connect=min(CONNECT_TIMEOUT_S, remaining))
+            if latest is not None:
+                refresh_token, scopes = latest()
+            payload = body(refresh_token, scopes)
             try:
                 response = client.post(url, content=payload, headers=headers, timeout=timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:

@@ -39,6 +39,10 @@ ADOPTED = "adopted"  # another process (Claude Code, another shim) had already r
 _failed_tokens: dict[str, RefreshRejectedError | RefreshOutcomeUnknownError] = {}
 
 
+class _Replaced(Exception):  # noqa: N818 - control flow, never shown
+    """Right before our request went out, the file held a usable login someone else made."""
+
+
 class Outcome:
     __slots__ = ("action", "after", "before", "changes", "warnings")
 
@@ -94,6 +98,29 @@ def unfixable(path: str, verdict: login.Verdict) -> CredentialsError | None:
     if verdict.state == login.MISSING:
         return CredentialsError(path, "does not exist: no login is stored", LOGIN_HINT)
     return CredentialsError(path, verdict.detail, LOGIN_HINT)
+
+
+def _token_of(snap: Any) -> str:
+    oauth = login.oauth_section(snap.doc) if snap is not None else None
+    value = oauth.get("refreshToken") if oauth else None
+    return value if isinstance(value, str) else ""
+
+
+SETTLE_TRIES = 100
+SETTLE_PAUSE_S = 0.02
+
+
+def _read_settled(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
+    """The login as it is now, waiting a moment (2 s at most) while the file cannot be parsed:
+    a tool that rewrites it in place (truncate, then write) may be half-way through, and on a
+    loaded machine it can stay there for a second. (None, verdict) when it stays unreadable."""
+    for attempt in range(SETTLE_TRIES):
+        snap, verdict = assess(storage, window_ms)
+        if verdict.state != login.MALFORMED:
+            return snap, verdict
+        if attempt + 1 < SETTLE_TRIES:
+            time.sleep(SETTLE_PAUSE_S)
+    return None, verdict
 
 
 def _access(snap: Any) -> str:
@@ -201,6 +228,10 @@ def ensure_fresh(
         snap, current = assess(storage, window_ms)
         log.info("another process refreshed the login while we waited; adopted")
         return Outcome(ADOPTED, before, current, [])
+    except _Replaced:
+        snap, current = assess(storage, window_ms)
+        log.info("another process refreshed the login just before our request; adopted")
+        return Outcome(ADOPTED, before, current, [])
 
 
 def _refresh(  # noqa: PLR0917 - private, called once
@@ -215,6 +246,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
     from claude_wrap import oauth  # noqa: PLC0415
 
     cfg = storage.lock_dir
+    window_ms = int(paths.refresh_window(env) * 1000)
     path = storage.where
     oauth_doc = login.oauth_section(snap.doc) or {}
     refresh_token = oauth_doc.get("refreshToken")
@@ -224,6 +256,37 @@ def _refresh(  # noqa: PLR0917 - private, called once
         log.info("not sending the refresh token again: it already failed in this run ({})",
                  type(failed).__name__)
         raise failed
+    sent = snap
+
+    def freshest() -> tuple[str, list[str]]:
+        """The token to send, read from the file at the last moment (see oauth.refresh_tokens).
+
+        Tools that take no lock (the old third-party refreshers) spend the token and rewrite the
+        file whenever they like. Caught by the soak (issue 9): a shim read the file, built its
+        HTTP client for a second on a loaded machine, and sent a token such a tool had spent
+        meanwhile; the server took that for a replay and revoked the whole login.
+        """
+        nonlocal sent
+        current, verdict = _read_settled(storage, window_ms)
+        if current is None:
+            # It parsed under the lock, so someone is writing it now, most likely with the
+            # token we hold already spent: sending it could revoke the login (the soak saw it).
+            raise CredentialsError(
+                storage.where,
+                "was being rewritten by another program when the refresh was due (not valid "
+                f"JSON for {SETTLE_TRIES * SETTLE_PAUSE_S:.0f} s); nothing was sent",
+                "run again in a moment",
+            )
+        if verdict.state == login.OK and _access(current) != _access(snap):
+            raise _Replaced
+        if verdict.state in login.REFRESHABLE and _token_of(current):
+            sent = current  # rotated behind our back: send the new one, merge into its file
+        token = _token_of(sent)
+        failed_now = _failed_tokens.get(token)
+        if failed_now is not None:
+            raise failed_now
+        return token, login.request_scopes(sent.doc)
+
     storage.tidy()
     try:
         # Whatever we would write must be writable JSON before the token is spent.
@@ -246,13 +309,15 @@ def _refresh(  # noqa: PLR0917 - private, called once
                 url=url,
                 client_id=paths.client_id(env),
                 budget_s=paths.refresh_budget(env),
+                latest=freshest,
             )
         except (RefreshRejectedError, RefreshOutcomeUnknownError) as exc:
-            _failed_tokens[refresh_token] = exc
+            _failed_tokens[_token_of(sent)] = exc
             raise
         finally:
             if timer:
                 timer.cancel()
+        snap = sent
         with lock.write_lock(paths.write_lock(cfg), records=paths.lock_records(env)):
             # Merge into the file as it is now: keep anything another writer changed meanwhile.
             try:
@@ -262,7 +327,6 @@ def _refresh(  # noqa: PLR0917 - private, called once
             base = latest.doc if latest is not None and isinstance(latest.doc, dict) else snap.doc
             new_doc = login.merged(base, response, now_ms())
             pending.commit(new_doc, token_spent=True)
-    window_ms = int(paths.refresh_window(env) * 1000)
     _, after = assess(storage, window_ms)
     changes = describe(snap.doc, new_doc)
     log.info("refreshed: {}", "; ".join(changes))

@@ -173,3 +173,33 @@ def test_a_login_the_preflight_could_not_repair_is_not_tried_again_in_the_tui(
     term.expect("STATUS=")
     assert b"could not repair" not in term.before  # the pre-flight already said why
     assert len(token_server.requests) == 1  # the refused token is never sent again
+
+
+def test_a_terminal_closed_under_the_wrapper_is_a_hangup_not_an_internal_error(
+    sandbox: Sandbox,
+) -> None:
+    # Found by the soak (issue 9), which ends its TUI sessions as a closed terminal window does:
+    # pexpect's interact() restores the terminal's modes on the way out, and on a terminal that
+    # is gone that raises termios.error (EIO), which hid the hangup and was logged as a crash.
+    sandbox.write(login_doc())
+    term = pexpect.spawn(
+        str(sandbox.shim), [], env=sandbox.shim_env(FAKE_CLAUDE_TUI="1"),
+        cwd=str(sandbox.root), dimensions=(30, 100), timeout=20,
+    )
+    term.expect("status: ready")
+    wrapper = term.pid
+    term.close(force=True)  # closes the terminal, then SIGHUP
+    wait_for(lambda: not _alive(wrapper), "the wrapper to exit")
+    log = sandbox.log.read_text() if sandbox.log.exists() else ""
+    assert "Traceback" not in log
+    assert "termios" not in log
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

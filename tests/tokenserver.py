@@ -182,8 +182,13 @@ class TokenFamilies:
     asks before answering, so a revoked or expired token gets its 401. Counters say what happened.
     """
 
-    def __init__(self, access_ttl_s: float = 28800, tag: str = "f") -> None:
+    def __init__(
+        self, access_ttl_s: float = 28800, tag: str = "f", *, access_valid_s: float | None = None
+    ) -> None:
         self.access_ttl_s = access_ttl_s
+        # How long the Messages endpoint honours an access token; by default what `expires_in`
+        # promised. The soak shortens it: see bench/soak for why.
+        self.access_valid_s = access_ttl_s if access_valid_s is None else access_valid_s
         self.tag = tag
         self._lock = threading.Lock()
         self._n = itertools.count(1)
@@ -191,9 +196,15 @@ class TokenFamilies:
         self._live_refresh: dict[int, str] = {}  # family -> its one unspent refresh token
         self._access_expiry: dict[str, float] = {}
         self.revoked: set[int] = set()
+        self.revoked_by: dict[int, str] = {}  # family -> User-Agent of the request that did it
         self.refreshes = 0
         self.invalid_grants = 0
         self.rejected_access = 0
+        # (time, "refresh" | "invalid_grant" | "revoke", family, User-Agent), in order.
+        self.events: list[tuple[float, str, int, str]] = []
+        self._spent: dict[str, tuple[float, str]] = {}  # refresh token -> (when, by whom)
+        # Each replay of a spent token: (when, by whom, when it was first spent, by whom).
+        self.replays: list[tuple[float, str, float, str]] = []
 
     def login(self) -> dict[str, Any]:
         """A fresh login (what `/login` would store), as a claudeAiOauth object."""
@@ -203,7 +214,7 @@ class TokenFamilies:
         return {
             "accessToken": access,
             "refreshToken": refresh,
-            "expiresAt": int(self._access_expiry[access] * 1000),
+            "expiresAt": int((time.time() + self.access_ttl_s) * 1000),
             "scopes": DEFAULT_SCOPE.split(),
             "subscriptionType": "max",
             "rateLimitTier": "default_claude_max_20x",
@@ -215,22 +226,31 @@ class TokenFamilies:
         refresh = f"sk-ant-ort01-fam{family}-{n:06d}-{self.tag}"
         self._family_of[access] = self._family_of[refresh] = family
         self._live_refresh[family] = refresh
-        self._access_expiry[access] = time.time() + self.access_ttl_s
+        self._access_expiry[access] = time.time() + self.access_valid_s
         return access, refresh
 
     def __call__(self, server: TokenServer, request: Request) -> Reply:
         token = (request.body or {}).get("refresh_token")
+        agent = request.headers.get("user-agent", "")
         with self._lock:
+            now = time.time()
             family = self._family_of.get(token) if isinstance(token, str) else None
             if family is None or family in self.revoked:
                 self.invalid_grants += 1
+                self.events.append((now, "invalid_grant", family or 0, agent))
                 return invalid_grant()
             if self._live_refresh.get(family) != token:
                 # A spent token came back: someone raced. Revoke the whole family.
                 self.revoked.add(family)
+                self.revoked_by[family] = agent
                 self.invalid_grants += 1
+                self.events.append((now, "revoke", family, agent))
+                first_at, first_by = self._spent.get(token, (0.0, ""))
+                self.replays.append((now, agent, first_at, first_by))
                 return invalid_grant()
             self.refreshes += 1
+            self.events.append((now, "refresh", family, agent))
+            self._spent[token] = (now, agent)
             access, refresh = self._mint(family)
         return Reply(
             200,
@@ -243,14 +263,24 @@ class TokenFamilies:
             },
         )
 
-    def access_ok(self, token: str) -> bool:
+    def family(self, token: str) -> int | None:
+        with self._lock:
+            return self._family_of.get(token)
+
+    def access_problem(self, token: str, *, count: bool = True) -> str | None:
+        """None when the Messages endpoint accepts `token`, else "revoked" or "expired".
+        `count=False` asks without counting a rejection (an observer, not an API call)."""
         with self._lock:
             family = self._family_of.get(token)
-            good = (
-                family is not None
-                and family not in self.revoked
-                and self._access_expiry.get(token, 0) > time.time()
-            )
-            if not good:
+            if family is None or family in self.revoked:
+                problem: str | None = "revoked"
+            elif self._access_expiry.get(token, 0) <= time.time():
+                problem = "expired"
+            else:
+                problem = None
+            if problem and count:
                 self.rejected_access += 1
-            return good
+            return problem
+
+    def access_ok(self, token: str) -> bool:
+        return self.access_problem(token) is None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 EXPIRED_MESSAGE = (
     "OAuth token has expired. Please obtain a new token or refresh your existing token."
 )
+REVOKED_MESSAGE = "OAuth token has been revoked. Please obtain a new token."
 MODEL = "claude-fake-e2e-1"
 
 
@@ -81,10 +82,15 @@ class FakeAnthropicAPI:
 
     `answer` is the text every Messages call streams back; `expire(token)` makes calls with
     that bearer token get the real API's expired-token 401; `requests` logs everything.
+    Two hooks, for a test that needs more: `check_token(token)` returns None to accept a bearer
+    token or "expired" / "revoked" to answer 401 (e.g. `TokenFamilies.access_problem`), and
+    `reply(request)` chooses the answer's text per call.
     """
 
     def __init__(self, answer: str = "Hello from the fake API") -> None:
         self.answer = answer
+        self.check_token: Callable[[str], str | None] | None = None
+        self.reply: Callable[[ApiRequest], str] | None = None
         self.requests: list[ApiRequest] = []
         self._expired: set[str] = set()
         self._lock = threading.Lock()
@@ -134,17 +140,21 @@ class FakeAnthropicAPI:
                     self._send(200, b"{}")
                     return
                 with api._lock:
-                    expired = request.token in api._expired
-                if expired:
+                    problem = "expired" if request.token in api._expired else None
+                if problem is None and api.check_token is not None:
+                    problem = api.check_token(request.token)
+                if problem is not None:
+                    message = REVOKED_MESSAGE if problem == "revoked" else EXPIRED_MESSAGE
                     error = {
                         "type": "error",
-                        "error": {"type": "authentication_error", "message": EXPIRED_MESSAGE},
+                        "error": {"type": "authentication_error", "message": message},
                     }
                     self._send(401, json.dumps(error).encode())
                     return
+                text = api.reply(request) if api.reply is not None else api.answer
                 stream = b"".join(
                     f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
-                    for name, data in sse_events(api.answer)
+                    for name, data in sse_events(text)
                 )
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
