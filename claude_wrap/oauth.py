@@ -12,9 +12,10 @@ import json
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 from claude_wrap import __version__
 from claude_wrap.errors import (
@@ -125,6 +126,8 @@ def refresh_tokens(
     file again at the last moment shrinks that window from the client's setup (an SSL context,
     a second or more on a loaded machine) to a few microseconds.
     """
+    import httpx  # noqa: PLC0415 - only a process that really refreshes pays for it
+
     url = check_url(url)
 
     def body(token: str, wanted: list[str]) -> str:
@@ -205,6 +208,6 @@ def _connect_reason(exc: Exception) -> str:
         return "the TLS handshake failed"
     if "refused" in text:
         return "connection refused"
-    if isinstance(exc, httpx.ConnectTimeout):
+    if type(exc).__name__ == "ConnectTimeout":
         return "the connection timed out"
     return "the connection failed"

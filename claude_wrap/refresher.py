@@ -43,6 +43,22 @@ class _Replaced(Exception):  # noqa: N818 - control flow, never shown
     """Right before our request went out, the file held a usable login someone else made."""
 
 
+class _Log:
+    """The log, set up when first written to (see ensure_fresh)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(logger(self.env), name)
+
+
+def _note(env: Mapping[str, str], message: str, *args: object) -> None:
+    """A line worth having only when debugging: waiting and adopting are not events."""
+    if paths.debug(env):
+        logger(env).info(message, *args)
+
+
 class Outcome:
     __slots__ = ("action", "after", "before", "changes", "warnings")
 
@@ -191,9 +207,11 @@ def ensure_fresh(
     from claude_wrap import oauth  # noqa: PLC0415 - httpx stays off the healthy path
 
     url = oauth.check_url(paths.token_url(env))
-    log = logger(env)
+    # loguru on first use only: of a herd of shims on one expired login, all but one just wait and
+    # adopt, and importing httpx and loguru before waiting made the herd CPU-bound (bench/run).
+    log = _Log(env)
     seen = _access(snap)
-    log.info("login is {} ({}); refreshing under the locks", before.state, before.detail)
+    _note(env, "login is {} ({}); refreshing under the locks", before.state, before.detail)
 
     def changed_and_ok() -> bool:
         snap2, verdict = assess(storage, window_ms)
@@ -213,12 +231,12 @@ def ensure_fresh(
         ):
             for taken in held:
                 if taken.taken_over:
-                    log.info("took over the {} lock folder {}", taken.taken_over, taken.path)
+                    _note(env, "took over the {} lock folder {}", taken.taken_over, taken.path)
             # Re-read under the lock: whoever held it may have just refreshed.
             snap, current = assess(storage, window_ms)
             if current.state == login.OK and (not force or _access(snap) != seen):
                 action = ADOPTED if _access(snap) != seen else NONE
-                log.info("login is usable after taking the lock: {}", action)
+                _note(env, "login is usable after taking the lock: {}", action)
                 return Outcome(action, before, current, [])
             error = unfixable(path, current)
             if error is not None:
@@ -226,11 +244,11 @@ def ensure_fresh(
             return _refresh(env, storage, snap, before, url, log, on_slow)
     except lock.WaitEnded:
         snap, current = assess(storage, window_ms)
-        log.info("another process refreshed the login while we waited; adopted")
+        _note(env, "another process refreshed the login while we waited; adopted")
         return Outcome(ADOPTED, before, current, [])
     except _Replaced:
         snap, current = assess(storage, window_ms)
-        log.info("another process refreshed the login just before our request; adopted")
+        _note(env, "another process refreshed the login just before our request; adopted")
         return Outcome(ADOPTED, before, current, [])
 
 
@@ -248,6 +266,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
     cfg = storage.lock_dir
     window_ms = int(paths.refresh_window(env) * 1000)
     path = storage.where
+    log.info("login is {} ({}); refreshing", before.state, before.detail)
     oauth_doc = login.oauth_section(snap.doc) or {}
     refresh_token = oauth_doc.get("refreshToken")
     assert isinstance(refresh_token, str) and refresh_token  # unfixable() checked
