@@ -179,6 +179,15 @@ class FakeAnthropicAPI:
             return [r for r in self.requests if r.method == "POST" and r.path.startswith(
                 "/v1/messages") and "count_tokens" not in r.path]
 
+    def tokens_used(self) -> list[str]:
+        """The bearer tokens of the Messages calls, a call repeated at once with the same token
+        counted once: under load the real binary sometimes sends one call twice (seen in CI)."""
+        out: list[str] = []
+        for call in self.messages_calls():
+            if not out or out[-1] != call.token:
+                out.append(call.token)
+        return out
+
     def paths(self) -> list[str]:
         with self._lock:
             return [f"{r.method} {r.path}" for r in self.requests]

@@ -70,7 +70,7 @@ def test_print_with_scopes_answers_with_the_stored_token(
     written = claude_home.write_credentials(tokens)
     run = claude.run(claude_home, "--print", input=b"hello\n")
     assert (run.returncode, run.out, run.err) == (0, "pong from the fake API\n", "")
-    assert [call.token for call in fake_api.messages_calls()] == [tokens.access]
+    assert fake_api.tokens_used() == [tokens.access]
     assert claude_home.read_credentials() == written  # a valid login is left as it was
     # For the record: besides the Messages call it only preconnects with `HEAD /`.
     print("endpoints called:", sorted(set(fake_api.paths())))

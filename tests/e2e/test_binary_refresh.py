@@ -53,7 +53,7 @@ def test_expired_login_is_refreshed_by_claude_itself(
     assert refresh.headers["content-type"] == "application/json"
     assert "authorization" not in refresh.headers
     [issued] = token_server.issued
-    assert [c.token for c in fake_api.messages_calls()] == [issued["access_token"]]
+    assert fake_api.tokens_used() == [issued["access_token"]]
 
     stored = claude_home.read_credentials()
     oauth = stored["claudeAiOauth"]
@@ -81,7 +81,7 @@ def test_a_401_makes_it_refresh_a_token_it_thought_valid(
     run = _run_print(claude, claude_home, oauth_proxy)
     assert (run.returncode, run.out, run.err) == (0, fake_api.answer + "\n", "")
     [issued] = token_server.issued
-    assert [c.token for c in fake_api.messages_calls()] == [tokens.access, issued["access_token"]]
+    assert fake_api.tokens_used() == [tokens.access, issued["access_token"]]
     assert claude_home.read_credentials()["claudeAiOauth"]["accessToken"] == issued["access_token"]
 
 

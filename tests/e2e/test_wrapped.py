@@ -142,7 +142,7 @@ def test_print_through_the_shim_answers_with_the_refreshed_token(
     check(run, fake_api.answer)
     assert token_server.refresh_tokens_seen == [tokens.refresh]
     [issued] = token_server.issued
-    assert [c.token for c in fake_api.messages_calls()] == [issued["access_token"]]
+    assert fake_api.tokens_used() == [issued["access_token"]]
     assert_repaired(claude_home, written, issued, started)
 
 
@@ -237,7 +237,8 @@ def test_parallel_runs_make_one_token_request(
     assert (families.refreshes, families.invalid_grants) == (1, 0)
     new_access = claude_home.read_credentials()["claudeAiOauth"]["accessToken"]
     assert new_access != old_access
-    assert [c.token for c in fake_api.messages_calls()] == [new_access] * runs
+    calls = [c.token for c in fake_api.messages_calls()]
+    assert len(calls) >= runs and set(calls) == {new_access}
     if not direct:
         # The shim refreshed first, so no real binary needed its own refresh (Claude Code alone
         # also makes one request here, under its own locks: this is what tells them apart).

@@ -76,7 +76,7 @@ def test_scopes_lost_after_the_preflight_are_repaired_and_the_run_retried(
         written["claudeAiOauth"]["refreshToken"], first["refresh_token"]
     ]
     # The failed run never called the API (logged out); the retry did, with the repaired token.
-    assert [c.token for c in fake_api.messages_calls()] == [second["access_token"]]
+    assert fake_api.tokens_used() == [second["access_token"]]
     assert_repaired(claude_home, written, second, started)
 
 
