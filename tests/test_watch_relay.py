@@ -454,29 +454,20 @@ def test_a_real_binary_that_cannot_start_is_one_line_and_127(logged_in: Sandbox)
     assert line == f"claude-wrap: cannot run {logged_in.fake}: No such file or directory"
 
 
-def test_a_sigkilled_wrapper_leaves_no_orphaned_claude(sandbox: Sandbox) -> None:
+def test_a_sigkilled_wrapper_leaves_no_orphaned_claude(logged_in: Sandbox) -> None:
     """SIGKILL cannot be forwarded; the child dies with the wrapper, as it would under exec."""
-    sandbox.write(login_doc())
-    proc = subprocess.Popen(
-        [str(sandbox.shim), "--print"],
-        env=sandbox.shim_env(FAKE_CLAUDE_SLEEP="30"),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.time() + 20
-    while not sandbox.runs() and time.time() < deadline:
-        time.sleep(0.05)
-    (run,) = sandbox.runs()
+    proc = start(logged_in, "--print", env=logged_in.shim_env(FAKE_CLAUDE_SLEEP="30"))
+    wait_for(logged_in.runs, "claude to start")
+    (run,) = logged_in.runs()
     assert run["ppid"] == proc.pid  # watched: claude is the wrapper's child
     proc.kill()
     proc.wait(timeout=10)
-    deadline = time.time() + 10
-    while time.time() < deadline:
+
+    def gone() -> bool:
         try:
             os.kill(run["pid"], 0)
         except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    with pytest.raises(ProcessLookupError):
-        os.kill(run["pid"], 0)
+            return True
+        return False
+
+    wait_for(gone, "claude to die with its wrapper", limit=10)
