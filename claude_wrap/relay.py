@@ -1,5 +1,6 @@
 """Headless runs (stdout is not a terminal): the real claude runs as our child; its output is
-relayed as it arrives and watched for a login failure, which is repaired and retried once.
+relayed as it arrives and watched for a login failure, which is repaired and retried
+(once, or again while other programs keep breaking the file: see MAX_LAUNCHES).
 
 Pipelines, scripts and editors speaking stream-json read what we relay, so relaying must be
 invisible: stdout and stderr byte for byte, as they arrive (a stream stays a stream); stdin
@@ -34,6 +35,10 @@ DEFAULT_GRACE_S = 5.0  # after SIGTERM/SIGHUP, how long the child gets before it
 # we hold waits for the child's next line. Past this much quiet, release it: no deadlock.
 DEFAULT_HOLD_QUIET_S = 2.0
 CHUNK = 65536
+# Launches of claude per invocation. A retry is repaired and launched once; another one only when
+# claude was refused again because another program rewrote the file during that retry (the soak's
+# hostile refresher, issue 9), never for a refusal of the login our own repair left.
+MAX_LAUNCHES = 4
 MORE, IDLE, EOF = "more", "idle", "eof"
 STOP_SIGNALS = (_signal.SIGTERM, _signal.SIGHUP)
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
@@ -350,22 +355,52 @@ class Relay:
 
     def _attempts(self) -> int:
         launched = recover.file_identity(self.env)
-        watch = detect.Watch()
-        run = self._launch()
-        try:
-            self._loop(run, watch)
-        finally:
-            run.close()
-        assert run.status is not None
-        code = exit_status(run.status)
-        verdict = watch.finish(code)
-        if verdict != detect.FAILURE:
-            self.stdout.write(watch.release())
-            return code
-        failed = watch.release()
-        if recover.already_tried(self.env, launched, self.preflight_failed):
-            self.stdout.write(failed)  # the pre-flight's line on stderr already said why
-            return code
+        preflight_failed = self.preflight_failed
+        for attempt in range(1, MAX_LAUNCHES + 1):
+            watch = detect.Watch()
+            run = self._launch()
+            try:
+                self._loop(run, watch)
+            finally:
+                run.close()
+            assert run.status is not None
+            code = exit_status(run.status)
+            verdict = watch.finish(code)
+            failed = watch.release()
+            if verdict != detect.FAILURE:
+                self.stdout.write(failed)
+                return code
+            now = recover.file_identity(self.env)
+            if recover.already_tried(self.env, launched, preflight_failed):
+                self.stdout.write(failed)  # the pre-flight's line on stderr already said why
+                return code
+            if attempt > 1 and now == launched:
+                # Refused again, on the very file our repair left: another repair would only
+                # spend another token on whatever claude has against it. Show it as it is.
+                self.stdout.write(failed)
+                shim.say(f"claude said {watch.message!r} again after the login was repaired")
+                return code
+            if attempt == MAX_LAUNCHES:
+                self.stdout.write(failed)
+                shim.say(
+                    f"claude said {watch.message!r}; the login was repaired and the run "
+                    f"retried {MAX_LAUNCHES - 1} times, and each time another program had "
+                    "changed the credentials file again before claude read it"
+                )
+                return code
+            stopped = self._repair(watch, launched, failed, code)
+            if stopped is not None:
+                return stopped
+            self.pending = b"".join(self.copy.chunks)
+            launched = recover.file_identity(self.env)
+            preflight_failed = False
+        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
+
+    def _repair(
+        self, watch: detect.Watch, launched: tuple[int, ...] | None, failed: bytes, code: int
+    ) -> int | None:
+        """Repair the login after a failed run. None: retry; else the exit status to end with
+        (the failed run's output already written and, when it helps, one line said why)."""
         why_not = self._why_no_retry()
         problem = None
         if self.signals.stopped_by is None:
@@ -380,24 +415,17 @@ class Relay:
                 return -exc.signum
         if self.signals.stopped_by is not None:
             why_not = "we were told to stop"
-        if problem is not None or why_not is not None:
-            self.stdout.write(failed)
-            if problem is not None:
-                shim.say(f"claude said {watch.message!r}; could not repair the login: {problem}")
-            elif self.signals.stopped_by is None:
-                shim.say(
-                    f"claude said {watch.message!r}; the login is repaired, but the run was "
-                    f"not retried ({why_not}); run it again"
-                )
-            return code
-        self.pending = b"".join(self.copy.chunks)
-        run = self._launch()
-        try:
-            self._loop(run, None)
-        finally:
-            run.close()
-        assert run.status is not None
-        return exit_status(run.status)
+        if problem is None and why_not is None:
+            return None
+        self.stdout.write(failed)
+        if problem is not None:
+            shim.say(f"claude said {watch.message!r}; could not repair the login: {problem}")
+        elif self.signals.stopped_by is None:
+            shim.say(
+                f"claude said {watch.message!r}; the login is repaired, but the run was "
+                f"not retried ({why_not}); run it again"
+            )
+        return code
 
     def _why_no_retry(self) -> str | None:
         if self.copy.dropped:

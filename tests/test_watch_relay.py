@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -112,7 +113,9 @@ def test_a_run_that_fails_twice_is_retried_once_and_its_failure_shown(
         "-p", "hi", "--output-format", fmt, env=logged_in.shim_env(FAKE_CLAUDE_FAIL_FIRST="5")
     )
     assert result.returncode == 1
-    assert len(logged_in.runs()) == 2
+    assert len(logged_in.runs()) == 2  # the repaired file, untouched since, refused again: stop
+    err = result.stderr.decode().splitlines()
+    assert len(err) == 1 and "again after the login was repaired" in err[0], err
     shown = result.stdout.decode()
     if fmt != "text":
         shown = json.dumps(lines(result.stdout), ensure_ascii=False)
@@ -174,6 +177,57 @@ def test_scopes_stripped_while_claude_runs_are_repaired_and_retried(
     assert out.startswith(b"fake answer")
     assert len(token_server.requests) == 1
     assert "user:inference" in logged_in.oauth()["scopes"]
+
+
+def strip_scopes_during_runs(sandbox: Sandbox, runs: int) -> threading.Thread:
+    """A third-party tool that rewrites the file without scopes while each of the first `runs`
+    runs of claude is under way (after it started, before it reads the file: FAKE_CLAUDE_SLEEP),
+    keeping the tokens our repair left, as the soak's hostile refresher does (issue 9)."""
+
+    def strip() -> None:
+        for n in range(1, runs + 1):
+            wait_for(lambda n=n: len(sandbox.runs()) >= n, f"run {n}", limit=60)
+            doc = sandbox.read()
+            del doc["claudeAiOauth"]["scopes"]
+            tmp = sandbox.creds.with_name("stripped.tmp")
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, sandbox.creds)
+
+    thread = threading.Thread(target=strip, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_file_broken_again_during_the_retry_is_repaired_and_retried_again(
+    logged_in: Sandbox, token_server: TokenServer
+) -> None:
+    # The soak (issue 9) saw it: the hostile rewrote the file between our repair and the
+    # retried claude reading it, and the retry's "Not logged in" went out as the answer.
+    stripper = strip_scopes_during_runs(logged_in, 2)
+    proc = start(logged_in, "-p", "hi", env=logged_in.shim_env(FAKE_CLAUDE_SLEEP="1"))
+    out, err = proc.communicate(timeout=90)
+    stripper.join(5)
+    assert proc.returncode == 0, err
+    assert out.startswith(b"fake answer") and NLI.encode() not in out
+    assert err == b""
+    assert len(logged_in.runs()) == 3
+    assert len(token_server.requests) == 2  # one repair per rewrite, no token sent twice
+    assert "user:inference" in logged_in.oauth()["scopes"]
+
+
+def test_a_file_broken_during_every_retry_ends_after_a_bounded_number_of_runs(
+    logged_in: Sandbox, token_server: TokenServer
+) -> None:
+    stripper = strip_scopes_during_runs(logged_in, 10)
+    proc = start(logged_in, "-p", "hi", env=logged_in.shim_env(FAKE_CLAUDE_SLEEP="1"))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert out.decode() == NLI + "\n"  # the last run's failure, once
+    lines_ = err.decode().splitlines()
+    assert len(lines_) == 1 and "another program had changed the credentials file" in lines_[0]
+    assert len(logged_in.runs()) == 4
+    assert len(token_server.requests) == 3
+    assert stripper.is_alive()  # it waits for a fifth run that never comes
 
 
 def test_a_repair_that_fails_passes_the_failure_through_with_one_line(
