@@ -122,21 +122,46 @@ def _token_of(snap: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-SETTLE_TRIES = 100
+SETTLE_LIMIT_S = 2.0
 SETTLE_PAUSE_S = 0.02
+SETTLE_QUIET_S = 0.5  # without /proc: a file unchanged this long is not being written
 
 
-def _read_settled(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
-    """The login as it is now, waiting a moment (2 s at most) while the file cannot be parsed:
-    a tool that rewrites it in place (truncate, then write) may be half-way through, and on a
-    loaded machine it can stay there for a second. (None, verdict) when it stays unreadable."""
-    for attempt in range(SETTLE_TRIES):
+def settled(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
+    """The login as it is now (see assess), waiting a moment while the file cannot be parsed and
+    may be half-way through a rewrite: tools that rewrite it in place (truncate, then write)
+    leave it so, and on a loaded machine for a second or more (the soak, issue 9, saw keepers and
+    refreshes fail on such a moment). It stops waiting as soon as the file parses, or when it is
+    plainly done with: unchanged and open in no other process (or, without /proc, unchanged for
+    SETTLE_QUIET_S); SETTLE_LIMIT_S at most. A file that really is broken costs ~20 ms."""
+    snap, verdict = assess(storage, window_ms)
+    if verdict.state != login.MALFORMED or storage.kind != "file":
+        return snap, verdict
+    path = storage.where
+    start = last_change = time.monotonic()
+    last = _identity(path)
+    while time.monotonic() - start < SETTLE_LIMIT_S:
+        time.sleep(SETTLE_PAUSE_S)
         snap, verdict = assess(storage, window_ms)
         if verdict.state != login.MALFORMED:
             return snap, verdict
-        if attempt + 1 < SETTLE_TRIES:
-            time.sleep(SETTLE_PAUSE_S)
-    return None, verdict
+        now, ident = time.monotonic(), _identity(path)
+        if ident != last:
+            last, last_change = ident, now
+            continue
+        writing = store.open_elsewhere(path)
+        if writing is False or (writing is None and now - last_change >= SETTLE_QUIET_S):
+            # Read once more: a writer that finished between our read and that look left the
+            # file whole, and one that is done is done: what we read now is final.
+            return assess(storage, window_ms)
+    return snap, verdict
+
+
+def _identity(path: str) -> tuple[int, ...] | None:
+    try:
+        return store.identity(os.stat(path))
+    except OSError:
+        return None
 
 
 def _access(snap: Any) -> str:
@@ -197,7 +222,7 @@ def ensure_fresh(
     path = storage.where
     cfg = storage.lock_dir
     window_ms = int(paths.refresh_window(env) * 1000)
-    snap, before = assess(storage, window_ms)
+    snap, before = settled(storage, window_ms)
     if before.state == login.OK and not force:
         return Outcome(NONE, before, before, [])
     error = unfixable(path, before)
@@ -233,7 +258,7 @@ def ensure_fresh(
                 if taken.taken_over:
                     _note(env, "took over the {} lock folder {}", taken.taken_over, taken.path)
             # Re-read under the lock: whoever held it may have just refreshed.
-            snap, current = assess(storage, window_ms)
+            snap, current = settled(storage, window_ms)
             if current.state == login.OK and (not force or _access(snap) != seen):
                 action = ADOPTED if _access(snap) != seen else NONE
                 _note(env, "login is usable after taking the lock: {}", action)
@@ -286,14 +311,14 @@ def _refresh(  # noqa: PLR0917 - private, called once
         meanwhile; the server took that for a replay and revoked the whole login.
         """
         nonlocal sent
-        current, verdict = _read_settled(storage, window_ms)
-        if current is None:
+        current, verdict = settled(storage, window_ms)
+        if verdict.state == login.MALFORMED:
             # It parsed under the lock, so someone is writing it now, most likely with the
             # token we hold already spent: sending it could revoke the login (the soak saw it).
             raise CredentialsError(
                 storage.where,
-                "was being rewritten by another program when the refresh was due (not valid "
-                f"JSON for {SETTLE_TRIES * SETTLE_PAUSE_S:.0f} s); nothing was sent",
+                "was being rewritten by another program when the refresh was due (it did not "
+                f"parse, and still did not after up to {SETTLE_LIMIT_S:g} s); nothing was sent",
                 "run again in a moment",
             )
         if verdict.state == login.OK and _access(current) != _access(snap):

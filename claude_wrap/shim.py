@@ -94,7 +94,7 @@ def _slow_preflight(env: Mapping[str, str]) -> None:
 
     storage = store.open_storage(env)
     path = storage.where
-    _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000))
+    _, verdict = refresher.settled(storage, int(paths.refresh_window(env) * 1000))
     if verdict.state == login.OK:
         return
     if verdict.state in (login.MISSING, login.LOGGED_OUT):

@@ -13,6 +13,9 @@ hostile tool itself: it spends the stored token and rewrites the file the way ol
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from typing import Any
 
 from tests.conftest import Sandbox, login_doc
@@ -104,3 +107,82 @@ def test_a_file_left_half_written_behind_our_back_sends_nothing(
     assert len(token_server.requests) == 1
     assert (families.invalid_grants, families.revoked) == (0, set())
     assert half == sandbox.creds.read_bytes()  # left alone
+
+
+# An old tool rewriting the file in place, caught half-way: it truncated the file, wrote the first
+# half, and (descheduled on a loaded machine, as the soak saw) holds it open a moment before the
+# rest. Argument: the file, the whole new content, where to say "half written", how long to hold.
+HALF_WRITER = """
+import os, sys, time
+path, data, ready, hold = sys.argv[1], sys.argv[2].encode(), sys.argv[3], float(sys.argv[4])
+fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+os.write(fd, data[: len(data) // 2])
+open(ready, "w").close()
+time.sleep(hold)
+os.write(fd, data[len(data) // 2 :])
+os.close(fd)
+"""
+
+
+def _half_write(sandbox: Sandbox, doc: dict[str, Any], hold_s: float) -> subprocess.Popen[bytes]:
+    ready = sandbox.root / "half-written"
+    writer = subprocess.Popen([sys.executable, "-c", HALF_WRITER, str(sandbox.creds),
+                               json.dumps(doc), str(ready), str(hold_s)])
+    deadline = time.monotonic() + 30
+    while not ready.exists():  # a bound on waiting, not an assertion on timing
+        assert writer.poll() is None and time.monotonic() < deadline, "the writer did not start"
+        time.sleep(0.01)
+    json_error = None
+    try:
+        json.loads(sandbox.creds.read_bytes())
+    except ValueError as exc:
+        json_error = exc
+    assert json_error is not None  # the file really is half-written now
+    return writer
+
+
+def test_the_keeper_waits_for_a_file_half_way_through_an_in_place_rewrite(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    # The soak (issue 9) saw `claude-wrap keep` read the hostile's half-written file, say "not
+    # valid JSON" and give up, although the file was whole again a moment later.
+    sandbox.write(login_doc())
+    writer = _half_write(sandbox, login_doc(expires_in_s=-60, scopes=None), hold_s=1.0)
+    try:
+        result = sandbox.wrap("keep")
+    finally:
+        writer.wait(30)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert len(token_server.requests) == 1  # it waited for the whole file and refreshed it
+    assert "user:inference" in sandbox.oauth()["scopes"]
+
+
+def test_the_shims_pre_flight_waits_for_a_file_half_way_through_an_in_place_rewrite(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    sandbox.write(login_doc())
+    writer = _half_write(sandbox, login_doc(scopes=None), hold_s=1.0)
+    try:
+        result = sandbox.claude("-p", "hi")
+    finally:
+        writer.wait(30)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""  # no "not valid JSON" from the pre-flight
+    assert result.stdout.startswith(b"fake answer")
+    assert len(token_server.requests) == 1
+    assert "user:inference" in sandbox.oauth()["scopes"]
+
+
+def test_a_broken_file_nobody_is_writing_is_still_reported_as_broken(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    # The wait is for a writer at work; a file left broken and closed ends it (how soon is for
+    # bench/, not here) with the same one-line error as before, nothing sent, nothing changed.
+    broken = sandbox.write(b'{"claudeAiOauth": {"accessToken": ')
+    result = sandbox.wrap("keep")
+    assert result.returncode == 3
+    assert "not valid JSON" in result.stderr and str(sandbox.creds) in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert token_server.requests == []
+    assert sandbox.creds.read_bytes() == broken
