@@ -39,7 +39,7 @@ def already_tried(env: Mapping[str, str], launched: tuple[int, ...] | None, fail
 
 
 def repair(
-    env: Mapping[str, str], launched: tuple[int, ...] | None, *, refused: bool
+    env: Mapping[str, str], launched: tuple[int, ...] | None, *, refused: bool, run: int = 1
 ) -> str | None:
     """Make the stored login usable again. Returns None when it is, else one line saying why not.
 
@@ -61,7 +61,8 @@ def repair(
         refused = verdict.state == login.OK
     force = refused and unchanged
     log.info(
-        "watch: claude refused the login; repairing (file {}, force={})",
+        "watch: claude refused the login (run {}); repairing (file {}, force={})",
+        run,
         "unchanged" if unchanged else "changed since launch",
         force,
     )

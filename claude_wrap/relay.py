@@ -388,7 +388,7 @@ class Relay:
                     "changed the credentials file again before claude read it"
                 )
                 return code
-            stopped = self._repair(watch, launched, failed, code)
+            stopped = self._repair(watch, launched, failed, code, attempt)
             if stopped is not None:
                 return stopped
             self.pending = b"".join(self.copy.chunks)
@@ -397,7 +397,12 @@ class Relay:
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
 
     def _repair(
-        self, watch: detect.Watch, launched: tuple[int, ...] | None, failed: bytes, code: int
+        self,
+        watch: detect.Watch,
+        launched: tuple[int, ...] | None,
+        failed: bytes,
+        code: int,
+        attempt: int,
     ) -> int | None:
         """Repair the login after a failed run. None: retry; else the exit status to end with
         (the failed run's output already written and, when it helps, one line said why)."""
@@ -408,7 +413,7 @@ class Relay:
 
             try:
                 problem = recover.repair(
-                    self.env, launched, refused=detect.needs_force(watch.message)
+                    self.env, launched, refused=detect.needs_force(watch.message), run=attempt
                 )
             except Interrupted as exc:
                 self.stdout.write(failed)

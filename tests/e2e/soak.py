@@ -362,13 +362,27 @@ class Soak:
         if bad_since is not None:
             self.watch.stretches.append((bad_since, time.time() - bad_since, why))
 
+    def _blanked(self) -> bool:
+        """The file holds a login whose tokens were blanked: what the real binary writes after
+        its own invalid_grant (tests/e2e/test_binary_refresh.py), even over a newer login."""
+        try:
+            with open(self.home.credentials_path, "rb") as f:
+                oauth = json.loads(f.read()).get("claudeAiOauth") or {}
+        except (OSError, ValueError, AttributeError):
+            return False
+        return isinstance(oauth, dict) and oauth.get("refreshToken") == ""
+
     def _user(self) -> None:
-        """Logs in again when the login has been revoked, as a user would have to."""
+        """Logs in again when the login has been lost, as a user would have to: revoked at the
+        token endpoint, or blanked in the file by the real binary."""
         while not self._stop.wait(0.1):
-            if self.family not in self.families.revoked:
+            if self.family in self.families.revoked:
+                by = _agent_kind(self.families.revoked_by.get(self.family, ""))
+            elif self._blanked():
+                by = "claude (blanked the file)"
+            else:
                 continue
             revoked_at = time.time()
-            by = _agent_kind(self.families.revoked_by.get(self.family, ""))
             self._dead_since = revoked_at
             if self._stop.wait(self.config.relogin_delay):
                 break
