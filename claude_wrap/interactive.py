@@ -8,6 +8,12 @@ credentials file is repaired in place, in the background: a running Claude Code 
 changed file (shared/protocol.md section 5), so the user's next prompt works without a restart.
 Its status line keeps saying `Not logged in` afterwards, so each failure is repaired once, and a
 new repair starts only when the file changed again since: never a refresh loop.
+
+Better still, the user never sees the failure: while the session runs, a guard looks at the
+file's identity every CLAUDE_WRAP_GUARD_PERIOD seconds, and when another program has changed it
+into something a refresh fixes (a rewrite without `scopes`), it is repaired at once, before the
+next prompt meets it (the soak, issue 9: TUI prompts sent after the hostile refresher's rewrite
+failed until the next keeper run or the failure itself triggered the repair).
 """
 
 from __future__ import annotations
@@ -40,6 +46,15 @@ def window_size(fd: int = 1) -> tuple[int, int]:
     return (rows or 24), (cols or 80)
 
 
+DEFAULT_GUARD_PERIOD_S = 0.5
+
+
+def guard_period(env: Mapping[str, str]) -> float:
+    from claude_wrap import paths  # noqa: PLC0415
+
+    return paths._seconds(env, "CLAUDE_WRAP_GUARD_PERIOD", DEFAULT_GUARD_PERIOD_S)
+
+
 class Repairer:
     """Repairs the login in a background thread, once per failure.
 
@@ -55,22 +70,47 @@ class Repairer:
         self.repairs = 1 if recover.already_tried(env, self.known, preflight_failed) else 0
         self.problem: str | None = None
         self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()  # the screen watcher and the guard both start repairs
+        self._healing = False  # the thread under way is a heal (the guard's), not a repair
 
     def trigger(self, message: str) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        ident = recover.file_identity(self.env)
-        if self.repairs and ident == self.known:
-            return
-        self.repairs += 1
+        with self._starting:
+            busy = self._thread is not None and self._thread.is_alive()
+            if busy and not self._healing:
+                return  # a repair of a failure is under way
+            ident = recover.file_identity(self.env)
+            if self.repairs and ident == self.known:
+                return
+            self.repairs += 1
+            # A heal under way may find nothing to do (a token the server refused looks fine):
+            # this repair runs after it, so that the failure claude showed is never dropped.
+            self._start(self._repair, message, self.known, self._thread if busy else None)
+
+    def heal(self) -> None:
+        """The guard saw the file change: judge it and repair it if a refresh fixes it. Not a
+        failure claude showed, so it does not count as this session's repair of one."""
+        with self._starting:
+            if self._thread is None or not self._thread.is_alive():
+                self._start(self._heal)
+                self._healing = True
+
+    def _start(self, target: Any, *args: Any) -> None:
+        self._healing = False
         self._thread = threading.Thread(
-            target=self._repair, args=(message, self.known), name="claude-wrap-repair", daemon=True
+            target=target, args=args, name="claude-wrap-repair", daemon=True
         )
         self._thread.start()
 
-    def _repair(self, message: str, launched: tuple[int, ...] | None) -> None:
+    def _repair(
+        self, message: str, launched: tuple[int, ...] | None, after: threading.Thread | None
+    ) -> None:
+        if after is not None:
+            after.join()
         self.problem = recover.repair(self.env, launched, refused=detect.needs_force(message))
         self.known = recover.file_identity(self.env)
+
+    def _heal(self) -> None:
+        recover.heal(self.env)
 
     def unresolved(self) -> str | None:
         """Why the last repair failed, unless the file changed since (a /login in the TUI)."""
@@ -82,6 +122,38 @@ class Repairer:
         if self._thread is not None:
             self._thread.join()
 
+
+class Guard:
+    """Looks at the credentials file's identity every `period` seconds while the session runs,
+    and has the repairer judge (and, if need be, repair) each change it did not make itself.
+    One os.stat per period; the judging and any refresh only after a change."""
+
+    def __init__(self, env: Mapping[str, str], repairer: Repairer, period: float) -> None:
+        self.env = env
+        self.repairer = repairer
+        self.period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="claude-wrap-guard", daemon=True)
+
+    def __enter__(self) -> Guard:
+        if self.period > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        last = recover.file_identity(self.env)
+        while not self._stop.wait(self.period):
+            ident = recover.file_identity(self.env)
+            if ident == last:
+                continue
+            last = ident
+            if ident is not None and ident != self.repairer.known:
+                self.repairer.heal()
 
 @contextlib.contextmanager
 def _terminal_kept() -> Iterator[None]:
@@ -149,7 +221,7 @@ def run(
             saved[signum] = signal.signal(signum, on_stop)
     stopped_by = None
     try:
-        with _terminal_kept():
+        with _terminal_kept(), Guard(env, repairer, guard_period(env)):
             try:
                 # types-pexpect says str; without an encoding pexpect passes bytes.
                 child.interact(escape_character=None, output_filter=cast("Any", watch))

@@ -78,3 +78,31 @@ def repair(
         return f"internal error while repairing the login, see {paths.log_file(env)}"
     log.info("watch: repair done: {}", outcome.action)
     return None
+
+
+def heal(env: Mapping[str, str]) -> None:
+    """The credentials file changed under a running session: when the change broke the login in
+    a way a refresh fixes (scopes dropped by a third-party tool, above all), fix it now, before
+    claude's next request meets it. Never forced, never raises: a failure here is logged, and
+    the watcher still acts on what claude says."""
+    shim.enable_site()
+    from claude_wrap import login, refresher, store  # noqa: PLC0415
+    from claude_wrap.errors import WrapError  # noqa: PLC0415
+    from claude_wrap.log import logger  # noqa: PLC0415
+
+    log = logger(env)
+    try:
+        window_ms = int(paths.refresh_window(env) * 1000)
+        _, verdict = refresher.assess(store.open_storage(env), window_ms)
+        if verdict.state not in login.REFRESHABLE:
+            return
+        log.info("guard: the credentials file changed and is {} ({}); repairing",
+                 verdict.state, verdict.detail)
+        outcome = refresher.ensure_fresh(env)
+    except WrapError as exc:
+        log.warning("guard: repair failed: {}", exc)
+        return
+    except Exception as exc:  # noqa: BLE001 - a bug here must not end the session
+        log.opt(exception=exc).error("guard: repair crashed")
+        return
+    log.info("guard: repair done: {}", outcome.action)

@@ -80,10 +80,33 @@ def test_failure_in_the_tui_is_repaired_in_place_once_and_the_next_prompt_works(
     assert len(token_server.requests) == 1  # once per failure: never a refresh loop
 
 
+def test_scopes_stripped_during_a_session_are_restored_before_any_prompt_meets_them(
+    tui: Any, sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    # The guard (issue 9: the soak's TUI prompts failed after each hostile rewrite until the
+    # failure itself, or the next keeper run, brought the repair).
+    term = tui()
+    term.expect("status: ready")
+    sandbox.write(login_doc(scopes=None))  # another program rewrote the file without scopes
+    wait_for(lambda: "scopes" in sandbox.oauth(), "the guard's repair, with no prompt sent")
+    new = token_server.issued[0]["access_token"]
+    term.sendline("first")
+    term.expect(f"answer: first with {new[-9:]}")
+    # A change that leaves the login usable (Claude Code's own refresh) is left alone.
+    own = "sk-ant-oat01-claude-code-own-refresh"
+    sandbox.write(login_doc(access=own))
+    term.sendline("second")
+    term.expect(f"answer: second with {own[-9:]}")
+    term.sendline("quit")
+    assert finish(term) == 0
+    assert len(token_server.requests) == 1
+
+
 def test_scopes_stripped_during_a_session_are_restored_for_the_next_prompt(
     tui: Any, sandbox: Sandbox, token_server: TokenServer
 ) -> None:
-    term = tui()
+    # Without the guard (or before it looked), the failure claude shows brings the repair.
+    term = tui(CLAUDE_WRAP_GUARD_PERIOD="0")
     term.expect("status: ready")
     sandbox.write(login_doc(scopes=None))  # another program rewrote the file without scopes
     term.sendline("first")
