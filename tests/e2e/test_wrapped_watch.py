@@ -89,6 +89,9 @@ def test_the_tui_started_logged_out_is_repaired_once_in_place(
 ) -> None:
     fake_api.answer = "pong"
     env, marker, written = stripped_setup(claude, claude_home, token_server, shim)
+    # The failure-driven repair: without the guard, which would otherwise often repair the file
+    # before the slow-starting binary reads it (test below).
+    env["CLAUDE_WRAP_GUARD_PERIOD"] = "0"
     # The shim on an outer terminal of its own, so it runs the TUI under a pty it watches.
     term = shim.spawn(claude_home, env=env)
     started = time.monotonic()
@@ -126,3 +129,44 @@ def test_the_tui_started_logged_out_is_repaired_once_in_place(
     assert "user:inference" in stored["scopes"]
     assert {k: stored[k] for k in OAUTH_EXTRA} == OAUTH_EXTRA
     assert all(c.token == repaired for c in fake_api.messages_calls())
+
+
+def test_scopes_dropped_during_a_tui_session_are_restored_before_the_next_prompt(
+    claude: ClaudeBinary,
+    shim: Shim,
+    claude_home: ClaudeHome,
+    fake_api: FakeAnthropicAPI,
+    token_server: TokenServer,
+) -> None:
+    # The guard (soak, issue 9): an old tool rewrites the file without scopes while the TUI
+    # runs; the shim repairs it before the user's next prompt, which the real binary then sends
+    # with the repaired token instead of showing `Please run /login`.
+    fake_api.answer = "pong"
+    tokens = new_tokens()
+    written = claude_home.write_credentials(tokens, oauth_extra=OAUTH_EXTRA)
+    env = shim.env(claude_home, token_server.url)
+    term = shim.spawn(claude_home, env=env)
+    try:
+        term.expect("shortcuts", timeout=90)
+        stripped = json.loads(json.dumps(written))
+        del stripped["claudeAiOauth"]["scopes"]
+        path = claude_home.credentials_path
+        tmp = path.with_name("stripped.tmp")
+        tmp.write_text(json.dumps(stripped))
+        tmp.replace(path)
+        wait_for(lambda: "scopes" in claude_home.read_credentials()["claudeAiOauth"],
+                 "the guard's repair, no prompt sent")
+        [issued] = token_server.issued
+        term.send("hello")
+        term.expect("hello", timeout=30)
+        term.send("\r")
+        term.expect("pong", timeout=60)
+        assert fake_api.tokens_used() == [issued["access_token"]]
+        assert len(token_server.requests) == 1
+        term.sendcontrol("c")
+        term.sendcontrol("c")
+        term.expect(pexpect.EOF, timeout=30)
+    finally:
+        term.close(force=True)
+    stored = claude_home.read_credentials()["claudeAiOauth"]
+    assert {k: stored[k] for k in OAUTH_EXTRA} == OAUTH_EXTRA
