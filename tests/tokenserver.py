@@ -239,7 +239,7 @@ class TokenFamilies:
         with self._lock:
             now = time.time()
             family = self._family_of.get(token) if isinstance(token, str) else None
-            if family is None or family in self.revoked:
+            if not isinstance(token, str) or family is None or family in self.revoked:
                 self.invalid_grants += 1
                 self.events.append((now, "invalid_grant", family or 0, agent))
                 return invalid_grant()
