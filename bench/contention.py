@@ -12,7 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from bench import harness, hotpath
 from bench.harness import Sandbox, alternate, median
@@ -21,7 +21,7 @@ from tests import tokenserver
 SERVER_DELAY_S = 0.2
 
 
-def _delayed_ok() -> Any:
+def _delayed_ok() -> tokenserver.Answer:
     make = tokenserver.ok()
 
     def answer(server: tokenserver.TokenServer, request: tokenserver.Request) -> tokenserver.Reply:
@@ -110,9 +110,17 @@ def contention(root: Path, reps: int, *, shims: int = 32) -> dict[str, Any]:
     }
 
 
-def heaviest(importtime: str, top: int = 10) -> list[dict[str, Any]]:
+class ImportCost(TypedDict):
+    """One line of `python -X importtime`, as the report shows it."""
+
+    module: str
+    cumulative_ms: float
+    depth: int
+
+
+def heaviest(importtime: str, top: int = 10) -> list[ImportCost]:
     """The top-level imports (as seen from our own modules) that cost the most, cumulative."""
-    found = []
+    found: list[ImportCost] = []
     for line in importtime.splitlines():
         m = hotpath.IMPORT_LINE.match(line)
         if m:

@@ -221,7 +221,9 @@ def percentile(values: Sequence[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-def pair_stats(direct: Sequence[float], wrapped: Sequence[float]) -> dict[str, float]:
+def pair_stats(
+    direct: Sequence[float], wrapped: Sequence[float]
+) -> dict[str, float | None]:
     """Medians of both sides, their ratio and difference, and the median of per-pair differences
     (each pair ran back to back, so it cancels slow drifts of the machine)."""
     d = median(direct)

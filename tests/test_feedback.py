@@ -23,7 +23,7 @@ def slow(token_server: TokenServer) -> None:
     token_server.script(delayed)
 
 
-def spawn(argv: list[str], env: dict[str, str]) -> pexpect.spawn:
+def spawn(argv: list[str], env: dict[str, str]) -> pexpect.spawn[str]:
     return pexpect.spawn(argv[0], argv[1:], env=env, encoding="utf-8", timeout=30)
 
 
@@ -41,6 +41,7 @@ def test_refresh_in_a_terminal_shows_the_line_then_erases_it(
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+    assert isinstance(child.before, str)  # the text read since the last match
     assert TEXT not in child.before  # nothing was drawn after the erase
 
 

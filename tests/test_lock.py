@@ -124,14 +124,14 @@ def test_stale_and_future_locks_are_taken_over(sandbox: Sandbox, token_server: T
 def test_locks_are_held_during_the_request_and_released_after(
     sandbox: Sandbox, token_server: TokenServer
 ) -> None:
-    from tests.tokenserver import Reply, ok
+    from tests.tokenserver import Reply, Request, ok
 
     seen: list[list[bool]] = []
     mint = ok()
 
-    def observe(server: TokenServer, request: object) -> Reply:
+    def observe(server: TokenServer, request: Request) -> Reply:
         seen.append([p.is_dir() for p in lock_dirs(sandbox)])
-        return mint(server, request)  # type: ignore[arg-type]
+        return mint(server, request)
 
     token_server.script(observe)
     sandbox.write(login_doc(expires_in_s=-5))

@@ -79,7 +79,7 @@ def test_access_tail_is_at_most_four_characters() -> None:
 
 
 def test_merged_keeps_every_other_field_in_place() -> None:
-    original = {
+    original: dict[str, Any] = {
         "claudeAiOauth": {
             "accessToken": "old-a",
             "refreshToken": "old-r",

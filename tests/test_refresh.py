@@ -55,7 +55,9 @@ def test_client_id_from_the_environment(sandbox: Sandbox, token_server: TokenSer
     sandbox.write(login_doc(expires_in_s=-60))
     env = {"CLAUDE_CODE_OAUTH_CLIENT_ID": "my-client"}
     assert sandbox.wrap("refresh", env=env).returncode == 0
-    assert token_server.requests[0].body["client_id"] == "my-client"  # type: ignore[index]
+    body = token_server.requests[0].body
+    assert body is not None  # the request was JSON
+    assert body["client_id"] == "my-client"
 
 
 def test_every_other_field_survives_and_the_file_is_0600(

@@ -3,10 +3,11 @@ of the fake claude's TUI. We type keys, resize, press Ctrl-C, and look at the te
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pexpect
 import pytest
@@ -20,6 +21,17 @@ SCRIPT = "stty -g; echo; claude; echo STATUS=$?; stty -g"
 
 pytestmark = pytest.mark.timeout(60)
 
+if TYPE_CHECKING:
+    _Spawn = pexpect.spawn[bytes]  # generic in its stubs only: not subscriptable at run time
+else:
+    _Spawn = pexpect.spawn
+
+
+class Term(_Spawn):
+    """The outer terminal running SCRIPT; keeps what `stty -g` printed before claude ran."""
+
+    settings_before: bytes
+
 
 def wait_for(predicate: Any, what: str, limit: float = 20) -> None:
     deadline = time.monotonic() + limit
@@ -31,11 +43,11 @@ def wait_for(predicate: Any, what: str, limit: float = 20) -> None:
 @pytest.fixture
 def tui(sandbox: Sandbox) -> Iterator[Any]:
     sandbox.write(login_doc())
-    spawned: list[pexpect.spawn] = []
+    spawned: list[Term] = []
 
-    def start(**extra: str) -> pexpect.spawn:
+    def start(**extra: str) -> Term:
         env = sandbox.shim_env(FAKE_CLAUDE_TUI="1", **extra)
-        term = pexpect.spawn(
+        term = Term(
             "bash",
             ["--norc", "-c", SCRIPT],
             env=env,
@@ -44,6 +56,7 @@ def tui(sandbox: Sandbox) -> Iterator[Any]:
             timeout=20,
         )
         term.expect(rb"([^\r\n]+)\r\n")
+        assert isinstance(term.match, re.Match)  # a regex matched
         term.settings_before = term.match.group(1)
         spawned.append(term)
         return term
@@ -53,8 +66,9 @@ def tui(sandbox: Sandbox) -> Iterator[Any]:
         term.close(force=True)
 
 
-def finish(term: pexpect.spawn) -> int:
+def finish(term: Term) -> int:
     term.expect(rb"STATUS=(\d+)\r\n([^\r\n]+)\r\n")
+    assert isinstance(term.match, re.Match)  # a regex matched
     status = int(term.match.group(1))
     # stty -g after claude: the terminal is exactly as it was before.
     assert term.match.group(2) == term.settings_before
@@ -205,12 +219,13 @@ def test_a_terminal_closed_under_the_wrapper_is_a_hangup_not_an_internal_error(
     # pexpect's interact() restores the terminal's modes on the way out, and on a terminal that
     # is gone that raises termios.error (EIO), which hid the hangup and was logged as a crash.
     sandbox.write(login_doc())
-    term = pexpect.spawn(
+    term: pexpect.spawn[bytes] = pexpect.spawn(
         str(sandbox.shim), [], env=sandbox.shim_env(FAKE_CLAUDE_TUI="1"),
         cwd=str(sandbox.root), dimensions=(30, 100), timeout=20,
     )
     term.expect("status: ready")
     wrapper = term.pid
+    assert wrapper is not None  # set by the spawn
     term.close(force=True)  # closes the terminal, then SIGHUP
     wait_for(lambda: not _alive(wrapper), "the wrapper to exit")
     log = sandbox.log.read_text() if sandbox.log.exists() else ""

@@ -9,7 +9,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -25,14 +27,14 @@ E401 = "Failed to authenticate. API Error: 401 OAuth token has expired."
 EDITOR = ("-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose")
 
 
-def lines(out: bytes) -> list[dict[str, object]]:
+def lines(out: bytes) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines()]
 
 
-def wait_for(predicate: object, what: str, limit: float = 20) -> None:
+def wait_for(predicate: Callable[..., object], what: str, limit: float = 20) -> None:
     """Poll until the precondition holds (a bound on waiting, not an assertion on timing)."""
     deadline = time.monotonic() + limit
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         assert time.monotonic() < deadline, f"gave up waiting for {what}"
         time.sleep(0.02)
 
@@ -360,7 +362,7 @@ def test_an_editor_session_failed_at_start_is_retried_with_its_stdin_replayed(
     assert result.returncode == 0, result.stderr
     got = lines(result.stdout)
     assert [o["type"] for o in got] == ["system", "assistant", "assistant", "result"]
-    assert got[2]["message"]["content"][0]["text"] == """echo {"type": "user", "text": "b"}"""  # type: ignore[index]
+    assert got[2]["message"]["content"][0]["text"] == """echo {"type": "user", "text": "b"}"""
 
 
 def test_head_closing_the_pipe_ends_quietly_like_the_real_binary(logged_in: Sandbox) -> None:

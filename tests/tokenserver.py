@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeAlias
 
 DEFAULT_SCOPE = (
     "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload"
@@ -49,9 +49,13 @@ class Request:
     at: float
 
 
+# An answer made for each request (like `ok()`), rather than one fixed Reply.
+Answer: TypeAlias = Callable[["TokenServer", Request], Reply]
+
+
 def ok(
     *, scope: str | None = DEFAULT_SCOPE, rotate: bool = True, expires_in: Any = 28800
-) -> Callable[[TokenServer, Request], Reply]:
+) -> Answer:
     """A successful refresh answer, minted fresh for each request."""
 
     def make(server: TokenServer, request: Request) -> Reply:
@@ -86,8 +90,8 @@ class TokenServer:
         self.counter = itertools.count(1)
         self.requests: list[Request] = []
         self.issued: list[dict[str, Any]] = []
-        self._script: list[Reply | Callable[[TokenServer, Request], Reply]] = []
-        self.default: Callable[[TokenServer, Request], Reply] = ok()
+        self._script: list[Reply | Answer] = []
+        self.default: Answer = ok()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         server = self
@@ -154,7 +158,7 @@ class TokenServer:
         self.url = f"http://127.0.0.1:{self.port}/v1/oauth/token"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
-    def script(self, *replies: Reply | Callable[[TokenServer, Request], Reply]) -> None:
+    def script(self, *replies: Reply | Answer) -> None:
         """Queue answers for the next requests; after they run out, `default` answers."""
         with self._lock:
             self._script.extend(replies)
@@ -235,7 +239,7 @@ class TokenFamilies:
         with self._lock:
             now = time.time()
             family = self._family_of.get(token) if isinstance(token, str) else None
-            if family is None or family in self.revoked:
+            if not isinstance(token, str) or family is None or family in self.revoked:
                 self.invalid_grants += 1
                 self.events.append((now, "invalid_grant", family or 0, agent))
                 return invalid_grant()

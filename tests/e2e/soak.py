@@ -253,7 +253,7 @@ class Soak:
 
     def _interactive_worker(self, rng: random.Random) -> None:
         while not self._stop.is_set():
-            child = pexpect.spawn(
+            child: pexpect.spawn[bytes] = pexpect.spawn(
                 str(self.shim), [], env=self.shim_env, cwd=str(self.home.cwd),
                 dimensions=(40, 160),
             )

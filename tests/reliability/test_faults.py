@@ -23,7 +23,7 @@ import pytest
 from tests.conftest import WRAP
 from tests.reliability.conftest import FIGURES, RSandbox, count_requests, netns_prefix, user_lines
 from tests.reliability.helpers import expired
-from tests.tokenserver import Reply, TokenServer
+from tests.tokenserver import Answer, Reply, Request, TokenServer
 
 MAX_ATTEMPTS = 4  # oauth.MAX_ATTEMPTS: the bound on requests per run
 UNAVAILABLE = r"the token endpoint is unavailable \({reason}, (?P<n>\d) attempts?\); {when}"
@@ -291,9 +291,9 @@ def test_without_debug_the_user_sees_exactly_one_line(
     assert count_requests(token_server) == 1
 
 
-def _slow(step: object, delay: float) -> object:
-    def make(server: TokenServer, request: object) -> Reply:
-        reply = step(server, request)  # type: ignore[operator]
+def _slow(step: Answer, delay: float) -> Answer:
+    def make(server: TokenServer, request: Request) -> Reply:
+        reply = step(server, request)
         reply.delay = delay
         return reply
 

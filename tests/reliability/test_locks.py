@@ -25,7 +25,7 @@ from tests.reliability.conftest import (
     watch,
 )
 from tests.reliability.helpers import expired, lock_dirs, unique_login
-from tests.tokenserver import Reply, TokenServer
+from tests.tokenserver import Answer, Reply, Request, TokenServer
 
 
 class ForeignHolder:
@@ -227,9 +227,9 @@ def test_waits_for_claude_codes_write_lock_before_writing(
     assert count_requests(token_server) == 1
 
 
-def _delayed(step: object, delay: float) -> object:
-    def make(server: TokenServer, request: object) -> Reply:
-        reply = step(server, request)  # type: ignore[operator]
+def _delayed(step: Answer, delay: float) -> Answer:
+    def make(server: TokenServer, request: Request) -> Reply:
+        reply = step(server, request)
         reply.delay = delay
         return reply
 

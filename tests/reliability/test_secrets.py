@@ -26,7 +26,7 @@ from tests.reliability.conftest import (
     watch,
 )
 from tests.reliability.helpers import expired
-from tests.tokenserver import Reply, TokenServer
+from tests.tokenserver import Answer, Reply, Request, TokenServer
 
 CREATE = re.compile(
     r'^\d+ +(openat|open|creat|mkdir|mkdirat)\((?:AT_FDCWD, )?"([^"]+)", (.*)\) = \d+'
@@ -212,9 +212,9 @@ def test_no_token_in_argv_or_environment_of_any_process(
     FIGURES["secrets: argv/environ samples"] += seen["wrapper"] + seen["claude"]
 
 
-def _slow(step: object, delay: float) -> object:
-    def make(server: TokenServer, request: object) -> Reply:
-        reply = step(server, request)  # type: ignore[operator]
+def _slow(step: Answer, delay: float) -> Answer:
+    def make(server: TokenServer, request: Request) -> Reply:
+        reply = step(server, request)
         reply.delay = delay
         return reply
 
