@@ -285,11 +285,34 @@ def _prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        import ctypes  # noqa: PLC0415 - about 3 ms, and only for a watched run
+        return _light_prctl()
+    except Exception:  # noqa: BLE001, S110 - _ctypes is private: should it change, use ctypes
+        pass
+    try:
+        import ctypes  # noqa: PLC0415 - 3-6 ms, on every watched run
 
         return ctypes.CDLL(None, use_errno=True).prctl
     except (ImportError, OSError, AttributeError):
         return None
+
+
+def _light_prctl() -> Callable[..., int]:
+    """prctl through `_ctypes` alone, the way ctypes.CDLL looks a function up, without importing
+    ctypes itself: 0.7-1.1 ms instead of 4.7-6.7 ms here, on every watched run."""
+    import _ctypes  # noqa: PLC0415 - see above
+
+    class Int(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_int
+        _type_ = "i"
+
+    class Function(_ctypes.CFuncPtr):
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+        _restype_ = Int
+
+    class Libc:  # what CFuncPtr wants of a library: its handle
+        _handle = _ctypes.dlopen(None, _ctypes.RTLD_LOCAL)  # type: ignore[arg-type]  # the program
+
+    function: Callable[..., int] = Function(("prctl", Libc))  # type: ignore[arg-type]
+    return function
 
 
 def _spawn(path: str, argv: list[str], env: dict[str, str], plan: list[tuple[int, int]]) -> int:
