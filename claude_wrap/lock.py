@@ -21,13 +21,12 @@ the 10 s rule stands.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import threading
 import time
 
 from claude_wrap.errors import LockTimeoutError, LockUnavailableError
+from claude_wrap.flock import FolderFlock, HeldFlock
 from claude_wrap.paths import make_private_dirs
 from claude_wrap.store import pid_alive
 
@@ -174,23 +173,6 @@ class _Heartbeat(threading.Thread):
                 lock.touch()
 
 
-class _FolderFlock:
-    def __init__(self, folder: str) -> None:
-        self.fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-    def try_acquire(self) -> bool:
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return False
-            raise
-        return True
-
-    def release(self) -> None:
-        os.close(self.fd)  # closing drops the flock
-
-
 @contextlib.contextmanager
 def refresh_locks(
     cfg: str,
@@ -200,8 +182,10 @@ def refresh_locks(
     wait_s: float,
     on_wait: Callable[[], bool] | None = None,
     records: str | None = None,
+    held: FolderFlock | None = None,
 ) -> Iterator[list[DirLock]]:
     """Hold our flock, then Claude Code's refresh lock, then its legacy lock, with a heartbeat.
+    `held`: our flock of `cfg`, when the caller took it already (the shim, flock.take_turn).
 
     `on_wait` is called between polls while a lock is held elsewhere; when it returns True (it
     saw the holder's result on disk) the wait ends with `WaitEnded` and nothing is held. A wait
@@ -209,7 +193,7 @@ def refresh_locks(
     every exit path. Yields the folder locks (to report any taken over).
     """
     deadline = time.monotonic() + wait_s
-    flock = _FolderFlock(cfg)
+    flock = FolderFlock(cfg) if held is None else HeldFlock(held)
     locks = [DirLock(refresh_path, records=records), DirLock(legacy_path, records=records)]
     beat = _Heartbeat(locks)
     try:

@@ -25,6 +25,7 @@ from claude_wrap.log import logger
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
+    from claude_wrap.flock import FolderFlock
     from claude_wrap.store import Storage
 
 NONE = "none"
@@ -211,11 +212,13 @@ def ensure_fresh(
     *,
     force: bool = False,
     on_slow: Callable[[], None] | None = None,
+    held: FolderFlock | None = None,
 ) -> Outcome:
     """Make the stored login one Claude Code accepts, refreshing only when needed.
 
     `force` refreshes a login that looks fine (the server refused it), unless another process
     has replaced its access token meanwhile: then that token is adopted and nothing is spent.
+    `held`: our flock of the lock folder, when the caller holds it already (the shim).
     Raises a WrapError subclass when it cannot; the file is then exactly as it was.
     """
     storage = store.open_storage(env)
@@ -252,9 +255,10 @@ def ensure_fresh(
                 wait_s=paths.lock_wait(env),
                 on_wait=changed_and_ok,
                 records=paths.lock_records(env),
-            ) as held,
+                held=held,
+            ) as taken_locks,
         ):
-            for taken in held:
+            for taken in taken_locks:
                 if taken.taken_over:
                     _note(env, "took over the {} lock folder {}", taken.taken_over, taken.path)
             # Re-read under the lock: whoever held it may have just refreshed.

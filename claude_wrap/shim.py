@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import NoReturn
 
+    from claude_wrap.flock import FolderFlock
+
 ACTIVE = "CLAUDE_WRAP_ACTIVE"
 # Runs that never use the stored login: no point in checking it first.
 NO_AUTH_FLAGS = frozenset(("--version", "-v", "--help", "-h"))
@@ -50,15 +52,18 @@ def uses_stored_login(args: list[str], env: Mapping[str, str]) -> bool:
 def preflight(env: Mapping[str, str]) -> bool:
     """Repair the login if it needs it. Never raises: problems become one line on stderr, and
     False (the watcher then does not try the same repair again)."""
+    held = None
     try:
         cred = paths.credentials_file(env)
         window_ms = int(paths.refresh_window(env) * 1000)
-        import time  # noqa: PLC0415 - builtin module, cheap
-
         # The verdict cache knows files only: a Keychain login is judged afresh each run.
-        file_kind = paths.storage_kind(env) == "file"
-        if not (file_kind and fastpath.still_ok(cred, window_ms, int(time.time() * 1000))):
-            _slow_preflight(env)
+        if paths.storage_kind(env) == "file":
+            if fastpath.still_ok(cred, window_ms, _now_ms()):
+                return True
+            held, fine = _take_turn(cred, window_ms, env)
+            if fine:
+                return True
+        _slow_preflight(env, held)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except BaseException as exc:
@@ -76,7 +81,36 @@ def preflight(env: Mapping[str, str]) -> bool:
             log = _log_failure(env, exc, trace=True)
             say(f"internal error while checking the login, see {log} (running claude anyway)")
         return False
+    finally:
+        if held is not None:
+            held.release()
     return True
+
+
+def _now_ms() -> int:
+    import time  # noqa: PLC0415 - builtin module, cheap
+
+    return int(time.time() * 1000)
+
+
+def _take_turn(
+    cred: str, window_ms: int, env: Mapping[str, str]
+) -> tuple[FolderFlock | None, bool]:
+    """The login is due (or not judged yet): before `site` and the refresher's imports, take our
+    flock of its folder, or wait while another process of ours holds it, most likely refreshing
+    this very login. A herd of shims started at once on one expired login then pays for one
+    refresh, not for 32 sets of imports (bench/run contention). Returns the flock when we got it
+    at once (we go first and hold it through the refresh), else None and whether the login is
+    fine after the wait (if not, judge it and refresh as usual, not holding the flock)."""
+    from claude_wrap import flock  # noqa: PLC0415 - fcntl, only when the login is due
+
+    try:
+        held = flock.take_turn(os.path.dirname(cred), paths.lock_wait(env))
+    except OSError:
+        return None, False  # no folder to lock: nothing to wait for; the slow path says why
+    if held is not None:
+        return held, False
+    return None, fastpath.still_ok(cred, window_ms, _now_ms())
 
 
 def enable_site() -> None:
@@ -88,7 +122,7 @@ def enable_site() -> None:
         site.main()
 
 
-def _slow_preflight(env: Mapping[str, str]) -> None:
+def _slow_preflight(env: Mapping[str, str], held: FolderFlock | None) -> None:
     enable_site()
     from claude_wrap import login, refresher, store  # noqa: PLC0415
 
@@ -106,7 +140,7 @@ def _slow_preflight(env: Mapping[str, str]) -> None:
     from claude_wrap import feedback  # noqa: PLC0415
 
     with feedback.Spinner() as spinner:
-        outcome = refresher.ensure_fresh(env, on_slow=spinner.start)
+        outcome = refresher.ensure_fresh(env, on_slow=spinner.start, held=held)
     for warning in outcome.warnings:
         say(f"warning: {warning}")
 

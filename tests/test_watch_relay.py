@@ -474,6 +474,7 @@ def test_a_healthy_watched_run_imports_nothing_heavy(logged_in: Sandbox) -> None
         "loguru",
         "subprocess",
         "selectors",
+        "ctypes",  # prctl comes through _ctypes alone
     )
     for heavy in heavy_modules:
         assert heavy not in imported, heavy

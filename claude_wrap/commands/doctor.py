@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from claude_wrap import keeper, locate, lock, login, paths, refresher, store
 from claude_wrap.commands.status import ADVICE
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK, StorageUnavailableError
+from claude_wrap.flock import FolderFlock
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -389,7 +390,7 @@ def remove_stale_lock(cfg: str, path: str, stale_s: float) -> str:
     """Remove a stale lock folder, holding our flock so that no claude-wrap refresh is between
     its staleness check and its own mkdir, and re-checking just before the rmdir."""
     try:
-        flock = lock._FolderFlock(cfg)  # the same flock our refreshes take
+        flock = FolderFlock(cfg)  # the same flock our refreshes take
     except OSError as exc:
         return f"not removed: cannot open {cfg}: {exc.strerror}"
     try:
