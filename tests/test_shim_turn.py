@@ -30,6 +30,16 @@ os.close(fd)
 """
 
 
+def _hold_flock(sandbox: Sandbox) -> subprocess.Popen[str]:
+    """Another process of ours holding the config folder's flock (FLOCK_HOLDER)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", FLOCK_HOLDER, str(sandbox.cfg)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
 def _start_shim(sandbox: Sandbox, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """`claude -p hi` through the shim, telling what it imports on stderr as it goes."""
     python = sandbox.shim.read_text().splitlines()[0][2:].split()[0]
@@ -108,12 +118,7 @@ def test_a_waiting_shim_refreshes_itself_when_the_holder_left_the_login_due(
     sandbox: Sandbox, token_server: TokenServer
 ) -> None:
     sandbox.write(login_doc(expires_in_s=-60))
-    holder = subprocess.Popen(
-        [sys.executable, "-c", FLOCK_HOLDER, str(sandbox.cfg)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = _hold_flock(sandbox)
     assert holder.stdin is not None and holder.stdout is not None
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -135,12 +140,7 @@ def test_a_flock_held_past_the_lock_wait_is_one_line_and_claude_runs(
     sandbox: Sandbox, token_server: TokenServer
 ) -> None:
     raw = sandbox.write(login_doc(expires_in_s=-60))
-    holder = subprocess.Popen(
-        [sys.executable, "-c", FLOCK_HOLDER, str(sandbox.cfg)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = _hold_flock(sandbox)
     assert holder.stdin is not None and holder.stdout is not None
     try:
         assert holder.stdout.readline().strip() == "held"
