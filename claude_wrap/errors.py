@@ -13,6 +13,7 @@ EXIT_UNAVAILABLE = 5  # the token endpoint could not be reached or failed; try a
 EXIT_UNKNOWN_OUTCOME = 6  # the request went out and no usable answer came back
 EXIT_WRITE = 7  # a new login could not be saved
 EXIT_LOCKED = 8  # another process held the refresh lock for too long
+EXIT_OWNER_UNREACHABLE = 9  # a guest could not get a token from its owner (guest.py)
 
 LOGIN_HINT = "run `claude /login` to log in again"
 

@@ -18,7 +18,15 @@ def _parser() -> argparse.ArgumentParser:
     import argparse  # noqa: PLC0415
 
     from claude_wrap import __version__  # noqa: PLC0415
-    from claude_wrap.commands import doctor, install, keep, refresh, status  # noqa: PLC0415
+    from claude_wrap.commands import (  # noqa: PLC0415
+        doctor,
+        guest,
+        install,
+        keep,
+        refresh,
+        status,
+        token,
+    )
 
     parser = argparse.ArgumentParser(
         prog="claude-wrap",
@@ -31,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     install.register(sub)
     keep.register(sub)
     doctor.register(sub)
+    token.register(sub)
+    guest.register(sub)
     run = sub.add_parser("run", help="run claude through the shim: claude-wrap run -- ARGS")
     run.add_argument("args", nargs=argparse.REMAINDER)
     return parser

@@ -199,3 +199,69 @@ def keychain_account(env: Mapping[str, str] = os.environ) -> str:
 def python_for_shim() -> str:
     """The interpreter an installed shim runs: this package's own."""
     return sys.executable
+
+
+# Guests (guest.py): a machine or container that borrows an owner's login ----------------------
+
+GUEST_ENV = "CLAUDE_WRAP_GUEST"
+
+
+def wrap_config_dir(env: Mapping[str, str] = os.environ) -> str:
+    """claude-wrap's own settings (not Claude Code's folder): $XDG_CONFIG_HOME/claude-wrap."""
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(home(env), ".config")
+    return os.path.join(base, "claude-wrap")
+
+
+def guest_file(env: Mapping[str, str] = os.environ) -> str:
+    """Where `claude-wrap guest --ssh/--folder` stores this machine's owner (one line)."""
+    return os.path.join(wrap_config_dir(env), "guest")
+
+
+def shares_file(env: Mapping[str, str] = os.environ) -> str:
+    """Where `claude-wrap share DIR` lists the folders the owner's keeper keeps a token in."""
+    return os.path.join(wrap_config_dir(env), "shares")
+
+
+def guest_setting(env: Mapping[str, str] = os.environ) -> str:
+    """"ssh:HOST", "folder:/path" or "" (not a guest): CLAUDE_WRAP_GUEST, which wins (containers
+    set it in their image or `docker run -e`), else the line `claude-wrap guest` stored. Only
+    read once the verdict cache has missed: never on the hot path of a healthy run."""
+    raw = env.get(GUEST_ENV)
+    if raw is None:
+        try:
+            with open(guest_file(env), encoding="utf-8") as f:
+                raw = f.read(4096).strip()
+        except OSError:
+            return ""
+        where = guest_file(env)
+    else:
+        raw = raw.strip()
+        where = GUEST_ENV
+    if raw in ("", "off"):
+        return ""
+    kind, _, target = raw.partition(":")
+    if kind not in ("ssh", "folder") or not target:
+        raise SettingError(where, raw, "ssh:HOST, folder:/path or off")
+    if kind == "folder" and not os.path.isabs(target):
+        raise SettingError(where, raw, "folder: with an absolute path")
+    return raw
+
+
+def guest_ssh_command(env: Mapping[str, str] = os.environ) -> str:
+    """The ssh a guest runs (words split like a shell's): CLAUDE_WRAP_GUEST_SSH, default `ssh`.
+    Options such as `-F config` or `-i key` go here; the host comes from the guest setting."""
+    return env.get("CLAUDE_WRAP_GUEST_SSH") or "ssh"
+
+
+def guest_remote_command(env: Mapping[str, str] = os.environ) -> str:
+    """What the guest asks the owner to run; a forced command in authorized_keys overrides it."""
+    return env.get("CLAUDE_WRAP_GUEST_REMOTE") or "claude-wrap token --json"
+
+
+def guest_timeout(env: Mapping[str, str] = os.environ) -> float:
+    return _seconds(env, "CLAUDE_WRAP_GUEST_TIMEOUT", 20.0)
+
+
+def guest_period(env: Mapping[str, str] = os.environ) -> float:
+    """How often a session on a guest looks whether its token is due (guest.Rollover)."""
+    return _seconds(env, "CLAUDE_WRAP_GUEST_PERIOD", 30.0)

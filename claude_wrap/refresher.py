@@ -221,6 +221,11 @@ def ensure_fresh(
     `held`: our flock of the lock folder, when the caller holds it already (the shim).
     Raises a WrapError subclass when it cannot; the file is then exactly as it was.
     """
+    owner = paths.guest_setting(env)
+    if owner:  # a guest borrows its owner's login: it pulls, it never refreshes (guest.py)
+        from claude_wrap import guest  # noqa: PLC0415
+
+        return guest.ensure_fresh(env, owner, force=force)
     storage = store.open_storage(env)
     path = storage.where
     cfg = storage.lock_dir

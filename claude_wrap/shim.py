@@ -18,7 +18,7 @@ from claude_wrap import fastpath, locate, paths
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
     from claude_wrap.flock import FolderFlock
 
@@ -37,7 +37,11 @@ def say(message: str) -> None:
 
 
 def uses_stored_login(args: list[str], env: Mapping[str, str]) -> bool:
-    if env.get("ANTHROPIC_API_KEY") or env.get("CLAUDE_CODE_OAUTH_TOKEN"):
+    if (
+        env.get("ANTHROPIC_API_KEY")
+        or env.get("CLAUDE_CODE_OAUTH_TOKEN")
+        or env.get("CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR")  # `claude-wrap exec`
+    ):
         return False
     if env.get("CLAUDE_CODE_SIMPLE") == "1":
         return False
@@ -126,6 +130,11 @@ def _slow_preflight(env: Mapping[str, str], held: FolderFlock | None) -> None:
     enable_site()
     from claude_wrap import login, refresher, store  # noqa: PLC0415
 
+    if paths.guest_setting(env):  # a guest: pull from the owner (guest.py), never refresh
+        outcome = refresher.ensure_fresh(env, held=held)
+        for warning in outcome.warnings:
+            say(f"warning: {warning}")
+        return
     storage = store.open_storage(env)
     path = storage.where
     _, verdict = refresher.settled(storage, int(paths.refresh_window(env) * 1000))
@@ -217,15 +226,16 @@ def _watch(real: str, args: list[str], env: Mapping[str, str], *, preflight_fail
     """Run claude as our child and watch its output for a login failure the pre-flight could not
     see coming (it repairs the login, then retries or lets the running TUI pick it up)."""
     try:
-        if os.isatty(0) and os.isatty(1):
-            enable_site()
-            from claude_wrap import interactive  # noqa: PLC0415 - pexpect, for terminals only
+        with _rollover(env):
+            if os.isatty(0) and os.isatty(1):
+                enable_site()
+                from claude_wrap import interactive  # noqa: PLC0415 - pexpect, for terminals
 
-            code = interactive.run(real, args, env, preflight_failed=preflight_failed)
-        else:
-            from claude_wrap import relay  # noqa: PLC0415
+                code = interactive.run(real, args, env, preflight_failed=preflight_failed)
+            else:
+                from claude_wrap import relay  # noqa: PLC0415
 
-            code = relay.run(real, args, env, preflight_failed=preflight_failed)
+                code = relay.run(real, args, env, preflight_failed=preflight_failed)
     except KeyboardInterrupt:
         code = 130
     except paths.SettingError as exc:
@@ -238,6 +248,27 @@ def _watch(real: str, args: list[str], env: Mapping[str, str], *, preflight_fail
     if code < 0:
         _die_by(-code)
     raise SystemExit(code)
+
+
+class _Nothing:
+    """contextlib.nullcontext without importing contextlib on the hot path."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _rollover(env: Mapping[str, str]) -> Any:
+    """On a guest, a thread that pulls a new token before the running claude's is due (guest.py);
+    elsewhere nothing (one environment lookup and one failed open: no import)."""
+    owner = paths.guest_setting(env)
+    if not owner:
+        return _Nothing()
+    from claude_wrap import rollover  # noqa: PLC0415 - light: guest.py only once due
+
+    return rollover.Rollover(env, owner, paths.guest_period(env))
 
 
 def _die_by(signum: int) -> NoReturn:

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from claude_wrap import configs, login, paths, refresher, store
-from claude_wrap.errors import EXIT_OK, WrapError
+from claude_wrap.errors import EXIT_OK, EXIT_WRITE, WrapError
 
 
 def register(sub: Any) -> None:
@@ -52,6 +52,12 @@ def run(ns: argparse.Namespace) -> int:
                 f"{folder.path}: another process had refreshed the login; "
                 f"it is {outcome.after.state}"
             )
+    if not paths.guest_setting():
+        from claude_wrap import guest  # noqa: PLC0415 - the owner's shared folders
+
+        for problem in guest.publish(os.environ):
+            print(f"claude-wrap: {problem}", file=sys.stderr)
+            status = status or EXIT_WRITE
     return status
 
 

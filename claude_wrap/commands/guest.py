@@ -1,0 +1,79 @@
+"""`claude-wrap guest` (this machine borrows an owner's login) and `claude-wrap share` (the owner
+keeps a token file in a folder its containers mount). See guest.py and the README."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from claude_wrap import guest, paths
+from claude_wrap.errors import EXIT_OK, ConfigError
+
+
+def register(sub: Any) -> None:
+    g = sub.add_parser("guest", help="borrow an owner's login: --ssh HOST, --folder DIR, --off")
+    how = g.add_mutually_exclusive_group()
+    how.add_argument("--ssh", metavar="HOST", help="pull tokens with `ssh HOST claude-wrap token`")
+    how.add_argument("--folder", metavar="DIR", help="read tokens the owner shares in DIR")
+    how.add_argument("--off", action="store_true", help="stop being a guest")
+    g.set_defaults(func=run_guest)
+    s = sub.add_parser("share", help="keep a token file in DIR for containers (owner side)")
+    s.add_argument("folder", metavar="DIR")
+    s.add_argument("--group", action="store_true", help="mode 0640 instead of 0600")
+    s.add_argument("--remove", action="store_true", help="stop sharing DIR")
+    s.set_defaults(func=run_share)
+
+
+def run_guest(ns: argparse.Namespace) -> int:
+    path = paths.guest_file()
+    if ns.ssh is None and ns.folder is None and not ns.off:
+        current = paths.guest_setting()
+        print(f"guest of {current}" if current else "not a guest: this machine holds its own login")
+        return EXIT_OK
+    if ns.off:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        print("not a guest any more; `claude /login` to log in on this machine")
+        return EXIT_OK
+    if ns.folder is not None and not os.path.isabs(ns.folder):
+        raise ConfigError(f"--folder {ns.folder}: give an absolute path")
+    value = f"ssh:{ns.ssh}" if ns.ssh is not None else f"folder:{ns.folder}"
+    paths.make_private_dirs(os.path.dirname(path))
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(value + "\n")
+    os.replace(tmp, path)
+    env = {k: v for k, v in os.environ.items() if k != paths.GUEST_ENV}
+    outcome = guest.ensure_fresh(env, value, force=True)
+    for warning in outcome.warnings:
+        print(f"claude-wrap: warning: {warning}", file=sys.stderr)
+    print(f"guest of {value}: the login is {outcome.after.state}")
+    return EXIT_OK
+
+
+def run_share(ns: argparse.Namespace) -> int:
+    folder = os.path.abspath(ns.folder)
+    entries = [e for e in guest.shares() if e[0] != folder]
+    if ns.remove:
+        guest.save_shares(os.environ, entries)
+        try:
+            os.unlink(os.path.join(folder, guest.SHARE_NAME))
+        except FileNotFoundError:
+            pass
+        print(f"{folder}: no longer shared")
+        return EXIT_OK
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{folder} is not a folder")
+    entries.append((folder, ns.group))
+    guest.save_shares(os.environ, entries)
+    problems = guest.publish(os.environ)
+    for problem in problems:
+        print(f"claude-wrap: {problem}", file=sys.stderr)
+    if problems:
+        return 7
+    print(f"{os.path.join(folder, guest.SHARE_NAME)}: written; `claude-wrap keep` keeps it fresh")
+    return EXIT_OK

@@ -1,0 +1,123 @@
+"""`claude-wrap token` and `claude-wrap exec`: hand out the access token, keep the refresh token.
+
+`token` prints an access token good for at least --min-valid seconds (refreshed under Claude
+Code's locks when needed: one request however many ask at once), or with --json the ExecCredential
+a kubectl exec credential plugin returns (guest.py). `exec` runs a command with one, passed
+through an inherited pipe named by CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR (read once at start by
+2.1.87, 2.1.197 and 2.1.332, from /proc/self/fd/N), or with --env in CLAUDE_CODE_OAUTH_TOKEN for
+versions without it. Never in argv, never the refresh token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from typing import Any
+
+from claude_wrap import guest, paths
+from claude_wrap.errors import EXIT_OK, EXIT_USAGE, ConfigError
+
+FD_VAR = "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR"
+ENV_VAR = "CLAUDE_CODE_OAUTH_TOKEN"
+MAX_MIN_VALID_S = 12 * 3600.0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("token", help="print an access token (never the refresh token)")
+    _min_valid(p)
+    p.add_argument(
+        "--json", action="store_true", help="a kubectl ExecCredential, with expiry and scopes"
+    )
+    p.set_defaults(func=run_token)
+    e = sub.add_parser("exec", help="run CMD with an access token: claude-wrap exec -- CMD ...")
+    _min_valid(e)
+    e.add_argument(
+        "--env",
+        action="store_true",
+        help=f"pass it in {ENV_VAR} instead of a pipe named by {FD_VAR} (Claude Code older "
+        "than 2.1.87, or a CMD that starts claude more than once)",
+    )
+    e.add_argument("cmd", nargs=argparse.REMAINDER)
+    e.set_defaults(func=run_exec)
+
+
+def _min_valid(p: Any) -> None:
+    p.add_argument(
+        "--min-valid",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="refresh first unless the token is good for this long (default: the refresh "
+        "window plus 5 minutes)",
+    )
+
+
+def _seconds(value: float | None) -> float:
+    if value is None:
+        return paths.refresh_window() + guest.MARGIN_S
+    if not 0 <= value <= MAX_MIN_VALID_S:
+        raise ConfigError(f"--min-valid {value:g} is not between 0 and {MAX_MIN_VALID_S:g} s")
+    return value
+
+
+def _credential(value: float | None) -> dict[str, Any]:
+    owner = paths.guest_setting()
+    if owner:
+        # A guest hands on what its owner gave it (pulled when due): a guest of a guest.
+        guest.ensure_fresh(os.environ, owner)
+        from claude_wrap import login, refresher, store  # noqa: PLC0415
+
+        storage = store.FileStorage(paths.credentials_file())
+        snap, verdict = refresher.assess(storage, 0)
+        oauth = login.oauth_section(snap.doc) if snap is not None else None
+        if not oauth or not verdict.usable:
+            raise guest.OwnerUnreachableError(owner, "no usable token was pulled")
+        return guest.make_credential(
+            str(oauth["accessToken"]), verdict.expires_at, verdict.scopes or [], oauth
+        )
+    return guest.credential(os.environ, _seconds(value))
+
+
+def run_token(ns: argparse.Namespace) -> int:
+    cred = _credential(ns.min_valid)
+    out = json.dumps(cred, indent=2) if ns.json else cred["status"]["token"]
+    sys.stdout.write(out + "\n")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def run_exec(ns: argparse.Namespace) -> int:
+    cmd = list(ns.cmd)
+    if cmd[:1] == ["--"]:
+        cmd = cmd[1:]
+    if not cmd:
+        print("claude-wrap: exec needs a command: claude-wrap exec -- CMD ...", file=sys.stderr)
+        return EXIT_USAGE
+    program = shutil.which(cmd[0]) or cmd[0]
+    token = _credential(ns.min_valid)["status"]["token"]
+    env = dict(os.environ)
+    env.pop(FD_VAR, None)
+    env.pop(ENV_VAR, None)
+    if ns.env:
+        env[ENV_VAR] = token
+    else:
+        # A pipe holds the token (far below the pipe buffer, so the write never blocks); the
+        # write end is closed before exec, so the reader sees the token, then end of file.
+        read_end, write_end = os.pipe()
+        try:
+            os.write(write_end, token.encode())
+        finally:
+            os.close(write_end)
+        os.set_inheritable(read_end, True)
+        env[FD_VAR] = str(read_end)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(program, cmd, env)  # noqa: S606 - the user's command, by design
+    except OSError as exc:
+        print(f"claude-wrap: cannot run {cmd[0]}: {exc.strerror}", file=sys.stderr)
+        return 127 if isinstance(exc, FileNotFoundError) else 126
+    return EXIT_OK  # not reached
