@@ -68,8 +68,14 @@ def preflight(env: Mapping[str, str]) -> bool:
                     login_end_notice(ends_at, now, env)
                 return True
             held, fine = _take_turn(cred, window_ms, env)
-            if fine:
-                return True
+            if not fine:
+                _slow_preflight(env, held)
+            # Judged afresh (the cache refilled): the login's end is known from it again.
+            now = _now_ms()
+            fine, ends_at = fastpath.judged(cred, window_ms, now)
+            if fine and ends_at is not None and ends_at - now < NOTICE_WITHIN_MS:
+                login_end_notice(ends_at, now, env)
+            return True
         _slow_preflight(env, held)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
