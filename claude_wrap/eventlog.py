@@ -25,21 +25,37 @@ SHOWN_LEVELS = ("WARNING", "ERROR", "CRITICAL")
 WORDS = {"refresh": "refreshed", "repair": "repaired", "adopt": "adopted", "failure": "FAILED"}
 
 
-def human(raw: str, home: str = "") -> str | None:
-    """One human line for a log line, or None when it is not one `log` shows."""
-    m = LINE.match(raw.rstrip("\n"))
-    if m is None:
+class Reader:
+    """Turns log lines into human lines. A warning that only repeats the event its process just
+    logged (the shim's "pre-flight: ..." after a failure event) is not shown twice."""
+
+    def __init__(self, home: str = "") -> None:
+        self.home = home
+        self.last: tuple[str, str] = ("", "")  # (pid, detail) of the last event
+
+    def human(self, raw: str) -> str | None:
+        """One human line for a log line, or None when it is not one `log` shows."""
+        m = LINE.match(raw.rstrip("\n"))
+        if m is None:
+            return None
+        when, pid, level, message = m.groups()
+        if level == "EVENT" and message.startswith(EVENT_PREFIX):
+            parts = message[len(EVENT_PREFIX) :].split("\t")
+            parts += [""] * (4 - len(parts))
+            kind, role, cfg, detail = parts[0], parts[1], parts[2], "\t".join(parts[3:])
+            self.last = (pid, detail)
+            what = WORDS.get(kind, kind)  # a kind added later: its own name
+            where = _short(cfg, self.home)
+            return f"{when}  {where}  {what}: {detail}  (pid {pid}, {role or '?'})"
+        if level in SHOWN_LEVELS:
+            if self.last[0] == pid and self.last[1] and message.endswith(self.last[1]):
+                return None
+            return f"{when}  -  {level.lower()}: {message}  (pid {pid})"
         return None
-    when, pid, level, message = m.groups()
-    if level == "EVENT" and message.startswith(EVENT_PREFIX):
-        parts = message[len(EVENT_PREFIX) :].split("\t")
-        parts += [""] * (4 - len(parts))
-        kind, role, cfg, detail = parts[0], parts[1], parts[2], "\t".join(parts[3:])
-        what = WORDS.get(kind, kind)  # a kind added later: its own name
-        return f"{when}  {_short(cfg, home)}  {what}: {detail}  (pid {pid}, {role or '?'})"
-    if level in SHOWN_LEVELS:
-        return f"{when}  -  {level.lower()}: {message}  (pid {pid})"
-    return None
+
+
+def human(raw: str, home: str = "") -> str | None:
+    return Reader(home).human(raw)
 
 
 def _short(path: str, home: str) -> str:
@@ -58,11 +74,12 @@ def files(path: str) -> list[str]:
 
 def last(path: str, n: int, home: str = "") -> list[str]:
     shown: list[str] = []
+    reader = Reader(home)
     for name in files(path):
         try:
             with open(name, encoding="utf-8", errors="replace") as f:
                 for raw in f:
-                    line = human(raw, home)
+                    line = reader.human(raw)
                     if line is not None:
                         shown.append(line)
         except OSError:
@@ -75,6 +92,7 @@ def follow(path: str, home: str = "", pause_s: float = 0.25) -> Iterator[str]:
     """Lines added after now, like `tail -F`: a rotated or truncated file is reopened from its
     start; a missing one is waited for."""
     f = _open(path, at_end=True)
+    reader = Reader(home)
     partial = ""
     while True:
         chunk = f.read() if f is not None else ""
@@ -82,7 +100,7 @@ def follow(path: str, home: str = "", pause_s: float = 0.25) -> Iterator[str]:
             partial += chunk
             *whole, partial = partial.split("\n")
             for raw in whole:
-                line = human(raw, home)
+                line = reader.human(raw)
                 if line is not None:
                     yield line
             continue
@@ -95,7 +113,7 @@ def follow(path: str, home: str = "", pause_s: float = 0.25) -> Iterator[str]:
             if f is not None:
                 rest = f.read()  # what was written to the old file before it was renamed
                 for raw in (partial + rest).split("\n"):
-                    line = human(raw, home)
+                    line = reader.human(raw)
                     if line is not None:
                         yield line
                 partial = ""
