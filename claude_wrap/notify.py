@@ -98,6 +98,12 @@ def _save(path: str, data: dict[str, Any]) -> None:
             pass
 
 
+def known_dead(env: Mapping[str, str], config_dir: str) -> bool:
+    """Whether the keeper found this folder's login dead (invalid_grant) and no login since."""
+    rec = _load(paths.notified_state(env)).get(config_dir)
+    return isinstance(rec, dict) and rec.get("dead") is True
+
+
 def today(now_ms: int) -> str:
     return time.strftime("%Y-%m-%d", time.localtime(now_ms / 1000))
 

@@ -8,7 +8,8 @@ modules. Only when the cache cannot answer is the login judged (which refills th
   2d 5h   fine, but the login itself ends in that long (within CLAUDE_WRAP_LOGIN_END_WINDOW)
   end     the login has ended (refreshTokenExpiresAt passed): run `claude /login`
   exp     the access token is expired or due: a refresh (any claude through the shim) renews it
-  login   no usable login and no refresh can make one: run `claude /login`
+  login   no usable login and no refresh can make one (logged out, or the keeper met
+          invalid_grant for it): run `claude /login`
   bad     the credentials file cannot be read as a login
   ?       the login could not be looked at (Keychain locked, bad setting)
 """
@@ -57,7 +58,10 @@ def _judge(env: Mapping[str, str], window_ms: int, now: int) -> str:
     if verdict.login_ends_at is not None and verdict.login_ends_at <= now:
         return "end"
     if verdict.state in login.REFRESHABLE:
-        return "exp"
+        from claude_wrap import notify  # noqa: PLC0415
+
+        # The keeper met invalid_grant for it: no refresh will help, only /login.
+        return "login" if notify.known_dead(env, paths.config_dir(env)) else "exp"
     if verdict.state == login.MALFORMED:
         return "bad"
     return "login"

@@ -223,6 +223,8 @@ def test_a_dead_login_is_told_once(sandbox: Sandbox, token_server: TokenServer) 
     assert call[2] == "critical"
     assert "is dead" in call[4]
     assert "claude /login" in call[4]
+    short = sandbox.wrap("status", "--short")
+    assert short.stdout == "login\n"  # not "exp": the keeper knows no refresh will help
     # /login gives a new login: it works, the memory starts afresh, and its death is told again.
     sandbox.write(ending(10 * DAY_MS, refresh="sk-ant-ort01-new-login-DDDDDDDDDD"))
     assert sandbox.wrap("keep", env=DESKTOP).returncode == 0
