@@ -21,10 +21,31 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import contention, harness, hotpath, interactive, profile, realclaude, relay, report
+from bench import (
+    contention,
+    harness,
+    hotpath,
+    interactive,
+    profile,
+    prompt,
+    realclaude,
+    relay,
+    report,
+)
 from bench.harness import REPO
 
-NAMES = ("real", "wrapper", "stdout", "stdin", "latency", "pty", "contention", "growth", "profile")
+NAMES = (
+    "real",
+    "wrapper",
+    "prompt",
+    "stdout",
+    "stdin",
+    "latency",
+    "pty",
+    "contention",
+    "growth",
+    "profile",
+)
 NETNS_FLAG = "CLAUDE_WRAP_BENCH_NETNS"
 DEFAULT_OUT = REPO / "bench" / "results" / "latest.json"
 
@@ -149,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     cases: dict[str, Callable[[Path], dict[str, Any]]] = {
         "real": lambda root: hotpath.real(root, claude, reps) if claude else {},
         "wrapper": lambda root: hotpath.wrapper(root, reps),
+        "prompt": lambda root: prompt.short_status(root, reps),
         "stdout": lambda root: relay.stdout(root, max(2, reps // 2), quick=ns.quick),
         "stdin": lambda root: relay.stdin(root, max(2, reps // 2), quick=ns.quick),
         "latency": lambda root: relay.latency(root, slow, quick=ns.quick),

@@ -97,6 +97,17 @@ def rows_for(name: str, r: dict[str, Any]) -> list[dict[str, Any]]:
                 not imp["forbidden_imported"],
             )
         )
+    elif name == "prompt":
+        for label in ("/bin/true", "python -c pass"):
+            st = r[label]
+            out.append(
+                row(
+                    "prompt",
+                    f"`claude-wrap status --short` against `{label}` (median)",
+                    f"{st['ratio']:.2f}x ({st['direct_median']:.1f} -> "
+                    f"{st['wrapped_median']:.1f} ms)",
+                )
+            )
     elif name in ("stdout", "stdin"):
         label = "stdout relay" if name == "stdout" else "stdin relay"
         sizes = [k for k in r if k.isdigit()]

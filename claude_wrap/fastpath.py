@@ -22,24 +22,39 @@ def _key(cred: str, ident: tuple[int, ...], window_ms: int) -> str:
 
 def still_ok(cred: str, window_ms: int, now_ms: int) -> bool:
     """True when the file is unchanged since it was judged fine and that verdict still holds."""
+    return judged(cred, window_ms, now_ms)[0]
+
+
+def judged(cred: str, window_ms: int, now_ms: int) -> tuple[bool, int | None]:
+    """(still_ok, the login's end in ms or None when unknown), from the cache alone. The login's
+    end (refreshTokenExpiresAt) is kept here so that the shim and `status --short` can warn of it
+    without parsing the file."""
     try:
         st = os.stat(cred)
         with open(paths.verdict_cache(), "rb") as f:
             data = f.read(8192).decode("utf-8", "replace")
     except OSError:
-        return False
-    key, _, until = data.partition("\n")
+        return False, None
+    key, _, rest = data.partition("\n")
+    until, _, end = rest.partition("\n")
     ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key != _key(cred, ident, window_ms):
-        return False
+        return False, None
     try:
-        return now_ms < int(until)
+        if now_ms >= int(until):
+            return False, None
+        return True, int(end) if end else None
     except ValueError:
-        return False
+        return False, None
 
 
-def remember(
-    cred: str, ident: tuple[int, ...], expires_at: int | None, window_ms: int, now_ms: int
+def remember(  # noqa: PLR0917 - one line of the cache each
+    cred: str,
+    ident: tuple[int, ...],
+    expires_at: int | None,
+    window_ms: int,
+    now_ms: int,
+    login_ends_at: int | None = None,
 ) -> None:
     until = now_ms + FAR_MS if expires_at is None else expires_at - window_ms
     path = paths.verdict_cache()
@@ -48,7 +63,8 @@ def remember(
         paths.make_private_dirs(os.path.dirname(path))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, f"{_key(cred, ident, window_ms)}\n{until}".encode())
+            end = "" if login_ends_at is None else str(login_ends_at)
+            os.write(fd, f"{_key(cred, ident, window_ms)}\n{until}\n{end}".encode())
         finally:
             os.close(fd)
         os.replace(tmp, path)

@@ -73,3 +73,57 @@ def logger(env: Mapping[str, str] = os.environ) -> Logger:
         )
     _logger = log
     return log
+
+
+# Events: one line per thing `claude-wrap log` shows (refresh, repair, adopt, failure, ...) -----
+# A line is `<time> <pid> EVENT event\t<kind>\t<role>\t<config dir>\t<detail>`, in the same file
+# and the same leading format as loguru's lines, so that one reader (eventlog.py) reads both. It
+# is appended with os.write, not through loguru: a herd of shims adopting one refresh must not
+# pay loguru's import each (bench/run contention). O_APPEND keeps each line whole; loguru's
+# rotation renames the file and the next event opens the new one by its name.
+EVENT_PREFIX = "event\t"
+_role: str | None = None
+
+
+def set_role(role: str) -> None:
+    """Which of our programs this process is (shim, keeper, refresh, status, ...), for `log`."""
+    global _role  # noqa: PLW0603 - one role per process
+    _role = role
+
+
+def role() -> str:
+    if _role is not None:
+        return _role
+    argv = sys.argv
+    name = os.path.basename(argv[0]) if argv and argv[0] else ""
+    if name == "claude" or argv[1:2] == ["run"]:
+        return "shim"
+    return name or "claude-wrap"
+
+
+def event(kind: str, config_dir: str, detail: str, env: Mapping[str, str] = os.environ) -> None:
+    """Log one event for `claude-wrap log`. Never raises: a log must not stop a refresh."""
+    import time  # noqa: PLC0415 - builtin
+
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+    fields = (kind, role(), config_dir, detail)
+    clean = [mask(str(x)).replace("\t", " ").replace("\n", " ") for x in fields]
+    line = f"{stamp} {os.getpid()} EVENT {EVENT_PREFIX}{chr(9).join(clean)}\n"
+    path = paths.log_file(env)
+    try:
+        folder = os.path.dirname(path)
+        if folder:
+            paths.make_private_dirs(folder)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, line.encode("utf-8", "replace"))
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    if paths.debug(env):
+        try:
+            sys.stderr.write(f"claude-wrap: EVENT: {kind}: {config_dir}: {mask(detail)}\n")
+        except (OSError, ValueError):
+            pass

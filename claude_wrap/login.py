@@ -41,6 +41,7 @@ class Verdict:
         "detail",
         "expires_at",
         "has_refresh_token",
+        "login_ends_at",
         "scopes",
         "state",
         "subscription_type",
@@ -58,6 +59,7 @@ class Verdict:
         has_refresh_token: bool = False,
         subscription_type: str | None = None,
         access_tail: str = "",
+        login_ends_at: int | None = None,
     ) -> None:
         self.state = state
         self.detail = detail
@@ -67,6 +69,8 @@ class Verdict:
         self.has_refresh_token = has_refresh_token
         self.subscription_type = subscription_type
         self.access_tail = access_tail
+        # refreshTokenExpiresAt: the login's hard end (no refresh extends it); None when absent.
+        self.login_ends_at = login_ends_at
 
     def __repr__(self) -> str:
         return f"Verdict({self.state!r}, {self.detail!r})"
@@ -88,6 +92,17 @@ def oauth_section(doc: object) -> dict[str, Any] | None:
     if not isinstance(section, dict):
         raise ValueError(f"{OAUTH_KEY} is {_describe(section)}, not an object")
     return section
+
+
+def login_end(oauth: dict[str, Any]) -> int | None:
+    """refreshTokenExpiresAt (ms) when it is a plausible time, else None: some logins lack it, and
+    a value we cannot read is no reason to judge the login broken (Claude Code does not)."""
+    value = oauth.get("refreshTokenExpiresAt")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value) or not MIN_PLAUSIBLE_MS <= value <= MAX_PLAUSIBLE_MS:
+        return None
+    return int(value)
 
 
 def judge(doc: object, now_ms: int, window_ms: int) -> Verdict:
@@ -132,6 +147,7 @@ def judge(doc: object, now_ms: int, window_ms: int) -> Verdict:
             subscription_type=sub if isinstance(sub, str) else None,
             # Never more than the last 4 characters, and nothing of a short (test) token.
             access_tail=access[-4:] if access and len(access) >= 12 else "",
+            login_ends_at=login_end(oauth),
         )
 
     if not access and not refresh:

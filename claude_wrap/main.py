@@ -23,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
         guest,
         install,
         keep,
+        log,
         refresh,
         status,
         token,
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     install.register(sub)
     keep.register(sub)
     doctor.register(sub)
+    log.register(sub)
     token.register(sub)
     guest.register(sub)
     run = sub.add_parser("run", help="run claude through the shim: claude-wrap run -- ARGS")
@@ -56,12 +58,20 @@ def main(argv: list[str] | None = None) -> int:
         if args[:1] == ["--"]:
             args = args[1:]
         shim.run(args, shim=None)
+    if argv == ["status", "--short"]:
+        # Run by shell prompts before every command line: no argparse, no JSON (shortstatus.py).
+        from claude_wrap import shortstatus  # noqa: PLC0415
+
+        return shortstatus.main()
 
     from claude_wrap.errors import EXIT_USAGE, Interrupted, WrapError  # noqa: PLC0415
     from claude_wrap.paths import SettingError  # noqa: PLC0415
 
     parser = _parser()
     ns = parser.parse_args(argv)
+    from claude_wrap import log  # noqa: PLC0415
+
+    log.set_role({"keep": "keeper"}.get(ns.command, ns.command))
     try:
         return int(ns.func(ns))
     except WrapError as exc:

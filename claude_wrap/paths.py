@@ -28,6 +28,8 @@ DEFAULT_SCOPES = (
 DEFAULT_REFRESH_WINDOW_S = 600.0
 DEFAULT_REFRESH_BUDGET_S = 30.0
 DEFAULT_LOCK_WAIT_S = 15.0
+# The login's hard end (refreshTokenExpiresAt) is shown and warned of from this long before it.
+DEFAULT_LOGIN_END_WINDOW_S = 3 * 86400.0
 
 CREDENTIALS_NAME = ".credentials.json"
 
@@ -133,6 +135,20 @@ def refresh_budget(env: Mapping[str, str] = os.environ) -> float:
 
 def lock_wait(env: Mapping[str, str] = os.environ) -> float:
     return _seconds(env, "CLAUDE_WRAP_LOCK_TIMEOUT", DEFAULT_LOCK_WAIT_S)
+
+
+def login_end_window(env: Mapping[str, str] = os.environ) -> float:
+    return _seconds(env, "CLAUDE_WRAP_LOGIN_END_WINDOW", DEFAULT_LOGIN_END_WINDOW_S)
+
+
+def notified_state(env: Mapping[str, str] = os.environ) -> str:
+    """What the keeper told the user about each login's end (notify.py): no secret in it."""
+    return os.path.join(state_dir(env), "notified.json")
+
+
+def shim_notice_stamp(env: Mapping[str, str] = os.environ) -> str:
+    """Its mtime is when a shim last printed the login-end line (at most once an hour)."""
+    return os.path.join(state_dir(env), "login-end-notice")
 
 
 def token_url(env: Mapping[str, str] = os.environ) -> str:

@@ -20,7 +20,7 @@ from claude_wrap.errors import (
     RefreshRejectedError,
     StorageUnavailableError,
 )
-from claude_wrap.log import logger
+from claude_wrap.log import event, logger
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -102,7 +102,9 @@ def assess(
     if verdict.state == login.MALFORMED:
         return snap, verdict
     if verdict.state == login.OK and storage.kind == "file":
-        fastpath.remember(storage.where, snap.ident, verdict.expires_at, window_ms, at_ms)
+        fastpath.remember(
+            storage.where, snap.ident, verdict.expires_at, window_ms, at_ms, verdict.login_ends_at
+        )
     return snap, verdict
 
 
@@ -271,6 +273,8 @@ def ensure_fresh(
             if current.state == login.OK and (not force or _access(snap) != seen):
                 action = ADOPTED if _access(snap) != seen else NONE
                 _note(env, "login is usable after taking the lock: {}", action)
+                if action == ADOPTED:
+                    _adopted(env, before)
                 return Outcome(action, before, current, [])
             error = unfixable(path, current)
             if error is not None:
@@ -279,11 +283,18 @@ def ensure_fresh(
     except lock.WaitEnded:
         snap, current = assess(storage, window_ms)
         _note(env, "another process refreshed the login while we waited; adopted")
+        _adopted(env, before)
         return Outcome(ADOPTED, before, current, [])
     except _Replaced:
         snap, current = assess(storage, window_ms)
         _note(env, "another process refreshed the login just before our request; adopted")
+        _adopted(env, before)
         return Outcome(ADOPTED, before, current, [])
+
+
+def _adopted(env: Mapping[str, str], before: login.Verdict) -> None:
+    event("adopt", paths.config_dir(env), f"login was {before.state}; another process had "
+          "renewed it, nothing spent", env)
 
 
 def _refresh(  # noqa: PLR0917 - private, called once
@@ -366,6 +377,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
             )
         except (RefreshRejectedError, RefreshOutcomeUnknownError) as exc:
             _failed_tokens[_token_of(sent)] = exc
+            event("failure", paths.config_dir(env), str(exc), env)
             raise
         finally:
             if timer:
@@ -383,6 +395,9 @@ def _refresh(  # noqa: PLR0917 - private, called once
     _, after = assess(storage, window_ms)
     changes = describe(snap.doc, new_doc)
     log.info("refreshed: {}", "; ".join(changes))
+    # A repair: the login looked fine to us but was refused, or had lost its scopes.
+    kind = "repair" if before.state in (login.MISSING_SCOPES, login.OK) else "refresh"
+    event(kind, paths.config_dir(env), f"login was {before.state}: {'; '.join(changes)}", env)
     warnings = []
     if mode & 0o077:
         warnings.append(f"{path} was readable by other users (mode {mode:04o}); it is now 0600")

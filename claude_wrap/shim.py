@@ -26,6 +26,9 @@ ACTIVE = "CLAUDE_WRAP_ACTIVE"
 # Runs that never use the stored login: no point in checking it first.
 NO_AUTH_FLAGS = frozenset(("--version", "-v", "--help", "-h"))
 NO_AUTH_COMMANDS = (("auth", "login"), ("auth", "logout"), ("setup-token",))
+# The login's hard end (refreshTokenExpiresAt) this close: one stderr line, at most hourly.
+NOTICE_WITHIN_MS = 86_400_000
+NOTICE_EVERY_S = 3600
 
 
 def say(message: str) -> None:
@@ -62,11 +65,21 @@ def preflight(env: Mapping[str, str]) -> bool:
         window_ms = int(paths.refresh_window(env) * 1000)
         # The verdict cache knows files only: a Keychain login is judged afresh each run.
         if paths.storage_kind(env) == "file":
-            if fastpath.still_ok(cred, window_ms, _now_ms()):
+            now = _now_ms()
+            fine, ends_at = fastpath.judged(cred, window_ms, now)
+            if fine:
+                if ends_at is not None and ends_at - now < NOTICE_WITHIN_MS:
+                    login_end_notice(ends_at, now, env)
                 return True
             held, fine = _take_turn(cred, window_ms, env)
-            if fine:
-                return True
+            if not fine:
+                _slow_preflight(env, held)
+            # Judged afresh (the cache refilled): the login's end is known from it again.
+            now = _now_ms()
+            fine, ends_at = fastpath.judged(cred, window_ms, now)
+            if fine and ends_at is not None and ends_at - now < NOTICE_WITHIN_MS:
+                login_end_notice(ends_at, now, env)
+            return True
         _slow_preflight(env, held)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
@@ -89,6 +102,32 @@ def preflight(env: Mapping[str, str]) -> bool:
         if held is not None:
             held.release()
     return True
+
+
+def login_end_notice(ends_at: int, now_ms: int, env: Mapping[str, str]) -> None:
+    """One line on stderr (never stdout: scripts parse it) when the login ends within a day, at
+    most once an hour across all shims: the stamp file's mtime says when it was last said."""
+    import time  # noqa: PLC0415 - builtin module, cheap
+
+    stamp = paths.shim_notice_stamp(env)
+    try:
+        if now_ms / 1000 - os.stat(stamp).st_mtime < NOTICE_EVERY_S:
+            return
+    except OSError:
+        pass
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(ends_at / 1000))
+    left_s = (ends_at - now_ms) // 1000
+    if left_s <= 0:
+        say(f"warning: this login ended at {when}; run `claude /login` to log in again")
+    else:
+        h, m = divmod(left_s // 60, 60)
+        say(f"warning: this login ends in {h}h{m:02d}m ({when}): run `claude /login` before then")
+    try:
+        paths.make_private_dirs(os.path.dirname(stamp))
+        os.close(os.open(stamp, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        os.utime(stamp, (now_ms / 1000, now_ms / 1000))
+    except OSError:
+        pass  # without the stamp the line comes again next run: a nuisance, not a failure
 
 
 def _now_ms() -> int:

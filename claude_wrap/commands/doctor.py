@@ -296,11 +296,24 @@ def check_login(env: Mapping[str, str], storage: store.Storage) -> list[Finding]
         return [Finding(name, FAIL, str(exc), exc.hint or None, where=storage.where)]
     detail = f" ({verdict.detail})" if verdict.detail else ""
     text = f"{verdict.state}{detail} in {storage.where}"
+    ends = _login_end(env, verdict)
     if verdict.state == login.OK:
-        return [Finding(name, OK, text, state=verdict.state, where=storage.where)]
+        return [Finding(name, OK, text, state=verdict.state, where=storage.where), *ends]
     level = WARN if verdict.state in login.REFRESHABLE else FAIL
     fix = ADVICE[verdict.state]
-    return [Finding(name, level, text, fix, state=verdict.state, where=storage.where)]
+    return [Finding(name, level, text, fix, state=verdict.state, where=storage.where), *ends]
+
+
+def _login_end(env: Mapping[str, str], verdict: login.Verdict) -> list[Finding]:
+    """A warning when the login's hard end (refreshTokenExpiresAt) is within the window."""
+    from claude_wrap import loginend  # noqa: PLC0415
+
+    now = int(time.time() * 1000)
+    ends_at = verdict.login_ends_at
+    window_ms = int(paths.login_end_window(env) * 1000)
+    if ends_at is None or not loginend.within(ends_at, now, window_ms):
+        return []
+    return [Finding("login end", WARN, loginend.sentence(ends_at, now), "run `claude /login`")]
 
 
 def check_mode(path: str, *, fix: bool) -> list[Finding]:

@@ -12,8 +12,8 @@ import os
 import sys
 from typing import Any
 
-from claude_wrap import configs, login, paths, refresher, store
-from claude_wrap.errors import EXIT_OK, EXIT_WRITE, WrapError
+from claude_wrap import configs, login, notify, paths, refresher, store
+from claude_wrap.errors import EXIT_OK, EXIT_WRITE, RefreshRejectedError, WrapError
 
 
 def register(sub: Any) -> None:
@@ -44,7 +44,10 @@ def run(ns: argparse.Namespace) -> int:
         except WrapError as exc:
             print(f"claude-wrap: {folder.path}: {exc}", file=sys.stderr)
             status = status or exc.exit_code
+            if isinstance(exc, RefreshRejectedError) and exc.error == "invalid_grant":
+                notify.consider(folder.env, folder.path, ends_at=None, dead=True)
             continue
+        notify.consider(folder.env, folder.path, ends_at=outcome.after.login_ends_at, dead=False)
         if outcome.action == refresher.REFRESHED:
             print(f"{folder.path}: refreshed: {'; '.join(outcome.changes)}")
         elif outcome.action == refresher.ADOPTED:

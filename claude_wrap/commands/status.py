@@ -9,7 +9,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import configs, login, paths, refresher, store
+from claude_wrap import configs, login, loginend, paths, refresher, store
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK
 
 if TYPE_CHECKING:
@@ -33,6 +33,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser("status", help="show the state of the stored login")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument(
+        "--short",
+        action="store_true",
+        help="a few characters for a shell prompt or status bar (ok, 2d, exp, login, ...)",
+    )
+    p.add_argument(
         "--all",
         action="store_true",
         help="every Claude config folder found (~/.claude, CLAUDE_CONFIG_DIR, ~/.claude-*)",
@@ -53,8 +58,11 @@ def expiry_words(expires_at: int | None, now_ms: int) -> tuple[str, str]:
     return when.strftime("%Y-%m-%d %H:%M:%S %Z"), left
 
 
-def report(path: str, verdict: login.Verdict, now_ms: int) -> dict[str, Any]:
+def report(
+    path: str, verdict: login.Verdict, now_ms: int, end_window_ms: int = 0
+) -> dict[str, Any]:
     when, left = expiry_words(verdict.expires_at, now_ms)
+    ends_at = verdict.login_ends_at
     return {
         "state": verdict.state,
         "usable": verdict.usable,
@@ -69,13 +77,22 @@ def report(path: str, verdict: login.Verdict, now_ms: int) -> dict[str, Any]:
         "has_refresh_token": verdict.has_refresh_token,
         "access_token_tail": verdict.access_tail,
         "world_readable": store.world_readable(path),
+        # refreshTokenExpiresAt: the login's hard end, which no refresh extends (null: unknown).
+        "login_ends_at": ends_at,
+        "login_ends": None if ends_at is None else loginend.when(ends_at),
+        "login_ends_soon": loginend.within(ends_at, now_ms, end_window_ms),
+        "login_end_notice": (
+            loginend.sentence(ends_at, now_ms)
+            if ends_at is not None and loginend.within(ends_at, now_ms, end_window_ms)
+            else None
+        ),
     }
 
 
 def examine(env: Mapping[str, str], now: int) -> tuple[dict[str, Any], login.Verdict]:
     storage = store.open_storage(env)
     _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000), now)
-    data = report(storage.where, verdict, now)
+    data = report(storage.where, verdict, now, int(paths.login_end_window(env) * 1000))
     data["storage"] = storage.kind
     if storage.kind != "file":
         data["world_readable"] = False
@@ -83,6 +100,10 @@ def examine(env: Mapping[str, str], now: int) -> tuple[dict[str, Any], login.Ver
 
 
 def run(ns: argparse.Namespace) -> int:
+    if ns.short:
+        from claude_wrap import shortstatus  # noqa: PLC0415
+
+        return shortstatus.main()
     now = int(time.time() * 1000)
     if ns.all:
         return run_all(ns, now)
@@ -128,6 +149,8 @@ def render(data: dict[str, Any]) -> str:
         lines.append(f"refresh token: {'present' if data['has_refresh_token'] else 'absent'}")
         if data["access_token_tail"]:
             lines.append(f"access token: …{data['access_token_tail']}")
+    if data.get("login_end_notice"):
+        lines.append(data["login_end_notice"])
     if data["world_readable"]:
         lines.append("warning: the file is readable by other users; the next write makes it 0600")
     return "\n".join(lines)

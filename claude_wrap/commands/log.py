@@ -1,0 +1,35 @@
+"""`claude-wrap log`: the last refreshes, repairs, adoptions and failures, one line each."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from claude_wrap import eventlog, paths
+from claude_wrap.errors import EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "log", help="the last refreshes, repairs, adoptions and failures, from the log file"
+    )
+    p.add_argument("-n", type=int, default=20, metavar="N", help="how many lines (default 20)")
+    p.add_argument("-f", "--follow", action="store_true", help="then show new ones as they come")
+    p.set_defaults(func=run)
+
+
+def run(ns: argparse.Namespace) -> int:
+    path = paths.log_file()
+    home = paths.home()
+    for line in eventlog.last(path, ns.n, home):
+        print(line)
+    if not ns.follow:
+        return EXIT_OK
+    sys.stdout.flush()
+    try:
+        for line in eventlog.follow(path, home):
+            print(line, flush=True)
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C is how -f ends: quietly
+    return EXIT_OK

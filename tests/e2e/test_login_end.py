@@ -1,0 +1,32 @@
+"""The real binary behind the shim when the login ends within a day: claude's own output is
+untouched, the shim adds one stderr line, and only once within the hour."""
+
+from __future__ import annotations
+
+from ..tokenserver import TokenServer
+from .fakeapi import FakeAnthropicAPI
+from .isolation import ClaudeHome, new_tokens, now_ms
+from .wrapped import Shim
+
+HOUR_MS = 3_600_000
+
+
+def test_the_login_ends_within_a_day(
+    shim: Shim, claude_home: ClaudeHome, fake_api: FakeAnthropicAPI, token_server: TokenServer
+) -> None:
+    fake_api.answer = "answered while the login lasts"
+    tokens = new_tokens()
+    ends = now_ms() + 5 * HOUR_MS
+    claude_home.write_credentials(tokens, oauth_extra={"refreshTokenExpiresAt": ends})
+    env = shim.env(claude_home, token_server.url)
+    first = shim.run(claude_home, "--print", input=b"hello\n", env=env)
+    second = shim.run(claude_home, "--print", input=b"hello\n", env=env)
+    for run in (first, second):
+        assert run.returncode == 0, run.err
+        assert run.out == fake_api.answer + "\n"
+    [line] = first.err.splitlines()
+    assert line.startswith("claude-wrap: warning: this login ends in 4h")
+    assert line.endswith("run `claude /login` before then")
+    assert second.err == ""
+    assert token_server.requests == []
+    assert claude_home.read_credentials()["claudeAiOauth"]["refreshTokenExpiresAt"] == ends
