@@ -49,7 +49,7 @@ def test_every_problem_comes_with_its_fix_and_fix_repairs_the_safe_ones(
     sandbox.write(login_doc(scopes=None), mode=0o644)
     stale = sandbox.cfg / ".oauth_refresh.lock"
     stale.mkdir()
-    age(stale, 60)
+    age(stale, 90)
     future = Path(str(sandbox.cfg) + ".lock")  # the legacy lock, beside the folder
     future.mkdir()
     age(future, -3600)  # an hour ahead: the clock was moved back
@@ -85,7 +85,7 @@ def test_fix_leaves_a_lock_alone_while_a_refresh_holds_our_flock(sandbox: Sandbo
     sandbox.write(login_doc())
     stale = sandbox.cfg / ".oauth_refresh.lock"
     stale.mkdir()
-    age(stale, 60)
+    age(stale, 90)
     fd = os.open(sandbox.cfg, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -95,6 +95,22 @@ def test_fix_leaves_a_lock_alone_while_a_refresh_holds_our_flock(sandbox: Sandbo
     assert stale.exists()
     message = by_check(data, "locks")[0]["message"]
     assert "a claude-wrap refresh is running" in message
+
+
+def test_fix_leaves_every_lock_that_the_refresh_respects(sandbox: Sandbox) -> None:
+    """doctor judges locks by lock.py's rules: 25 s without a heartbeat is within 2.1.332's 60 s
+    stale time, and 30 s ahead is within the clock-change margin, so --fix keeps both."""
+    sandbox.write(login_doc())
+    young = sandbox.cfg / ".oauth_refresh.lock"
+    young.mkdir()
+    age(young, 25)
+    ahead = Path(str(sandbox.cfg) + ".lock")
+    ahead.mkdir()
+    age(ahead, -30)
+    _, data = doctor(sandbox, "--fix")
+    assert young.exists() and ahead.exists()
+    assert all(f["level"] == "ok" for f in by_check(data, "locks"))
+    assert all("held by a running refresh" in f["message"] for f in by_check(data, "locks"))
 
 
 def test_recursion_risks_are_reported(sandbox: Sandbox) -> None:

@@ -28,9 +28,6 @@ if TYPE_CHECKING:
 OK = "ok"
 WARN = "warn"
 FAIL = "fail"
-# An mtime this far ahead of the clock cannot come from a live holder's heartbeat: the clock
-# moved back (protocol.md section 8), and Claude Code would wait on such a lock for ever.
-FUTURE_TOLERANCE_S = 5.0
 RC_FILES = (".bashrc", ".bash_profile", ".profile", ".zshrc", ".config/fish/config.fish")
 
 
@@ -357,7 +354,8 @@ def check_locks(cfg: str, *, fix: bool) -> list[Finding]:
             )
             continue
         age = time.time() - st.st_mtime
-        if -FUTURE_TOLERANCE_S <= age <= stale_s:
+        # lock.py's own rule (stale time, clock moved), so --fix never removes a lock it respects.
+        if not lock.DirLock(path, stale_s=stale_s).is_stale():
             found.append(
                 Finding(name, OK, f"{path} is held by a running refresh ({age:.0f} s old)")
             )
@@ -396,7 +394,7 @@ def remove_stale_lock(cfg: str, path: str, stale_s: float) -> str:
     try:
         if not flock.try_acquire():
             return "not removed: a claude-wrap refresh is running; try again in a moment"
-        if not lock.DirLock(path, stale_s=stale_s).is_stale() and not _future(path):
+        if not lock.DirLock(path, stale_s=stale_s).is_stale():
             return "not removed: it was taken again meanwhile"
         try:
             os.rmdir(path)
@@ -407,13 +405,6 @@ def remove_stale_lock(cfg: str, path: str, stale_s: float) -> str:
         return "removed (--fix)"
     finally:
         flock.release()
-
-
-def _future(path: str) -> bool:
-    try:
-        return os.stat(path).st_mtime > time.time() + FUTURE_TOLERANCE_S
-    except OSError:
-        return False
 
 
 def check_temps(path: str, *, fix: bool) -> list[Finding]:
