@@ -43,6 +43,30 @@ def test_a_healthy_setup_exits_zero(sandbox: Sandbox) -> None:
     assert all(f["fix"] is None for f in data["findings"])
 
 
+def test_it_says_when_the_real_claude_is_newer_than_the_newest_tested(sandbox: Sandbox) -> None:
+    from claude_wrap import versions
+
+    sandbox.write(login_doc())
+    newest = versions.parse(versions.newest_tested())
+    assert newest is not None
+    newer = ".".join(map(str, (*newest[:-1], newest[-1] + 1)))
+    result = sandbox.wrap("doctor", env={**sandbox.shim_env(), "FAKE_CLAUDE_VERSION": newer})
+    assert result.returncode == 0, result.stdout  # said, not a problem
+    lines = result.stdout.splitlines()
+    assert f"OK    real claude: {sandbox.fake} ({newer} (Claude Code))" in lines
+    at = lines.index(
+        f"OK    claude version: Claude Code {newer} is newer than the newest release claude-wrap "
+        f"was tested with ({versions.newest_tested()})"
+    )
+    assert "scripts/compat latest" in lines[at + 1]
+    # The newest tested release itself: no such line.
+    same = sandbox.wrap(
+        "doctor", env={**sandbox.shim_env(), "FAKE_CLAUDE_VERSION": versions.newest_tested()}
+    )
+    assert "claude version" not in same.stdout
+    assert f"({versions.newest_tested()} (Claude Code))" in same.stdout
+
+
 def test_every_problem_comes_with_its_fix_and_fix_repairs_the_safe_ones(
     sandbox: Sandbox,
 ) -> None:

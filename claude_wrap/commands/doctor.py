@@ -17,7 +17,7 @@ import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import keeper, locate, lock, login, paths, refresher, store
+from claude_wrap import binary, keeper, locate, lock, login, paths, refresher, store, versions
 from claude_wrap.commands.status import ADVICE
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK, StorageUnavailableError
 from claude_wrap.flock import FolderFlock
@@ -183,7 +183,22 @@ def check_real_binary(env: Mapping[str, str], shim: str | None) -> list[Finding]
                 path=real,
             )
         ]
-    return [Finding(name, OK, f"{real} ({version})", path=real, version=version)]
+    found = [Finding(name, OK, f"{real} ({version})", path=real, version=version)]
+    number = version.split()[0]
+    if binary.newer_than_tested(number):
+        # Said, but not a problem (doctor stays healthy): Claude Code updates itself, and a newer
+        # release most likely works; only nobody has proven it yet.
+        found.append(
+            Finding(
+                "claude version",
+                OK,
+                f"Claude Code {number} is newer than the newest release claude-wrap was tested "
+                f"with ({versions.newest_tested()})",
+                "test it with `scripts/compat latest` (in a claude-wrap checkout)",
+                version=number,
+            )
+        )
+    return found
 
 
 def alias_in_rc(env: Mapping[str, str]) -> str | None:
