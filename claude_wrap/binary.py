@@ -114,7 +114,9 @@ def _asked(real: str, env: Mapping[str, str]) -> str | None:
     tmp = f"{_cache_file(env)}.{os.getpid()}"
     try:
         paths.make_private_dirs(paths.state_dir(env))
-        with open(tmp, "w", encoding="utf-8") as f:
+        # Private from birth, like every file we create (no token here, but a path list).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(cache, f)
         os.replace(tmp, _cache_file(env))
     except OSError:
