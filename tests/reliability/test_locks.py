@@ -195,6 +195,36 @@ def test_a_killed_wrappers_locks_are_taken_over_at_once(
     FIGURES["locks: killed holders taken over"] += 1
 
 
+def test_a_killed_wrappers_owner_record_alone_proves_it_gone(
+    sandbox: RSandbox, token_server: TokenServer
+) -> None:
+    """Without our own holder records (removed here), the owner record that claude-wrap writes in
+    Claude Code's format is enough: the next refresh takes the fresh locks over at once, as
+    2.1.332 does (tests/e2e/test_lock_interop.py proves it takes them itself)."""
+    import shutil
+
+    sandbox.write(expired("owner"))
+    token_server.script(Reply(hang=True))
+    proc = start_refresh(sandbox)
+    for _ in range(400):
+        if token_server.requests:
+            break
+        time.sleep(0.025)
+    assert token_server.requests, "the wrapper never sent its request"
+    record = json.loads((sandbox.cfg / ".oauth_refresh.lock.owner").read_text())
+    assert record["pid"] == proc.pid
+    proc.send_signal(signal.SIGKILL)
+    finish(sandbox, proc)
+    shutil.rmtree(sandbox.state / "claude-wrap" / "locks")  # our holder records
+    assert lock_dirs(sandbox.cfg) == [".oauth_refresh.lock", ".claude.lock"]
+    result = sandbox.wrap("refresh", env={"CLAUDE_WRAP_LOCK_TIMEOUT": "2"})
+    assert result.returncode == 0, result.stderr
+    assert lock_dirs(sandbox.cfg) == []
+    assert not (sandbox.cfg / ".oauth_refresh.lock.owner").exists()
+    assert count_requests(token_server) == 2
+    FIGURES["locks: killed holders taken over by owner record"] += 1
+
+
 def test_a_live_unrecorded_lock_is_not_taken_over_early(
     sandbox: RSandbox, token_server: TokenServer
 ) -> None:
