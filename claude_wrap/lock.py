@@ -28,7 +28,9 @@ let our own processes take over at once what a killed claude-wrap left.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import sys
 import threading
 import time
 
@@ -41,6 +43,7 @@ from claude_wrap.store import pid_alive
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from typing import Any
 
 # The longest stale time of the refresh and legacy locks among supported versions (2.1.332's; up
 # to 2.1.197 it was proper-lockfile's default, 10 s).
@@ -80,7 +83,7 @@ class DirLock:
 
     def try_acquire(self) -> bool:
         try:
-            _mkdir(self.path)
+            self._create()
         except FileExistsError:
             why = "stale" if self.is_stale() else "abandoned" if self.abandoned() else ""
             if why:
@@ -93,19 +96,52 @@ class DirLock:
             else:
                 return False
             try:
-                _mkdir(self.path)
+                self._create()
             except FileExistsError:
                 return False
             self.taken_over = why
         self.held = True
+        return True
+
+    def _create(self) -> None:
+        """Take the folder, our holder record written before it appears under its name.
+
+        A plain mkdir then a record leaves a window in which a kill makes a lock nobody can
+        prove abandoned, waited out for the whole 60 s. So, where the system can, the folder is
+        made under a name of its own, noted, and renamed into place without replacing anything
+        (renameat2 RENAME_NOREPLACE: fails like mkdir when the lock exists). Raises
+        FileExistsError when the lock is held."""
+        if os.path.lexists(self.path):
+            # Held (or left): before our record is touched, which may still name a dead
+            # claude-wrap's folder that is about to be judged abandoned.
+            raise FileExistsError(self.path)
+        if self.record is None or not _can_rename_noreplace():
+            _mkdir(self.path)
+            self._noted_now(self.path)
+            return
+        tmp = f"{self.path}.cw-{os.getpid()}-{os.urandom(4).hex()}"
+        _mkdir(tmp)
         try:
-            st = os.stat(self.path)
+            self._noted_now(tmp)
+            if not _rename_noreplace(tmp, self.path):
+                os.rmdir(tmp)  # not supported here after all: the plain way
+                _mkdir(self.path)
+                self._noted_now(self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.rmdir(tmp)
+            with contextlib.suppress(OSError):
+                os.unlink(self.record)  # it named our folder, which never became the lock
+            raise
+
+    def _noted_now(self, path: str) -> None:
+        try:
+            st = os.stat(path)
         except OSError:
-            return True
+            return
         self._ident = (st.st_dev, st.st_ino)
         self._mtime_ns = st.st_mtime_ns
         self._note(st.st_mtime_ns, st.st_mtime_ns)
-        return True
 
     def abandoned(self) -> bool:
         """True when the folder is one a claude-wrap process made and that process is dead."""
@@ -215,6 +251,38 @@ def _mkdir(path: str) -> None:
     except OSError as exc:
         # Not "someone holds it" but "it cannot be taken at all": read-only or full folder.
         raise LockUnavailableError(path, exc.strerror or str(exc)) from None
+
+
+_RENAME_NOREPLACE = 1
+_renameat2: Any = None
+
+
+def _can_rename_noreplace() -> bool:
+    global _renameat2  # noqa: PLW0603 - looked up once per process
+    if _renameat2 is None:
+        _renameat2 = False
+        if sys.platform.startswith("linux"):
+            import ctypes  # noqa: PLC0415 - only around a refresh
+
+            with contextlib.suppress(OSError, AttributeError):
+                libc = ctypes.CDLL(None, use_errno=True)
+                _renameat2 = libc.renameat2
+    return _renameat2 is not False
+
+
+def _rename_noreplace(src: str, dst: str) -> bool:
+    """Rename unless `dst` exists (FileExistsError then); False when the file system cannot."""
+    import ctypes  # noqa: PLC0415
+
+    at_fdcwd = -100
+    if _renameat2(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EEXIST, errno.ENOTEMPTY):
+        raise FileExistsError(dst)
+    if err in (errno.EINVAL, errno.ENOSYS):
+        return False
+    raise LockUnavailableError(dst, os.strerror(err))
 
 
 def _record_path(records: str, lock_path: str) -> str:
