@@ -120,7 +120,10 @@ class DirLock:
             self._noted_now(self.path)
             return
         tmp = f"{self.path}.cw-{os.getpid()}-{os.urandom(4).hex()}"
-        _mkdir(tmp)
+        try:
+            _mkdir(tmp)
+        except LockUnavailableError as exc:
+            raise LockUnavailableError(self.path, exc.reason) from None  # name the lock itself
         try:
             self._noted_now(tmp)
             if not _rename_noreplace(tmp, self.path):
