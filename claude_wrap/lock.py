@@ -1,30 +1,40 @@
-"""The locks Claude Code takes around a refresh, taken the same way (shared/protocol.md section 3).
+"""The locks Claude Code takes around a refresh, taken the same way (protocol.md sections 3, 9).
 
 Claude Code uses proper-lockfile style directory locks: `mkdir` acquires, `rmdir` releases, and a
-lock whose mtime is older than 10 s counts as stale, so the holder touches it while it works. We
-take the same directories in the same order with the same heartbeat, so Claude Code and we never
-spend one refresh token twice.
+lock whose mtime is old enough counts as stale, so the holder touches it while it works. Up to
+2.1.197 the refresh and legacy locks are stale after 10 s; 2.1.332 counts them stale only after
+60 s and touches them every 5 s. We judge them by the longest stale time any supported version
+uses (60 s) and touch ours every 2 s, faster than any version expects, so no version takes over a
+lock we hold and we take over none whose holder may be alive.
+
+2.1.332 also names the holder in an owner record (lockowner.py) and takes a lock over at once
+when the record proves its holder gone. We read the record by its rules and write it while we hold
+the locks, so either side takes over at once what the other left when it was killed.
 
 Among our own processes we first serialise on an flock of the config folder: the kernel drops it
 when a process dies, even by SIGKILL, so our processes never wait on each other's leftovers, and
 only one of them at a time ever judges a directory lock stale and takes it over.
 
-A lock folder a killed claude-wrap left behind would still block everyone for the 10 s stale time.
-So each folder we create is noted in a holder record in our state folder (never inside the lock
+Each folder we create is also noted in a holder record in our state folder (never inside the lock
 folder: proper-lockfile removes stale locks with a plain rmdir, which a file inside would defeat):
 our pid and pid namespace, the folder's device and inode, and its mtime(s). A folder that
 matches a record exactly, whose pid is dead, is ours and abandoned, and is taken over at once.
-Claude Code's folders never match (another inode or another mtime to the nanosecond), so for them
-the 10 s rule stands.
+Claude Code's folders never match (another inode or another mtime to the nanosecond). These stay
+needed beside the owner record: Claude Code keeps no owner record of `.storage-write.lock`, and
+where no owner record can be written (no birth time from the file system, not Linux) they still
+let our own processes take over at once what a killed claude-wrap left.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import sys
 import threading
 import time
 
+from claude_wrap import lockowner
 from claude_wrap.errors import LockTimeoutError, LockUnavailableError
 from claude_wrap.flock import FolderFlock, HeldFlock
 from claude_wrap.paths import make_private_dirs
@@ -33,20 +43,32 @@ from claude_wrap.store import pid_alive
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from typing import Any
 
-STALE_S = 10.0  # proper-lockfile's default, as Claude Code uses it
-WRITE_STALE_S = 15.0
+# The longest stale time of the refresh and legacy locks among supported versions (2.1.332's; up
+# to 2.1.197 it was proper-lockfile's default, 10 s).
+STALE_S = 60.0
+WRITE_STALE_S = 15.0  # `.storage-write.lock`, the same in every supported version
 FUTURE_S = 60.0  # an mtime this far ahead is a clock change, not a live holder
-HEARTBEAT_S = 2.0
+HEARTBEAT_S = 2.0  # 2.1.332 touches every 5 s and expects no less
 POLL_S = 0.05
 
 
 class DirLock:
-    def __init__(self, path: str, stale_s: float = STALE_S, records: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        stale_s: float = STALE_S,
+        records: str | None = None,
+        owner: tuple[str, str] | None = None,
+    ) -> None:
         self.path = path
         self.stale_s = stale_s
         self.held = False
-        self.taken_over = ""  # "stale" or "abandoned" when we removed another holder's folder
+        # "stale", "abandoned" (our holder record) or "holder gone" (Claude Code's owner record)
+        # when we removed another holder's folder
+        self.taken_over = ""
+        self.owner = owner  # (config dir, legacy lock) for `.oauth_refresh.lock`
         self.record = _record_path(records, path) if records else None
         self._ident: tuple[int, int] = (0, 0)
         self._mtime_ns = 0
@@ -61,29 +83,68 @@ class DirLock:
 
     def try_acquire(self) -> bool:
         try:
-            _mkdir(self.path)
+            self._create()
         except FileExistsError:
             why = "stale" if self.is_stale() else "abandoned" if self.abandoned() else ""
-            if not why:
+            if why:
+                # Stale (the holder died or the clock moved) or left by a dead claude-wrap:
+                # proper-lockfile removes it and retries, and so do we.
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    os.rmdir(self.path)
+            elif self.owner is not None and owner_takeover(self.owner[0], self.path, self.owner[1]):
+                why = "holder gone"  # removed already, with the legacy lock and the record
+            else:
                 return False
-            # Stale (the holder died or the clock moved) or left by a dead claude-wrap:
-            # proper-lockfile removes it and retries, and so do we.
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                os.rmdir(self.path)
             try:
-                _mkdir(self.path)
+                self._create()
             except FileExistsError:
                 return False
             self.taken_over = why
         self.held = True
+        return True
+
+    def _create(self) -> None:
+        """Take the folder, our holder record written before it appears under its name.
+
+        A plain mkdir then a record leaves a window in which a kill makes a lock nobody can
+        prove abandoned, waited out for the whole 60 s. So, where the system can, the folder is
+        made under a name of its own, noted, and renamed into place without replacing anything
+        (renameat2 RENAME_NOREPLACE: fails like mkdir when the lock exists). Raises
+        FileExistsError when the lock is held."""
+        if os.path.lexists(self.path):
+            # Held (or left): before our record is touched, which may still name a dead
+            # claude-wrap's folder that is about to be judged abandoned.
+            raise FileExistsError(self.path)
+        if self.record is None or not _can_rename_noreplace():
+            _mkdir(self.path)
+            self._noted_now(self.path)
+            return
+        tmp = f"{self.path}.cw-{os.getpid()}-{os.urandom(4).hex()}"
         try:
-            st = os.stat(self.path)
+            _mkdir(tmp)
+        except LockUnavailableError as exc:
+            raise LockUnavailableError(self.path, exc.reason) from None  # name the lock itself
+        try:
+            self._noted_now(tmp)
+            if not _rename_noreplace(tmp, self.path):
+                os.rmdir(tmp)  # not supported here after all: the plain way
+                _mkdir(self.path)
+                self._noted_now(self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.rmdir(tmp)
+            with contextlib.suppress(OSError):
+                os.unlink(self.record)  # it named our folder, which never became the lock
+            raise
+
+    def _noted_now(self, path: str) -> None:
+        try:
+            st = os.stat(path)
         except OSError:
-            return True
+            return
         self._ident = (st.st_dev, st.st_ino)
         self._mtime_ns = st.st_mtime_ns
         self._note(st.st_mtime_ns, st.st_mtime_ns)
-        return True
 
     def abandoned(self) -> bool:
         """True when the folder is one a claude-wrap process made and that process is dead."""
@@ -138,6 +199,53 @@ class DirLock:
                     os.unlink(self.record)
 
 
+def owner_takeover(cfg: str, lock_path: str, legacy_path: str) -> bool:
+    """Remove the lock (and the legacy lock) when Claude Code's owner record proves its holder
+    gone, by 2.1.332's own rules: the record names this very folder (birth time), this machine
+    and pid namespace, a pid that is gone or is another process now, and the legacy lock is absent
+    or the recorded one; the lock's mtime must not move meanwhile. True when removed."""
+    rec = lockowner.read(cfg)
+    if rec is None:
+        return False  # no record: the stale time stands
+    try:
+        watched = os.stat(lock_path).st_mtime_ns
+    except OSError:
+        return False
+
+    def same_lock() -> bool:
+        try:
+            unmoved = os.stat(lock_path).st_mtime_ns == watched
+        except OSError:
+            return False
+        return unmoved and lockowner.same_birth(
+            lockowner.birth_ms(lock_path), rec["lockBirthtimeMs"]
+        )
+
+    if not same_lock():
+        return False
+    if rec["pidDomain"] != lockowner.pid_domain() or rec["pidSpace"] != lockowner.pid_space():
+        return False  # another machine or pid namespace: its pids mean nothing here
+    if not lockowner.pid_view_trusted() or not lockowner.holder_gone(rec):
+        return False
+    if os.path.lexists(legacy_path):
+        if not lockowner.same_birth(
+            lockowner.birth_ms(legacy_path), rec.get("legacyLockBirthtimeMs")
+        ):
+            return False  # the legacy lock is someone else's: held
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(legacy_path)
+    if not same_lock():
+        return False
+    try:
+        os.rmdir(lock_path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return False
+    lockowner.remove_if(cfg, rec["pid"], rec["lockBirthtimeMs"])
+    return True
+
+
 def _mkdir(path: str) -> None:
     try:
         os.mkdir(path, 0o700)
@@ -146,6 +254,38 @@ def _mkdir(path: str) -> None:
     except OSError as exc:
         # Not "someone holds it" but "it cannot be taken at all": read-only or full folder.
         raise LockUnavailableError(path, exc.strerror or str(exc)) from None
+
+
+_RENAME_NOREPLACE = 1
+_renameat2: Any = None
+
+
+def _can_rename_noreplace() -> bool:
+    global _renameat2  # noqa: PLW0603 - looked up once per process
+    if _renameat2 is None:
+        _renameat2 = False
+        if sys.platform.startswith("linux"):
+            import ctypes  # noqa: PLC0415 - only around a refresh
+
+            with contextlib.suppress(OSError, AttributeError):
+                libc = ctypes.CDLL(None, use_errno=True)
+                _renameat2 = libc.renameat2
+    return _renameat2 is not False
+
+
+def _rename_noreplace(src: str, dst: str) -> bool:
+    """Rename unless `dst` exists (FileExistsError then); False when the file system cannot."""
+    import ctypes  # noqa: PLC0415
+
+    at_fdcwd = -100
+    if _renameat2(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EEXIST, errno.ENOTEMPTY):
+        raise FileExistsError(dst)
+    if err in (errno.EINVAL, errno.ENOSYS):
+        return False
+    raise LockUnavailableError(dst, os.strerror(err))
 
 
 def _record_path(records: str, lock_path: str) -> str:
@@ -194,8 +334,12 @@ def refresh_locks(
     """
     deadline = time.monotonic() + wait_s
     flock = FolderFlock(cfg) if held is None else HeldFlock(held)
-    locks = [DirLock(refresh_path, records=records), DirLock(legacy_path, records=records)]
+    locks = [
+        DirLock(refresh_path, records=records, owner=(cfg, legacy_path)),
+        DirLock(legacy_path, records=records),
+    ]
     beat = _Heartbeat(locks)
+    noted: float | None = None
     try:
         _wait_for(
             flock.try_acquire, "the claude-wrap refresh flock of " + cfg, deadline, wait_s, on_wait
@@ -203,9 +347,16 @@ def refresh_locks(
         for lock in locks:
             _wait_for(lock.try_acquire, lock.path, deadline, wait_s, on_wait)
         beat.start()
+        # Name ourselves as Claude Code does, so 2.1.332 takes over at once if we are killed.
+        birth = lockowner.birth_ms(refresh_path)
+        if birth is not None and lockowner.write(cfg, birth, lockowner.birth_ms(legacy_path)):
+            noted = birth
         yield locks
     finally:
         beat.stopped.set()
+        if noted is not None:
+            # Removed before the locks, as Claude Code does: a record never outlives its lock.
+            lockowner.remove_if(cfg, os.getpid(), noted)
         for lock in reversed(locks):
             lock.release()
         flock.release()

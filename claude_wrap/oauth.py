@@ -117,9 +117,11 @@ def refresh_tokens(
     budget_s: float,
     sleep: Any = time.sleep,
     latest: Callable[[], tuple[str, list[str]]] | None = None,
+    user_agent: str | None = None,
 ) -> dict[str, Any]:
     """POST the refresh grant as Claude Code does; returns the validated token response.
 
+    `user_agent`: the real binary's (binary.user_agent); ours when not given.
     `latest`, when given, is called right before each request goes out, with the client built:
     it returns the (refresh token, scopes) to send now, or raises to send nothing. A tool that
     takes no lock may spend the token between our read of the file and our request; asking the
@@ -139,7 +141,10 @@ def refresh_tokens(
                 "scope": " ".join(wanted),
             }
         )
-    headers = {"Content-Type": "application/json", "User-Agent": f"claude-wrap/{__version__}"}
+    # The real binary's own User-Agent (binary.py): the endpoint's WAF is reported to answer 429
+    # to some User-Agents, so we look like the release in use.
+    agent = user_agent or f"claude-wrap/{__version__}"
+    headers = {"Content-Type": "application/json", "User-Agent": agent}
     attempt = 0
     reason = ""
     retry_after: float | None = None

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import fastpath, lock, login, paths, store
+from claude_wrap import binary, fastpath, lock, login, paths, store
 from claude_wrap.errors import (
     LOGIN_HINT,
     CredentialsError,
@@ -321,6 +321,14 @@ def _refresh(  # noqa: PLR0917 - private, called once
                  type(failed).__name__)
         raise failed
     sent = snap
+    # Ask as the release in use asks: its User-Agent, and its scopes added to the stored ones
+    # (never fewer than the login has: a refresh that asks for fewer narrows it).
+    release = binary.in_use(env)
+    asked = binary.refresh_scopes(release, env)
+    log.info("the real claude is {}; sending its request's form", release or "of unknown version")
+
+    def scopes_of(doc: object) -> list[str]:
+        return binary.union(login.request_scopes(doc), asked)
 
     def freshest() -> tuple[str, list[str]]:
         """The token to send, read from the file at the last moment (see oauth.refresh_tokens).
@@ -349,7 +357,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
         failed_now = _failed_tokens.get(token)
         if failed_now is not None:
             raise failed_now
-        return token, login.request_scopes(sent.doc)
+        return token, scopes_of(sent.doc)
 
     storage.tidy()
     try:
@@ -369,11 +377,12 @@ def _refresh(  # noqa: PLR0917 - private, called once
         try:
             response = oauth.refresh_tokens(
                 refresh_token,
-                login.request_scopes(snap.doc),
+                scopes_of(snap.doc),
                 url=url,
                 client_id=paths.client_id(env),
                 budget_s=paths.refresh_budget(env),
                 latest=freshest,
+                user_agent=binary.user_agent(release),
             )
         except (RefreshRejectedError, RefreshOutcomeUnknownError) as exc:
             _failed_tokens[_token_of(sent)] = exc

@@ -24,6 +24,7 @@ Scripted through environment variables (all optional):
   FAKE_CLAUDE_IGNORE_TERM  ignore SIGTERM and SIGHUP (a child that outlives its grace period)
   FAKE_CLAUDE_TUI          without --print: a tiny line-based TUI (see tui())
   FAKE_CLAUDE_STDERR       in --print, write this to stderr first
+  FAKE_CLAUDE_VERSION      answer --version with this version instead of VERSION's
 With `--input-format stream-json` it answers each stdin line as it arrives (an editor's session).
 """
 
@@ -307,7 +308,8 @@ def main() -> int:
     args = sys.argv[1:]
     env = os.environ
     if "--version" in args or "-v" in args:
-        emit(VERSION + "\n")
+        wanted = env.get("FAKE_CLAUDE_VERSION")
+        emit((f"{wanted} (Claude Code)" if wanted else VERSION) + "\n")
         return 0
     if env.get("FAKE_CLAUDE_IGNORE_TERM"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -43,13 +43,37 @@ def test_a_healthy_setup_exits_zero(sandbox: Sandbox) -> None:
     assert all(f["fix"] is None for f in data["findings"])
 
 
+def test_it_says_when_the_real_claude_is_newer_than_the_newest_tested(sandbox: Sandbox) -> None:
+    from claude_wrap import versions
+
+    sandbox.write(login_doc())
+    newest = versions.parse(versions.newest_tested())
+    assert newest is not None
+    newer = ".".join(map(str, (*newest[:-1], newest[-1] + 1)))
+    result = sandbox.wrap("doctor", env={**sandbox.shim_env(), "FAKE_CLAUDE_VERSION": newer})
+    assert result.returncode == 0, result.stdout  # said, not a problem
+    lines = result.stdout.splitlines()
+    assert f"OK    real claude: {sandbox.fake} ({newer} (Claude Code))" in lines
+    at = lines.index(
+        f"OK    claude version: Claude Code {newer} is newer than the newest release claude-wrap "
+        f"was tested with ({versions.newest_tested()})"
+    )
+    assert "scripts/compat latest" in lines[at + 1]
+    # The newest tested release itself: no such line.
+    same = sandbox.wrap(
+        "doctor", env={**sandbox.shim_env(), "FAKE_CLAUDE_VERSION": versions.newest_tested()}
+    )
+    assert "claude version" not in same.stdout
+    assert f"({versions.newest_tested()} (Claude Code))" in same.stdout
+
+
 def test_every_problem_comes_with_its_fix_and_fix_repairs_the_safe_ones(
     sandbox: Sandbox,
 ) -> None:
     sandbox.write(login_doc(scopes=None), mode=0o644)
     stale = sandbox.cfg / ".oauth_refresh.lock"
     stale.mkdir()
-    age(stale, 60)
+    age(stale, 90)
     future = Path(str(sandbox.cfg) + ".lock")  # the legacy lock, beside the folder
     future.mkdir()
     age(future, -3600)  # an hour ahead: the clock was moved back
@@ -85,7 +109,7 @@ def test_fix_leaves_a_lock_alone_while_a_refresh_holds_our_flock(sandbox: Sandbo
     sandbox.write(login_doc())
     stale = sandbox.cfg / ".oauth_refresh.lock"
     stale.mkdir()
-    age(stale, 60)
+    age(stale, 90)
     fd = os.open(sandbox.cfg, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -95,6 +119,22 @@ def test_fix_leaves_a_lock_alone_while_a_refresh_holds_our_flock(sandbox: Sandbo
     assert stale.exists()
     message = by_check(data, "locks")[0]["message"]
     assert "a claude-wrap refresh is running" in message
+
+
+def test_fix_leaves_every_lock_that_the_refresh_respects(sandbox: Sandbox) -> None:
+    """doctor judges locks by lock.py's rules: 25 s without a heartbeat is within 2.1.332's 60 s
+    stale time, and 30 s ahead is within the clock-change margin, so --fix keeps both."""
+    sandbox.write(login_doc())
+    young = sandbox.cfg / ".oauth_refresh.lock"
+    young.mkdir()
+    age(young, 25)
+    ahead = Path(str(sandbox.cfg) + ".lock")
+    ahead.mkdir()
+    age(ahead, -30)
+    _, data = doctor(sandbox, "--fix")
+    assert young.exists() and ahead.exists()
+    assert all(f["level"] == "ok" for f in by_check(data, "locks"))
+    assert all("held by a running refresh" in f["message"] for f in by_check(data, "locks"))
 
 
 def test_recursion_risks_are_reported(sandbox: Sandbox) -> None:

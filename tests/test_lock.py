@@ -110,7 +110,7 @@ def test_gives_up_after_the_lock_wait_with_one_line(
 
 
 def test_stale_and_future_locks_are_taken_over(sandbox: Sandbox, token_server: TokenServer) -> None:
-    for mtime in (time.time() - 60, time.time() + 3600):
+    for mtime in (time.time() - 90, time.time() + 3600):
         sandbox.write(login_doc(expires_in_s=-5))
         for path in lock_dirs(sandbox):
             path.mkdir(exist_ok=True)
@@ -169,3 +169,127 @@ def test_sigterm_mid_refresh_releases_the_locks(
     assert not any(p.exists() for p in lock_dirs(sandbox))
     assert sandbox.creds.read_bytes() == raw
     assert sorted(p.name for p in sandbox.cfg.iterdir()) == [".credentials.json"]
+
+
+# Claude Code 2.1.332's owner record (protocol.md section 9), written here by hand for a holder.
+def owner_record(sandbox: Sandbox, pid: int, *, birth_offset_ms: float = 0.0) -> None:
+    from claude_wrap import lockowner
+
+    ns = os.readlink("/proc/self/ns/pid")
+    with open("/etc/machine-id") as f:
+        machine = f.read().strip()
+    with open(f"/proc/{pid}/stat") as f:
+        start = f.read().rsplit(")", 1)[1].split()[19]
+    lock, legacy = lock_dirs(sandbox)
+    birth, legacy_birth = lockowner.birth_ms(str(lock)), lockowner.birth_ms(str(legacy))
+    assert birth is not None and legacy_birth is not None, "no birth times on this file system"
+    record = {
+        "pid": pid,
+        "procStart": start,
+        "pidDomain": f"linux:{machine}:{ns}",
+        "pidSpace": f"{os.uname().nodename}#{ns}",
+        "lockBirthtimeMs": birth + birth_offset_ms,
+        "legacyLockBirthtimeMs": legacy_birth,
+    }
+    (sandbox.cfg / ".oauth_refresh.lock.owner").write_text(json.dumps(record))
+
+
+def held_by(sandbox: Sandbox, *, age_s: float) -> None:
+    for path in lock_dirs(sandbox):
+        path.mkdir()
+        when = time.time() - age_s
+        os.utime(path, (when, when))
+
+
+def test_a_25_s_old_lock_whose_recorded_holder_lives_is_not_taken_over(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    raw = sandbox.write(login_doc(expires_in_s=-5))
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        held_by(sandbox, age_s=25)  # past 2.1.197's 10 s, short of 2.1.332's 60 s
+        owner_record(sandbox, live.pid)
+        result = sandbox.wrap("refresh", env={"CLAUDE_WRAP_LOCK_TIMEOUT": "2"})
+    finally:
+        live.kill()
+        live.wait()
+    assert result.returncode == 8, result.stderr
+    assert token_server.requests == []
+    assert sandbox.creds.read_bytes() == raw
+    assert all(p.exists() for p in lock_dirs(sandbox))
+
+
+def test_a_fresh_lock_whose_recorded_holder_is_dead_is_taken_over_at_once(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    sandbox.write(login_doc(expires_in_s=-5))
+    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    held_by(sandbox, age_s=0)
+    owner_record(sandbox, dead.pid)  # recorded while it ran, as Claude Code does
+    dead.kill()
+    dead.wait()
+    # A wait far shorter than any stale time: only the owner record can make this succeed.
+    result = sandbox.wrap("refresh", env={"CLAUDE_WRAP_LOCK_TIMEOUT": "2"})
+    assert result.returncode == 0, result.stderr
+    assert len(token_server.requests) == 1
+    assert not any(p.exists() for p in lock_dirs(sandbox))
+    assert not (sandbox.cfg / ".oauth_refresh.lock.owner").exists()
+
+
+def test_a_record_whose_birth_time_does_not_match_is_ignored(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    raw = sandbox.write(login_doc(expires_in_s=-5))
+    held_by(sandbox, age_s=0)
+    # The record of an earlier folder of the same name, whose holder is dead: it says nothing of
+    # this folder's holder (the test above shows the same record with the right birth time works).
+    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    owner_record(sandbox, dead.pid, birth_offset_ms=-1500.0)
+    dead.kill()
+    dead.wait()
+    result = sandbox.wrap("refresh", env={"CLAUDE_WRAP_LOCK_TIMEOUT": "2"})
+    assert result.returncode == 8, result.stderr
+    assert token_server.requests == []
+    assert sandbox.creds.read_bytes() == raw
+
+
+def test_while_holding_the_locks_it_writes_claude_codes_owner_record(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    from claude_wrap import lockowner
+    from tests.tokenserver import Reply
+
+    sandbox.write(login_doc(expires_in_s=-5))
+    token_server.script(Reply(hang=True))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "claude_wrap", "refresh"],
+        env=sandbox.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.time() + 20
+        while not token_server.requests and time.time() < deadline:
+            time.sleep(0.05)
+        assert token_server.requests, "the refresh never reached the server"
+        text = (sandbox.cfg / ".oauth_refresh.lock.owner").read_text()
+        with open(f"/proc/{proc.pid}/stat") as f:
+            start = f.read().rsplit(")", 1)[1].split()[19]
+    finally:
+        proc.kill()
+        proc.wait()
+    record = json.loads(text)
+    ns = os.readlink("/proc/self/ns/pid")
+    # Claude Code's key order, one line, no spaces (JSON.stringify).
+    assert list(record) == ["pid", "procStart", "pidDomain", "pidSpace", "lockBirthtimeMs",
+                            "legacyLockBirthtimeMs"]
+    assert text == json.dumps(record, separators=(",", ":")).replace(".0,", ",").replace(
+        ".0}", "}"
+    )
+    assert record["pid"] == proc.pid and record["procStart"] == start
+    assert record["pidDomain"].endswith(":" + ns) and record["pidSpace"].endswith("#" + ns)
+    lock, legacy = lock_dirs(sandbox)
+    assert record["lockBirthtimeMs"] == lockowner.birth_ms(str(lock))
+    assert record["legacyLockBirthtimeMs"] == lockowner.birth_ms(str(legacy))
+    # Killed: the record stays and proves it gone, so the next refresh takes over at once.
+    result = sandbox.wrap("refresh", env={"CLAUDE_WRAP_LOCK_TIMEOUT": "2"})
+    assert result.returncode == 0, result.stderr
+    assert not (sandbox.cfg / ".oauth_refresh.lock.owner").exists()

@@ -43,12 +43,41 @@ def test_refresh_request_is_the_one_claude_code_sends(
     assert request.path == "/v1/oauth/token"
     assert request.headers["content-type"] == "application/json"
     assert "authorization" not in request.headers
+    # The real claude here (fakeclaude) says it is 2.1.197: its User-Agent, and the stored
+    # scopes with what 2.1.197 asks for added (measured: tests/e2e/test_request_match.py).
+    assert request.headers["user-agent"] == "axios/1.15.2"
     assert request.body == {
         "grant_type": "refresh_token",
         "refresh_token": REFRESH,
         "client_id": "9d1c250a-e61b-44d9-88ed-5944d1962f5e",
-        "scope": " ".join(SCOPES),
+        "scope": " ".join([*SCOPES, "user:mcp_servers", "user:file_upload"]),
     }
+
+
+@pytest.mark.parametrize(
+    ("version", "env", "agent", "plugins"),
+    [
+        ("2.1.87", {}, "axios/1.13.6", False),
+        ("2.1.332", {}, "axios/1.15.2", True),
+        ("2.1.400", {}, "axios/1.15.2", True),  # newer than tested: the newest tested's form
+        ("2.1.332", {"CLAUDE_CODE_OAUTH_CLIENT_ID": "c"}, "axios/1.15.2", False),
+    ],
+)
+def test_refresh_request_takes_the_form_of_the_version_in_use(
+    sandbox: Sandbox,
+    token_server: TokenServer,
+    version: str,
+    env: dict[str, str],
+    agent: str,
+    plugins: bool,
+) -> None:
+    stored = [*DEFAULT_SCOPE.split(), "user:extra"]  # one no release asks for: kept all the same
+    sandbox.write(login_doc(expires_in_s=-60, scopes=stored))
+    assert sandbox.wrap("refresh", env={"FAKE_CLAUDE_VERSION": version, **env}).returncode == 0
+    (request,) = token_server.requests
+    assert request.headers["user-agent"] == agent
+    assert request.body is not None
+    assert request.body["scope"] == " ".join([*stored, *(["user:plugins"] if plugins else [])])
 
 
 def test_client_id_from_the_environment(sandbox: Sandbox, token_server: TokenServer) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeAlias
 
+RELAYED_AGENT = "relayed:"  # TokenFamilies' prefix for the real binary's requests
 DEFAULT_SCOPE = (
     "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload"
 )
@@ -236,6 +237,10 @@ class TokenFamilies:
     def __call__(self, server: TokenServer, request: Request) -> Reply:
         token = (request.body or {}).get("refresh_token")
         agent = request.headers.get("user-agent", "")
+        if request.headers.get("x-relayed-by"):
+            # From the real binary through tests/e2e/tlsproxy.py: claude-wrap sends the same
+            # User-Agent, so the relay is what tells them apart.
+            agent = RELAYED_AGENT + agent
         with self._lock:
             now = time.time()
             family = self._family_of.get(token) if isinstance(token, str) else None

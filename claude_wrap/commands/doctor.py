@@ -17,7 +17,7 @@ import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import keeper, locate, lock, login, paths, refresher, store
+from claude_wrap import binary, keeper, locate, lock, login, paths, refresher, store, versions
 from claude_wrap.commands.status import ADVICE
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK, StorageUnavailableError
 from claude_wrap.flock import FolderFlock
@@ -28,9 +28,6 @@ if TYPE_CHECKING:
 OK = "ok"
 WARN = "warn"
 FAIL = "fail"
-# An mtime this far ahead of the clock cannot come from a live holder's heartbeat: the clock
-# moved back (protocol.md section 8), and Claude Code would wait on such a lock for ever.
-FUTURE_TOLERANCE_S = 5.0
 RC_FILES = (".bashrc", ".bash_profile", ".profile", ".zshrc", ".config/fish/config.fish")
 
 
@@ -186,7 +183,22 @@ def check_real_binary(env: Mapping[str, str], shim: str | None) -> list[Finding]
                 path=real,
             )
         ]
-    return [Finding(name, OK, f"{real} ({version})", path=real, version=version)]
+    found = [Finding(name, OK, f"{real} ({version})", path=real, version=version)]
+    number = version.split()[0]
+    if binary.newer_than_tested(number):
+        # Said, but not a problem (doctor stays healthy): Claude Code updates itself, and a newer
+        # release most likely works; only nobody has proven it yet.
+        found.append(
+            Finding(
+                "claude version",
+                OK,
+                f"Claude Code {number} is newer than the newest release claude-wrap was tested "
+                f"with ({versions.newest_tested()})",
+                "test it with `scripts/compat latest` (in a claude-wrap checkout)",
+                version=number,
+            )
+        )
+    return found
 
 
 def alias_in_rc(env: Mapping[str, str]) -> str | None:
@@ -370,7 +382,8 @@ def check_locks(cfg: str, *, fix: bool) -> list[Finding]:
             )
             continue
         age = time.time() - st.st_mtime
-        if -FUTURE_TOLERANCE_S <= age <= stale_s:
+        # lock.py's own rule (stale time, clock moved), so --fix never removes a lock it respects.
+        if not lock.DirLock(path, stale_s=stale_s).is_stale():
             found.append(
                 Finding(name, OK, f"{path} is held by a running refresh ({age:.0f} s old)")
             )
@@ -409,7 +422,7 @@ def remove_stale_lock(cfg: str, path: str, stale_s: float) -> str:
     try:
         if not flock.try_acquire():
             return "not removed: a claude-wrap refresh is running; try again in a moment"
-        if not lock.DirLock(path, stale_s=stale_s).is_stale() and not _future(path):
+        if not lock.DirLock(path, stale_s=stale_s).is_stale():
             return "not removed: it was taken again meanwhile"
         try:
             os.rmdir(path)
@@ -420,13 +433,6 @@ def remove_stale_lock(cfg: str, path: str, stale_s: float) -> str:
         return "removed (--fix)"
     finally:
         flock.release()
-
-
-def _future(path: str) -> bool:
-    try:
-        return os.stat(path).st_mtime > time.time() + FUTURE_TOLERANCE_S
-    except OSError:
-        return False
 
 
 def check_temps(path: str, *, fix: bool) -> list[Finding]:

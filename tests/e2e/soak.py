@@ -43,14 +43,13 @@ import pexpect
 
 from claude_wrap import login as judge_login
 
-from ..tokenserver import TokenFamilies, TokenServer
+from ..tokenserver import RELAYED_AGENT, TokenFamilies, TokenServer
 from .fakeapi import ApiRequest, FakeAnthropicAPI
 from .isolation import MCP_OAUTH, ClaudeHome
 from .tlsproxy import OAuthProxy, mint_throwaway_ca
 
 CLAUDE_BUFFER_S = 300.0  # the real binary refreshes this long before expiresAt
 REPO = Path(__file__).resolve().parents[2]
-WRAP_AGENT = "claude-wrap/"
 HOSTILE_AGENT = "soak-hostile/"
 
 LOGIN_ERRORS = (
@@ -116,11 +115,13 @@ class FileWatch:
 
 
 def _agent_kind(agent: str) -> str:
-    if agent.startswith(WRAP_AGENT):
-        return "claude-wrap"
+    # claude-wrap sends the real binary's User-Agent (binary.py): the real binary's requests are
+    # the ones relayed by the proxy, marked by TokenFamilies.
     if agent.startswith(HOSTILE_AGENT):
         return "hostile"
-    return "claude"
+    if agent.startswith(RELAYED_AGENT):
+        return "claude"
+    return "claude-wrap"
 
 
 def classify_print(returncode: int, out: str, n: int) -> tuple[str, str]:

@@ -47,6 +47,9 @@ PROFILE = {
 }
 
 
+RELAYED_HEADER = "X-Relayed-By"  # on every token request relayed from the real binary
+
+
 @dataclass(frozen=True)
 class CertFiles:
     """A throwaway CA (`ca`, for NODE_EXTRA_CA_CERTS) and a leaf for TUNNELLED_HOSTS it signed."""
@@ -156,6 +159,9 @@ class OAuthProxy:
                 try:
                     headers = {k: v for k, v in self.headers.items()
                                if k.lower() in ("content-type", "user-agent", "accept")}
+                    # claude-wrap sends the real binary's User-Agent, so this is what tells
+                    # the token server that the real binary sent it (the soak counts by it).
+                    headers[RELAYED_HEADER] = "tlsproxy"
                     upstream.request("POST", "/v1/oauth/token", body=body, headers=headers)
                     answer = upstream.getresponse()
                     payload = answer.read()

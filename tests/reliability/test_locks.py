@@ -187,7 +187,7 @@ def test_a_killed_wrappers_locks_are_taken_over_at_once(
     proc.send_signal(signal.SIGKILL)
     finish(sandbox, proc)
     assert lock_dirs(sandbox.cfg) == [".oauth_refresh.lock", ".claude.lock"]
-    # Far shorter than the 10 s stale time: the folders are known to be a dead claude-wrap's.
+    # Far shorter than the 60 s stale time: the folders are known to be a dead claude-wrap's.
     result = sandbox.wrap("refresh", env={"CLAUDE_WRAP_LOCK_TIMEOUT": "2"})
     assert result.returncode == 0, result.stderr
     assert lock_dirs(sandbox.cfg) == []
@@ -195,12 +195,46 @@ def test_a_killed_wrappers_locks_are_taken_over_at_once(
     FIGURES["locks: killed holders taken over"] += 1
 
 
+def test_a_killed_wrappers_owner_record_alone_proves_it_gone(
+    sandbox: RSandbox, token_server: TokenServer
+) -> None:
+    """Without our own holder records (removed here), the owner record that claude-wrap writes in
+    Claude Code's format is enough: the next refresh takes the fresh locks over at once, as
+    2.1.332 does (tests/e2e/test_lock_interop.py proves it takes them itself)."""
+    import shutil
+
+    sandbox.write(expired("owner"))
+    token_server.script(Reply(hang=True))
+    proc = start_refresh(sandbox)
+    for _ in range(400):
+        if token_server.requests:
+            break
+        time.sleep(0.025)
+    assert token_server.requests, "the wrapper never sent its request"
+    record = json.loads((sandbox.cfg / ".oauth_refresh.lock.owner").read_text())
+    assert record["pid"] == proc.pid
+    proc.send_signal(signal.SIGKILL)
+    finish(sandbox, proc)
+    shutil.rmtree(sandbox.state / "claude-wrap" / "locks")  # our holder records
+    assert lock_dirs(sandbox.cfg) == [".oauth_refresh.lock", ".claude.lock"]
+    result = sandbox.wrap("refresh", env={"CLAUDE_WRAP_LOCK_TIMEOUT": "2"})
+    assert result.returncode == 0, result.stderr
+    assert lock_dirs(sandbox.cfg) == []
+    assert not (sandbox.cfg / ".oauth_refresh.lock.owner").exists()
+    assert count_requests(token_server) == 2
+    FIGURES["locks: killed holders taken over by owner record"] += 1
+
+
 def test_a_live_unrecorded_lock_is_not_taken_over_early(
     sandbox: RSandbox, token_server: TokenServer
 ) -> None:
-    """A fresh lock folder without a heartbeat (Claude Code just took it) is not ours to take."""
+    """A lock folder without a heartbeat for 25 s and no owner record (Claude Code 2.1.332 is
+    still within its 60 s stale time) is not ours to take."""
     raw = sandbox.write(expired("fresh"))
-    (sandbox.cfg / ".oauth_refresh.lock").mkdir()
+    path = sandbox.cfg / ".oauth_refresh.lock"
+    path.mkdir()
+    when = time.time() - 25
+    os.utime(path, (when, when))
     result = sandbox.wrap("refresh", env={"CLAUDE_WRAP_LOCK_TIMEOUT": "1"})
     assert result.returncode == 8
     assert count_requests(token_server) == 0
