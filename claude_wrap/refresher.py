@@ -11,7 +11,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import fastpath, lock, login, paths, store
+from claude_wrap import fastpath, lock, login, memory, paths, restore, store
 from claude_wrap.errors import (
     LOGIN_HINT,
     CredentialsError,
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 NONE = "none"
 REFRESHED = "refreshed"
 ADOPTED = "adopted"  # another process (Claude Code, another shim) had already refreshed it
+REPAIRED = "repaired"  # put back locally what another tool stripped; no token request (restore.py)
 
 # Refresh tokens this process must not send again, with the error that settled it: the endpoint
 # rejected them (invalid_grant), or a request with them left and no answer came back (maybe
@@ -101,8 +102,12 @@ def assess(
     verdict = login.judge(snap.doc, at_ms, window_ms)
     if verdict.state == login.MALFORMED:
         return snap, verdict
-    if verdict.state == login.OK and storage.kind == "file":
-        fastpath.remember(storage.where, snap.ident, verdict.expires_at, window_ms, at_ms)
+    if verdict.state == login.OK:
+        # Off the hot path (a healthy shim run trusts the verdict cache and never gets here):
+        # the memory of the login's scopes and fields, written only when they changed.
+        memory.note(storage.where, snap.doc)
+        if storage.kind == "file":
+            fastpath.remember(storage.where, snap.ident, verdict.expires_at, window_ms, at_ms)
     return snap, verdict
 
 
@@ -226,6 +231,10 @@ def ensure_fresh(
     cfg = storage.lock_dir
     window_ms = int(paths.refresh_window(env) * 1000)
     snap, before = settled(storage, window_ms)
+    if not force and snap is not None and before.state in (login.OK, login.MISSING_SCOPES):
+        local = _repair_locally(env, storage, snap, before, window_ms)
+        if local is not None:
+            return local
     if before.state == login.OK and not force:
         return Outcome(NONE, before, before, [])
     error = unfixable(path, before)
@@ -267,6 +276,10 @@ def ensure_fresh(
                 action = ADOPTED if _access(snap) != seen else NONE
                 _note(env, "login is usable after taking the lock: {}", action)
                 return Outcome(action, before, current, [])
+            if not force and current.state == login.MISSING_SCOPES:
+                local = _repair_locally(env, storage, snap, current, window_ms)
+                if local is not None:
+                    return local
             error = unfixable(path, current)
             if error is not None:
                 raise error
@@ -279,6 +292,18 @@ def ensure_fresh(
         snap, current = assess(storage, window_ms)
         _note(env, "another process refreshed the login just before our request; adopted")
         return Outcome(ADOPTED, before, current, [])
+
+
+def _repair_locally(
+    env: Mapping[str, str], storage: Storage, snap: Any, before: login.Verdict, window_ms: int
+) -> Outcome | None:
+    """Restore what was stripped when the access token is still good (restore.py); None when
+    that is not the fix (no memory, a due token, the file changed meanwhile)."""
+    restored = restore.repair(storage, snap, env, now_ms(), window_ms)
+    if restored is None:
+        return None
+    _, after = assess(storage, window_ms)
+    return Outcome(REPAIRED, before, after, [f"restored {', '.join(restored)} locally"])
 
 
 def _refresh(  # noqa: PLR0917 - private, called once
@@ -305,6 +330,8 @@ def _refresh(  # noqa: PLR0917 - private, called once
                  type(failed).__name__)
         raise failed
     sent = snap
+    remembered = memory.applicable(oauth_doc, memory.recall(storage.where))
+    remembered_scopes = remembered.scopes if remembered is not None else []
 
     def freshest() -> tuple[str, list[str]]:
         """The token to send, read from the file at the last moment (see oauth.refresh_tokens).
@@ -333,7 +360,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
         failed_now = _failed_tokens.get(token)
         if failed_now is not None:
             raise failed_now
-        return token, login.request_scopes(sent.doc)
+        return token, login.request_scopes(sent.doc, remembered_scopes)
 
     storage.tidy()
     try:
@@ -353,7 +380,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
         try:
             response = oauth.refresh_tokens(
                 refresh_token,
-                login.request_scopes(snap.doc),
+                login.request_scopes(snap.doc, remembered_scopes),
                 url=url,
                 client_id=paths.client_id(env),
                 budget_s=paths.refresh_budget(env),
@@ -373,7 +400,11 @@ def _refresh(  # noqa: PLR0917 - private, called once
             except CredentialsError:
                 latest = None
             base = latest.doc if latest is not None and isinstance(latest.doc, dict) else snap.doc
-            new_doc = login.merged(base, response, now_ms())
+            asked = login.request_scopes(sent.doc, remembered_scopes)
+            new_doc = login.merged(base, response, now_ms(), asked)
+            # A stripped login gets its subscriptionType and the like back with its new token.
+            section, _ = restore.fill(new_doc[login.OAUTH_KEY], remembered, restore_scopes=False)
+            new_doc[login.OAUTH_KEY] = section
             pending.commit(new_doc, token_spent=True)
     _, after = assess(storage, window_ms)
     changes = describe(snap.doc, new_doc)

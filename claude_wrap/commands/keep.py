@@ -47,6 +47,8 @@ def run(ns: argparse.Namespace) -> int:
             continue
         if outcome.action == refresher.REFRESHED:
             print(f"{folder.path}: refreshed: {'; '.join(outcome.changes)}")
+        elif outcome.action == refresher.REPAIRED:
+            print(f"{folder.path}: repaired without a refresh: {'; '.join(outcome.changes)}")
         elif outcome.action == refresher.ADOPTED:
             print(
                 f"{folder.path}: another process had refreshed the login; "
