@@ -135,6 +135,18 @@ def lock_wait(env: Mapping[str, str] = os.environ) -> float:
     return _seconds(env, "CLAUDE_WRAP_LOCK_TIMEOUT", DEFAULT_LOCK_WAIT_S)
 
 
+WATCH_KINDS = ("auto", "inotify", "kqueue", "poll")
+
+
+def watch_kind(env: Mapping[str, str] = os.environ) -> str:
+    """How long sessions and `keep --watch` learn of a change to the credentials file
+    (filewatch.py): auto (inotify on Linux, kqueue on macOS), or one of them, or poll."""
+    raw = env.get("CLAUDE_WRAP_WATCH", "") or "auto"
+    if raw not in WATCH_KINDS:
+        raise SettingError("CLAUDE_WRAP_WATCH", raw, "one of " + ", ".join(WATCH_KINDS))
+    return raw
+
+
 def token_url(env: Mapping[str, str] = os.environ) -> str:
     return env.get("CLAUDE_WRAP_TOKEN_URL") or DEFAULT_TOKEN_URL
 
