@@ -47,7 +47,7 @@ class Guard:
             try:
                 kind = paths.watch_kind(self.env)
                 self.watcher = filewatch.open_watcher([cred], self.period, kind)
-            except OSError:
+            except (OSError, ValueError):  # a bad CLAUDE_WRAP_NOTIFY must not end the session
                 self.watcher = filewatch.Watcher([cred], self.period)
             self._thread.start()
         return self

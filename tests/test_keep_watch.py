@@ -57,7 +57,7 @@ def test_the_watching_keeper_makes_a_stripped_file_whole_with_no_token_request(
     sandbox: Sandbox, token_server: TokenServer, watcher: Any, how: str, kind: str
 ) -> None:
     remembered(sandbox, login_doc())
-    proc = watcher(CLAUDE_WRAP_WATCH=kind)
+    proc = watcher(CLAUDE_WRAP_NOTIFY=kind)
     delays = []
     for _ in range(3):
         started = time.monotonic()

@@ -197,7 +197,7 @@ def test_a_strip_during_a_stream_json_session_is_repaired_before_the_next_prompt
 ) -> None:
     remembered(sandbox, login_doc())
     proc = subprocess.Popen(
-        [str(sandbox.shim), *EDITOR], env=sandbox.shim_env(CLAUDE_WRAP_WATCH=kind),
+        [str(sandbox.shim), *EDITOR], env=sandbox.shim_env(CLAUDE_WRAP_NOTIFY=kind),
         cwd=sandbox.root,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
