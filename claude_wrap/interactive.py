@@ -9,9 +9,9 @@ changed file (shared/protocol.md section 5), so the user's next prompt works wit
 Its status line keeps saying `Not logged in` afterwards, so each failure is repaired once, and a
 new repair starts only when the file changed again since: never a refresh loop.
 
-Better still, the user never sees the failure: while the session runs, a guard looks at the
-file's identity every CLAUDE_WRAP_GUARD_PERIOD seconds, and when another program has changed it
-into something a refresh fixes (a rewrite without `scopes`), it is repaired at once, before the
+Better still, the user never sees the failure: while the session runs, a guard (guard.py) is
+told by the kernel of each change to the file within milliseconds, and when another program has
+changed it into something we fix (a rewrite without `scopes`), it is repaired at once, before the
 next prompt meets it (the soak, issue 9: TUI prompts sent after the hostile refresher's rewrite
 failed until the next keeper run or the failure itself triggered the repair).
 """
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pexpect
 
-from claude_wrap import detect, recover, relay, shim
+from claude_wrap import detect, guard, recover, relay, shim
 from claude_wrap.errors import Interrupted
 
 if TYPE_CHECKING:
@@ -46,13 +46,11 @@ def window_size(fd: int = 1) -> tuple[int, int]:
     return (rows or 24), (cols or 80)
 
 
-DEFAULT_GUARD_PERIOD_S = 0.5
+DEFAULT_GUARD_PERIOD_S = guard.DEFAULT_PERIOD_S
 
 
 def guard_period(env: Mapping[str, str]) -> float:
-    from claude_wrap import paths  # noqa: PLC0415
-
-    return paths._seconds(env, "CLAUDE_WRAP_GUARD_PERIOD", DEFAULT_GUARD_PERIOD_S)
+    return guard.period(env)
 
 
 class Repairer:
@@ -123,37 +121,18 @@ class Repairer:
             self._thread.join()
 
 
-class Guard:
-    """Looks at the credentials file's identity every `period` seconds while the session runs,
-    and has the repairer judge (and, if need be, repair) each change it did not make itself.
-    One os.stat per period; the judging and any refresh only after a change."""
+class Guard(guard.Guard):
+    """The guard of a TUI session (guard.py): each change of the file that our own last repair
+    did not leave has the repairer judge (and, if need be, repair) it, in its thread."""
 
     def __init__(self, env: Mapping[str, str], repairer: Repairer, period: float) -> None:
-        self.env = env
+        def on_change(ident: tuple[int, ...] | None) -> None:
+            if ident is not None and ident != repairer.known:
+                repairer.heal()
+
+        super().__init__(env, on_change, period)
         self.repairer = repairer
-        self.period = period
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="claude-wrap-guard", daemon=True)
 
-    def __enter__(self) -> Guard:
-        if self.period > 0:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _run(self) -> None:
-        last = recover.file_identity(self.env)
-        while not self._stop.wait(self.period):
-            ident = recover.file_identity(self.env)
-            if ident == last:
-                continue
-            last = ident
-            if ident is not None and ident != self.repairer.known:
-                self.repairer.heal()
 
 @contextlib.contextmanager
 def _terminal_kept() -> Iterator[None]:

@@ -1,5 +1,11 @@
-"""The background keeper's service files: a systemd user timer (Linux) or a launchd agent (macOS)
-that runs `claude-wrap keep --all` every few minutes.
+"""The background keeper's service files, in one of two modes:
+
+- watch (the default): a long-running user service, `claude-wrap keep --all --watch` (a systemd
+  user service with Restart=on-failure, a launchd agent with KeepAlive). It repairs each change
+  to a credentials file within milliseconds and refreshes ahead of expiry, and blocks in the
+  kernel while idle (keepwatch.py).
+- timer: for those who want no daemon, a systemd user timer or a launchd StartInterval job that
+  runs `claude-wrap keep --all` every few minutes.
 
 Editors and other programs may start Claude Code's own binary, never passing through the shim;
 the keeper keeps their login fresh and its scopes whole all the same. This module only renders
@@ -23,6 +29,11 @@ LAUNCHD = "launchd"
 MANAGERS = (SYSTEMD, LAUNCHD)
 NAME = "claude-wrap-keeper"
 LABEL = "io.github.claude-wrap.keeper"
+WATCH_NAME = "claude-wrap-keeper-watch"
+WATCH_LABEL = "io.github.claude-wrap.keeper-watch"
+WATCH, TIMER = "watch", "timer"
+MODES = (WATCH, TIMER)
+DEFAULT_MODE = WATCH
 MARKER = "claude-wrap-keeper"
 INTERVAL_S = 300
 # Settings a systemd or launchd job does not inherit from the shell that installed it, but that
@@ -35,9 +46,10 @@ def default_manager() -> str:
     return LAUNCHD if sys.platform == "darwin" else SYSTEMD
 
 
-def command() -> list[str]:
+def command(mode: str = TIMER) -> list[str]:
     """What the keeper runs: this very interpreter, which has claude-wrap installed."""
-    return [sys.executable, "-m", "claude_wrap", "keep", "--all"]
+    watch = ["--watch"] if mode == WATCH else []
+    return [sys.executable, "-m", "claude_wrap", "keep", "--all", *watch]
 
 
 def carried_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -64,11 +76,30 @@ def _sd_quote(word: str, *, command: bool = True) -> str:
     return '"' + (escaped.replace("$", "$$") if command else escaped) + '"'
 
 
-def systemd_units(env: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """{file name: text} for the .service and the .timer."""
+def systemd_units(env: Mapping[str, str] = os.environ, mode: str = TIMER) -> dict[str, str]:
+    """{file name: text}: the .service and the .timer, or (watch) the long-running .service."""
     environment = "".join(
         f"Environment={_sd_quote(f'{k}={v}', command=False)}\n" for k, v in carried_env(env).items()
     )
+    if mode == WATCH:
+        watch = (
+            f"# {MARKER}: written by `claude-wrap install --keeper`; "
+            "`claude-wrap uninstall --keeper` removes it.\n"
+            "[Unit]\n"
+            "Description=claude-wrap keeper: repair the Claude Code login on change, "
+            "refresh it ahead of expiry\n"
+            "\n"
+            "[Service]\n"
+            "Type=simple\n"
+            f"{environment}"
+            f"ExecStart={' '.join(_sd_quote(w) for w in command(WATCH))}\n"
+            "Restart=on-failure\n"
+            "RestartSec=5\n"
+            "\n"
+            "[Install]\n"
+            "WantedBy=default.target\n"
+        )
+        return {f"{WATCH_NAME}.service": watch}
     service = (
         f"# {MARKER}: written by `claude-wrap install --keeper`; "
         "`claude-wrap uninstall --keeper` removes it.\n"
@@ -104,12 +135,14 @@ def launchd_dir(env: Mapping[str, str] = os.environ) -> str:
     return os.path.join(paths.home(env), "Library", "LaunchAgents")
 
 
-def launchd_plist(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+def launchd_plist(env: Mapping[str, str] = os.environ, mode: str = TIMER) -> dict[str, str]:
+    label = WATCH_LABEL if mode == WATCH else LABEL
     job: dict[str, object] = {
-        "Label": LABEL,
+        "Label": label,
         "Comment": f"{MARKER}: written by `claude-wrap install --keeper`",
-        "ProgramArguments": command(),
-        "StartInterval": INTERVAL_S,
+        "ProgramArguments": command(mode),
+        # watch: launchd starts it again whenever it exits; timer: every INTERVAL_S.
+        **({"KeepAlive": True} if mode == WATCH else {"StartInterval": INTERVAL_S}),
         "RunAtLoad": True,
         "ProcessType": "Background",
         # launchd keeps no journal: what `keep` says goes to files beside the log.
@@ -119,17 +152,19 @@ def launchd_plist(env: Mapping[str, str] = os.environ) -> dict[str, str]:
     carried = carried_env(env)
     if carried:
         job["EnvironmentVariables"] = carried
-    return {f"{LABEL}.plist": plistlib.dumps(job, sort_keys=False).decode()}
+    return {f"{label}.plist": plistlib.dumps(job, sort_keys=False).decode()}
 
 
 # both --------------------------------------------------------------------------------------
 
 
-def files(manager: str, env: Mapping[str, str] = os.environ) -> tuple[str, dict[str, str]]:
-    """(folder, {file name: text}) of the keeper for this service manager."""
+def files(
+    manager: str, env: Mapping[str, str] = os.environ, mode: str = TIMER
+) -> tuple[str, dict[str, str]]:
+    """(folder, {file name: text}) of the keeper for this service manager and mode."""
     if manager == SYSTEMD:
-        return systemd_dir(env), systemd_units(env)
-    return launchd_dir(env), launchd_plist(env)
+        return systemd_dir(env), systemd_units(env, mode)
+    return launchd_dir(env), launchd_plist(env, mode)
 
 
 def write(folder: str, texts: dict[str, str]) -> list[tuple[str, bool]]:
@@ -167,9 +202,22 @@ def ours(path: str) -> bool:
         return False
 
 
-def installed(manager: str, env: Mapping[str, str] = os.environ) -> list[str]:
-    folder, texts = files(manager, env)
-    return [p for p in (os.path.join(folder, n) for n in texts) if ours(p)]
+def installed(
+    manager: str, env: Mapping[str, str] = os.environ, mode: str | None = None
+) -> list[str]:
+    """Our keeper files found for this manager: of `mode`, or of both modes."""
+    out = []
+    for m in (TIMER, WATCH) if mode is None else (mode,):
+        folder, texts = files(manager, env, m)
+        out += [p for p in (os.path.join(folder, n) for n in texts) if ours(p)]
+    return out
+
+
+def installed_mode(manager: str, env: Mapping[str, str] = os.environ) -> str | None:
+    for mode in MODES:
+        if installed(manager, env, mode):
+            return mode
+    return None
 
 
 # starting and stopping ---------------------------------------------------------------------
@@ -190,21 +238,34 @@ def reachable(manager: str, env: Mapping[str, str] = os.environ) -> bool:
     return sys.platform == "darwin" and bool(shutil.which("launchctl", path=env.get("PATH")))
 
 
-def start_commands(manager: str, env: Mapping[str, str] = os.environ) -> list[list[str]]:
+def start_commands(
+    manager: str, env: Mapping[str, str] = os.environ, mode: str = TIMER
+) -> list[list[str]]:
     if manager == SYSTEMD:
+        unit = f"{WATCH_NAME}.service" if mode == WATCH else f"{NAME}.timer"
         return [
             ["systemctl", "--user", "daemon-reload"],
-            ["systemctl", "--user", "enable", "--now", f"{NAME}.timer"],
+            ["systemctl", "--user", "enable", "--now", unit],
         ]
-    plist = os.path.join(launchd_dir(env), f"{LABEL}.plist")
+    label = WATCH_LABEL if mode == WATCH else LABEL
+    plist = os.path.join(launchd_dir(env), f"{label}.plist")
     # bootout first so that a changed plist is loaded afresh (it fails harmlessly when not loaded).
-    return [*stop_commands(manager, env), ["launchctl", "bootstrap", f"gui/{os.getuid()}", plist]]
+    return [
+        *stop_commands(manager, env, mode),
+        ["launchctl", "bootstrap", f"gui/{os.getuid()}", plist],
+    ]
 
 
-def stop_commands(manager: str, env: Mapping[str, str] = os.environ) -> list[list[str]]:  # noqa: ARG001
+def stop_commands(
+    manager: str,
+    env: Mapping[str, str] = os.environ,  # noqa: ARG001
+    mode: str = TIMER,
+) -> list[list[str]]:
     if manager == SYSTEMD:
-        return [["systemctl", "--user", "disable", "--now", f"{NAME}.timer"]]
-    return [["launchctl", "bootout", f"gui/{os.getuid()}/{LABEL}"]]
+        unit = f"{WATCH_NAME}.service" if mode == WATCH else f"{NAME}.timer"
+        return [["systemctl", "--user", "disable", "--now", unit]]
+    label = WATCH_LABEL if mode == WATCH else LABEL
+    return [["launchctl", "bootout", f"gui/{os.getuid()}/{label}"]]
 
 
 def run(commands: list[list[str]], *, tolerate_first: bool = False) -> str | None:

@@ -177,11 +177,14 @@ def judge(doc: object, now_ms: int, window_ms: int) -> Verdict:
     return verdict(state, detail, usable)
 
 
-def merged(doc: dict[str, Any], response: dict[str, Any], now_ms: int) -> dict[str, Any]:
+def merged(
+    doc: dict[str, Any], response: dict[str, Any], now_ms: int, asked: list[str] | None = None
+) -> dict[str, Any]:
     """`doc` with the four fields a refresh owns replaced; every other key kept, in its place.
 
-    `response` is a validated token response (see oauth.py). Scopes come from the response, else
-    from the stored list, else Claude Code's claude.ai defaults, and are always written as a list.
+    `response` is a validated token response (see oauth.py). Scopes come from the response,
+    else from what the request asked for (`asked`, see request_scopes), else the stored list,
+    else Claude Code's claude.ai defaults, and are always written as a list.
     """
     from claude_wrap.paths import DEFAULT_SCOPES  # noqa: PLC0415
 
@@ -190,6 +193,8 @@ def merged(doc: dict[str, Any], response: dict[str, Any], now_ms: int) -> dict[s
     stored = oauth.get("scopes")
     if response.get("scope"):
         scopes = str(response["scope"]).split()
+    elif asked:
+        scopes = list(asked)
     elif isinstance(stored, list) and INFERENCE_SCOPE in stored:
         scopes = list(stored)
     else:
@@ -208,8 +213,11 @@ def merged(doc: dict[str, Any], response: dict[str, Any], now_ms: int) -> dict[s
     return out
 
 
-def request_scopes(doc: object) -> list[str]:
-    """The scopes to ask for: the stored ones when they are right, else the claude.ai defaults."""
+def request_scopes(doc: object, remembered: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The scopes a refresh asks for: the stored ones when they are right, united with the ones
+    this login was last seen with (memory.py), so that a refresh of a stripped login never asks
+    for fewer than it had; the claude.ai defaults when neither is known. The one place the
+    requested list is built: what the Claude Code version in use asks for joins here too."""
     from claude_wrap.paths import DEFAULT_SCOPES  # noqa: PLC0415
 
     try:
@@ -217,6 +225,12 @@ def request_scopes(doc: object) -> list[str]:
     except ValueError:
         oauth = {}
     stored = oauth.get("scopes")
+    out: list[str] = []
     if isinstance(stored, list) and INFERENCE_SCOPE in stored:
-        return [s for s in stored if isinstance(s, str)]
-    return list(DEFAULT_SCOPES)
+        out = [s for s in stored if isinstance(s, str)]
+    for scope in remembered:
+        if scope not in out:
+            out.append(scope)
+    if INFERENCE_SCOPE not in out:
+        out = [*DEFAULT_SCOPES, *(s for s in out if s not in DEFAULT_SCOPES)]
+    return out

@@ -151,6 +151,18 @@ def shim_notice_stamp(env: Mapping[str, str] = os.environ) -> str:
     return os.path.join(state_dir(env), "login-end-notice")
 
 
+WATCH_KINDS = ("auto", "inotify", "kqueue", "poll")
+
+
+def watch_kind(env: Mapping[str, str] = os.environ) -> str:
+    """How long sessions and `keep --watch` learn of a change to the credentials file
+    (filewatch.py): auto (inotify on Linux, kqueue on macOS), or one of them, or poll."""
+    raw = env.get("CLAUDE_WRAP_NOTIFY", "") or "auto"
+    if raw not in WATCH_KINDS:
+        raise SettingError("CLAUDE_WRAP_NOTIFY", raw, "one of " + ", ".join(WATCH_KINDS))
+    return raw
+
+
 def token_url(env: Mapping[str, str] = os.environ) -> str:
     return env.get("CLAUDE_WRAP_TOKEN_URL") or DEFAULT_TOKEN_URL
 

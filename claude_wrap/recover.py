@@ -94,11 +94,16 @@ def heal(env: Mapping[str, str]) -> None:
     try:
         window_ms = int(paths.refresh_window(env) * 1000)
         _, verdict = refresher.assess(store.open_storage(env), window_ms)
-        if verdict.state not in login.REFRESHABLE:
+        if verdict.state not in login.REFRESHABLE and verdict.state != login.OK:
             return
-        log.info("guard: the credentials file changed and is {} ({}); repairing",
-                 verdict.state, verdict.detail)
+        if verdict.state != login.OK:
+            log.info("guard: the credentials file changed and is {} ({}); repairing",
+                     verdict.state, verdict.detail)
+        # A usable login may still lack fields another tool dropped (subscriptionType): the
+        # local repair puts them back; a login that lacks nothing is left alone.
         outcome = refresher.ensure_fresh(env)
+        if outcome.action == refresher.NONE:
+            return
     except WrapError as exc:
         log.warning("guard: repair failed: {}", exc)
         return

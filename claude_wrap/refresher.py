@@ -11,7 +11,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import binary, fastpath, lock, login, paths, store
+from claude_wrap import binary, fastpath, lock, login, memory, paths, restore, store
 from claude_wrap.errors import (
     LOGIN_HINT,
     CredentialsError,
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 NONE = "none"
 REFRESHED = "refreshed"
 ADOPTED = "adopted"  # another process (Claude Code, another shim) had already refreshed it
+REPAIRED = "repaired"  # put back locally what another tool stripped; no token request (restore.py)
 
 # Refresh tokens this process must not send again, with the error that settled it: the endpoint
 # rejected them (invalid_grant), or a request with them left and no answer came back (maybe
@@ -101,10 +102,15 @@ def assess(
     verdict = login.judge(snap.doc, at_ms, window_ms)
     if verdict.state == login.MALFORMED:
         return snap, verdict
-    if verdict.state == login.OK and storage.kind == "file":
-        fastpath.remember(
-            storage.where, snap.ident, verdict.expires_at, window_ms, at_ms, verdict.login_ends_at
-        )
+    if verdict.state == login.OK:
+        # Off the hot path (a healthy shim run trusts the verdict cache and never gets here):
+        # the memory of the login's scopes and fields, written only when they changed.
+        memory.note(storage.where, snap.doc)
+        if storage.kind == "file":
+            fastpath.remember(
+                storage.where, snap.ident, verdict.expires_at, window_ms, at_ms,
+                verdict.login_ends_at,
+            )
     return snap, verdict
 
 
@@ -233,6 +239,10 @@ def ensure_fresh(
     cfg = storage.lock_dir
     window_ms = int(paths.refresh_window(env) * 1000)
     snap, before = settled(storage, window_ms)
+    if not force and snap is not None and before.state in (login.OK, login.MISSING_SCOPES):
+        local = _repair_locally(env, storage, snap, before, window_ms)
+        if local is not None:
+            return local
     if before.state == login.OK and not force:
         return Outcome(NONE, before, before, [])
     error = unfixable(path, before)
@@ -276,6 +286,10 @@ def ensure_fresh(
                 if action == ADOPTED:
                     _adopted(env, before)
                 return Outcome(action, before, current, [])
+            if not force and current.state == login.MISSING_SCOPES:
+                local = _repair_locally(env, storage, snap, current, window_ms)
+                if local is not None:
+                    return local
             error = unfixable(path, current)
             if error is not None:
                 raise error
@@ -295,6 +309,18 @@ def ensure_fresh(
 def _adopted(env: Mapping[str, str], before: login.Verdict) -> None:
     event("adopt", paths.config_dir(env), f"login was {before.state}; another process had "
           "renewed it, nothing spent", env)
+
+
+def _repair_locally(
+    env: Mapping[str, str], storage: Storage, snap: Any, before: login.Verdict, window_ms: int
+) -> Outcome | None:
+    """Restore what was stripped when the access token is still good (restore.py); None when
+    that is not the fix (no memory, a due token, the file changed meanwhile)."""
+    restored = restore.repair(storage, snap, env, now_ms(), window_ms)
+    if restored is None:
+        return None
+    _, after = assess(storage, window_ms)
+    return Outcome(REPAIRED, before, after, [f"restored {', '.join(restored)} locally"])
 
 
 def _refresh(  # noqa: PLR0917 - private, called once
@@ -327,8 +353,11 @@ def _refresh(  # noqa: PLR0917 - private, called once
     asked = binary.refresh_scopes(release, env)
     log.info("the real claude is {}; sending its request's form", release or "of unknown version")
 
+    remembered = memory.applicable(oauth_doc, memory.recall(storage.where))
+    remembered_scopes = remembered.scopes if remembered is not None else []
+
     def scopes_of(doc: object) -> list[str]:
-        return binary.union(login.request_scopes(doc), asked)
+        return binary.union(login.request_scopes(doc, remembered_scopes), asked)
 
     def freshest() -> tuple[str, list[str]]:
         """The token to send, read from the file at the last moment (see oauth.refresh_tokens).
@@ -399,7 +428,11 @@ def _refresh(  # noqa: PLR0917 - private, called once
             except CredentialsError:
                 latest = None
             base = latest.doc if latest is not None and isinstance(latest.doc, dict) else snap.doc
-            new_doc = login.merged(base, response, now_ms())
+            asked = login.request_scopes(sent.doc, remembered_scopes)
+            new_doc = login.merged(base, response, now_ms(), asked)
+            # A stripped login gets its subscriptionType and the like back with its new token.
+            section, _ = restore.fill(new_doc[login.OAUTH_KEY], remembered, restore_scopes=False)
+            new_doc[login.OAUTH_KEY] = section
             pending.commit(new_doc, token_spent=True)
     _, after = assess(storage, window_ms)
     changes = describe(snap.doc, new_doc)

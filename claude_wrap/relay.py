@@ -447,9 +447,19 @@ class Relay:
     def run(self) -> int:
         self.signals.install(self.grace)
         try:
+            if self._stays_open():
+                # A session that stays open (stream-json on stdin: editors, SDKs, for hours)
+                # gets the TUI's guard; a one-shot run does not pay for it (guard.py).
+                from claude_wrap import guard  # noqa: PLC0415
+
+                with guard.Guard(self.env, guard.heal_inline(self.env), guard.period(self.env)):
+                    return self._attempts()
             return self._attempts()
         finally:
             self.signals.restore()
+
+    def _stays_open(self) -> bool:
+        return self.pipe_stdin and _stream_json_input(self.args)
 
     def _attempts(self) -> int:
         launched = recover.file_identity(self.env)
@@ -741,6 +751,17 @@ class Relay:
         if run.inp >= 0:
             os.close(run.inp)
             run.inp = -1
+
+
+def _stream_json_input(args: list[str]) -> bool:
+    """A headless run fed stream-json on stdin: it stays open for as long as its caller (an
+    editor, an SDK) keeps the pipe, often for hours. A list scan: no import on the hot path."""
+    for i, arg in enumerate(args):
+        if arg == "--input-format=stream-json":
+            return True
+        if arg == "--input-format" and args[i + 1 : i + 2] == ["stream-json"]:
+            return True
+    return False
 
 
 def run(

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
         """A write being prepared: `commit` stores the document atomically; leaving the
         `with` block without a commit leaves the stored login exactly as it was."""
 
-        def commit(self, doc: Any, *, token_spent: bool) -> None: ...
+        def commit(self, doc: Any, *, token_spent: bool) -> bool | None: ...
         def __enter__(self) -> Write: ...
         def __exit__(self, *exc: object) -> None: ...
 
@@ -180,7 +180,12 @@ class PendingWrite:
             self.close()
             raise WriteError(self.target, _why(exc), token_spent=False) from None
 
-    def commit(self, doc: Any, *, token_spent: bool) -> None:
+    def commit(
+        self, doc: Any, *, token_spent: bool, unless_changed: tuple[int, ...] | None = None
+    ) -> bool:
+        """Store `doc`; True when done. `unless_changed`: the file's identity as the caller read
+        it; when the file is no longer that one at the last moment before the rename (a writer
+        that takes no lock rewrote it), nothing is written and False comes back."""
         data = serialise(doc)
         try:
             view = memoryview(data)
@@ -191,11 +196,15 @@ class PendingWrite:
             os.fsync(self.fd)
             os.close(self.fd)
             self.fd = -1
+            if unless_changed is not None and _identity_of(self.path) != unless_changed:
+                self.close()
+                return False
             os.replace(self.tmp, self.target)
         except OSError as exc:
             self.close()
             raise WriteError(self.target, _why(exc), token_spent=token_spent) from None
         _fsync_dir(os.path.dirname(self.target) or ".")
+        return True
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -213,6 +222,13 @@ class PendingWrite:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _identity_of(path: str) -> tuple[int, ...] | None:
+    try:
+        return identity(os.stat(path))
+    except OSError:
+        return None
 
 
 def _reserve(fd: int, size: int) -> None:

@@ -389,7 +389,11 @@ def main() -> int:
         stream_line({"type": "system", "subtype": "init", "session_id": session})
         for line in sys.stdin:
             message = {"model": "claude-sonnet-4-5", "content": [{"text": "echo " + line.strip()}]}
-            stream_line({"type": "assistant", "message": message})
+            # Like the real one, it reads the stored login again for each prompt; what it found
+            # goes in a field of our own (tests of the guard look, no wording is invented).
+            now = stored_login() or {}
+            seen = {"problem": refusal(), "access_tail": str(now.get("accessToken", ""))[-9:]}
+            stream_line({"type": "assistant", "message": message, "fake_login": seen})
         stream_line({"type": "result", "is_error": False, "result": "bye"})
         return 0
 

@@ -71,7 +71,9 @@ def test_nothing_at_all_when_stderr_is_not_a_terminal(
     assert result.stderr == ""
     assert len(token_server.requests) == 1
 
-    sandbox.write(login_doc(scopes=None))
+    # Expired too: a stripped login whose token is still good is repaired locally (issue 14),
+    # and this is about a slow refresh.
+    sandbox.write(login_doc(scopes=None, expires_in_s=-60))
     slow(token_server)
     piped = sandbox.claude("--print", "hi")
     assert piped.returncode == 0

@@ -87,8 +87,8 @@ def test_systemd_keeper_is_valid_idempotent_and_runs(
     sandbox: Sandbox, token_server: TokenServer
 ) -> None:
     env = keeper_env(sandbox)
-    first = sandbox.wrap("install", "--keeper", "--manager", "systemd", env=env)
-    second = sandbox.wrap("install", "--keeper", "--manager", "systemd", env=env)
+    first = sandbox.wrap("install", "--keeper=timer", "--manager", "systemd", env=env)
+    second = sandbox.wrap("install", "--keeper=timer", "--manager", "systemd", env=env)
 
     assert first.returncode == 0, first.stderr
     units = sandbox.home / ".config" / "systemd" / "user"
@@ -145,7 +145,8 @@ def test_systemd_quoting_survives_odd_paths(sandbox: Sandbox) -> None:
     odd = sandbox.root / 'odd dir "50%" $HOME'
     odd.mkdir()
     env = {**keeper_env(sandbox), "CLAUDE_CONFIG_DIR": str(odd)}
-    assert sandbox.wrap("install", "--keeper", "--manager", "systemd", env=env).returncode == 0
+    installed = sandbox.wrap("install", "--keeper=timer", "--manager", "systemd", env=env)
+    assert installed.returncode == 0
     text = (sandbox.home / ".config/systemd/user/claude-wrap-keeper.service").read_text()
     line = next(x for x in text.splitlines() if x.startswith("Environment="))
     value = shlex.split(line.removeprefix("Environment="))[0]
@@ -160,7 +161,7 @@ def test_systemd_quoting_survives_odd_paths(sandbox: Sandbox) -> None:
 def test_launchd_keeper_plist_runs_every_five_minutes(
     sandbox: Sandbox, token_server: TokenServer
 ) -> None:
-    result = sandbox.wrap("install", "--keeper", "--manager", "launchd")
+    result = sandbox.wrap("install", "--keeper=timer", "--manager", "launchd")
     assert result.returncode == 0, result.stderr
     plist = sandbox.home / "Library" / "LaunchAgents" / "io.github.claude-wrap.keeper.plist"
     job = plistlib.loads(plist.read_bytes())
@@ -172,7 +173,7 @@ def test_launchd_keeper_plist_runs_every_five_minutes(
     assert Path(job["StandardOutPath"]).parent.is_dir()
     assert Path(job["StandardOutPath"]).parent == sandbox.state / "claude-wrap"
     assert "launchctl bootstrap" in result.stdout
-    again = sandbox.wrap("install", "--keeper", "--manager", "launchd")
+    again = sandbox.wrap("install", "--keeper=timer", "--manager", "launchd")
     assert f"already installed: {plist}" in again.stdout
 
     sandbox.write(login_doc(scopes=None))
@@ -187,7 +188,7 @@ def test_launchd_keeper_plist_runs_every_five_minutes(
 @pytest.mark.parametrize("manager", ["systemd", "launchd"])
 def test_uninstall_keeper_removes_only_its_files(sandbox: Sandbox, manager: str) -> None:
     env = keeper_env(sandbox)
-    assert sandbox.wrap("install", "--keeper", "--manager", manager, env=env).returncode == 0
+    assert sandbox.wrap("install", "--keeper=timer", "--manager", manager, env=env).returncode == 0
     removed = sandbox.wrap("uninstall", "--keeper", "--manager", manager, env=env)
     assert removed.returncode == 0
     assert removed.stdout.count("removed: ") == (2 if manager == "systemd" else 1)
@@ -201,7 +202,8 @@ def test_install_keeper_refuses_to_overwrite_a_foreign_file(sandbox: Sandbox) ->
     units.mkdir(parents=True)
     mine = units / "claude-wrap-keeper.service"
     mine.write_text("[Service]\nExecStart=/bin/true\n")
-    result = sandbox.wrap("install", "--keeper", "--manager", "systemd", env=keeper_env(sandbox))
+    env = keeper_env(sandbox)
+    result = sandbox.wrap("install", "--keeper=timer", "--manager", "systemd", env=env)
     assert result.returncode == 3
     assert "was not written by claude-wrap" in result.stderr
     assert mine.read_text() == "[Service]\nExecStart=/bin/true\n"

@@ -278,6 +278,10 @@ def test_changed_file_is_judged_again(sandbox: Sandbox, token_server: TokenServe
     assert sandbox.claude("-p").returncode == 0  # remembered as fine
     sandbox.write(login_doc(scopes=None))  # a third-party tool strips the scopes
     assert sandbox.claude("-p").returncode == 0
+    assert token_server.requests == []  # the token is good: repaired locally (issue 14)
+    assert "scopes" in sandbox.oauth()
+    sandbox.write(login_doc(scopes=None, expires_in_s=-60))  # stripped and expired: a refresh
+    assert sandbox.claude("-p").returncode == 0
     assert len(token_server.requests) == 1
     assert "scopes" in sandbox.oauth()
 

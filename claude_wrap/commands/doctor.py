@@ -474,7 +474,15 @@ def check_keeper(env: Mapping[str, str]) -> Finding:
     manager = keeper.default_manager()
     found = keeper.installed(manager, env)
     if found:
-        return Finding("keeper", OK, f"installed ({manager}): {', '.join(found)}", files=found)
+        mode = keeper.installed_mode(manager, env)
+        detail = f"installed ({manager}, {mode}): {', '.join(found)}"
+        running = None
+        if mode == keeper.WATCH:
+            from claude_wrap import keepwatch  # noqa: PLC0415
+
+            running = keepwatch.running()
+            detail += f"; running (pid {running})" if running else "; not running now"
+        return Finding("keeper", OK, detail, files=found, mode=mode, running=running)
     return Finding(
         "keeper",
         OK,

@@ -52,9 +52,14 @@ def register(sub: Any) -> None:
     for parser in (p, u):
         parser.add_argument(
             "--keeper",
-            action="store_true",
-            help="the background keeper instead: a systemd user timer or a launchd agent that "
-            "runs `claude-wrap keep --all` every 5 minutes",
+            nargs="?",
+            const=keeper.DEFAULT_MODE,
+            default=None,
+            choices=keeper.MODES,
+            help="the background keeper instead: --keeper (=watch) a user service that repairs "
+            "each change to the login within milliseconds and refreshes ahead of expiry; "
+            "--keeper=timer a systemd timer or launchd job that runs `claude-wrap keep --all` "
+            "every 5 minutes, for those who want no daemon",
         )
         parser.add_argument(
             "--manager",
@@ -102,7 +107,7 @@ def uninstall(folder: str) -> bool:
 
 def run_install(ns: argparse.Namespace) -> int:
     if ns.keeper:
-        return install_keeper(ns.manager or keeper.default_manager())
+        return install_keeper(ns.manager or keeper.default_manager(), ns.keeper)
     folder = os.path.abspath(ns.dir or default_dir())
     try:
         path, changed = install(folder)
@@ -129,8 +134,12 @@ def run_uninstall(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def install_keeper(manager: str) -> int:
-    folder, texts = keeper.files(manager)
+def install_keeper(manager: str, mode: str = keeper.TIMER) -> int:
+    other = keeper.TIMER if mode == keeper.WATCH else keeper.WATCH
+    if keeper.installed(manager, mode=other):
+        # One keeper at a time: the other mode's files go (and its job stops) first.
+        _remove_keeper(manager, other)
+    folder, texts = keeper.files(manager, mode=mode)
     try:
         if manager == keeper.LAUNCHD:
             # launchd opens the job's output files but does not create their folder.
@@ -144,7 +153,7 @@ def install_keeper(manager: str) -> int:
         raise InstallError(f"cannot write the keeper into {folder}: {exc.strerror}") from None
     for path, changed in written:
         print(f"{'installed' if changed else 'already installed'}: {path}")
-    commands = keeper.start_commands(manager)
+    commands = keeper.start_commands(manager, mode=mode)
     shown = "\n".join("  " + " ".join(argv) for argv in commands)
     if not keeper.reachable(manager):
         print(f"{manager} is not reachable from this session; to start the keeper, run:\n{shown}")
@@ -152,23 +161,37 @@ def install_keeper(manager: str) -> int:
     problem = keeper.run(commands, tolerate_first=manager == keeper.LAUNCHD)
     if problem:
         raise InstallError(f"the keeper files are written but could not be started: {problem}")
-    print(f"started: it runs `claude-wrap keep --all` every {keeper.INTERVAL_S // 60} minutes")
+    if mode == keeper.WATCH:
+        print("started: `claude-wrap keep --all --watch` runs as a user service; it repairs each "
+              "change to the login at once and refreshes ahead of expiry")
+    else:
+        print(f"started: it runs `claude-wrap keep --all` every {keeper.INTERVAL_S // 60} minutes")
     return EXIT_OK
 
 
 def uninstall_keeper(manager: str) -> int:
-    found = keeper.installed(manager)
-    if not found:
+    if not keeper.installed(manager):
         print("no keeper to remove")
         return EXIT_OK
+    for mode in keeper.MODES:
+        _remove_keeper(manager, mode, reload=False)
+    if manager == keeper.SYSTEMD and keeper.reachable(manager):
+        keeper.run([["systemctl", "--user", "daemon-reload"]])
+    return EXIT_OK
+
+
+def _remove_keeper(manager: str, mode: str, *, reload: bool = True) -> None:
+    found = keeper.installed(manager, mode=mode)
+    if not found:
+        return
     if keeper.reachable(manager):
-        keeper.run(keeper.stop_commands(manager))  # not loaded is fine: the files go anyway
+        # not loaded is fine: the files go anyway
+        keeper.run(keeper.stop_commands(manager, mode=mode))
     for path in found:
         try:
             os.unlink(path)
         except OSError as exc:
             raise InstallError(f"cannot remove {path}: {exc.strerror}") from None
         print(f"removed: {path}")
-    if manager == keeper.SYSTEMD and keeper.reachable(manager):
+    if reload and manager == keeper.SYSTEMD and keeper.reachable(manager):
         keeper.run([["systemctl", "--user", "daemon-reload"]])
-    return EXIT_OK

@@ -26,6 +26,13 @@ def register(sub: Any) -> None:
         help="every Claude config folder found (~/.claude, CLAUDE_CONFIG_DIR, ~/.claude-*); "
         "folders with no login are skipped",
     )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep running: repair each change to the credentials file at once (locally when "
+        "the token is good) and refresh ahead of expiry; for a user service "
+        "(`claude-wrap install --keeper`)",
+    )
     p.set_defaults(func=run)
 
 
@@ -35,33 +42,59 @@ def run(ns: argparse.Namespace) -> int:
         if ns.all
         else [configs.ConfigDir(paths.config_dir(), dict(os.environ), current=True)]
     )
+    if getattr(ns, "watch", False):
+        from claude_wrap import keepwatch  # noqa: PLC0415
+
+        def one(folder: configs.ConfigDir) -> int:
+            # A change to the owner's login (a refresh) goes to its shared folders at once.
+            return keep_one(folder, skip_missing=ns.all) or publish_shared()
+
+        return keepwatch.watch(found, one)
     status = EXIT_OK
     for folder in found:
-        try:
-            if ns.all and _no_login(folder.env):
-                continue  # nothing a keeper can do; `claude /login` is for the user to run
-            outcome = refresher.ensure_fresh(folder.env)
-        except WrapError as exc:
-            print(f"claude-wrap: {folder.path}: {exc}", file=sys.stderr)
-            status = status or exc.exit_code
-            if isinstance(exc, RefreshRejectedError) and exc.error == "invalid_grant":
-                notify.consider(folder.env, folder.path, ends_at=None, dead=True)
-            continue
-        notify.consider(folder.env, folder.path, ends_at=outcome.after.login_ends_at, dead=False)
-        if outcome.action == refresher.REFRESHED:
-            print(f"{folder.path}: refreshed: {'; '.join(outcome.changes)}")
-        elif outcome.action == refresher.ADOPTED:
-            print(
-                f"{folder.path}: another process had refreshed the login; "
-                f"it is {outcome.after.state}"
-            )
-    if not paths.guest_setting():
-        from claude_wrap import guest  # noqa: PLC0415 - the owner's shared folders
+        result = keep_one(folder, skip_missing=ns.all)
+        status = status or result
+    return status or publish_shared()
 
-        for problem in guest.publish(os.environ):
-            print(f"claude-wrap: {problem}", file=sys.stderr)
-            status = status or EXIT_WRITE
+
+def publish_shared() -> int:
+    """The owner's shared folders (guest.py): rewrite their token-only files. Not on a guest."""
+    if paths.guest_setting():
+        return EXIT_OK
+    from claude_wrap import guest  # noqa: PLC0415 - the owner's shared folders
+
+    status = EXIT_OK
+    for problem in guest.publish(os.environ):
+        print(f"claude-wrap: {problem}", file=sys.stderr, flush=True)
+        status = EXIT_WRITE
     return status
+
+
+def keep_one(folder: configs.ConfigDir, *, skip_missing: bool = False) -> int:
+    """Refresh or repair one folder's login if it needs it; say what was done (events only).
+    `skip_missing`: a folder with no login is left alone (`claude /login` is the user's)."""
+    try:
+        if skip_missing and _no_login(folder.env):
+            return EXIT_OK
+        outcome = refresher.ensure_fresh(folder.env)
+    except WrapError as exc:
+        print(f"claude-wrap: {folder.path}: {exc}", file=sys.stderr, flush=True)
+        if isinstance(exc, RefreshRejectedError) and exc.error == "invalid_grant":
+            notify.consider(folder.env, folder.path, ends_at=None, dead=True)
+        return exc.exit_code
+    notify.consider(folder.env, folder.path, ends_at=outcome.after.login_ends_at, dead=False)
+    if outcome.action == refresher.REFRESHED:
+        print(f"{folder.path}: refreshed: {'; '.join(outcome.changes)}", flush=True)
+    elif outcome.action == refresher.REPAIRED:
+        print(f"{folder.path}: repaired without a refresh: {'; '.join(outcome.changes)}",
+              flush=True)
+    elif outcome.action == refresher.ADOPTED:
+        print(
+            f"{folder.path}: another process had refreshed the login; "
+            f"it is {outcome.after.state}",
+            flush=True,
+        )
+    return EXIT_OK
 
 
 def _no_login(env: dict[str, str]) -> bool:

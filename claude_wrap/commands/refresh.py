@@ -37,6 +37,8 @@ def run(ns: argparse.Namespace) -> int:
             f"refreshed ({outcome.before.state} -> {outcome.after.state}): "
             + "; ".join(outcome.changes)
         )
+    elif outcome.action == refresher.REPAIRED:
+        print(f"repaired without a refresh: {'; '.join(outcome.changes)}")
     elif outcome.action == refresher.ADOPTED:
         print(f"another process had already refreshed the login; it is {outcome.after.state}")
     else:

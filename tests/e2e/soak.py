@@ -80,6 +80,9 @@ class Config:
     prompt_gap: float = 5.0  # mean pause between two prompts of a TUI session
     hostile_gap: float = 0.0  # mean pause between hostile refreshes; 0: 3 lifetimes
     keeper_gap: float = 0.0  # mean pause between keeper runs; 0: half a lifetime
+    # timer: `claude-wrap keep` run now and then, as the keeper timer does; watch: one
+    # `claude-wrap keep --watch` for the whole soak, as the keeper service runs (issue 14).
+    keeper_mode: str = "timer"
 
     @property
     def lifetime(self) -> float:
@@ -156,6 +159,7 @@ class Soak:
         self.family = 0
         self.started = 0.0
         self.ended = 0.0
+        self.keeper_events: dict[str, int] = {}
 
     # --- the world ----------------------------------------------------------------------------
 
@@ -251,6 +255,34 @@ class Soak:
             else:
                 outcome, detail = "other", f"exit {done.returncode}: {err[:200]}"
             self._record(RunRecord("keeper", started, time.time() - started, outcome, detail))
+
+    def _watching_keeper(self) -> subprocess.Popen[bytes]:
+        """`claude-wrap keep --watch` for the whole soak: its events and errors are counted from
+        its output when it ends (keeper_events)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "claude_wrap", "keep", "--watch"],
+            env=self.shim_env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+
+    def _collect_watching_keeper(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+        events: Counter[str] = Counter()
+        for line in out.decode(errors="replace").splitlines():
+            for what in ("repaired without a refresh", "refreshed", "another process"):
+                if f": {what}" in line:
+                    events[what] += 1
+                    break
+        errors = [x for x in err.decode(errors="replace").splitlines()
+                  if x.startswith("claude-wrap: ")]
+        for line in errors:
+            self._record(RunRecord("keeper", self.ended, 0.0, "login_error", line[:200]))
+        # The service itself, as one run: it ran the whole soak and ended when told to.
+        self._record(RunRecord(
+            "keeper", self.started, self.ended - self.started,
+            "ok" if proc.returncode == 0 else "other", f"keep --watch exit {proc.returncode}",
+        ))
+        self.keeper_events = {**events, "errors": len(errors), "exit": proc.returncode}
 
     def _interactive_worker(self, rng: random.Random) -> None:
         while not self._stop.is_set():
@@ -418,7 +450,10 @@ class Soak:
             for _ in range(cfg.interactive):
                 rng = random.Random(seeds.random())
                 threads.append(threading.Thread(target=self._interactive_worker, args=(rng,)))
-            if cfg.keeper:
+            watching = None
+            if cfg.keeper and cfg.keeper_mode == "watch":
+                watching = self._watching_keeper()
+            elif cfg.keeper:
                 rng = random.Random(seeds.random())
                 threads.append(threading.Thread(target=self._keeper_worker, args=(rng,)))
             hostile = self._hostile(server) if cfg.hostile else None
@@ -438,6 +473,8 @@ class Soak:
                 self.ended = time.time()
                 for thread in threads:
                     thread.join(240)
+                if watching is not None:
+                    self._collect_watching_keeper(watching)
             return self.report()
 
     # --- the report ---------------------------------------------------------------------------
@@ -447,6 +484,9 @@ class Soak:
         for record in self.records:
             end = record.started + record.seconds
             record.dead = any(a <= end and record.started <= b for a, b in windows)
+
+    def _local_repairs(self) -> int:
+        return _count_local_repairs(self.root / "claude-wrap.log")
 
     def report(self) -> dict[str, Any]:
         self._mark_dead()
@@ -502,6 +542,13 @@ class Soak:
             "refreshes_total": self.families.refreshes,
             "refreshes_per_lifetime": round(self.families.refreshes / lifetimes, 2)
             if lifetimes else None,
+            # What claude-wrap spent, apart from the real binary's and the hostile's own.
+            "claude_wrap_refreshes_per_lifetime": round(refreshes["claude-wrap"] / lifetimes, 2)
+            if lifetimes else None,
+            # Repairs that spent nothing (issue 14): one log line each, from every process.
+            "local_repairs": self._local_repairs(),
+            "keeper_mode": cfg.keeper_mode if cfg.keeper else "none",
+            "keeper_events": self.keeper_events,
             "invalid_grants": dict(invalid),
             "invalid_grants_total": self.families.invalid_grants,
             "revocations_caused_by": dict(revokes),
@@ -521,6 +568,14 @@ class Soak:
                 "unusable_total_s": round(sum(s[1] for s in stretches), 2),
             },
         }
+
+
+def _count_local_repairs(log: Path) -> int:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return 0
+    return text.count("repaired locally: restored")
 
 
 def shim_watches_output() -> bool:
@@ -574,7 +629,10 @@ def summary(report: dict[str, Any]) -> str:
     f = report["file"]
     lines += [
         f"  refreshes {report['refreshes_total']} {report['refreshes']}, "
-        f"{report['refreshes_per_lifetime']} per lifetime",
+        f"{report['refreshes_per_lifetime']} per lifetime "
+        f"({report.get('claude_wrap_refreshes_per_lifetime')} by claude-wrap); "
+        f"local repairs {report.get('local_repairs')}",
+        f"  keeper: {report.get('keeper_mode')} {report.get('keeper_events') or ''}",
         f"  invalid_grants {report['invalid_grants_total']} {report['invalid_grants']}; "
         f"revocations caused by {report['revocations_caused_by']} (of which racing the "
         f"hostile's write: {report['revocations_racing_the_hostile_write']}); "

@@ -69,15 +69,13 @@ def test_scopes_lost_after_the_preflight_are_repaired_and_the_run_retried(
         lines = [json.loads(line) for line in run.out.splitlines()]
         assert [line["type"] for line in lines].count("system") == 1
         assert [line["type"] for line in lines].count("result") == 1
-    # Two refreshes, each with the refresh token the one before it issued: the pre-flight's,
-    # then the repair after claude said `Not logged in`.
-    first, second = token_server.issued
-    assert token_server.refresh_tokens_seen == [
-        written["claudeAiOauth"]["refreshToken"], first["refresh_token"]
-    ]
-    # The failed run never called the API (logged out); the retry did, with the repaired token.
-    assert fake_api.tokens_used() == [second["access_token"]]
-    assert_repaired(claude_home, written, second, started)
+    # One refresh, the pre-flight's; the repair after claude said `Not logged in` put the
+    # scopes back locally (issue 14): the access token it had just got was good.
+    (first,) = token_server.issued
+    assert token_server.refresh_tokens_seen == [written["claudeAiOauth"]["refreshToken"]]
+    # The failed run never called the API (logged out); the retry did, with that token.
+    assert fake_api.tokens_used() == [first["access_token"]]
+    assert_repaired(claude_home, written, first, started)
 
 
 def test_the_tui_started_logged_out_is_repaired_once_in_place(
@@ -98,13 +96,14 @@ def test_the_tui_started_logged_out_is_repaired_once_in_place(
     try:
         term.expect(TUI_LOGGED_OUT, timeout=60)  # the real binary started logged out
         assert marker.exists()
-        # The repair, in the background, while the TUI keeps running.
-        wait_for(lambda: len(token_server.issued) == 2, "the repair")
-        repaired = token_server.issued[1]["access_token"]
+        # The repair, in the background, while the TUI keeps running: local (issue 14), the
+        # pre-flight's fresh token kept.
+        repaired = token_server.issued[0]["access_token"]
         wait_for(
-            lambda: claude_home.read_credentials()["claudeAiOauth"]["accessToken"] == repaired,
+            lambda: "scopes" in claude_home.read_credentials()["claudeAiOauth"],
             "the repaired login on disk",
         )
+        assert claude_home.read_credentials()["claudeAiOauth"]["accessToken"] == repaired
         claude.note_time("(shim, TUI until the repair is on disk)", time.monotonic() - started)
         for prompt in ("hello", "again"):
             term.send(prompt)
@@ -113,7 +112,7 @@ def test_the_tui_started_logged_out_is_repaired_once_in_place(
             term.expect("pong", timeout=60)
         # The status line keeps its stale `Not logged in` (protocol.md section 6): that is not
         # a new failure, so no second repair, and each prompt went out with the repaired token.
-        assert len(token_server.requests) == 2
+        assert len(token_server.requests) == 1
         assert [c.token for c in fake_api.messages_calls()] == [repaired, repaired]
         term.sendcontrol("c")
         term.sendcontrol("c")
@@ -121,10 +120,7 @@ def test_the_tui_started_logged_out_is_repaired_once_in_place(
     finally:
         term.close(force=True)
     assert term.exitstatus == 0
-    first = token_server.issued[0]
-    assert token_server.refresh_tokens_seen == [
-        written["claudeAiOauth"]["refreshToken"], first["refresh_token"]
-    ]
+    assert token_server.refresh_tokens_seen == [written["claudeAiOauth"]["refreshToken"]]
     stored = claude_home.read_credentials()["claudeAiOauth"]
     assert "user:inference" in stored["scopes"]
     assert {k: stored[k] for k in OAUTH_EXTRA} == OAUTH_EXTRA
@@ -140,7 +136,8 @@ def test_scopes_dropped_during_a_tui_session_are_restored_before_the_next_prompt
 ) -> None:
     # The guard (soak, issue 9): an old tool rewrites the file without scopes while the TUI
     # runs; the shim repairs it before the user's next prompt, which the real binary then sends
-    # with the repaired token instead of showing `Please run /login`.
+    # instead of showing `Please run /login`. The token is good: a local repair, nothing spent
+    # (issue 14). The strip is the hostile way: truncate, then write in place.
     fake_api.answer = "pong"
     tokens = new_tokens()
     written = claude_home.write_credentials(tokens, oauth_extra=OAUTH_EXTRA)
@@ -151,18 +148,19 @@ def test_scopes_dropped_during_a_tui_session_are_restored_before_the_next_prompt
         stripped = json.loads(json.dumps(written))
         del stripped["claudeAiOauth"]["scopes"]
         path = claude_home.credentials_path
-        tmp = path.with_name("stripped.tmp")
-        tmp.write_text(json.dumps(stripped))
-        tmp.replace(path)
-        wait_for(lambda: "scopes" in claude_home.read_credentials()["claudeAiOauth"],
+        began = time.monotonic()
+        with path.open("r+b") as f:
+            f.truncate(0)
+            f.write(json.dumps(stripped).encode())
+        wait_for(lambda: "scopes" in _oauth_or_empty(claude_home),
                  "the guard's repair, no prompt sent")
-        [issued] = token_server.issued
+        claude.note_time("(shim, TUI guard: strip -> whole)", time.monotonic() - began)
         term.send("hello")
         term.expect("hello", timeout=30)
         term.send("\r")
         term.expect("pong", timeout=60)
-        assert fake_api.tokens_used() == [issued["access_token"]]
-        assert len(token_server.requests) == 1
+        assert fake_api.tokens_used() == [written["claudeAiOauth"]["accessToken"]]
+        assert token_server.requests == []
         term.sendcontrol("c")
         term.sendcontrol("c")
         term.expect(pexpect.EOF, timeout=30)
@@ -170,3 +168,11 @@ def test_scopes_dropped_during_a_tui_session_are_restored_before_the_next_prompt
         term.close(force=True)
     stored = claude_home.read_credentials()["claudeAiOauth"]
     assert {k: stored[k] for k in OAUTH_EXTRA} == OAUTH_EXTRA
+
+
+def _oauth_or_empty(home: ClaudeHome) -> dict[str, Any]:
+    """The stored login, {} while a writer is half-way through the file."""
+    try:
+        return dict(home.read_credentials()["claudeAiOauth"])
+    except (ValueError, KeyError):
+        return {}

@@ -1,0 +1,100 @@
+"""The guard of a long session: while it runs, another program's change to the credentials file
+is seen within milliseconds (filewatch: inotify, kqueue, else a poll) and handed to `on_change`,
+which judges it and repairs it if need be, before claude's next request meets it.
+
+Only sessions that stay open pay for it: TUI sessions (interactive.py) and headless ones fed
+stream-json on stdin (relay.py), as editors and SDKs run for hours. A one-shot `claude -p`
+never starts it. CLAUDE_WRAP_GUARD_PERIOD=0 turns it off; it is the poll's period where the
+kernel cannot tell us.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from claude_wrap import filewatch, paths, recover
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+DEFAULT_PERIOD_S = 0.5
+
+
+def period(env: Mapping[str, str]) -> float:
+    return paths._seconds(env, "CLAUDE_WRAP_GUARD_PERIOD", DEFAULT_PERIOD_S)
+
+
+class Guard:
+    """Calls `on_change(identity)` in its own thread for each change of the file's identity.
+    `on_change` runs in the guard's thread; changes that happen meanwhile are seen after it."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        on_change: Callable[[tuple[int, ...] | None], None],
+        period_s: float,
+    ) -> None:
+        self.env = env
+        self.on_change = on_change
+        self.period = period_s
+        self.watcher: filewatch.Watcher | None = None
+        self._thread = threading.Thread(target=self._run, name="claude-wrap-guard", daemon=True)
+
+    def __enter__(self) -> Guard:
+        if self.period > 0:
+            cred = paths.credentials_file(self.env)
+            try:
+                kind = paths.watch_kind(self.env)
+                self.watcher = filewatch.open_watcher([cred], self.period, kind)
+            except (OSError, ValueError):  # a bad CLAUDE_WRAP_NOTIFY must not end the session
+                self.watcher = filewatch.Watcher([cred], self.period)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.watcher is not None:
+            self.watcher.interrupt()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self.watcher is not None:
+            self.watcher.close()
+
+    def _run(self) -> None:
+        watcher = self.watcher
+        assert watcher is not None
+        last = recover.file_identity(self.env)
+        warm_up()
+        while not watcher.interrupted:
+            watcher.wait(None)
+            ident = recover.file_identity(self.env)
+            if ident == last or watcher.interrupted:
+                continue
+            last = ident
+            try:
+                self.on_change(ident)
+            except Exception:  # noqa: BLE001, S110 - the guard must never end the session
+                pass
+
+
+def warm_up() -> None:
+    """Import what a repair needs now, in the guard's thread, while nothing is wrong: the first
+    repair of a session then takes milliseconds, not the ~0.3 s of importing loguru and the
+    rest (measured: a stream-json session's first repair, 410 ms before, see tests/test_repair).
+    Only sessions that stay open get here."""
+    from claude_wrap import shim  # noqa: PLC0415
+
+    shim.enable_site()
+    try:
+        from claude_wrap import log, refresher, restore  # noqa: F401, PLC0415
+    except ImportError:
+        pass
+
+
+def heal_inline(env: Mapping[str, str]) -> Callable[[tuple[int, ...] | None], None]:
+    """on_change for a headless session: judge and repair in the guard's own thread."""
+
+    def on_change(_ident: tuple[int, ...] | None) -> None:
+        recover.heal(env)
+
+    return on_change

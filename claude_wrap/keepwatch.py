@@ -1,0 +1,148 @@
+"""`claude-wrap keep --watch`: the keeper as a long-running user service.
+
+Runs that bypass the shim (editors' bundled binaries, the real `claude` run directly) were
+protected only by the keeper timer, every 5 minutes: in a 15-minute soak with the hostile
+refresher, 5 of 141 direct runs met a stripped file (issue 14). This loop is told by the kernel
+of each change to the credentials files (filewatch: inotify, kqueue) and repairs it at once,
+locally when the token is good (restore.py), and it refreshes ahead of expiry: it sleeps until
+the next login is due, or a file changes, whichever comes first. While idle it blocks in the
+kernel: no polling loop where the kernel can tell (the poll is the fallback elsewhere).
+
+A pid file in the state folder says it runs (`doctor` reads it); SIGTERM and SIGINT end it
+cleanly, between repairs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from claude_wrap import filewatch, login, paths, refresher, store
+from claude_wrap.errors import EXIT_OK, WrapError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from claude_wrap.configs import ConfigDir
+
+RETRY_S = 60.0  # after a failed refresh (the network is down): try again this much later
+IDLE_S = 3600.0  # with no login due and no file to watch (the Keychain): look once an hour
+
+
+def pid_file() -> str:
+    return os.path.join(paths.state_dir(), "keeper-watch.pid")
+
+
+def running() -> int | None:
+    """The pid of a `keep --watch` that runs now, else None."""
+    try:
+        with open(pid_file(), encoding="ascii") as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    if pid <= 0 or not store.pid_alive(pid):
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"keep" not in f.read():
+                return None  # the pid was reused by another program
+    except OSError:
+        pass  # no /proc (macOS): the pid alone
+    return pid
+
+
+def _write_pid() -> None:
+    path = pid_file()
+    paths.make_private_dirs(os.path.dirname(path))
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "w", encoding="ascii") as f:
+        f.write(f"{os.getpid()}\n")
+    os.replace(tmp, path)
+
+
+def _clear_pid() -> None:
+    try:
+        with open(pid_file(), encoding="ascii") as f:
+            if f.read().strip() == str(os.getpid()):
+                os.unlink(pid_file())
+    except OSError:
+        pass
+
+
+def due_in(folder: ConfigDir, now_ms: int) -> float | None:
+    """Seconds until this folder's login is due for a refresh (0: now), None: never."""
+    try:
+        env = folder.env
+        window_ms = int(paths.refresh_window(env) * 1000)
+        _, verdict = refresher.assess(store.open_storage(env), window_ms, now_ms)
+    except WrapError:
+        return RETRY_S
+    if verdict.expires_at is None or verdict.state in (login.MISSING, login.MALFORMED):
+        return None
+    return max(0.0, (verdict.expires_at - window_ms - now_ms) / 1000)
+
+
+def watch(found: list[ConfigDir], keep_one: Callable[[ConfigDir], int]) -> int:
+    """Keep every folder's login, on each change and ahead of each expiry, until told to stop."""
+    creds: dict[str, ConfigDir] = {}
+    for folder in found:
+        if store.open_storage(folder.env).kind == "file":
+            creds[paths.credentials_file(folder.env)] = folder
+    kind = paths.watch_kind(found[0].env if found else os.environ)
+    watched = [c for c in creds if os.path.isdir(os.path.dirname(c))]
+    try:
+        watcher = filewatch.open_watcher(watched, 0.5, kind)
+    except OSError:
+        watcher = filewatch.Watcher(watched, 0.5)
+
+    def stop(_signum: int, _frame: object) -> None:
+        watcher.interrupt()
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop)
+    _write_pid()
+    print(f"claude-wrap keep --watch: watching {len(watched)} credentials file(s) "
+          f"({watcher.kind}); pid {os.getpid()}", file=sys.stderr, flush=True)
+    failed_at: dict[str, float] = {}
+    try:
+        todo = list(found)
+        while not watcher.interrupted:
+            for folder in todo:
+                if keep_one(folder) != EXIT_OK:
+                    failed_at[folder.path] = time.monotonic()
+                else:
+                    failed_at.pop(folder.path, None)
+            sys.stdout.flush()
+            timeout = _next_wait(found, failed_at)
+            changed = watcher.wait(timeout)
+            if watcher.interrupted:
+                break
+            now = int(time.time() * 1000)
+            todo = [
+                f for f in found
+                if paths.credentials_file(f.env) in changed
+                or (not changed and f.path in failed_at)
+                or due_in(f, now) == 0
+            ]
+    finally:
+        _clear_pid()
+        watcher.close()
+    return EXIT_OK
+
+
+def _next_wait(found: list[ConfigDir], failed_at: dict[str, float]) -> float:
+    now = int(time.time() * 1000)
+    waits = [IDLE_S]
+    for folder in found:
+        due = due_in(folder, now)
+        if due is not None:
+            waits.append(due)
+        if folder.path in failed_at:
+            waits.append(max(0.0, RETRY_S - (time.monotonic() - failed_at[folder.path])))
+    # Never a busy loop: a login still due right after it was kept (a token server that hands
+    # out tokens shorter-lived than the refresh window) waits RETRY_S, as a failed one does.
+    wait = min(waits)
+    return wait if wait > 0 else RETRY_S
