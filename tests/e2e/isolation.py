@@ -163,6 +163,7 @@ class ClaudeBinary:
     """The real `claude`, with a log of how long each run took (reported after the session)."""
 
     path: Path
+    version: str = ""
     timings: list[tuple[str, float]] = field(default_factory=list)
 
     def run(

@@ -16,7 +16,7 @@ import pytest
 
 from .fakeapi import EXPIRED_MESSAGE, MODEL, FakeAnthropicAPI
 from .isolation import ClaudeBinary, ClaudeHome, new_tokens
-from .samples import SAMPLES, check_sample, json_lines_shape, recording
+from .samples import check_sample, json_lines_shape, recording, sample_path
 
 LOGGED_OUT = "Not logged in · Please run /login"
 # The TUI draws each word at an absolute column (ESC[<n>G) instead of printing spaces.
@@ -84,7 +84,7 @@ def test_print_without_scopes_says_not_logged_in(
     assert (run.returncode, run.out, run.err) == (1, LOGGED_OUT + "\n", "")
     assert fake_api.messages_calls() == []  # it never tries the network
     assert claude_home.read_credentials() == written
-    check_sample("print_logged_out.txt", run.stdout, _exact)
+    check_sample(claude.version, "print_logged_out.txt", run.stdout, _exact)
 
 
 def test_print_json_without_scopes(
@@ -97,7 +97,7 @@ def test_print_json_without_scopes(
     result = json.loads(line)
     assert (result["type"], result["is_error"], result["result"]) == ("result", True, LOGGED_OUT)
     assert fake_api.messages_calls() == []
-    check_sample("print_logged_out.json", run.stdout, json_lines_shape)
+    check_sample(claude.version, "print_logged_out.json", run.stdout, json_lines_shape)
 
 
 STREAM_JSON = ("--print", "--output-format", "stream-json", "--verbose")
@@ -133,7 +133,7 @@ def test_stream_json_without_scopes_is_three_lines(
     assert assistant["message"]["content"] == [{"type": "text", "text": LOGGED_OUT}]
     assert (result["type"], result["is_error"], result["result"]) == ("result", True, LOGGED_OUT)
     assert fake_api.messages_calls() == []
-    check_sample(sample, run.stdout, json_lines_shape)
+    check_sample(claude.version, sample, run.stdout, json_lines_shape)
 
 
 def test_stream_json_with_scopes_is_a_healthy_run(
@@ -152,7 +152,7 @@ def test_stream_json_with_scopes_is_a_healthy_run(
     assert (lines[-1]["type"], lines[-1]["is_error"], lines[-1]["result"]) == (
         "result", False, "pong"
     )
-    check_sample("print_ok.stream.jsonl", run.stdout, json_lines_shape)
+    check_sample(claude.version, "print_ok.stream.jsonl", run.stdout, json_lines_shape)
 
 
 def test_print_with_a_token_the_api_calls_expired(
@@ -168,7 +168,7 @@ def test_print_with_a_token_the_api_calls_expired(
     assert run.out == f"Failed to authenticate. API Error: 401 {EXPIRED_MESSAGE}\n"
     assert [c.token for c in fake_api.messages_calls()] == [tokens.access, tokens.access]
     assert claude_home.read_credentials() == written  # a failed network refresh keeps the file
-    check_sample("print_expired_401.txt", run.stdout, _exact)
+    check_sample(claude.version, "print_expired_401.txt", run.stdout, _exact)
 
 
 # --- the interactive TUI ----------------------------------------------------------------------
@@ -195,8 +195,9 @@ def test_tui_without_scopes_shows_not_logged_in(
         child.close(force=True)
     assert child.exitstatus == 0
     assert fake_api.messages_calls() == []
-    sample = SAMPLES / "tui_logged_out.bin"
+    sample = sample_path(claude.version, "tui_logged_out.bin")
     if recording():
+        sample.parent.mkdir(parents=True, exist_ok=True)
         sample.write_bytes(drawn)
     else:
         assert TUI_LOGGED_OUT.search(sample.read_bytes())
