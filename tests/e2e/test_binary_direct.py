@@ -19,11 +19,12 @@ from .isolation import ClaudeBinary, ClaudeHome, new_tokens
 from .samples import check_sample, json_lines_shape, recording, sample_path
 
 LOGGED_OUT = "Not logged in · Please run /login"
-# The TUI draws each word at an absolute column (ESC[<n>G) instead of printing spaces.
-_GAP = rb"(?:\x1b\[\d+G| )"
+# 2.1.197 draws each word at an absolute column (ESC[<n>G) instead of printing spaces; 2.1.332
+# draws real spaces inside colour escapes, and writes "run" where 2.1.197 wrote "Run".
+_GAP = rb"(?:\x1b\[[\d;]*[Gm]| )+"
 TUI_LOGGED_OUT = re.compile(
-    rb"Not" + _GAP + rb"logged" + _GAP + rb"in" + _GAP + "·".encode() + _GAP + rb"Run" + _GAP
-    + rb"/login"
+    rb"Not" + _GAP + rb"logged" + _GAP + rb"in" + _GAP + "·".encode() + _GAP
+    + rb"(?:Please" + _GAP + rb")?[Rr]un" + _GAP + rb"/login"
 )
 
 
@@ -40,9 +41,9 @@ def test_auth_status_without_scopes_is_logged_out(
     claude_home.write_credentials(new_tokens(), scopes=None)
     run = claude.run(claude_home, "auth", "status")
     assert run.returncode == 1
-    assert json.loads(run.stdout) == {
-        "loggedIn": False, "authMethod": "none", "apiProvider": "firstParty"
-    }
+    status = json.loads(run.stdout)
+    # Versions add fields (2.1.332: loginExpiresAt, configDirectory, ...): judge what matters.
+    assert (status["loggedIn"], status["authMethod"]) == (False, "none")
     assert run.stderr == b""
 
 
@@ -186,7 +187,6 @@ def test_tui_without_scopes_shows_not_logged_in(
         assert isinstance(child.before, bytes)
         assert isinstance(child.after, bytes)
         drawn = child.before + child.after
-        assert b"Not logged in" not in drawn  # no plain spaces: watchers must allow ESC[<n>G
         # The REPL stays open when logged out; two Ctrl-C quit it.
         child.sendcontrol("c")
         child.sendcontrol("c")
