@@ -76,7 +76,7 @@ def needs_force(text: str) -> bool:
 
 def _is_401_result(obj: Any) -> bool:
     # 2.1.332's results carry the API's status (section 9): a structural signal, before wording.
-    return obj.get("api_error_status") == 401
+    return bool(obj.get("api_error_status") == 401)
 
 
 def _is_failure_result(obj: Any) -> bool:
