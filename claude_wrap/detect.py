@@ -61,12 +61,17 @@ def is_failure_text(text: str) -> bool:
     text = text.strip()
     if len(text) > 4096 or "\n" in text:
         return False
-    low = " ".join(text.lower().split())
-    if low.startswith(BUSY_LOCK.lower()):
+    if is_busy_lock(text):
         return False
+    low = " ".join(text.lower().split())
     if low.startswith(_LOW_401) or low.rstrip(".") in _LOW_WHOLE:
         return True
     return low.startswith(_LOW_LOGIN) and low.endswith("/login")
+
+
+def is_busy_lock(text: str) -> bool:
+    """Another Claude Code process holds the refresh lock: wait, never refresh over it."""
+    return " ".join(text.lower().split()).startswith(BUSY_LOCK.lower())
 
 
 def needs_force(text: str) -> bool:
@@ -101,13 +106,18 @@ def _is_synthetic_failure(obj: Any) -> bool:
     message = obj.get("message")
     if not isinstance(message, dict) or message.get("model") != "<synthetic>":
         return False
+    content = message.get("content")
+    texts = [
+        t for t in (
+            [c.get("text") for c in content if isinstance(c, dict)]
+            if isinstance(content, list) else []
+        ) if isinstance(t, str)
+    ]
+    if any(is_busy_lock(t) for t in texts):
+        return False  # whatever error it is tagged with: another process is refreshing
     if obj.get("error") == "authentication_failed":
         return True
-    content = message.get("content")
-    texts = (
-        [c.get("text") for c in content if isinstance(c, dict)] if isinstance(content, list) else []
-    )
-    return any(isinstance(t, str) and is_failure_text(t) for t in texts)
+    return any(is_failure_text(t) for t in texts)
 
 
 def _is_auth_retry(obj: Any) -> bool:

@@ -235,6 +235,7 @@ FAILED_NAMES = (
     "print_logged_out.json",
     "print_logged_out.stream.jsonl",
     "print_logged_out.stream-in.jsonl",
+    "print_invalid_grant.txt",
     # captured for this module (2.1.197): a 401 in stream-json has api_retry lines first
     "print_expired_401.stream.jsonl",
 )

@@ -91,6 +91,9 @@ class ClaudeHome:
             "CLAUDE_CONFIG_DIR": str(self.config_dir),
             "ANTHROPIC_BASE_URL": self.api_url,
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            # 2.1.87 runs `npm view` for its update check even so, and a TUI waits for it to
+            # quit; no test may reach a registry.
+            "DISABLE_AUTOUPDATER": "1",
         }
         for key, value in overrides.items():
             if value is None:

@@ -187,6 +187,10 @@ def test_tui_without_scopes_shows_not_logged_in(
         assert isinstance(child.before, bytes)
         assert isinstance(child.after, bytes)
         drawn = child.before + child.after
+        sample = sample_path(claude.version, "tui_logged_out.bin")
+        if recording():
+            sample.parent.mkdir(parents=True, exist_ok=True)
+            sample.write_bytes(drawn)
         # The REPL stays open when logged out; two Ctrl-C quit it.
         child.sendcontrol("c")
         child.sendcontrol("c")
@@ -195,9 +199,5 @@ def test_tui_without_scopes_shows_not_logged_in(
         child.close(force=True)
     assert child.exitstatus == 0
     assert fake_api.messages_calls() == []
-    sample = sample_path(claude.version, "tui_logged_out.bin")
-    if recording():
-        sample.parent.mkdir(parents=True, exist_ok=True)
-        sample.write_bytes(drawn)
-    else:
+    if not recording():
         assert TUI_LOGGED_OUT.search(sample.read_bytes())
