@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -30,6 +31,9 @@ SCOPES = (
     "user:file_upload",
 )
 HOUR_MS = 3_600_000
+# The TUI is ready for a prompt: 2.1.87 and 2.1.197 draw "? for shortcuts" under the prompt,
+# 2.1.332 "⏵⏵ auto mode on (shift+tab to cycle) · ← for agents" instead (2.1.197 has that too).
+TUI_READY = re.compile(rb"shortcuts|agents")
 # A top-level key Claude Code keeps next to the login; every rewrite must leave it untouched.
 MCP_OAUTH = {
     "example-server|0123456789abcdef": {

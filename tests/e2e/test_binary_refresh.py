@@ -63,7 +63,7 @@ def test_expired_login_is_refreshed_by_claude_itself(
     oauth = stored["claudeAiOauth"]
     assert oauth["accessToken"] == issued["access_token"]
     assert oauth["refreshToken"] == issued["refresh_token"]
-    assert oauth["scopes"] == asked
+    assert oauth["scopes"] == issued["scope"].split(" ")  # what the server granted
     assert oauth["expiresAt"] >= started + issued["expires_in"] * 1000
     assert (oauth["subscriptionType"], oauth["rateLimitTier"]) == ("max", "default_claude_max_20x")
     assert stored["mcpOAuth"] == written["mcpOAuth"]

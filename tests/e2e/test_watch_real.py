@@ -20,7 +20,7 @@ import pytest
 
 from ..tokenserver import Reply, TokenServer, invalid_grant
 from .fakeapi import EXPIRED_MESSAGE, FakeAnthropicAPI
-from .isolation import ClaudeBinary, ClaudeHome, new_tokens
+from .isolation import TUI_READY, ClaudeBinary, ClaudeHome, new_tokens
 
 REPO = Path(__file__).resolve().parents[2]
 FORMATS = {
@@ -200,7 +200,7 @@ def test_the_tui_is_repaired_in_place_and_its_next_prompt_works(
         timeout=60,
     )
     try:
-        term.expect("shortcuts")
+        term.expect(TUI_READY)
         term.send("hello")
         term.expect("hello")
         term.send("\r")

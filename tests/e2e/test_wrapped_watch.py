@@ -20,7 +20,7 @@ import pytest
 
 from ..tokenserver import TokenServer
 from .fakeapi import FakeAnthropicAPI
-from .isolation import ClaudeBinary, ClaudeHome, new_tokens
+from .isolation import TUI_READY, ClaudeBinary, ClaudeHome, new_tokens
 from .test_binary_direct import TUI_LOGGED_OUT
 from .test_wrapped import FORMATS, OAUTH_EXTRA, assert_repaired
 from .wrapped import Shim, strip_scopes_once
@@ -147,7 +147,7 @@ def test_scopes_dropped_during_a_tui_session_are_restored_before_the_next_prompt
     env = shim.env(claude_home, token_server.url)
     term = shim.spawn(claude_home, env=env)
     try:
-        term.expect("shortcuts", timeout=90)
+        term.expect(TUI_READY, timeout=90)
         stripped = json.loads(json.dumps(written))
         del stripped["claudeAiOauth"]["scopes"]
         path = claude_home.credentials_path
