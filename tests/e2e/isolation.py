@@ -98,6 +98,9 @@ class ClaudeHome:
             # 2.1.87 runs `npm view` for its update check even so, and a TUI waits for it to
             # quit; no test may reach a registry.
             "DISABLE_AUTOUPDATER": "1",
+            # 2.1.87 retries a 401 ten times with backoff (seen: 11 calls, 178 s, then the
+            # failure); 2.1.197 and 2.1.332 retry a 401 once after a refresh whatever this says.
+            "CLAUDE_CODE_MAX_RETRIES": "2",
         }
         for key, value in overrides.items():
             if value is None:

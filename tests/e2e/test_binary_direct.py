@@ -166,8 +166,11 @@ def test_print_with_a_token_the_api_calls_expired(
     fake_api.expire(tokens.access)
     run = claude.run(claude_home, "--print", input=b"hello\n")
     assert (run.returncode, run.err) == (1, "")
-    assert run.out == f"Failed to authenticate. API Error: 401 {EXPIRED_MESSAGE}\n"
-    assert [c.token for c in fake_api.messages_calls()] == [tokens.access, tokens.access]
+    # 2.1.197 and 2.1.332 add the API's message, 2.1.87 its whole JSON body.
+    assert run.out.startswith("Failed to authenticate. API Error: 401 "), run.out
+    assert EXPIRED_MESSAGE in run.out
+    calls = [c.token for c in fake_api.messages_calls()]
+    assert len(calls) >= 2 and set(calls) == {tokens.access}
     assert claude_home.read_credentials() == written  # a failed network refresh keeps the file
     check_sample(claude.version, "print_expired_401.txt", run.stdout, _exact)
 
@@ -191,10 +194,13 @@ def test_tui_without_scopes_shows_not_logged_in(
         if recording():
             sample.parent.mkdir(parents=True, exist_ok=True)
             sample.write_bytes(drawn)
-        # The REPL stays open when logged out; two Ctrl-C quit it.
-        child.sendcontrol("c")
-        child.sendcontrol("c")
-        child.expect(pexpect.EOF, timeout=30)
+        # The REPL stays open when logged out; two Ctrl-C quit it. 2.1.87 (node) may still be
+        # drawing its start-up notices and miss the pair: one more pair then.
+        for _ in range(3):
+            child.sendcontrol("c")
+            child.sendcontrol("c")
+            if child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=20) == 0:
+                break
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
