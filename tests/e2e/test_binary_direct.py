@@ -201,6 +201,10 @@ def test_tui_without_scopes_shows_not_logged_in(
             child.sendcontrol("c")
             if child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=20) == 0:
                 break
+        # 2.1.87 closes the terminal before its process ends: wait for the exit status.
+        deadline = time.monotonic() + 60
+        while child.isalive() and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
