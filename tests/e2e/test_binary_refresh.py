@@ -20,6 +20,9 @@ from .samples import check_sample
 from .tlsproxy import OAuthProxy
 
 CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
+# Versions seen not to refresh on a 401 and to leave the file after invalid_grant (2.1.87, in
+# this harness: an expired-by-the-API token plus an expired stored expiry).
+NO_REFRESH_ON_401 = frozenset({"2.1.87"})
 
 
 def _run_print(claude: ClaudeBinary, home: ClaudeHome, proxy: OAuthProxy) -> Run:
@@ -85,6 +88,13 @@ def test_a_401_makes_it_refresh_a_token_it_thought_valid(
     claude_home.write_credentials(tokens)  # expires in 8 hours
     fake_api.expire(tokens.access)
     run = _run_print(claude, claude_home, oauth_proxy)
+    if claude.version in NO_REFRESH_ON_401:
+        # Seen with 2.1.87: the 401 is the end of the run, no refresh of a token it thought valid
+        # (that is what the shim's output watcher repairs).
+        assert (run.returncode, run.err) == (1, "")
+        assert run.out.startswith("Failed to authenticate. API Error: 401 "), run.out
+        assert token_server.issued == []
+        return
     assert (run.returncode, run.out, run.err) == (0, fake_api.answer + "\n", "")
     [issued] = token_server.issued
     assert fake_api.tokens_used() == [tokens.access, issued["access_token"]]
@@ -113,6 +123,9 @@ def test_invalid_grant_blanks_the_login(
     # parallel with the failed refresh; the user sees the same line either way.
     assert {c.token for c in fake_api.messages_calls()} <= {tokens.access}
     stored = claude_home.read_credentials()
+    if claude.version in NO_REFRESH_ON_401:
+        assert stored == written  # seen with 2.1.87: it leaves the file as it was
+        return
     assert stored["claudeAiOauth"] == {
         **written["claudeAiOauth"], "accessToken": "", "refreshToken": "", "expiresAt": 0
     }

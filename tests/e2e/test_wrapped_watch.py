@@ -114,7 +114,9 @@ def test_the_tui_started_logged_out_is_repaired_once_in_place(
         # The status line keeps its stale `Not logged in` (protocol.md section 6): that is not
         # a new failure, so no second repair, and each prompt went out with the repaired token.
         assert len(token_server.requests) == 2
-        assert [c.token for c in fake_api.messages_calls()] == [repaired, repaired]
+        # (2.1.87 makes more than one Messages call per prompt; all with the repaired token.)
+        used = [c.token for c in fake_api.messages_calls()]
+        assert len(used) >= 2 and set(used) == {repaired}
         term.sendcontrol("c")
         term.sendcontrol("c")
         term.expect(pexpect.EOF, timeout=30)
