@@ -219,3 +219,17 @@ class ClaudeBinary:
             cwd=str(home.cwd),
             dimensions=dimensions,
         )
+
+
+def quit_tui(child: pexpect.spawn[bytes] | pexpect.spawn[str]) -> None:
+    """Two Ctrl-C, as a user quits the TUI, then its exit. 2.1.87 (node) takes a pair sent
+    back to back as one key and keeps running: seen to quit on a pair 0.3 s apart."""
+    for _ in range(3):
+        child.sendcontrol("c")
+        time.sleep(0.3)
+        child.sendcontrol("c")
+        if child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=20) == 0:
+            break
+    deadline = time.monotonic() + 30  # the terminal may close before the process ends
+    while child.isalive() and time.monotonic() < deadline:
+        time.sleep(0.1)

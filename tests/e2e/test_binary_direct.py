@@ -11,11 +11,10 @@ import json
 import re
 import time
 
-import pexpect
 import pytest
 
 from .fakeapi import EXPIRED_MESSAGE, MODEL, FakeAnthropicAPI
-from .isolation import ClaudeBinary, ClaudeHome, new_tokens
+from .isolation import ClaudeBinary, ClaudeHome, new_tokens, quit_tui
 from .samples import check_sample, json_lines_shape, recording, sample_path
 
 LOGGED_OUT = "Not logged in · Please run /login"
@@ -194,17 +193,8 @@ def test_tui_without_scopes_shows_not_logged_in(
         if recording():
             sample.parent.mkdir(parents=True, exist_ok=True)
             sample.write_bytes(drawn)
-        # The REPL stays open when logged out; two Ctrl-C quit it. 2.1.87 (node) may still be
-        # drawing its start-up notices and miss the pair: one more pair then.
-        for _ in range(3):
-            child.sendcontrol("c")
-            child.sendcontrol("c")
-            if child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=20) == 0:
-                break
-        # 2.1.87 closes the terminal before its process ends: wait for the exit status.
-        deadline = time.monotonic() + 60
-        while child.isalive() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        # The REPL stays open when logged out; two Ctrl-C quit it.
+        quit_tui(child)
     finally:
         child.close(force=True)
     assert child.exitstatus == 0

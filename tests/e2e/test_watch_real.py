@@ -20,7 +20,7 @@ import pytest
 
 from ..tokenserver import Reply, TokenServer, invalid_grant
 from .fakeapi import EXPIRED_MESSAGE, FakeAnthropicAPI
-from .isolation import TUI_READY, ClaudeBinary, ClaudeHome, new_tokens
+from .isolation import TUI_READY, ClaudeBinary, ClaudeHome, new_tokens, quit_tui
 
 REPO = Path(__file__).resolve().parents[2]
 FORMATS = {
@@ -223,9 +223,7 @@ def test_the_tui_is_repaired_in_place_and_its_next_prompt_works(
         term.expect("pong")
         assert len(token_server.requests) == 1
         assert fake_api.messages_calls()[-1].token == new
-        term.sendcontrol("c")
-        term.sendcontrol("c")
-        term.expect(pexpect.EOF)
+        quit_tui(term)
     finally:
         term.close(force=True)
     assert term.exitstatus == 0
