@@ -182,11 +182,11 @@ def wrapped(args: list[str], shim: str | None, env: Mapping[str, str]) -> tuple[
     if first == "node" or first.endswith(os.sep + "node"):
         # `<shim> node <its cli.js> ARGS` (2.1.81-2.1.87 ship cli.js): run that node on it.
         script = args[1] if len(args) > 1 else ""
-        if os.path.basename(script) in ("cli.js", "cli.mjs") and "claude-code" in script:
-            if os.path.isfile(script):
-                node = first if os.sep in first else locate.find_node(env)
-                if node:
-                    return node, args[1:]
+        if (os.path.basename(script) in ("cli.js", "cli.mjs") and "claude-code" in script
+                and os.path.isfile(script)):
+            node = first if os.sep in first else locate.find_node(env)
+            if node:
+                return node, args[1:]
         return "", args
     if os.sep not in first:
         return "", args  # the usual case, decided without touching the disk
