@@ -31,11 +31,28 @@ UNDECIDED = "undecided"
 HEALTHY = "healthy"
 FAILURE = "failure"
 
-# Beginnings of the one-line failures (protocol.md sections 6 and 8). "Invalid API key" is not
-# here: it concerns ANTHROPIC_API_KEY, which no refresh of the stored login can fix.
+# Beginnings of the one-line failures (protocol.md sections 6, 8 and 9), as printed. "Invalid API
+# key" is not here: it concerns ANTHROPIC_API_KEY, which no refresh of the stored login can fix.
 _LOGIN_HEADS = ("Not logged in", "OAuth token revoked", "Login expired")
+# 2.1.332's failures (section 9: after its own refresh met invalid_grant, and the expiry forms),
+# matched whole: their heads are common words.
+_LOGIN_WHOLE = (
+    "Failed to authenticate: OAuth session expired and could not be refreshed",
+    "OAuth refresh token is no longer valid; run /login to re-authenticate",
+    "Your session has expired. Please run /login to sign in again.",
+    "Session expired. Please run /login to sign in again.",
+)
 _401_HEADS = ("Failed to authenticate. API Error: 401", "Please run /login · API Error: 401")
-_HEADS = tuple(h.encode() for h in (*_LOGIN_HEADS, *_401_HEADS))
+# Not a login failure: another Claude Code process holds the refresh lock (section 9). A refresh
+# of ours over it would spend the token that process is spending.
+BUSY_LOCK = "OAuth access token could not be refreshed: another Claude Code process is holding"
+# The headless watcher holds a first line back only while it may become one of these, in the
+# case each version prints, so that healthy text goes through from its first byte.
+_HEADS = tuple(h.encode() for h in (*_LOGIN_HEADS, *_LOGIN_WHOLE, *_401_HEADS))
+# The text judge compares lower-case, with runs of blanks made one space.
+_LOW_LOGIN = tuple(h.lower() for h in _LOGIN_HEADS)
+_LOW_WHOLE = tuple(h.lower().rstrip(".") for h in _LOGIN_WHOLE)
+_LOW_401 = tuple(h.lower() for h in _401_HEADS)
 MAX_HOLD = 1 << 20  # a failure is a few hundred bytes; past this, nothing held can be one
 
 
@@ -44,14 +61,27 @@ def is_failure_text(text: str) -> bool:
     text = text.strip()
     if len(text) > 4096 or "\n" in text:
         return False
-    if text.startswith(_401_HEADS):
+    if is_busy_lock(text):
+        return False
+    low = " ".join(text.lower().split())
+    if low.startswith(_LOW_401) or low.rstrip(".") in _LOW_WHOLE:
         return True
-    return text.startswith(_LOGIN_HEADS) and text.endswith("/login")
+    return low.startswith(_LOW_LOGIN) and low.endswith("/login")
+
+
+def is_busy_lock(text: str) -> bool:
+    """Another Claude Code process holds the refresh lock: wait, never refresh over it."""
+    return " ".join(text.lower().split()).startswith(BUSY_LOCK.lower())
 
 
 def needs_force(text: str) -> bool:
     """The server refused a token that looked fine: a plain re-read cannot fix that."""
-    return "401" in text or "revoked" in text
+    return "401" in text or "revoked" in text.lower()
+
+
+def _is_401_result(obj: Any) -> bool:
+    # 2.1.332's results carry the API's status (section 9): a structural signal, before wording.
+    return bool(obj.get("api_error_status") == 401)
 
 
 def _is_failure_result(obj: Any) -> bool:
@@ -59,8 +89,10 @@ def _is_failure_result(obj: Any) -> bool:
         isinstance(obj, dict)
         and obj.get("type") == "result"
         and obj.get("is_error") is True
-        and isinstance(obj.get("result"), str)
-        and is_failure_text(obj["result"])
+        and (
+            _is_401_result(obj)
+            or (isinstance(obj.get("result"), str) and is_failure_text(obj["result"]))
+        )
     )
 
 
@@ -74,13 +106,18 @@ def _is_synthetic_failure(obj: Any) -> bool:
     message = obj.get("message")
     if not isinstance(message, dict) or message.get("model") != "<synthetic>":
         return False
+    content = message.get("content")
+    texts = [
+        t for t in (
+            [c.get("text") for c in content if isinstance(c, dict)]
+            if isinstance(content, list) else []
+        ) if isinstance(t, str)
+    ]
+    if any(is_busy_lock(t) for t in texts):
+        return False  # whatever error it is tagged with: another process is refreshing
     if obj.get("error") == "authentication_failed":
         return True
-    content = message.get("content")
-    texts = (
-        [c.get("text") for c in content if isinstance(c, dict)] if isinstance(content, list) else []
-    )
-    return any(isinstance(t, str) and is_failure_text(t) for t in texts)
+    return any(is_failure_text(t) for t in texts)
 
 
 def _is_auth_retry(obj: Any) -> bool:
@@ -214,9 +251,11 @@ class Watch:
 
 # --- the interactive TUI -------------------------------------------------------------------------
 
-# The failures as the TUI draws them, with every escape and every blank removed.
+# The failures as the TUI draws them, lower-case, with every escape and every blank removed:
+# 2.1.197 draws words at absolute columns (ESC[<n>G), 2.1.332 with real spaces in colour escapes,
+# and "Run" became "run".
 TUI_PATTERNS = tuple(
-    p.replace(" ", "").encode()
+    p.replace(" ", "").lower().encode()
     for p in (
         "Not logged in · Run /login",
         "Not logged in · Please run /login",
@@ -224,6 +263,11 @@ TUI_PATTERNS = tuple(
         "OAuth token revoked · Please run /login",
         "Login expired · Please run /login",
         "Failed to authenticate. API Error: 401",
+        # 2.1.332 (protocol.md section 9)
+        "Failed to authenticate: OAuth session expired and could not be refreshed",
+        "OAuth refresh token is no longer valid; run /login to re-authenticate",
+        "Your session has expired. Please run /login to sign in again.",
+        "Session expired. Please run /login to sign in again.",
     )
 )
 _TAIL = max(map(len, TUI_PATTERNS))
@@ -262,7 +306,7 @@ class TuiMatcher:
             data, self._carry = data[: cut.start()], data[cut.start() :]
         else:
             self._carry = b""
-        text = self._tail + strip.sub(b"", data)
+        text = self._tail + strip.sub(b"", data).lower()
         found = None
         best = len(text)
         for pattern in TUI_PATTERNS:

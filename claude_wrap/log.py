@@ -124,6 +124,6 @@ def event(kind: str, config_dir: str, detail: str, env: Mapping[str, str] = os.e
         pass
     if paths.debug(env):
         try:
-            sys.stderr.write(f"claude-wrap: EVENT: {kind}: {config_dir}: {mask(detail)}\n")
+            sys.stderr.write(f"claude-wrap: INFO: event {kind}: {config_dir}: {mask(detail)}\n")
         except (OSError, ValueError):
             pass

@@ -227,6 +227,15 @@ def wrapped(args: list[str], shim: str | None, env: Mapping[str, str]) -> tuple[
     ARGS`. When the first argument is the path of a Claude Code executable (or the npm package's
     cli.js), run that one, without it in the arguments. ("", args) when not in wrapper mode."""
     first = args[0] if args else ""
+    if first == "node" or first.endswith(os.sep + "node"):
+        # `<shim> node <its cli.js> ARGS` (2.1.81-2.1.87 ship cli.js): run that node on it.
+        script = args[1] if len(args) > 1 else ""
+        if (os.path.basename(script) in ("cli.js", "cli.mjs") and "claude-code" in script
+                and os.path.isfile(script)):
+            node = first if os.sep in first else locate.find_node(env)
+            if node:
+                return node, args[1:]
+        return "", args
     if os.sep not in first:
         return "", args  # the usual case, decided without touching the disk
     base = os.path.basename(first)

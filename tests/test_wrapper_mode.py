@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import FAKE_CLAUDE, Sandbox, login_doc
 from tests.tokenserver import TokenServer
 
@@ -70,6 +72,28 @@ def test_a_cli_js_runs_under_node(sandbox: Sandbox) -> None:
     assert result.returncode == 0, result.stderr
     (run,) = sandbox.runs()
     assert run["argv"] == [str(cli), "--print", "hi"]  # node ran cli.js with the rest
+
+
+@pytest.mark.parametrize("how", ["node", "path-of-node"])
+def test_node_and_a_cli_js_run_that_cli_js(sandbox: Sandbox, how: str) -> None:
+    # `<shim> node <cli.js> ARGS`: how a wrapper starts 2.1.81-2.1.87, which ship cli.js.
+    sandbox.write(login_doc())
+    package = sandbox.root / "ext" / "node_modules" / "@anthropic-ai" / "claude-code"
+    package.mkdir(parents=True)
+    cli = package / "cli.js"
+    shutil.copy(FAKE_CLAUDE, cli)
+    node = sandbox.fakebin / "node"
+    node.write_text(
+        f"#!{sys.executable}\nimport runpy, sys\nsys.argv = sys.argv[1:]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    node.chmod(0o755)
+
+    result = sandbox.claude("node" if how == "node" else str(node), str(cli), "--print", "hi")
+
+    assert result.returncode == 0, result.stderr
+    (run,) = sandbox.runs()
+    assert run["argv"] == [str(cli), "--print", "hi"]
 
 
 def test_the_shim_itself_as_first_argument_is_dropped(sandbox: Sandbox) -> None:

@@ -1,25 +1,31 @@
 """End-to-end tests against the real Claude Code binary (npm `@anthropic-ai/claude-code`).
 
-The version is pinned in `install.py` (CLAUDE_CODE_VERSION). The first test to run installs it
-with npm into `$CLAUDE_WRAP_E2E_CACHE/<version>` (default `~/.cache/claude-wrap/npm/<version>`),
-outside the repository; later runs reuse that install. If npm fails, the tests fail: they never
-pass silently without the binary.
+A version matrix: every case that uses the real binary (`claude_path`, `claude`, `shim`) runs
+once per version, with the version as its id (`test_x[2.1.332]`). The versions are pinned in
+claude_wrap/versions.py (TESTED); CLAUDE_WRAP_E2E_VERSIONS chooses others (install.py). Before the
+first test, every version is installed with npm into `$CLAUDE_WRAP_E2E_CACHE/<version>` (default
+`~/.cache/claude-wrap/npm/<version>`), outside the repository; later runs reuse those installs. If
+npm fails, that version's tests fail: they never pass silently without the binary.
 
-Right after the install, the pytest process moves itself into a network namespace that has only
+Right after the installs, the pytest process moves itself into a network namespace that has only
 loopback (`netns.py`; needs root or CAP_SYS_ADMIN, else the tests fail with a clear message), so
 that the real binary, the fake API and every helper can reach 127.0.0.1 and nothing else.
 
 Environment variables:
 - CLAUDE_WRAP_SKIP_E2E=1  skip every test in this folder (for a laptop without npm or root;
   CI never sets it).
+- CLAUDE_WRAP_E2E_VERSIONS=2.1.332,latest  the versions to test instead of TESTED; `latest` is
+  the newest published release (asked of the registry before the namespace move).
 - CLAUDE_WRAP_E2E_CACHE   the folder that holds one npm install per version.
-- CLAUDE_WRAP_E2E_RECORD=1  rewrite the output samples in samples/ from this run instead of
-  checking this run against them (after bumping CLAUDE_CODE_VERSION).
+- CLAUDE_WRAP_E2E_RECORD=1  rewrite the output samples in samples/<version>/ from this run
+  instead of checking this run against them (for a version added to the matrix).
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,13 +33,29 @@ import pytest
 
 from ..tokenserver import TokenServer
 from .fakeapi import FakeAnthropicAPI
-from .install import CLAUDE_CODE_VERSION, InstallError, ensure_claude
+from .install import InstallError, e2e_versions, ensure_claude
 from .isolation import ClaudeBinary, ClaudeHome
 from .netns import IsolationError, enter_loopback_only, namespace_id
 from .tlsproxy import CertFiles, OAuthProxy, mint_throwaway_ca
 from .wrapped import Shim, install_shim
 
 _binaries: list[ClaudeBinary] = []
+# Seconds and test count per version, from each test's report (setup, call and teardown).
+_spent: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+
+
+def _matrix() -> tuple[tuple[str, ...], str | None]:
+    """The versions to test and, when they cannot be known, why (reported by `_installs`)."""
+    if os.environ.get("CLAUDE_WRAP_SKIP_E2E") == "1":
+        return ("skipped",), None
+    try:
+        return e2e_versions(), None
+    except InstallError as exc:
+        return ("unknown",), str(exc)
+
+
+# Resolved at collection, while the process still has the network (`latest` asks the registry).
+VERSIONS, _MATRIX_PROBLEM = _matrix()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,22 +66,43 @@ def _e2e_enabled() -> None:
 
 
 @pytest.fixture(scope="session")
-def claude_path(_e2e_enabled: None) -> Path:
-    """The installed real `claude` at CLAUDE_CODE_VERSION (installed with npm if needed)."""
-    try:
-        return ensure_claude(CLAUDE_CODE_VERSION)
-    except (InstallError, OSError) as exc:
-        problem = str(exc)
-    # Outside the except block, so the report shows the message alone, not a chained traceback.
-    pytest.fail(f"could not install the real Claude Code to test against: {problem}",
-                pytrace=False)
+def _installs(_e2e_enabled: None) -> dict[str, Path | str]:
+    """Every version of the matrix installed (npm if needed): its path, or why it failed."""
+    if _MATRIX_PROBLEM is not None:
+        pytest.fail(_MATRIX_PROBLEM, pytrace=False)
+    found: dict[str, Path | str] = {}
+    for version in VERSIONS:
+        try:
+            found[version] = ensure_claude(version)
+        except (InstallError, OSError) as exc:
+            found[version] = str(exc)
+    return found
+
+
+@pytest.fixture(scope="session", params=VERSIONS, ids=str)
+def claude_version(request: pytest.FixtureRequest) -> str:
+    """The version of the matrix this case runs against (the fixture's id)."""
+    version: str = request.param
+    return version
+
+
+@pytest.fixture(scope="session")
+def claude_path(claude_version: str, _installs: dict[str, Path | str]) -> Path:
+    """The installed real `claude` at `claude_version`."""
+    found = _installs[claude_version]
+    if isinstance(found, Path):
+        return found
+    # Outside any except block, so the report shows the message alone, not a traceback.
+    pytest.fail(f"could not install the real Claude Code {claude_version} to test against: "
+                f"{found}", pytrace=False)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def loopback_only(claude_path: Path) -> str:
+def loopback_only(_installs: dict[str, Path | str]) -> str:
     """Moves this process into a loopback-only network namespace; returns its id.
 
-    Depends on `claude_path` so that npm, which needs the registry, runs before the move.
+    Depends on `_installs` so that npm, which needs the registry, has installed every version
+    of the matrix before the move.
     """
     try:
         enter_loopback_only()
@@ -71,9 +114,9 @@ def loopback_only(claude_path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def claude(claude_path: Path, loopback_only: str) -> ClaudeBinary:
+def claude(claude_path: Path, claude_version: str, loopback_only: str) -> ClaudeBinary:
     """The real `claude`, run only inside the loopback-only namespace."""
-    binary = ClaudeBinary(claude_path)
+    binary = ClaudeBinary(claude_path, version=claude_version)
     _binaries.append(binary)
     return binary
 
@@ -115,12 +158,31 @@ def oauth_proxy(throwaway_ca: CertFiles, token_server: TokenServer) -> Iterator[
         yield proxy
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """Adds each case's time (setup to teardown) to its version's total."""
+    started = time.monotonic()
+    yield
+    callspec = getattr(item, "callspec", None)
+    version = callspec.params.get("claude_version") if callspec is not None else None
+    if version is not None:
+        spent = _spent[str(version)]
+        spent[0] += time.monotonic() - started
+        spent[1] += 1
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    timings = [t for binary in _binaries for t in binary.timings]
-    if not timings:
-        return
-    terminalreporter.section(
-        f"real claude {CLAUDE_CODE_VERSION}: run times (measured, not asserted)"
-    )
-    for label, seconds in timings:
-        terminalreporter.write_line(f"{seconds:6.2f} s  claude {label}")
+    if _spent:
+        terminalreporter.section("end-to-end time per Claude Code version (measured)")
+        for version, (seconds, cases) in _spent.items():
+            terminalreporter.write_line(
+                f"{version:>10}  {seconds:7.1f} s  in {int(cases)} cases"
+            )
+    for binary in _binaries:
+        if not binary.timings:
+            continue
+        terminalreporter.section(
+            f"real claude {binary.version}: run times (measured, not asserted)"
+        )
+        for label, seconds in binary.timings:
+            terminalreporter.write_line(f"{seconds:6.2f} s  claude {label}")

@@ -9,7 +9,8 @@ and the test token server on 127.0.0.1, makes a throwaway HOME holding a login w
 `claude auth status` failing directly and passing through the shim, and `echo hello | claude
 --print` answering through the shim. Your own ~/.claude is never read or written.
 
-Run it as `./scripts/demo` (which sets up .venv first), or `python -m tests.e2e.demo`.
+Run it as `./scripts/demo` (which sets up .venv first), or `python -m tests.e2e.demo`;
+`--claude-version=2.1.87` runs it against another release than the newest tested.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .netns import IsolationError, _bring_up, enter_loopback_only
 from .wrapped import Shim, install_shim
 
 INSIDE = "--inside-namespace"
+VERSION_FLAG = "--claude-version="
 INFERENCE = "user:inference"
 ANSWER = "Hello! This answer comes from the fake Anthropic API on 127.0.0.1."
 
@@ -72,30 +74,39 @@ def leave_the_network() -> None:
                 "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)"
             ) from None
         say("  (no privilege for that here: entering a user namespace of our own, `unshare -rn`)")
-        argv = [unshare, "-rn", "--", sys.executable, "-m", "tests.e2e.demo", INSIDE]
+        argv = [unshare, "-rn", "--", sys.executable, "-m", "tests.e2e.demo", *sys.argv[1:],
+                INSIDE]
         try:
             os.execv(unshare, argv)
         except OSError as err:
             raise SystemExit(f"demo: cannot run {shlex.join(argv)}: {err.strerror}") from None
 
 
+def chosen_version() -> str:
+    for arg in sys.argv[1:]:
+        if arg.startswith(VERSION_FLAG):
+            return arg.removeprefix(VERSION_FLAG)
+    return CLAUDE_CODE_VERSION
+
+
 def main() -> int:
+    version = chosen_version()
     if INSIDE not in sys.argv:
         say("claude-wrap demo: the real Claude Code, a login it rejects, and the shim repairing")
         say("it. Everything runs offline, against servers on 127.0.0.1; no account is needed.")
-        step(f"the real Claude Code {CLAUDE_CODE_VERSION} (npm, installed once into a cache)")
+        step(f"the real Claude Code {version} (npm, installed once into a cache)")
         try:
-            path = ensure_claude(CLAUDE_CODE_VERSION)
+            path = ensure_claude(version)
         except (InstallError, OSError) as exc:
             say(f"demo: could not install the real Claude Code: {exc}")
             return 1
         say(f"  {path}")
     else:
-        path = ensure_claude(CLAUDE_CODE_VERSION)  # installed before the re-run: a check only
+        path = ensure_claude(version)  # installed before the re-run: a check only
     leave_the_network()
     step("a network namespace with only loopback: nothing below can leave this machine")
     with tempfile.TemporaryDirectory(prefix="claude-wrap-demo-") as tmp:
-        return demo(ClaudeBinary(path), Path(tmp))
+        return demo(ClaudeBinary(path, version=version), Path(tmp))
 
 
 def demo(claude: ClaudeBinary, root: Path) -> int:

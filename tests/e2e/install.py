@@ -1,8 +1,10 @@
 """Installs the real Claude Code binary with npm, once, into a cache folder outside the repository.
 
-The version is pinned here and nowhere else. The install lives in
-`$CLAUDE_WRAP_E2E_CACHE/<version>` (default `~/.cache/claude-wrap/npm/<version>`) and is reused
-by later runs as long as its `claude --version` still names the pinned version.
+The versions tested are pinned in claude_wrap/versions.py (TESTED) and nowhere else;
+CLAUDE_WRAP_E2E_VERSIONS=2.1.332,latest,... chooses others (`latest`: the newest published
+release, asked of the npm registry). Each install lives in `$CLAUDE_WRAP_E2E_CACHE/<version>`
+(default `~/.cache/claude-wrap/npm/<version>`) and is reused by later runs as long as its
+`claude --version` still names that version.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from claude_wrap import versions
+
 PACKAGE = "@anthropic-ai/claude-code"
-# The one place the tested Claude Code version is pinned (shared/protocol.md was measured on it).
-CLAUDE_CODE_VERSION = "2.1.197"
+# The version a single-version run (scripts/demo, bench/soak) uses unless told otherwise.
+CLAUDE_CODE_VERSION = versions.newest_tested()
 
 NPM_TIMEOUT = 600  # a slow registry mirror; the download is ~250 MB
 
@@ -29,6 +33,48 @@ def cache_root() -> Path:
     if override:
         return Path(override).expanduser()
     return Path.home() / ".cache" / "claude-wrap" / "npm"
+
+
+def latest_published() -> str:
+    """The newest release on the npm registry (`npm view PACKAGE version`); needs the network."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise InstallError("npm is not on PATH: cannot ask the registry for the latest release")
+    command = [npm, "view", PACKAGE, "version"]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise InstallError(f"`{' '.join(command)}` did not finish in 120 s") from exc
+    found = done.stdout.decode(errors="replace").strip()
+    if done.returncode != 0 or versions.parse(found) is None:
+        raise InstallError(
+            f"`{' '.join(command)}` failed (exit code {done.returncode}): "
+            f"{done.stderr.decode(errors='replace').strip()[:300] or found!r}"
+        )
+    return found
+
+
+def e2e_versions() -> tuple[str, ...]:
+    """The versions the end-to-end tests run against: CLAUDE_WRAP_E2E_VERSIONS, or TESTED.
+
+    `latest` in the list is resolved here, so call this before leaving the network.
+    """
+    chosen = os.environ.get("CLAUDE_WRAP_E2E_VERSIONS", "").strip()
+    if not chosen:
+        return versions.TESTED
+    found: list[str] = []
+    for word in (w.strip() for w in chosen.split(",")):
+        if not word:
+            continue
+        version = latest_published() if word == "latest" else word
+        if versions.parse(version) is None:
+            raise InstallError(
+                f"CLAUDE_WRAP_E2E_VERSIONS={chosen!r}: {word!r} is neither a version like "
+                f"2.1.332 nor `latest`"
+            )
+        if version not in found:
+            found.append(version)
+    return tuple(found) or versions.TESTED
 
 
 def installed_version(claude: Path) -> str | None:

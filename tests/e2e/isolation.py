@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -30,6 +31,9 @@ SCOPES = (
     "user:file_upload",
 )
 HOUR_MS = 3_600_000
+# The TUI is ready for a prompt: 2.1.87 and 2.1.197 draw "? for shortcuts" under the prompt,
+# 2.1.332 "⏵⏵ auto mode on (shift+tab to cycle) · ← for agents" instead (2.1.197 has that too).
+TUI_READY = re.compile(rb"shortcuts|agents")
 # A top-level key Claude Code keeps next to the login; every rewrite must leave it untouched.
 MCP_OAUTH = {
     "example-server|0123456789abcdef": {
@@ -91,6 +95,12 @@ class ClaudeHome:
             "CLAUDE_CONFIG_DIR": str(self.config_dir),
             "ANTHROPIC_BASE_URL": self.api_url,
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            # 2.1.87 runs `npm view` for its update check even so, and a TUI waits for it to
+            # quit; no test may reach a registry.
+            "DISABLE_AUTOUPDATER": "1",
+            # 2.1.87 retries a 401 ten times with backoff (seen: 11 calls, 178 s, then the
+            # failure); 2.1.197 and 2.1.332 retry a 401 once after a refresh whatever this says.
+            "CLAUDE_CODE_MAX_RETRIES": "2",
         }
         for key, value in overrides.items():
             if value is None:
@@ -163,6 +173,7 @@ class ClaudeBinary:
     """The real `claude`, with a log of how long each run took (reported after the session)."""
 
     path: Path
+    version: str = ""
     timings: list[tuple[str, float]] = field(default_factory=list)
 
     def run(
@@ -208,3 +219,17 @@ class ClaudeBinary:
             cwd=str(home.cwd),
             dimensions=dimensions,
         )
+
+
+def quit_tui(child: pexpect.spawn[bytes] | pexpect.spawn[str]) -> None:
+    """Two Ctrl-C, as a user quits the TUI, then its exit. 2.1.87 (node) takes a pair sent
+    back to back as one key and keeps running: seen to quit on a pair 0.3 s apart."""
+    for _ in range(3):
+        child.sendcontrol("c")
+        time.sleep(0.3)
+        child.sendcontrol("c")
+        if child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=20) == 0:
+            break
+    deadline = time.monotonic() + 30  # the terminal may close before the process ends
+    while child.isalive() and time.monotonic() < deadline:
+        time.sleep(0.1)

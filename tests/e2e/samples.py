@@ -1,4 +1,5 @@
-"""Output samples of the real binary, kept in samples/ for the output-watching code's tests.
+"""Output samples of the real binary, kept in samples/<version>/ for the output-watching code's
+tests (tests/test_watch_detect.py runs its detectors over every sample of every version).
 
 Each sample holds the exact bytes one run printed. A normal test run checks that the live output
 still has the sample's shape (the same lines, types, texts and keys; ids, paths and durations may
@@ -41,16 +42,23 @@ def json_lines_shape(data: bytes) -> list[dict[str, Any]]:
     return shape
 
 
-def check_sample(name: str, live: bytes, shape: Callable[[bytes], Any]) -> Path:
-    """Records `live` as sample `name` (record mode), or asserts it has the sample's shape."""
-    path = SAMPLES / name
+def sample_path(version: str, name: str) -> Path:
+    return SAMPLES / version / name
+
+
+def check_sample(
+    version: str, name: str, live: bytes, shape: Callable[[bytes], Any]
+) -> Path:
+    """Records `live` as `version`'s sample `name` (record mode), or asserts it has the sample's
+    shape."""
+    path = sample_path(version, name)
     if recording():
-        SAMPLES.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(live)
         return path
     assert path.exists(), f"missing sample {path}: run once with CLAUDE_WRAP_E2E_RECORD=1"
     assert shape(live) == shape(path.read_bytes()), (
-        f"the real binary's output no longer matches {path}; if the pinned version changed on "
-        f"purpose, re-record with CLAUDE_WRAP_E2E_RECORD=1. Live output:\n{live.decode()}"
+        f"the real binary's output no longer matches {path}; if that is the version's output, "
+        f"re-record with CLAUDE_WRAP_E2E_RECORD=1. Live output:\n{live.decode()}"
     )
     return path

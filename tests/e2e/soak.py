@@ -45,7 +45,7 @@ from claude_wrap import login as judge_login
 
 from ..tokenserver import RELAYED_AGENT, TokenFamilies, TokenServer
 from .fakeapi import ApiRequest, FakeAnthropicAPI
-from .isolation import MCP_OAUTH, ClaudeHome
+from .isolation import MCP_OAUTH, TUI_READY, ClaudeHome
 from .tlsproxy import OAuthProxy, mint_throwaway_ca
 
 CLAUDE_BUFFER_S = 300.0  # the real binary refreshes this long before expiresAt
@@ -56,9 +56,11 @@ LOGIN_ERRORS = (
     "Not logged in", "/login", "Failed to authenticate", "OAuth token", "API Error: 401"
 )
 _GAP = rb"(?:\x1b\[\d+G|\x1b\[\d+C| )"
-TUI_READY = re.compile(rb"shortcuts")
+# 2.1.332: "Not logged in · run /login", "Failed to authenticate: OAuth session expired ...",
+# "OAuth refresh token is no longer valid; run /login ..." (protocol.md section 9).
 TUI_LOGIN_ERROR = re.compile(
-    rb"Please" + _GAP + rb"run" + _GAP + rb"/login|API" + _GAP + rb"Error|OAuth" + _GAP + rb"token"
+    rb"[Rr]un" + _GAP + rb"/login|API" + _GAP + rb"Error|OAuth" + _GAP
+    + rb"(?:token|session|refresh)"
 )
 PING = re.compile(r"soak-ping-(\d+)")
 PROMPT_TIMEOUT_S = 45.0

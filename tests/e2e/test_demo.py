@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_demo_shows_the_shim_repairing_a_login(
-    claude_path: Path, loopback_only: str, tmp_path: Path
+    claude_path: Path, claude_version: str, loopback_only: str, tmp_path: Path
 ) -> None:
     # A HOME of its own, to prove the demo never writes to the user's: it must stay empty.
     home = tmp_path / "home"
@@ -30,7 +30,8 @@ def test_the_demo_shows_the_shim_repairing_a_login(
         "CLAUDE_WRAP_E2E_CACHE": str(cache_root()),
     }
     done = subprocess.run(
-        [str(REPO / "scripts" / "demo")], env=env, cwd=tmp_path, capture_output=True,
+        [str(REPO / "scripts" / "demo"), f"--claude-version={claude_version}"], env=env,
+        cwd=tmp_path, capture_output=True,
         timeout=180, check=False,
     )
     out = done.stdout.decode()

@@ -12,7 +12,6 @@ import pytest
 
 from ..tokenserver import TokenServer
 from .fakeapi import EXPIRED_MESSAGE, FakeAnthropicAPI
-from .install import CLAUDE_CODE_VERSION
 from .isolation import ClaudeBinary, ClaudeHome
 from .netns import namespace_id
 from .tlsproxy import CertFiles, OAuthProxy
@@ -74,9 +73,11 @@ def test_fake_api_answers_expired_tokens_with_401(fake_api: FakeAnthropicAPI) ->
     assert _post_messages(fake_api, "sk-ant-oat01-new").status == 200
 
 
-def test_the_pinned_binary_runs(claude: ClaudeBinary, claude_home: ClaudeHome) -> None:
+def test_the_pinned_binary_runs(
+    claude: ClaudeBinary, claude_version: str, claude_home: ClaudeHome
+) -> None:
     run = claude.run(claude_home, "--version")
-    assert (run.returncode, run.out) == (0, f"{CLAUDE_CODE_VERSION} (Claude Code)\n")
+    assert (run.returncode, run.out) == (0, f"{claude_version} (Claude Code)\n")
 
 
 def _through(proxy: OAuthProxy, ca: CertFiles, host: str) -> http.client.HTTPSConnection:

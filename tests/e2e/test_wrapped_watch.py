@@ -15,12 +15,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pexpect
 import pytest
 
 from ..tokenserver import TokenServer
 from .fakeapi import FakeAnthropicAPI
-from .isolation import ClaudeBinary, ClaudeHome, new_tokens
+from .isolation import TUI_READY, ClaudeBinary, ClaudeHome, new_tokens, quit_tui
 from .test_binary_direct import TUI_LOGGED_OUT
 from .test_wrapped import FORMATS, OAUTH_EXTRA, assert_repaired
 from .wrapped import Shim, strip_scopes_once
@@ -113,10 +112,10 @@ def test_the_tui_started_logged_out_is_repaired_once_in_place(
         # The status line keeps its stale `Not logged in` (protocol.md section 6): that is not
         # a new failure, so no second repair, and each prompt went out with the repaired token.
         assert len(token_server.requests) == 1
-        assert [c.token for c in fake_api.messages_calls()] == [repaired, repaired]
-        term.sendcontrol("c")
-        term.sendcontrol("c")
-        term.expect(pexpect.EOF, timeout=30)
+        # (2.1.87 makes more than one Messages call per prompt; all with the repaired token.)
+        used = [c.token for c in fake_api.messages_calls()]
+        assert len(used) >= 2 and set(used) == {repaired}
+        quit_tui(term)
     finally:
         term.close(force=True)
     assert term.exitstatus == 0
@@ -144,7 +143,7 @@ def test_scopes_dropped_during_a_tui_session_are_restored_before_the_next_prompt
     env = shim.env(claude_home, token_server.url)
     term = shim.spawn(claude_home, env=env)
     try:
-        term.expect("shortcuts", timeout=90)
+        term.expect(TUI_READY, timeout=90)
         stripped = json.loads(json.dumps(written))
         del stripped["claudeAiOauth"]["scopes"]
         path = claude_home.credentials_path
@@ -159,11 +158,9 @@ def test_scopes_dropped_during_a_tui_session_are_restored_before_the_next_prompt
         term.expect("hello", timeout=30)
         term.send("\r")
         term.expect("pong", timeout=60)
-        assert fake_api.tokens_used() == [written["claudeAiOauth"]["accessToken"]]
+        assert set(fake_api.tokens_used()) == {written["claudeAiOauth"]["accessToken"]}
         assert token_server.requests == []
-        term.sendcontrol("c")
-        term.sendcontrol("c")
-        term.expect(pexpect.EOF, timeout=30)
+        quit_tui(term)
     finally:
         term.close(force=True)
     stored = claude_home.read_credentials()["claudeAiOauth"]
