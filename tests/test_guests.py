@@ -244,6 +244,12 @@ def test_a_container_reads_the_folder_the_owners_keeper_keeps_fresh(
     assert json.loads(token_file.read_text())["status"]["token"] == second
     assert guest.wrap("refresh", "--force").returncode == 0
     assert guest.oauth()["accessToken"] == second
+    # Its status names the owner, not `/login`: no refresh token here is by design.
+    shown = guest.wrap("status")
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout if isinstance(shown.stdout, str) else shown.stdout.decode()
+    assert f"guest of: folder:{shared}" in text and "/login" not in text
+    assert json.loads(guest.wrap("status", "--json").stdout)["guest_of"] == f"folder:{shared}"
     assert files_holding(guest.root, owner_secrets(owner)) == []
     assert files_holding(shared, owner_secrets(owner)) == []
     assert guest_tokens.requests == []

@@ -28,6 +28,14 @@ ADVICE = {
     login.MALFORMED: "the file is not a login Claude Code can read; fix or remove it",
 }
 
+# On a guest, what renews the login is a pull from its owner, never `/login` here.
+GUEST_ADVICE = {
+    login.OK: "Claude Code accepts it (borrowed from {owner})",
+    login.NO_REFRESH_TOKEN: "borrowed from {owner}: `claude-wrap refresh` pulls a fresh token",
+    login.MISSING: "borrowed from {owner}: `claude-wrap refresh` pulls one",
+    login.MISSING_SCOPES: "borrowed from {owner}: `claude-wrap refresh` pulls a whole one",
+}
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("status", help="show the state of the stored login")
@@ -96,6 +104,11 @@ def examine(env: Mapping[str, str], now: int) -> tuple[dict[str, Any], login.Ver
     data["storage"] = storage.kind
     if storage.kind != "file":
         data["world_readable"] = False
+    # A guest holds no refresh token by design (guest.py): its renewal is a pull from the owner.
+    owner = paths.guest_setting(env)
+    data["guest_of"] = owner or None
+    if owner and verdict.state in GUEST_ADVICE:
+        data["advice"] = GUEST_ADVICE[verdict.state].format(owner=owner)
     return data, verdict
 
 
@@ -146,7 +159,10 @@ def render(data: dict[str, Any]) -> str:
         scopes = data["scopes"]
         lines.append(f"scopes: {' '.join(scopes) if scopes else '(none)'}")
         lines.append(f"subscription: {data['subscription_type'] or 'unknown'}")
-        lines.append(f"refresh token: {'present' if data['has_refresh_token'] else 'absent'}")
+        if data.get("guest_of"):
+            lines.append(f"guest of: {data['guest_of']} (no refresh token is kept here)")
+        else:
+            lines.append(f"refresh token: {'present' if data['has_refresh_token'] else 'absent'}")
         if data["access_token_tail"]:
             lines.append(f"access token: …{data['access_token_tail']}")
     if data.get("login_end_notice"):
