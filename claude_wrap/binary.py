@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 
-from claude_wrap import locate, paths, versions
+from claude_wrap import locate, paths, privatefile, versions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -111,17 +111,8 @@ def _asked(real: str, env: Mapping[str, str]) -> str | None:
         return None
     cache = {k: v for k, v in cache.items() if not k.startswith(os.path.realpath(real) + ":")}
     cache[key] = words[0]
-    tmp = f"{_cache_file(env)}.{os.getpid()}"
-    try:
-        paths.make_private_dirs(paths.state_dir(env))
-        # Private from birth, like every file we create (no token here, but a path list).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(cache, f)
-        os.replace(tmp, _cache_file(env))
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    # Private from birth, like every file we create (no token here, but a path list).
+    privatefile.replace(_cache_file(env), json.dumps(cache).encode())
     return words[0]
 
 

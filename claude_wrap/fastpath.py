@@ -57,23 +57,13 @@ def remember(  # noqa: PLR0917 - one line of the cache each
     login_ends_at: int | None = None,
 ) -> None:
     until = now_ms + FAR_MS if expires_at is None else expires_at - window_ms
-    path = paths.verdict_cache()
-    tmp = f"{path}.{os.getpid()}"
-    try:
-        paths.make_private_dirs(os.path.dirname(path))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            end = "" if login_ends_at is None else str(login_ends_at)
-            os.write(fd, f"{_key(cred, ident, window_ms)}\n{until}\n{end}".encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
-        # Only a cache: without it the next run parses the file again, nothing worse.
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    from claude_wrap import privatefile  # noqa: PLC0415 - only when judged afresh, off the hot path
+
+    end = "" if login_ends_at is None else str(login_ends_at)
+    # Only a cache: without it the next run parses the file again, nothing worse.
+    privatefile.replace(
+        paths.verdict_cache(), f"{_key(cred, ident, window_ms)}\n{until}\n{end}".encode()
+    )
 
 
 def forget() -> None:

@@ -22,6 +22,8 @@ import os
 import struct
 import sys
 
+from claude_wrap import privatefile
+
 NAME = ".oauth_refresh.lock.owner"
 MAX_BYTES = 4096  # Claude Code reads at most this much of the record
 PID_MAX = 2147483647
@@ -147,20 +149,7 @@ def write(cfg: str, lock_birth: float, legacy_birth: float | None) -> bool:
     text = render(lock_birth, legacy_birth)
     if text is None:
         return False
-    path = record_path(cfg)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        return False
-    return True
+    return privatefile.replace(record_path(cfg), text.encode())
 
 
 def read(cfg: str) -> dict[str, object] | None:

@@ -28,7 +28,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import login, paths
+from claude_wrap import login, paths, privatefile
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -137,23 +137,9 @@ def note(where: str, doc: object, env: Mapping[str, str] = os.environ) -> bool:
         "token_hash": seen.token_hash,
         "token_bound": seen.token_bound,
     }
-    path = file_for(where, env)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        paths.make_private_dirs(os.path.dirname(path))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, json.dumps(record, separators=(",", ":")).encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        return False
-    return True
+    return privatefile.replace(
+        file_for(where, env), json.dumps(record, separators=(",", ":")).encode()
+    )
 
 
 def applicable(oauth: Mapping[str, Any], remembered: Remembered | None) -> Remembered | None:

@@ -14,14 +14,13 @@ refreshTokenExpiresAt) or a working login after a dead one starts afresh.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import loginend, paths
+from claude_wrap import loginend, paths, privatefile
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -84,18 +83,7 @@ def _load(path: str) -> dict[str, Any]:
 
 
 def _save(path: str, data: dict[str, Any]) -> None:
-    tmp = f"{path}.{os.getpid()}"
-    try:
-        paths.make_private_dirs(os.path.dirname(path))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    privatefile.replace(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
 def known_dead(env: Mapping[str, str], config_dir: str) -> bool:

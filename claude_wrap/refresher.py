@@ -320,6 +320,8 @@ def _repair_locally(
     if restored is None:
         return None
     _, after = assess(storage, window_ms)
+    event("repair", paths.config_dir(env), f"login was {before.state}; restored "
+          f"{', '.join(restored)} locally, no token request", env)
     return Outcome(REPAIRED, before, after, [f"restored {', '.join(restored)} locally"])
 
 

@@ -253,12 +253,14 @@ def test_log_shows_refresh_repair_and_invalid_grant(
     sandbox.write(login_doc(expires_in_s=-60))
     assert sandbox.wrap("keep").returncode == 0  # a refresh, by the keeper
     sandbox.write(login_doc(scopes=None))
-    assert sandbox.wrap("refresh").returncode == 0  # a repair (scopes lost), by `refresh`
+    # A repair (scopes lost, the token good): local, no token request (issue 14), by `refresh`.
+    assert sandbox.wrap("refresh").returncode == 0
+    assert len(token_server.requests) == 1
     sandbox.write(login_doc(expires_in_s=-60))
     token_server.script(invalid_grant())
     dead = sandbox.claude("--print", input=b"hi")  # through the shim
     assert b"rejected the stored refresh token" in dead.stderr
-    sent = [(r.body or {}).get("refresh_token") for r in token_server.requests[2:]]
+    sent = [(r.body or {}).get("refresh_token") for r in token_server.requests[1:]]
     assert sent == [REFRESH]  # the dead token went out once, not again by the watcher
     # A kind this reader does not know (another engineer's new event) is shown, not dropped.
     with sandbox.log.open("a") as f:
