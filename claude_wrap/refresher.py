@@ -430,7 +430,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
             except CredentialsError:
                 latest = None
             base = latest.doc if latest is not None and isinstance(latest.doc, dict) else snap.doc
-            asked = login.request_scopes(sent.doc, remembered_scopes)
+            asked = scopes_of(sent.doc)  # what the request asked for: granted, when it says not
             new_doc = login.merged(base, response, now_ms(), asked)
             # A stripped login gets its subscriptionType and the like back with its new token.
             section, _ = restore.fill(new_doc[login.OAUTH_KEY], remembered, restore_scopes=False)

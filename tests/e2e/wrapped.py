@@ -114,7 +114,9 @@ STRIP_ONCE = """#!{python}
 # reads it; then, and on every later run, it execs the real binary.
 import json, os, sys
 marker = {marker!r}
-if not os.path.exists(marker):
+# Not on `--version`: claude-wrap asks the real claude its version (binary.py) before it
+# refreshes, which would spend the strip inside the pre-flight.
+if not os.path.exists(marker) and sys.argv[1:] != ["--version"]:
     open(marker, "w").close()
     path = os.path.join(os.environ["CLAUDE_CONFIG_DIR"], ".credentials.json")
     with open(path) as f:
