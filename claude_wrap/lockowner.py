@@ -58,24 +58,24 @@ def birth_ms(path: str) -> float | None:
     return value if value > 0 else None
 
 
-def proc_start(pid: int) -> str | None:
-    """Field 22 of /proc/<pid>/stat (the start time in clock ticks), as Claude Code records it."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name (which may hold spaces): field 3 onwards."""
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
             text = f.read()
     except OSError:
         return None
-    fields = text[text.rfind(")") + 2 :].split(" ")
-    return fields[19] if len(fields) > 19 else None
+    return text[text.rfind(")") + 2 :].split(" ")
+
+
+def proc_start(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat (the start time in clock ticks), as Claude Code records it."""
+    fields = _stat_fields(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
 
 
 def _proc_state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2 :].split(" ")
+    fields = _stat_fields(pid)
     return fields[0] if fields else None
 
 

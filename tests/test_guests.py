@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import REFRESH, Sandbox, login_doc
 from tests.e2e.netns import enter_loopback_only, namespace_id
+from tests.reliability.helpers import argv_env_leaks
 from tests.sshd import Sshd
 from tests.test_shim import imported_modules
 from tests.tokenserver import TokenServer
@@ -266,16 +267,6 @@ def test_a_guest_with_no_folder_token_says_so_in_one_line(
     assert "there is no token left that works" in lines[0]
 
 
-def _leaks(proc: psutil.Process, secrets: set[str]) -> tuple[str, list[str]]:
-    try:
-        argv = " ".join(proc.cmdline())
-        environ = proc.environ()
-    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-        return "", []
-    text = argv + "\n" + "\n".join(f"{k}={v}" for k, v in environ.items())
-    return argv, [s[:14] for s in secrets if s in text]
-
-
 def test_no_refresh_token_in_argv_or_environment_of_the_guest_side(
     tmp_path: Path, owner: Owner, sshd: Sshd, guest_tokens: TokenServer
 ) -> None:
@@ -300,7 +291,7 @@ def test_no_refresh_token_in_argv_or_environment_of_the_guest_side(
             except psutil.NoSuchProcess:
                 break
             for p in family:
-                cmd, found = _leaks(p, secrets)
+                cmd, found = argv_env_leaks(p, secrets)
                 samples += bool(cmd)
                 leaks += [f"{cmd[:60]}: {t}" for t in found]
             time.sleep(0.01)

@@ -8,6 +8,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from tests.conftest import login_doc
 from tests.tokenserver import Reply, Request, TokenServer, ok
 
@@ -73,3 +75,14 @@ _OWNED = ("accessToken", "refreshToken", "expiresAt", "scopes")
 
 def expired(tag: str) -> dict[str, Any]:
     return unique_login(tag, expires_in_s=-60)
+
+
+def argv_env_leaks(proc: psutil.Process, secrets: set[str]) -> tuple[str, list[str]]:
+    """(its argv, the first characters of each secret found in its argv or environment)."""
+    try:
+        argv = " ".join(proc.cmdline())
+        environ = proc.environ()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return "", []
+    text = argv + "\n" + "\n".join(f"{k}={v}" for k, v in environ.items())
+    return argv, [s[:14] for s in secrets if s in text]

@@ -25,7 +25,7 @@ from tests.reliability.conftest import (
     user_lines,
     watch,
 )
-from tests.reliability.helpers import expired
+from tests.reliability.helpers import argv_env_leaks, expired
 from tests.tokenserver import Answer, Reply, Request, TokenServer
 
 CREATE = re.compile(
@@ -153,16 +153,6 @@ def test_a_redirect_never_carries_the_token_elsewhere(
     assert sandbox.creds.read_bytes() == raw
 
 
-def _leaks(proc: psutil.Process, tokens: set[str]) -> tuple[str, list[str]]:
-    try:
-        argv = " ".join(proc.cmdline())
-        environ = proc.environ()
-    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-        return "", []
-    text = argv + "\n" + "\n".join(f"{k}={v}" for k, v in environ.items())
-    return argv, [t[:14] for t in tokens if t in text]
-
-
 @pytest.mark.parametrize("how", ["shim", "refresh"])
 def test_no_token_in_argv_or_environment_of_any_process(
     sandbox: RSandbox, token_server: TokenServer, how: str
@@ -193,7 +183,7 @@ def test_no_token_in_argv_or_environment_of_any_process(
             except psutil.NoSuchProcess:
                 break
             for p in family:
-                cmd, found = _leaks(p, tokens)
+                cmd, found = argv_env_leaks(p, tokens)
                 if "fakebin/claude" in cmd:
                     seen["claude"] += 1
                 elif cmd:
