@@ -589,7 +589,10 @@ def shim_watches_output() -> bool:
     return importlib.util.find_spec("claude_wrap.relay") is not None
 
 
-def goal_failures(report: dict[str, Any], *, watched: bool | None = None) -> list[str]:
+def goal_failures(
+    report: dict[str, Any], *, watched: bool | None = None,
+    max_refreshes_per_lifetime: float = 1.2, judge_rate_after: float = 30.0,
+) -> list[str]:
     """What breaks the soak's goal, on the side of claude-wrap: any refresh token it presented
     that was already spent (an invalid_grant on a live login, which revokes it) unless the
     hostile refresher had spent it and not yet finished rewriting the file (a race with a
@@ -597,14 +600,18 @@ def goal_failures(report: dict[str, Any], *, watched: bool | None = None) -> lis
     `claude --print` through the shim or `claude-wrap keep` run that ended with a login error,
     any TUI session through the shim left logged out (its last prompt failed, even after one
     more try). Runs overlapping a moment when someone else had revoked the login (before the
-    re-login) are excluded: nothing can save those, and they are reported. A single TUI prompt
-    that failed before the session was repaired in place, the direct runs and the hostile
-    refresher are reported, never judged. Without the output watcher (`watched` False; by
+    re-login) are excluded: nothing can save those, and they are reported. Issue 14 raised the
+    goal: every single TUI prompt through the shim counts too (the guard repairs the file before
+    the next prompt reads it), and over a soak long enough to judge a rate (`judge_rate_after`
+    token lifetimes) claude-wrap spends at most `max_refreshes_per_lifetime` refreshes per token
+    lifetime. The direct runs and the hostile refresher are reported, never judged. Without the
+    output watcher (`watched` False; by
     default, whether this checkout has it), `claude --print` through the shim is reported only.
     """
     watched = shim_watches_output() if watched is None else watched
     failures = []
-    for kind in ("shim", "keeper", "session") if watched else ("keeper", "session"):
+    judged = ("shim", "keeper", "session", "interactive") if watched else ("keeper", "session")
+    for kind in judged:
         k = report["runs"].get(kind, {})
         errors = k.get("login_errors", 0) - k.get("login_errors_while_revoked", 0)
         if errors:
@@ -614,6 +621,11 @@ def goal_failures(report: dict[str, Any], *, watched: bool | None = None) -> lis
     if caused:
         failures.append(f"claude-wrap presented a spent refresh token {caused} time(s) that "
                         "the file no longer held, revoking the login")
+    rate = report.get("claude_wrap_refreshes_per_lifetime")
+    if (rate is not None and report["token_lifetimes"] >= judge_rate_after
+            and rate > max_refreshes_per_lifetime):
+        failures.append(f"claude-wrap refreshed {rate} times per token lifetime (goal: at most "
+                        f"{max_refreshes_per_lifetime:g})")
     return failures
 
 
