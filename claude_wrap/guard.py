@@ -82,9 +82,9 @@ def warm_up() -> None:
     repair of a session then takes milliseconds, not the ~0.3 s of importing loguru and the
     rest (measured: a stream-json session's first repair, 410 ms before, see tests/test_repair).
     Only sessions that stay open get here."""
-    from claude_wrap import shim  # noqa: PLC0415
+    from claude_wrap import sitepath  # noqa: PLC0415
 
-    shim.enable_site()
+    sitepath.enable_site()
     try:
         from claude_wrap import log, refresher, restore  # noqa: F401, PLC0415
     except ImportError:

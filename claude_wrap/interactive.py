@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pexpect
 
-from claude_wrap import detect, guard, recover, relay, shim
+from claude_wrap import console, detect, guard, recover, relay
 from claude_wrap.errors import Interrupted
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ def run(
             real, args, env=dict(env), dimensions=window_size(), preexec_fn=_reset_signals
         )
     except (OSError, pexpect.ExceptionPexpect) as exc:
-        shim.say(f"cannot run {real}: {exc}")
+        console.say(f"cannot run {real}: {exc}")
         return 126
 
     def on_winch(_signum: int, _frame: object) -> None:
@@ -231,9 +231,9 @@ def run(
     child.close(force=True)
     problem = repairer.unresolved()
     if problem is not None:
-        shim.say(f"claude said it is not logged in; could not repair the login: {problem}")
+        console.say(f"claude said it is not logged in; could not repair the login: {problem}")
     elif repairer.repairs and repairer.problem is None and status != 0:
-        shim.say("claude said it is not logged in; the login is repaired now: run it again")
+        console.say("claude said it is not logged in; the login is repaired now: run it again")
     return status
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from claude_wrap import paths, shim
+from claude_wrap import paths, sitepath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def repair(
     `launched` is the file's identity when claude was started; `refused` says the failure was
     the server refusing a token (a 401, a revocation) rather than claude finding no usable login.
     """
-    shim.enable_site()
+    sitepath.enable_site()
     from claude_wrap import login, refresher  # noqa: PLC0415
     from claude_wrap.errors import Interrupted, WrapError  # noqa: PLC0415
     from claude_wrap.log import logger  # noqa: PLC0415
@@ -85,7 +85,7 @@ def heal(env: Mapping[str, str]) -> None:
     a way a refresh fixes (scopes dropped by a third-party tool, above all), fix it now, before
     claude's next request meets it. Never forced, never raises: a failure here is logged, and
     the watcher still acts on what claude says."""
-    shim.enable_site()
+    sitepath.enable_site()
     from claude_wrap import login, refresher, store  # noqa: PLC0415
     from claude_wrap.errors import WrapError  # noqa: PLC0415
     from claude_wrap.log import logger  # noqa: PLC0415

@@ -27,7 +27,7 @@ import select
 import sys
 import time
 
-from claude_wrap import detect, paths, recover, shim
+from claude_wrap import console, detect, paths, recover, sitepath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def exit_status(status: int) -> int:
 
 def kill_tree(pid: int) -> None:
     """SIGKILL a process and every descendant, children first found, so none is orphaned."""
-    shim.enable_site()
+    sitepath.enable_site()
     import psutil  # noqa: PLC0415 - only when a child outlived its grace period
 
     try:
@@ -486,11 +486,11 @@ class Relay:
                 # Refused again, on the very file our repair left: another repair would only
                 # spend another token on whatever claude has against it. Show it as it is.
                 self.stdout.write(failed)
-                shim.say(f"claude said {watch.message!r} again after the login was repaired")
+                console.say(f"claude said {watch.message!r} again after the login was repaired")
                 return code
             if attempt == MAX_LAUNCHES:
                 self.stdout.write(failed)
-                shim.say(
+                console.say(
                     f"claude said {watch.message!r}; the login was repaired and the run "
                     f"retried {MAX_LAUNCHES - 1} times, and each time another program had "
                     "changed the credentials file again before claude read it"
@@ -532,9 +532,9 @@ class Relay:
             return None
         self.stdout.write(failed)
         if problem is not None:
-            shim.say(f"claude said {watch.message!r}; could not repair the login: {problem}")
+            console.say(f"claude said {watch.message!r}; could not repair the login: {problem}")
         elif self.signals.stopped_by is None:
-            shim.say(
+            console.say(
                 f"claude said {watch.message!r}; the login is repaired, but the run was "
                 f"not retried ({why_not}); run it again"
             )
@@ -553,7 +553,7 @@ class Relay:
         try:
             run = Run(self.real, self.args, self.env, self.pipe_stdin, self.pipe_stderr)
         except OSError as exc:
-            shim.say(f"cannot run {self.real}: {exc.strerror}")
+            console.say(f"cannot run {self.real}: {exc.strerror}")
             raise SystemExit(126 if exc.errno != errno.ENOENT else 127) from None
         self.signals.pid = run.pid
         if self.signals.stopped_by is not None:

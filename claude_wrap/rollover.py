@@ -48,9 +48,9 @@ class Rollover:
 
     def pull(self) -> None:
         try:
-            from claude_wrap import guest, shim  # noqa: PLC0415 - only when due
+            from claude_wrap import guest, sitepath  # noqa: PLC0415 - only when due
 
-            shim.enable_site()
+            sitepath.enable_site()
             guest.ensure_fresh(self.env, self.owner)
             self._said = False
         except Exception as exc:  # noqa: BLE001 - the session goes on; the next period retries

@@ -32,11 +32,15 @@ NOTICE_EVERY_S = 3600
 
 
 def say(message: str) -> None:
-    try:
-        sys.stderr.write(f"claude-wrap: {message}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass  # no stderr (closed by the caller): nothing to say it on
+    from claude_wrap.console import say  # noqa: PLC0415 - off the healthy hot path
+
+    say(message)
+
+
+def enable_site() -> None:
+    from claude_wrap.sitepath import enable_site  # noqa: PLC0415 - leaving the hot path
+
+    enable_site()
 
 
 def uses_stored_login(args: list[str], env: Mapping[str, str]) -> bool:
@@ -154,15 +158,6 @@ def _take_turn(
     if held is not None:
         return held, False
     return None, fastpath.still_ok(cred, window_ms, _now_ms())
-
-
-def enable_site() -> None:
-    """The installed shim runs with -S; leaving the hot path, put site-packages back on sys.path
-    so that httpx, loguru and the rest can be imported."""
-    if sys.flags.no_site and "site" not in sys.modules:
-        import site  # noqa: PLC0415
-
-        site.main()
 
 
 def _slow_preflight(env: Mapping[str, str], held: FolderFlock | None) -> None:
