@@ -30,6 +30,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -294,11 +295,11 @@ class Soak:
             )
             try:
                 self._session(child, rng)
-            except (pexpect.EOF, OSError) as exc:
+            except (pexpect.ExceptionPexpect, OSError) as exc:
                 self._record(RunRecord("interactive", time.time(), 0.0, "other",
                                        f"session ended: {type(exc).__name__}"))
             finally:
-                child.close(force=True)
+                _close(child)
 
     def _session(self, child: pexpect.spawn[bytes], rng: random.Random) -> None:
         started = time.time()
@@ -570,6 +571,26 @@ class Soak:
                 "unusable_total_s": round(sum(s[1] for s in stretches), 2),
             },
         }
+
+
+def _close(child: pexpect.spawn[bytes]) -> None:
+    """End a TUI session for good. pexpect's close gives SIGKILL a tenth of a second to be reaped
+    and raises past it, which on a loaded machine killed the session worker and with it every
+    later session of the soak (seen in an hour-long soak): wait for the kill instead."""
+    try:
+        child.close(force=True)
+    except pexpect.ExceptionPexpect:
+        if child.pid is None:
+            return
+        try:
+            os.kill(child.pid, signal.SIGKILL)
+            os.waitpid(child.pid, 0)
+        except (ChildProcessError, ProcessLookupError):
+            pass  # already reaped
+        try:
+            child.close(force=True)
+        except pexpect.ExceptionPexpect:
+            pass  # the fd is closed; the child is gone
 
 
 def _count_local_repairs(log: Path) -> int:
