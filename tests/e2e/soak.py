@@ -260,26 +260,40 @@ class Soak:
             self._record(RunRecord("keeper", started, time.time() - started, outcome, detail))
 
     def _watching_keeper(self) -> subprocess.Popen[bytes]:
-        """`claude-wrap keep --watch` for the whole soak: its events and errors are counted from
-        its output when it ends (keeper_events)."""
-        return subprocess.Popen(
+        """`claude-wrap keep --watch` for the whole soak: its events are counted from its output
+        when it ends (keeper_events); its error lines as they come, each at its own time, so that
+        one said while the login was revoked is judged as such (it cannot repair a revoked
+        login, nor should it)."""
+        proc = subprocess.Popen(
             [sys.executable, "-m", "claude_wrap", "keep", "--watch"],
             env=self.shim_env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
+        self._keeper_errors: list[tuple[float, str]] = []
+
+        def read_errors() -> None:
+            assert proc.stderr is not None
+            for raw in proc.stderr:
+                line = raw.decode(errors="replace").rstrip("\n")
+                if line.startswith("claude-wrap: "):
+                    self._keeper_errors.append((time.time(), line))
+
+        self._keeper_reader = threading.Thread(target=read_errors, daemon=True)
+        self._keeper_reader.start()
+        return proc
 
     def _collect_watching_keeper(self, proc: subprocess.Popen[bytes]) -> None:
         proc.terminate()
-        out, err = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=60)
+        self._keeper_reader.join(timeout=10)
         events: Counter[str] = Counter()
         for line in out.decode(errors="replace").splitlines():
             for what in ("repaired without a refresh", "refreshed", "another process"):
                 if f": {what}" in line:
                     events[what] += 1
                     break
-        errors = [x for x in err.decode(errors="replace").splitlines()
-                  if x.startswith("claude-wrap: ")]
-        for line in errors:
-            self._record(RunRecord("keeper", self.ended, 0.0, "login_error", line[:200]))
+        errors = list(self._keeper_errors)
+        for when, line in errors:
+            self._record(RunRecord("keeper", when, 0.0, "login_error", line[:200]))
         # The service itself, as one run: it ran the whole soak and ended when told to.
         self._record(RunRecord(
             "keeper", self.started, self.ended - self.started,
