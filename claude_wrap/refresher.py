@@ -319,7 +319,7 @@ def ensure_fresh(
             error = unfixable(path, current)
             if error is not None:
                 raise error
-            return _refresh(env, storage, snap, before, url, log, on_slow)
+            return _refresh(env, storage, snap, before, url, log, on_slow, held)
     except lock.WaitEnded:
         snap, current = look(storage, window_ms)
         _note(env, "another process refreshed the login while we waited; adopted")
@@ -359,6 +359,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
     url: str,
     log: Any,
     on_slow: Callable[[], None] | None,
+    held: FolderFlock | None,
 ) -> Outcome:
     from claude_wrap import oauth  # noqa: PLC0415
 
@@ -463,6 +464,13 @@ def _refresh(  # noqa: PLR0917 - private, called once
             new_doc[login.OAUTH_KEY] = section
             pending.commit(new_doc, token_spent=True)
     _, after = look(storage, window_ms)
+    if held is not None:
+        # The new login is stored and in the verdict cache: let the shims of ours waiting on the
+        # flock (flock.take_turn) go on now, while we log, remove our lock folders and start
+        # claude, instead of after all that (bench/run contention). Safe: the refresh token is
+        # spent and its successor stored, and whoever finds the login still due takes Claude
+        # Code's lock folders next, which we hold until the end, then re-reads the file.
+        held.release()
     changes = describe(snap.doc, new_doc)
     log.info("refreshed: {}", "; ".join(changes))
     # A repair: the login looked fine to us but was refused, or had lost its scopes.
