@@ -110,8 +110,9 @@ def remember(
     """Note a usable login for the runs to come: the memory of its scopes and fields (written
     only when they changed) and, for a file, the verdict cache the shim's healthy runs trust
     instead of parsing the file (fastpath.py). Only on the paths that run claude or renew the
-    login (the shim, its watcher, a guest's pull, `refresh`, `keep`), never on one that only
-    looks: off the hot path, since a healthy shim run trusts the cache and never gets here."""
+    login (the shim, its watcher, a guest's pull, `refresh`, `keep`) and on `status --short`,
+    which reads the cache like the shim; never on one that only looks (`status`, `doctor`).
+    Off the hot path: a healthy shim run trusts the cache and never gets here."""
     if snap is None or verdict.state != login.OK:
         return
     at_ms = now_ms() if at_ms is None else at_ms
@@ -125,7 +126,8 @@ def remember(
 def look(
     source: str | Storage, window_ms: int, at_ms: int | None = None
 ) -> tuple[Any, login.Verdict]:
-    """assess, then remember what it found: for the paths that run claude (a guest's pull)."""
+    """assess, then remember what it found: for the paths that run claude or read the verdict
+    cache themselves (a guest's pull, `status --short` for prompts)."""
     at_ms = now_ms() if at_ms is None else at_ms
     storage = store.FileStorage(source) if isinstance(source, str) else source
     snap, verdict = assess(storage, window_ms, at_ms)
