@@ -216,7 +216,9 @@ def rows_for(name: str, r: dict[str, Any]) -> list[dict[str, Any]]:
                 "contention",
                 "CPU per shim in the burst / alone (median)",
                 f"{r['burst_cpu_ms_per_shim_median']:.0f} / {r['single_cpu_ms']:.0f} ms; "
-                f"burst total {r['burst_cpu_ms_total']:.0f} ms on {r['cpus']} CPUs",
+                f"burst total {r['burst_cpu_ms_total']:.0f} ms on {r['cpus']} CPUs"
+                + (f"; the {r['shims']} forked in {r['spawn_ms_median']:.0f} ms, before the clock"
+                   if "spawn_ms_median" in r else ""),
             )
         )
         heavy = ", ".join(

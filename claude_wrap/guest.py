@@ -307,7 +307,7 @@ def ensure_fresh(
     storage = store.FileStorage(path)
     window_s = paths.refresh_window(env)
     window_ms = int(window_s * 1000)
-    _, before = refresher.assess(storage, window_ms)
+    _, before = refresher.look(storage, window_ms)
     has_refresh = before.has_refresh_token
     if before.state == login.OK and not force and not has_refresh:
         return refresher.Outcome(refresher.NONE, before, before, [])
@@ -317,7 +317,7 @@ def ensure_fresh(
         exc.expires_at = before.expires_at if before.usable else None
         raise
     changed, removed = store_pulled(env, pulled)
-    _, after = refresher.assess(storage, window_ms)
+    _, after = refresher.look(storage, window_ms)
     warnings = []
     if removed:
         warnings.append(

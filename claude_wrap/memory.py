@@ -17,8 +17,8 @@ subscriptionType is never overwritten, and one that differs from the memory's ma
 account: then the memory is not used at all), and refreshTokenExpiresAt, which belongs to one
 refresh token, is only restored beside the very refresh token it was seen with.
 
-Written off the hot path only: when a verdict is judged afresh (refresher.assess), and only when
-something changed.
+Written off the hot path only: when a verdict is judged afresh on a path that runs claude or
+renews the login (refresher.remember), and only when something changed.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ def repair(
     the server refusing a token (a 401, a revocation) rather than claude finding no usable login.
     """
     sitepath.enable_site()
-    from claude_wrap import login, refresher  # noqa: PLC0415
+    from claude_wrap import login, refresher, renewal  # noqa: PLC0415
     from claude_wrap.errors import Interrupted, WrapError  # noqa: PLC0415
     from claude_wrap.log import logger  # noqa: PLC0415
 
@@ -67,7 +67,7 @@ def repair(
         force,
     )
     try:
-        outcome = refresher.ensure_fresh(env, force=force)
+        outcome = renewal.ensure_fresh(env, force=force)
     except Interrupted:
         raise
     except WrapError as exc:
@@ -86,7 +86,7 @@ def heal(env: Mapping[str, str]) -> None:
     claude's next request meets it. Never forced, never raises: a failure here is logged, and
     the watcher still acts on what claude says."""
     sitepath.enable_site()
-    from claude_wrap import login, refresher, store  # noqa: PLC0415
+    from claude_wrap import login, refresher, renewal, store  # noqa: PLC0415
     from claude_wrap.errors import WrapError  # noqa: PLC0415
     from claude_wrap.log import logger  # noqa: PLC0415
 
@@ -101,7 +101,7 @@ def heal(env: Mapping[str, str]) -> None:
                      verdict.state, verdict.detail)
         # A usable login may still lack fields another tool dropped (subscriptionType): the
         # local repair puts them back; a login that lacks nothing is left alone.
-        outcome = refresher.ensure_fresh(env)
+        outcome = renewal.ensure_fresh(env)
         if outcome.action == refresher.NONE:
             return
     except WrapError as exc:

@@ -87,7 +87,9 @@ def assess(
     source: str | Storage, window_ms: int, at_ms: int | None = None
 ) -> tuple[Any, login.Verdict]:
     """(snapshot or None, verdict) for the login as it is now (a file path, or a storage).
-    Never raises for a bad file; StorageUnavailableError when the Keychain cannot be asked."""
+    Pure: it reads and judges, and writes nothing (`status` and `doctor` only look; see
+    `remember` for the paths that run claude). Never raises for a bad file;
+    StorageUnavailableError when the Keychain cannot be asked."""
     at_ms = now_ms() if at_ms is None else at_ms
     storage = store.FileStorage(source) if isinstance(source, str) else source
     try:
@@ -99,18 +101,37 @@ def assess(
     if snap is None:
         what = "file" if storage.kind == "file" else "Keychain item"
         return None, login.Verdict(login.MISSING, f"there is no credentials {what}")
-    verdict = login.judge(snap.doc, at_ms, window_ms)
-    if verdict.state == login.MALFORMED:
-        return snap, verdict
-    if verdict.state == login.OK:
-        # Off the hot path (a healthy shim run trusts the verdict cache and never gets here):
-        # the memory of the login's scopes and fields, written only when they changed.
-        memory.note(storage.where, snap.doc)
-        if storage.kind == "file":
-            fastpath.remember(
-                storage.where, snap.ident, verdict.expires_at, window_ms, at_ms,
-                verdict.login_ends_at,
-            )
+    return snap, login.judge(snap.doc, at_ms, window_ms)
+
+
+def remember(
+    storage: Storage, snap: Any, verdict: login.Verdict, window_ms: int, at_ms: int | None = None
+) -> None:
+    """Note a usable login for the runs to come: the memory of its scopes and fields (written
+    only when they changed) and, for a file, the verdict cache the shim's healthy runs trust
+    instead of parsing the file (fastpath.py). Only on the paths that run claude or renew the
+    login (the shim, its watcher, a guest's pull, `refresh`, `keep`) and on `status --short`,
+    which reads the cache like the shim; never on one that only looks (`status`, `doctor`).
+    Off the hot path: a healthy shim run trusts the cache and never gets here."""
+    if snap is None or verdict.state != login.OK:
+        return
+    at_ms = now_ms() if at_ms is None else at_ms
+    memory.note(storage.where, snap.doc)
+    if storage.kind == "file":
+        fastpath.remember(
+            storage.where, snap.ident, verdict.expires_at, window_ms, at_ms, verdict.login_ends_at
+        )
+
+
+def look(
+    source: str | Storage, window_ms: int, at_ms: int | None = None
+) -> tuple[Any, login.Verdict]:
+    """assess, then remember what it found: for the paths that run claude or read the verdict
+    cache themselves (a guest's pull, `status --short` for prompts)."""
+    at_ms = now_ms() if at_ms is None else at_ms
+    storage = store.FileStorage(source) if isinstance(source, str) else source
+    snap, verdict = assess(storage, window_ms, at_ms)
+    remember(storage, snap, verdict, window_ms, at_ms)
     return snap, verdict
 
 
@@ -137,12 +158,21 @@ SETTLE_QUIET_S = 0.5  # without /proc: a file unchanged this long is not being w
 
 
 def settled(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
-    """The login as it is now (see assess), waiting a moment while the file cannot be parsed and
-    may be half-way through a rewrite: tools that rewrite it in place (truncate, then write)
-    leave it so, and on a loaded machine for a second or more (the soak, issue 9, saw keepers and
-    refreshes fail on such a moment). It stops waiting as soon as the file parses, or when it is
-    plainly done with: unchanged and open in no other process (or, without /proc, unchanged for
-    SETTLE_QUIET_S); SETTLE_LIMIT_S at most. A file that really is broken costs ~20 ms."""
+    """The login as it is now, once it has settled (see _settle), remembered when usable (see
+    `remember`): the shim's judgement of a login it found due or not judged yet."""
+    snap, verdict = _settle(storage, window_ms)
+    remember(storage, snap, verdict, window_ms)
+    return snap, verdict
+
+
+def _settle(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
+    """The login as it is now (see assess: pure like it), waiting a moment while the file cannot
+    be parsed and may be half-way through a rewrite: tools that rewrite it in place (truncate,
+    then write) leave it so, and on a loaded machine for a second or more (the soak, issue 9, saw
+    keepers and refreshes fail on such a moment). It stops waiting as soon as the file parses,
+    or when it is plainly done with: unchanged and open in no other process (or, without /proc,
+    unchanged for SETTLE_QUIET_S); SETTLE_LIMIT_S at most. A file that really is broken costs
+    ~20 ms."""
     snap, verdict = assess(storage, window_ms)
     if verdict.state != login.MALFORMED or storage.kind != "file":
         return snap, verdict
@@ -228,12 +258,10 @@ def ensure_fresh(
     has replaced its access token meanwhile: then that token is adopted and nothing is spent.
     `held`: our flock of the lock folder, when the caller holds it already (the shim).
     Raises a WrapError subclass when it cannot; the file is then exactly as it was.
+    The owner's side only: a guest pulls instead (renewal.ensure_fresh picks).
     """
-    owner = paths.guest_setting(env)
-    if owner:  # a guest borrows its owner's login: it pulls, it never refreshes (guest.py)
-        from claude_wrap import guest  # noqa: PLC0415
-
-        return guest.ensure_fresh(env, owner, force=force)
+    if paths.guest_setting(env):  # a bug, never the user's doing: a guest must never refresh
+        raise RuntimeError("refresher.ensure_fresh called for a guest; use renewal.ensure_fresh")
     storage = store.open_storage(env)
     path = storage.where
     cfg = storage.lock_dir
@@ -293,14 +321,14 @@ def ensure_fresh(
             error = unfixable(path, current)
             if error is not None:
                 raise error
-            return _refresh(env, storage, snap, before, url, log, on_slow)
+            return _refresh(env, storage, snap, before, url, log, on_slow, held)
     except lock.WaitEnded:
-        snap, current = assess(storage, window_ms)
+        snap, current = look(storage, window_ms)
         _note(env, "another process refreshed the login while we waited; adopted")
         _adopted(env, before)
         return Outcome(ADOPTED, before, current, [])
     except _Replaced:
-        snap, current = assess(storage, window_ms)
+        snap, current = look(storage, window_ms)
         _note(env, "another process refreshed the login just before our request; adopted")
         _adopted(env, before)
         return Outcome(ADOPTED, before, current, [])
@@ -319,7 +347,7 @@ def _repair_locally(
     restored = restore.repair(storage, snap, env, now_ms(), window_ms)
     if restored is None:
         return None
-    _, after = assess(storage, window_ms)
+    _, after = look(storage, window_ms)
     event("repair", paths.config_dir(env), f"login was {before.state}; restored "
           f"{', '.join(restored)} locally, no token request", env)
     return Outcome(REPAIRED, before, after, [f"restored {', '.join(restored)} locally"])
@@ -333,6 +361,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
     url: str,
     log: Any,
     on_slow: Callable[[], None] | None,
+    held: FolderFlock | None,
 ) -> Outcome:
     from claude_wrap import oauth  # noqa: PLC0415
 
@@ -370,7 +399,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
         meanwhile; the server took that for a replay and revoked the whole login.
         """
         nonlocal sent
-        current, verdict = settled(storage, window_ms)
+        current, verdict = _settle(storage, window_ms)
         if verdict.state == login.MALFORMED:
             # It parsed under the lock, so someone is writing it now, most likely with the
             # token we hold already spent: sending it could revoke the login (the soak saw it).
@@ -436,7 +465,14 @@ def _refresh(  # noqa: PLR0917 - private, called once
             section, _ = restore.fill(new_doc[login.OAUTH_KEY], remembered, restore_scopes=False)
             new_doc[login.OAUTH_KEY] = section
             pending.commit(new_doc, token_spent=True)
-    _, after = assess(storage, window_ms)
+    _, after = look(storage, window_ms)
+    if held is not None:
+        # The new login is stored and in the verdict cache: let the shims of ours waiting on the
+        # flock (flock.take_turn) go on now, while we log, remove our lock folders and start
+        # claude, instead of after all that (bench/run contention). Safe: the refresh token is
+        # spent and its successor stored, and whoever finds the login still due takes Claude
+        # Code's lock folders next, which we hold until the end, then re-reads the file.
+        held.release()
     changes = describe(snap.doc, new_doc)
     log.info("refreshed: {}", "; ".join(changes))
     # A repair: the login looked fine to us but was refused, or had lost its scopes.

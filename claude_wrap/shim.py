@@ -162,10 +162,10 @@ def _take_turn(
 
 def _slow_preflight(env: Mapping[str, str], held: FolderFlock | None) -> None:
     enable_site()
-    from claude_wrap import login, refresher, store  # noqa: PLC0415
+    from claude_wrap import login, refresher, renewal, store  # noqa: PLC0415
 
     if paths.guest_setting(env):  # a guest: pull from the owner (guest.py), never refresh
-        outcome = refresher.ensure_fresh(env, held=held)
+        outcome = renewal.ensure_fresh(env, held=held)
         for warning in outcome.warnings:
             say(f"warning: {warning}")
         return

@@ -368,3 +368,30 @@ def test_status_json_shows_no_secret(sandbox: Sandbox) -> None:
     assert REFRESH not in result.stdout
     assert data["subscription_type"] == "max"
     assert data["has_refresh_token"] is True
+
+
+# The refresher no longer knows guests (issue 16: renewal.py picks, so the two import nothing of
+# each other): called for a guest anyway, it must stop before anything is read or sent.
+GUEST_CALLS_REFRESHER = """
+from claude_wrap import refresher
+try:
+    refresher.ensure_fresh()
+except RuntimeError as exc:
+    print(exc)
+"""
+
+
+def test_the_refresher_refuses_a_guest_and_sends_nothing(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    raw = sandbox.write(login_doc(expires_in_s=-1))  # a copy of the owner's, refresh token and all
+    share = sandbox.root / "share"
+    share.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", GUEST_CALLS_REFRESHER],
+        env={**sandbox.env, "CLAUDE_WRAP_GUEST": f"folder:{share}"},
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert "called for a guest; use renewal.ensure_fresh" in result.stdout, result.stderr
+    assert token_server.requests == []
+    assert sandbox.creds.read_bytes() == raw

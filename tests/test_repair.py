@@ -48,9 +48,12 @@ def strip_by_rename(sandbox: Sandbox) -> None:
 
 
 def remembered(sandbox: Sandbox, doc: dict[str, Any]) -> None:
-    """The login as claude-wrap first sees it: `status` judges it, and the memory is written."""
+    """The login as claude-wrap first sees it on a path that renews logins (`refresh`, with
+    nothing to do), and the memory is written. (`status` only looks: it writes nothing.)"""
     sandbox.write(doc)
-    assert sandbox.wrap("status").returncode == 0
+    result = sandbox.wrap("refresh")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("nothing to do"), result.stdout
 
 
 def wait_for(predicate: Callable[[], object], what: str, limit: float = 20) -> None:

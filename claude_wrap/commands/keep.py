@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from claude_wrap import configs, login, notify, paths, refresher, store
+from claude_wrap import configs, login, notify, paths, refresher, renewal, store
 from claude_wrap.errors import EXIT_OK, EXIT_WRITE, RefreshRejectedError, WrapError
 
 
@@ -76,7 +76,7 @@ def keep_one(folder: configs.ConfigDir, *, skip_missing: bool = False) -> int:
     try:
         if skip_missing and _no_login(folder.env):
             return EXIT_OK
-        outcome = refresher.ensure_fresh(folder.env)
+        outcome = renewal.ensure_fresh(folder.env)
     except WrapError as exc:
         print(f"claude-wrap: {folder.path}: {exc}", file=sys.stderr, flush=True)
         if isinstance(exc, RefreshRejectedError) and exc.error == "invalid_grant":

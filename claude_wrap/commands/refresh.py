@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from claude_wrap import feedback, refresher
+from claude_wrap import feedback, refresher, renewal
 from claude_wrap.errors import EXIT_OK
 
 
@@ -20,7 +20,7 @@ def register(sub: Any) -> None:
 
 def run(ns: argparse.Namespace) -> int:
     with feedback.Spinner() as spinner:
-        outcome = refresher.ensure_fresh(force=ns.force, on_slow=spinner.start)
+        outcome = renewal.ensure_fresh(force=ns.force, on_slow=spinner.start)
     for warning in outcome.warnings:
         print(f"claude-wrap: warning: {warning}", file=sys.stderr)
     data = {
