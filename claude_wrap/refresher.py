@@ -11,7 +11,18 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import binary, fastpath, lock, login, memory, paths, restore, store
+from claude_wrap import (
+    backends,
+    binary,
+    fastpath,
+    filestore,
+    lock,
+    login,
+    memory,
+    paths,
+    restore,
+    store,
+)
 from claude_wrap.errors import (
     LOGIN_HINT,
     CredentialsError,
@@ -89,7 +100,7 @@ def assess(
     """(snapshot or None, verdict) for the login as it is now (a file path, or a storage).
     Never raises for a bad file; StorageUnavailableError when the Keychain cannot be asked."""
     at_ms = now_ms() if at_ms is None else at_ms
-    storage = store.FileStorage(source) if isinstance(source, str) else source
+    storage = filestore.FileStorage(source) if isinstance(source, str) else source
     try:
         snap = storage.read()
     except StorageUnavailableError:
@@ -131,46 +142,12 @@ def _token_of(snap: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-SETTLE_LIMIT_S = 2.0
-SETTLE_PAUSE_S = 0.02
-SETTLE_QUIET_S = 0.5  # without /proc: a file unchanged this long is not being written
-
-
 def settled(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
-    """The login as it is now (see assess), waiting a moment while the file cannot be parsed and
-    may be half-way through a rewrite: tools that rewrite it in place (truncate, then write)
-    leave it so, and on a loaded machine for a second or more (the soak, issue 9, saw keepers and
-    refreshes fail on such a moment). It stops waiting as soon as the file parses, or when it is
-    plainly done with: unchanged and open in no other process (or, without /proc, unchanged for
-    SETTLE_QUIET_S); SETTLE_LIMIT_S at most. A file that really is broken costs ~20 ms."""
-    snap, verdict = assess(storage, window_ms)
-    if verdict.state != login.MALFORMED or storage.kind != "file":
-        return snap, verdict
-    path = storage.where
-    start = last_change = time.monotonic()
-    last = _identity(path)
-    while time.monotonic() - start < SETTLE_LIMIT_S:
-        time.sleep(SETTLE_PAUSE_S)
-        snap, verdict = assess(storage, window_ms)
-        if verdict.state != login.MALFORMED:
-            return snap, verdict
-        now, ident = time.monotonic(), _identity(path)
-        if ident != last:
-            last, last_change = ident, now
-            continue
-        writing = store.open_elsewhere(path)
-        if writing is False or (writing is None and now - last_change >= SETTLE_QUIET_S):
-            # Read once more: a writer that finished between our read and that look left the
-            # file whole, and one that is done is done: what we read now is final.
-            return assess(storage, window_ms)
-    return snap, verdict
-
-
-def _identity(path: str) -> tuple[int, ...] | None:
-    try:
-        return store.identity(os.stat(path))
-    except OSError:
-        return None
+    """The login as it is now (see assess), waited for a moment while it cannot be parsed and
+    may be half-way through a rewrite (store.settle)."""
+    return store.settle(
+        storage, lambda: assess(storage, window_ms), lambda got: got[1].state == login.MALFORMED
+    )
 
 
 def _access(snap: Any) -> str:
@@ -234,7 +211,7 @@ def ensure_fresh(
         from claude_wrap import guest  # noqa: PLC0415
 
         return guest.ensure_fresh(env, owner, force=force)
-    storage = store.open_storage(env)
+    storage = backends.open_storage(env)
     path = storage.where
     cfg = storage.lock_dir
     window_ms = int(paths.refresh_window(env) * 1000)
@@ -376,8 +353,8 @@ def _refresh(  # noqa: PLR0917 - private, called once
             # token we hold already spent: sending it could revoke the login (the soak saw it).
             raise CredentialsError(
                 storage.where,
-                "was being rewritten by another program when the refresh was due (it did not "
-                f"parse, and still did not after up to {SETTLE_LIMIT_S:g} s); nothing was sent",
+                "was being rewritten by another program when the refresh was due (it did not parse,"
+                f" and still did not after up to {store.SETTLE_LIMIT_S:g} s); nothing was sent",
                 "run again in a moment",
             )
         if verdict.state == login.OK and _access(current) != _access(snap):
