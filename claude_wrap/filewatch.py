@@ -27,6 +27,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from claude_wrap import store
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -45,12 +47,8 @@ MASK = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN
 EVENT = struct.Struct("iIII")
 
 
-def _identity(path: str) -> tuple[int, ...] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+# A file's identity, as the storage layer defines it (one os.stat): equal, the same file.
+_identity = store.file_identity
 
 
 class Watcher:

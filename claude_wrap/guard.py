@@ -1,6 +1,7 @@
-"""The guard of a long session: while it runs, another program's change to the credentials file
-is seen within milliseconds (filewatch: inotify, kqueue, else a poll) and handed to `on_change`,
-which judges it and repairs it if need be, before claude's next request meets it.
+"""The guard of a long session: while it runs, another program's change to the stored login is
+seen within milliseconds (filewatch: inotify, kqueue, else a poll) and handed to `on_change`,
+which judges it and repairs it if need be, before claude's next request meets it. A login with
+no file to watch (the Keychain) is polled: its identity, every period.
 
 Only sessions that stay open pay for it: TUI sessions (interactive.py) and headless ones fed
 stream-json on stdin (relay.py), as editors and SDKs run for hours. A one-shot `claude -p`
@@ -13,10 +14,12 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from claude_wrap import filewatch, paths, recover
+from claude_wrap import backends, filewatch, paths, recover
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+
+    from claude_wrap.store import Storage
 
 DEFAULT_PERIOD_S = 0.5
 
@@ -26,8 +29,9 @@ def period(env: Mapping[str, str]) -> float:
 
 
 class Guard:
-    """Calls `on_change(identity)` in its own thread for each change of the file's identity.
-    `on_change` runs in the guard's thread; changes that happen meanwhile are seen after it."""
+    """Calls `on_change(identity)` in its own thread for each change of the login's identity
+    (the storage layer's, as recover.file_identity gives it). `on_change` runs in the guard's
+    thread; changes that happen meanwhile are seen after it."""
 
     def __init__(
         self,
@@ -39,16 +43,21 @@ class Guard:
         self.on_change = on_change
         self.period = period_s
         self.watcher: filewatch.Watcher | None = None
+        self.storage: Storage | None = None
         self._thread = threading.Thread(target=self._run, name="claude-wrap-guard", daemon=True)
 
     def __enter__(self) -> Guard:
         if self.period > 0:
-            cred = paths.credentials_file(self.env)
+            try:
+                self.storage = backends.open_storage(self.env)
+            except ValueError:  # a bad setting: the pre-flight has said so; nothing to guard
+                return self
+            files = self.storage.watched_files()
             try:
                 kind = paths.watch_kind(self.env)
-                self.watcher = filewatch.open_watcher([cred], self.period, kind)
+                self.watcher = filewatch.open_watcher(files, self.period, kind)
             except (OSError, ValueError):  # a bad CLAUDE_WRAP_NOTIFY must not end the session
-                self.watcher = filewatch.Watcher([cred], self.period)
+                self.watcher = filewatch.Watcher(files, self.period)
             self._thread.start()
         return self
 
@@ -61,13 +70,16 @@ class Guard:
             self.watcher.close()
 
     def _run(self) -> None:
-        watcher = self.watcher
+        watcher, storage = self.watcher, self.storage
         assert watcher is not None
-        last = recover.file_identity(self.env)
+        assert storage is not None
+        # No file to be told about (the Keychain): wake each period and compare identities.
+        timeout = None if watcher.files else self.period
+        last = storage.identity()
         warm_up()
         while not watcher.interrupted:
-            watcher.wait(None)
-            ident = recover.file_identity(self.env)
+            watcher.wait(timeout)
+            ident = storage.identity()
             if ident == last or watcher.interrupted:
                 continue
             last = ident

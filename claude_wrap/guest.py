@@ -29,7 +29,7 @@ import shlex
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import lock, login, paths, refresher, store
+from claude_wrap import backends, filestore, lock, login, paths, refresher
 from claude_wrap.errors import EXIT_OWNER_UNREACHABLE, CredentialsError, WrapError
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def credential(env: Mapping[str, str], min_valid_s: float) -> dict[str, Any]:
     Never holds the refresh token."""
     window = {**env, "CLAUDE_WRAP_REFRESH_WINDOW": repr(float(min_valid_s))}
     refresher.ensure_fresh(window)
-    storage = store.open_storage(env)
+    storage = backends.open_storage(env)
     snap, verdict = refresher.assess(storage, int(min_valid_s * 1000))
     if not verdict.usable or verdict.state != login.OK:
         # ensure_fresh returned, so nothing a refresh can do: say what the login is.
@@ -190,7 +190,7 @@ def fetch(env: Mapping[str, str], owner: str, min_valid_s: float) -> dict[str, A
         path = os.path.join(target, SHARE_NAME)
         try:
             with open(path, "rb") as f:
-                raw = f.read(store.MAX_BYTES)
+                raw = f.read(filestore.MAX_BYTES)
         except FileNotFoundError:
             raise OwnerUnreachableError(
                 owner, f"{path} does not exist (has the owner run `claude-wrap share {target}`?)"
@@ -279,7 +279,7 @@ def store_pulled(env: Mapping[str, str], pulled: dict[str, Any]) -> tuple[bool, 
     cfg = os.path.dirname(path)
     paths.make_private_dirs(cfg)
     with lock.write_lock(paths.write_lock(cfg), records=paths.lock_records(env)):
-        snap = store.read(path)  # a malformed file raises: reported, left as it is
+        snap = filestore.read(path)  # a malformed file raises: reported, left as it is
         found = snap.doc if snap is not None else None
         doc: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
         old = doc.get(login.OAUTH_KEY)
@@ -292,7 +292,7 @@ def store_pulled(env: Mapping[str, str], pulled: dict[str, Any]) -> tuple[bool, 
         if new == old:
             return False, False
         doc[login.OAUTH_KEY] = new
-        with store.PendingWrite(path) as pending:
+        with filestore.PendingWrite(path) as pending:
             pending.commit(doc, token_spent=False)
     return True, removed
 
@@ -304,7 +304,7 @@ def ensure_fresh(
     Code refused it). Never refreshes. Raises OwnerUnreachableError, carrying the expiry of the
     token the guest still has."""
     path = paths.credentials_file(env)
-    storage = store.FileStorage(path)
+    storage = filestore.FileStorage(path)
     window_s = paths.refresh_window(env)
     window_ms = int(window_s * 1000)
     _, before = refresher.look(storage, window_ms)

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from claude_wrap import filewatch, login, paths, refresher, store
+from claude_wrap import backends, filewatch, login, paths, processes, refresher
 from claude_wrap.errors import EXIT_OK, WrapError
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def running() -> int | None:
             pid = int(f.read().strip() or 0)
     except (OSError, ValueError):
         return None
-    if pid <= 0 or not store.pid_alive(pid):
+    if pid <= 0 or not processes.pid_alive(pid):
         return None
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -77,7 +77,7 @@ def due_in(folder: ConfigDir, now_ms: int) -> float | None:
     try:
         env = folder.env
         window_ms = int(paths.refresh_window(env) * 1000)
-        _, verdict = refresher.assess(store.open_storage(env), window_ms, now_ms)
+        _, verdict = refresher.assess(backends.open_storage(env), window_ms, now_ms)
     except WrapError:
         return RETRY_S
     if verdict.expires_at is None or verdict.state in (login.MISSING, login.MALFORMED):
@@ -89,8 +89,8 @@ def watch(found: list[ConfigDir], keep_one: Callable[[ConfigDir], int]) -> int:
     """Keep every folder's login, on each change and ahead of each expiry, until told to stop."""
     creds: dict[str, ConfigDir] = {}
     for folder in found:
-        if store.open_storage(folder.env).kind == "file":
-            creds[paths.credentials_file(folder.env)] = folder
+        for cred in backends.open_storage(folder.env).watched_files():  # none: the Keychain
+            creds[cred] = folder
     kind = paths.watch_kind(found[0].env if found else os.environ)
     watched = [c for c in creds if os.path.isdir(os.path.dirname(c))]
     try:

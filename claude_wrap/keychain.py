@@ -17,7 +17,6 @@ a silent loss. The lock directories in the config folder are taken exactly as fo
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,8 @@ from claude_wrap.errors import CredentialsError, StorageUnavailableError, WriteE
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from claude_wrap.store import Ident
 
 ITEM_NOT_FOUND = 44  # `security`'s exit status for errSecItemNotFound
 # `security -i` reads its commands into a 4096-byte line buffer, newline and NUL included; a
@@ -41,7 +42,10 @@ _UNSAFE = frozenset('"\\\n\r\0')
 
 
 class KeychainStorage:
+    """The login's Keychain item, as a store.Storage."""
+
     kind = "keychain"
+    atomic = True  # `-U` replaces the data in one call: never seen half-written
 
     def __init__(
         self, service: str, account: str, lock_dir: str, env: Mapping[str, str] | None = None
@@ -84,7 +88,7 @@ class KeychainStorage:
                 "unlock the login Keychain and try again",
             ) from None
 
-    def read(self) -> store.Snapshot | None:
+    def _raw(self) -> bytes | None:
         result = self._security(
             ["find-generic-password", "-a", self.account, "-s", self.service, "-w"]
         )
@@ -96,11 +100,30 @@ class KeychainStorage:
                 f"cannot be read: {_first_line(result.stderr)}",
                 "unlock the login Keychain (or allow access when asked) and try again",
             )
-        raw = _secret(result.stdout)
+        return _secret(result.stdout)
+
+    def read(self) -> store.Snapshot | None:
+        raw = self._raw()
+        if raw is None:
+            return None
         doc = store.parse(self.where, raw)
-        digest = hashlib.sha256(raw).digest()
-        ident = (len(raw), int.from_bytes(digest[:8], "big"))
-        return store.Snapshot(self.where, raw, doc, ident)
+        return store.Snapshot(self.where, raw, doc, store.content_identity(raw))
+
+    def identity(self) -> Ident | None:
+        """The item's identity now (its data's length and hash, parsed or not); None when there
+        is no item, or the Keychain cannot be asked (locked): one `security` call."""
+        try:
+            raw = self._raw()
+        except StorageUnavailableError:
+            return None
+        return None if raw is None else store.content_identity(raw)
+
+    def watched_files(self) -> list[str]:
+        """No file to watch: the guard polls the item's identity instead."""
+        return []
+
+    def writer_busy(self) -> bool:
+        return False  # never half-written (see atomic)
 
     def command(self, data: bytes) -> bytes:
         return (
@@ -158,8 +181,16 @@ class KeychainWrite:
     def __init__(self, storage: KeychainStorage) -> None:
         self.storage = storage
 
-    def commit(self, doc: Any, *, token_spent: bool) -> None:
+    def commit(
+        self, doc: Any, *, token_spent: bool, unless_changed: Ident | None = None
+    ) -> bool:
+        """Store `doc`; False, with nothing written, when `unless_changed` is given and the
+        item is no longer that one (another writer rewrote it meanwhile). The Keychain has no
+        rename to check at the last moment: this check is one `security` call before the write."""
+        if unless_changed is not None and self.storage.identity() != unless_changed:
+            return False
         self.storage.write(doc, token_spent=token_spent)
+        return True
 
     def __enter__(self) -> KeychainWrite:
         return self

@@ -38,7 +38,7 @@ from claude_wrap import lockowner
 from claude_wrap.errors import LockTimeoutError, LockUnavailableError
 from claude_wrap.flock import FolderFlock, HeldFlock
 from claude_wrap.paths import make_private_dirs
-from claude_wrap.store import pid_alive
+from claude_wrap.processes import pid_alive
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -10,9 +10,7 @@ only when the file is exactly the one claude was started with.
 
 from __future__ import annotations
 
-import os
-
-from claude_wrap import paths, sitepath
+from claude_wrap import fastpath, paths, sitepath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,15 +18,18 @@ if TYPE_CHECKING:
 
 
 def file_identity(env: Mapping[str, str]) -> tuple[int, ...] | None:
-    """The credentials file's identity now (see store.identity), None when there is none.
-
-    Only os.stat: this runs before every watched launch, on the hot path.
-    """
+    """The stored login's identity now, file or Keychain item (the storage layer's, as
+    backends.identity gives it), None when there is none. For the file only os.stat, and no
+    module imported that a healthy run has not already: this runs before every watched launch,
+    on the hot path."""
     try:
-        st = os.stat(paths.credentials_file(env))
-    except (OSError, ValueError):
+        if paths.storage_kind(env) == "file":
+            return fastpath.file_identity(paths.credentials_file(env))
+    except ValueError:  # a bad setting: the pre-flight has said so already
         return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    from claude_wrap import backends  # noqa: PLC0415 - the Keychain: off the file's hot path
+
+    return backends.identity(env)
 
 
 def already_tried(env: Mapping[str, str], launched: tuple[int, ...] | None, failed: bool) -> bool:
@@ -43,30 +44,32 @@ def repair(
 ) -> str | None:
     """Make the stored login usable again. Returns None when it is, else one line saying why not.
 
-    `launched` is the file's identity when claude was started; `refused` says the failure was
-    the server refusing a token (a 401, a revocation) rather than claude finding no usable login.
+    `launched` is the login's identity when claude was started (file_identity); `refused` says
+    the failure was the server refusing a token (a 401, a revocation) rather than claude finding
+    no usable login.
     """
     sitepath.enable_site()
-    from claude_wrap import login, refresher, renewal  # noqa: PLC0415
+    from claude_wrap import backends, login, refresher, renewal  # noqa: PLC0415
     from claude_wrap.errors import Interrupted, WrapError  # noqa: PLC0415
     from claude_wrap.log import logger  # noqa: PLC0415
 
     log = logger(env)
-    path = paths.credentials_file(env)
-    unchanged = launched is not None and file_identity(env) == launched
-    if not refused:
-        # "Not logged in" while the file looks fine and is the one claude read: claude and we
-        # disagree about it, and only a new token can settle that.
-        _, verdict = refresher.assess(path, int(paths.refresh_window(env) * 1000))
-        refused = verdict.state == login.OK
-    force = refused and unchanged
-    log.info(
-        "watch: claude refused the login (run {}); repairing (file {}, force={})",
-        run,
-        "unchanged" if unchanged else "changed since launch",
-        force,
-    )
     try:
+        storage = backends.open_storage(env)
+        unchanged = launched is not None and storage.identity() == launched
+        if not refused:
+            # "Not logged in" while the login looks fine and is the one claude read: claude and
+            # we disagree about it, and only a new token can settle that.
+            _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000))
+            refused = verdict.state == login.OK
+        force = refused and unchanged
+        log.info(
+            "watch: claude refused the login (run {}); repairing ({} {}, force={})",
+            run,
+            storage.kind,
+            "unchanged" if unchanged else "changed since launch",
+            force,
+        )
         outcome = renewal.ensure_fresh(env, force=force)
     except Interrupted:
         raise
@@ -86,14 +89,14 @@ def heal(env: Mapping[str, str]) -> None:
     claude's next request meets it. Never forced, never raises: a failure here is logged, and
     the watcher still acts on what claude says."""
     sitepath.enable_site()
-    from claude_wrap import login, refresher, renewal, store  # noqa: PLC0415
+    from claude_wrap import backends, login, refresher, renewal  # noqa: PLC0415
     from claude_wrap.errors import WrapError  # noqa: PLC0415
     from claude_wrap.log import logger  # noqa: PLC0415
 
     log = logger(env)
     try:
         window_ms = int(paths.refresh_window(env) * 1000)
-        _, verdict = refresher.assess(store.open_storage(env), window_ms)
+        _, verdict = refresher.assess(backends.open_storage(env), window_ms)
         if verdict.state not in login.REFRESHABLE and verdict.state != login.OK:
             return
         if verdict.state != login.OK:

@@ -11,7 +11,18 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import binary, fastpath, lock, login, memory, paths, restore, store
+from claude_wrap import (
+    backends,
+    binary,
+    fastpath,
+    filestore,
+    lock,
+    login,
+    memory,
+    paths,
+    restore,
+    store,
+)
 from claude_wrap.errors import (
     LOGIN_HINT,
     CredentialsError,
@@ -91,7 +102,7 @@ def assess(
     `remember` for the paths that run claude). Never raises for a bad file;
     StorageUnavailableError when the Keychain cannot be asked."""
     at_ms = now_ms() if at_ms is None else at_ms
-    storage = store.FileStorage(source) if isinstance(source, str) else source
+    storage = filestore.FileStorage(source) if isinstance(source, str) else source
     try:
         snap = storage.read()
     except StorageUnavailableError:
@@ -129,7 +140,7 @@ def look(
     """assess, then remember what it found: for the paths that run claude or read the verdict
     cache themselves (a guest's pull, `status --short` for prompts)."""
     at_ms = now_ms() if at_ms is None else at_ms
-    storage = store.FileStorage(source) if isinstance(source, str) else source
+    storage = filestore.FileStorage(source) if isinstance(source, str) else source
     snap, verdict = assess(storage, window_ms, at_ms)
     remember(storage, snap, verdict, window_ms, at_ms)
     return snap, verdict
@@ -152,13 +163,9 @@ def _token_of(snap: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-SETTLE_LIMIT_S = 2.0
-SETTLE_PAUSE_S = 0.02
-SETTLE_QUIET_S = 0.5  # without /proc: a file unchanged this long is not being written
-
-
 def settled(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
-    """The login as it is now, once it has settled (see _settle), remembered when usable (see
+    """The login as it is now, once it has settled (store.settle: waited for a moment while it
+    cannot be parsed and may be half-way through a rewrite), remembered when usable (see
     `remember`): the shim's judgement of a login it found due or not judged yet."""
     snap, verdict = _settle(storage, window_ms)
     remember(storage, snap, verdict, window_ms)
@@ -166,41 +173,10 @@ def settled(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
 
 
 def _settle(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
-    """The login as it is now (see assess: pure like it), waiting a moment while the file cannot
-    be parsed and may be half-way through a rewrite: tools that rewrite it in place (truncate,
-    then write) leave it so, and on a loaded machine for a second or more (the soak, issue 9, saw
-    keepers and refreshes fail on such a moment). It stops waiting as soon as the file parses,
-    or when it is plainly done with: unchanged and open in no other process (or, without /proc,
-    unchanged for SETTLE_QUIET_S); SETTLE_LIMIT_S at most. A file that really is broken costs
-    ~20 ms."""
-    snap, verdict = assess(storage, window_ms)
-    if verdict.state != login.MALFORMED or storage.kind != "file":
-        return snap, verdict
-    path = storage.where
-    start = last_change = time.monotonic()
-    last = _identity(path)
-    while time.monotonic() - start < SETTLE_LIMIT_S:
-        time.sleep(SETTLE_PAUSE_S)
-        snap, verdict = assess(storage, window_ms)
-        if verdict.state != login.MALFORMED:
-            return snap, verdict
-        now, ident = time.monotonic(), _identity(path)
-        if ident != last:
-            last, last_change = ident, now
-            continue
-        writing = store.open_elsewhere(path)
-        if writing is False or (writing is None and now - last_change >= SETTLE_QUIET_S):
-            # Read once more: a writer that finished between our read and that look left the
-            # file whole, and one that is done is done: what we read now is final.
-            return assess(storage, window_ms)
-    return snap, verdict
-
-
-def _identity(path: str) -> tuple[int, ...] | None:
-    try:
-        return store.identity(os.stat(path))
-    except OSError:
-        return None
+    """assess (pure like it), waited out while the login may be half-way through a rewrite."""
+    return store.settle(
+        storage, lambda: assess(storage, window_ms), lambda got: got[1].state == login.MALFORMED
+    )
 
 
 def _access(snap: Any) -> str:
@@ -262,7 +238,7 @@ def ensure_fresh(
     """
     if paths.guest_setting(env):  # a bug, never the user's doing: a guest must never refresh
         raise RuntimeError("refresher.ensure_fresh called for a guest; use renewal.ensure_fresh")
-    storage = store.open_storage(env)
+    storage = backends.open_storage(env)
     path = storage.where
     cfg = storage.lock_dir
     window_ms = int(paths.refresh_window(env) * 1000)
@@ -405,8 +381,8 @@ def _refresh(  # noqa: PLR0917 - private, called once
             # token we hold already spent: sending it could revoke the login (the soak saw it).
             raise CredentialsError(
                 storage.where,
-                "was being rewritten by another program when the refresh was due (it did not "
-                f"parse, and still did not after up to {SETTLE_LIMIT_S:g} s); nothing was sent",
+                "was being rewritten by another program when the refresh was due (it did not parse,"
+                f" and still did not after up to {store.SETTLE_LIMIT_S:g} s); nothing was sent",
                 "run again in a moment",
             )
         if verdict.state == login.OK and _access(current) != _access(snap):

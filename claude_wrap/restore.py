@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import lock, login, memory, paths, store
+from claude_wrap import lock, login, memory, paths
 from claude_wrap.errors import CredentialsError
 
 if TYPE_CHECKING:
@@ -120,14 +120,11 @@ def repair(
             return None
         doc, restored = planned
         with storage.pending(reserve=len(latest.raw) + 4096) as pending:
-            if isinstance(pending, store.PendingWrite):
-                # Writers that take no lock may rewrite the file at any moment, with tokens
-                # they just got: never rename ours over theirs (it would bring back a spent
-                # refresh token). Checked again at the last moment before the rename.
-                if not pending.commit(doc, token_spent=False, unless_changed=latest.ident):
-                    return None
-            else:
-                pending.commit(doc, token_spent=False)
+            # Writers that take no lock may rewrite the login at any moment, with tokens they
+            # just got: never write ours over theirs (it would bring back a spent refresh
+            # token). The storage checks its identity again at the last moment it can.
+            if not pending.commit(doc, token_spent=False, unless_changed=latest.ident):
+                return None
     _log(env).info(
         "repaired locally: restored {} (the access token is good; no token request)",
         ", ".join(restored),

@@ -162,14 +162,14 @@ def _take_turn(
 
 def _slow_preflight(env: Mapping[str, str], held: FolderFlock | None) -> None:
     enable_site()
-    from claude_wrap import login, refresher, renewal, store  # noqa: PLC0415
+    from claude_wrap import backends, login, refresher, renewal  # noqa: PLC0415
 
     if paths.guest_setting(env):  # a guest: pull from the owner (guest.py), never refresh
         outcome = renewal.ensure_fresh(env, held=held)
         for warning in outcome.warnings:
             say(f"warning: {warning}")
         return
-    storage = store.open_storage(env)
+    storage = backends.open_storage(env)
     path = storage.where
     _, verdict = refresher.settled(storage, int(paths.refresh_window(env) * 1000))
     if verdict.state == login.OK:

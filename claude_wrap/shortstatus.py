@@ -50,11 +50,11 @@ def compute(env: Mapping[str, str] = os.environ) -> str:
 
 
 def _judge(env: Mapping[str, str], window_ms: int, now: int) -> str:
-    from claude_wrap import login, refresher, store  # noqa: PLC0415 - cache miss only
+    from claude_wrap import backends, login, refresher  # noqa: PLC0415 - cache miss only
 
     # Remembered (the verdict cache), as the shim's path does: a prompt asks every few seconds,
     # and the next call then reads the cache instead of parsing the file.
-    _, verdict = refresher.look(store.open_storage(env), window_ms, now)
+    _, verdict = refresher.look(backends.open_storage(env), window_ms, now)
     if verdict.state == login.OK:
         return _word(verdict.login_ends_at, now, env)
     if verdict.login_ends_at is not None and verdict.login_ends_at <= now:

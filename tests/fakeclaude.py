@@ -25,6 +25,7 @@ Scripted through environment variables (all optional):
   FAKE_CLAUDE_TUI          without --print: a tiny line-based TUI (see tui())
   FAKE_CLAUDE_STDERR       in --print, write this to stderr first
   FAKE_CLAUDE_VERSION      answer --version with this version instead of VERSION's
+  FAKE_CLAUDE_KEYCHAIN     read the login from this Keychain service through `security` (macOS)
 With `--input-format stream-json` it answers each stdin line as it arrives (an editor's session).
 """
 
@@ -48,12 +49,33 @@ def credentials_path() -> str:
     return os.path.join(cfg, ".credentials.json")
 
 
+def stored_raw() -> bytes | None:
+    """The stored login's bytes: the file, or with FAKE_CLAUDE_KEYCHAIN (a service name) the
+    Keychain item, read through `security` as Claude Code does on macOS (the fake on PATH)."""
+    service = os.environ.get("FAKE_CLAUDE_KEYCHAIN")
+    if service:
+        found = subprocess.run(
+            ["security", "find-generic-password", "-a", os.environ.get("USER", ""), "-s",
+             service, "-w"],
+            capture_output=True,
+            check=False,
+        )
+        if found.returncode != 0:
+            return None
+        out = found.stdout.rstrip(b"\n")
+        return out if out.startswith(b"{") else bytes.fromhex(out.decode())
+    try:
+        with open(credentials_path(), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def stored_login() -> dict[str, object] | None:
     try:
-        with open(credentials_path(), encoding="utf-8") as f:
-            doc = json.load(f)
+        doc = json.loads(stored_raw() or b"")
         oauth = doc.get("claudeAiOauth")
-    except (OSError, ValueError, AttributeError, RecursionError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     return oauth if isinstance(oauth, dict) else None
 
@@ -152,7 +174,9 @@ def tui(run_no: int) -> int:
     size()
     fail_first = run_no <= int(os.environ.get("FAKE_CLAUDE_FAIL_FIRST") or 0)
 
-    def stamp() -> float:
+    def stamp() -> object:
+        if os.environ.get("FAKE_CLAUDE_KEYCHAIN"):
+            return stored_raw()  # no mtime to look at: the item's data itself
         try:
             return os.stat(credentials_path()).st_mtime_ns
         except OSError:

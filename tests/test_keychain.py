@@ -49,7 +49,10 @@ class Keychain:
         raw = json.dumps(doc, ensure_ascii=False).encode()
         items = [i for i in self.items() if (i["service"], i["account"]) != (service, account)]
         items.append({"service": service, "account": account, "hex": raw.hex()})
-        self.store.write_text(json.dumps(items))
+        # Renamed into place: a `security` reading meanwhile sees the old items or the new.
+        tmp = self.store.with_name("keychain.json.put")
+        tmp.write_text(json.dumps(items))
+        tmp.replace(self.store)
 
     def get(self, service: str = SERVICE, account: str = ACCOUNT) -> Any:
         for item in self.items():

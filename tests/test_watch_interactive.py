@@ -206,6 +206,9 @@ def test_a_login_the_preflight_could_not_repair_is_not_tried_again_in_the_tui(
     sandbox.write(login_doc(scopes=None))
     token_server.script(invalid_grant())
     term = tui()
+    # The TUI's own status line, not the pre-flight's line on stderr (which names /login too):
+    # a line typed before the TUI runs can be lost on a loaded machine (the full suite saw it).
+    term.expect("size: 30x100")
     term.expect("/login")  # Not logged in, as the real one says without scopes
     for word in ("one", "two"):
         term.sendline(word)

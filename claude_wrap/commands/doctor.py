@@ -17,7 +17,19 @@ import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import binary, keeper, locate, lock, login, paths, refresher, store, versions
+from claude_wrap import (
+    backends,
+    binary,
+    filestore,
+    keeper,
+    locate,
+    lock,
+    login,
+    paths,
+    refresher,
+    store,
+    versions,
+)
 from claude_wrap.commands.status import ADVICE
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK, StorageUnavailableError
 from claude_wrap.flock import FolderFlock
@@ -98,7 +110,7 @@ def examine(env: Mapping[str, str], *, fix: bool = False) -> list[Finding]:
         *check_path(env, first, shim),
         *check_recursion(env),
     ]
-    storage = store.open_storage(env)
+    storage = backends.open_storage(env)
     findings += check_login(env, storage)
     if storage.kind == "file":
         findings += check_mode(storage.where, fix=fix)
@@ -437,15 +449,11 @@ def remove_stale_lock(cfg: str, path: str, stale_s: float) -> str:
 
 def check_temps(path: str, *, fix: bool) -> list[Finding]:
     name = "temp files"
-    folder = os.path.dirname(store.target_of(path)) or "."
-    try:
-        leftovers = [n for n in os.listdir(folder) if n.startswith(store.TMP_PREFIX)]
-    except OSError:
-        leftovers = []
+    leftovers = filestore.temp_files(path)
     if not leftovers:
         return [Finding(name, OK, "no leftover temp files beside the credentials file")]
     if fix:
-        removed = store.remove_stale_temps(path)
+        removed = filestore.remove_stale_temps(path)
         return [Finding(name, OK, f"removed {removed} leftover temp file(s) (--fix)")]
     return [
         Finding(

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from claude_wrap import configs, login, notify, paths, refresher, renewal, store
+from claude_wrap import backends, configs, login, notify, paths, refresher, renewal
 from claude_wrap.errors import EXIT_OK, EXIT_WRITE, RefreshRejectedError, WrapError
 
 
@@ -98,5 +98,5 @@ def keep_one(folder: configs.ConfigDir, *, skip_missing: bool = False) -> int:
 
 
 def _no_login(env: dict[str, str]) -> bool:
-    _, verdict = refresher.assess(store.open_storage(env), int(paths.refresh_window(env) * 1000))
+    _, verdict = refresher.assess(backends.open_storage(env), int(paths.refresh_window(env) * 1000))
     return verdict.state == login.MISSING

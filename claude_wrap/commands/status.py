@@ -9,7 +9,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import configs, login, loginend, paths, refresher, store
+from claude_wrap import backends, configs, filestore, login, loginend, paths, refresher
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def report(
         "subscription_type": verdict.subscription_type,
         "has_refresh_token": verdict.has_refresh_token,
         "access_token_tail": verdict.access_tail,
-        "world_readable": store.world_readable(path),
+        "world_readable": filestore.world_readable(path),
         # refreshTokenExpiresAt: the login's hard end, which no refresh extends (null: unknown).
         "login_ends_at": ends_at,
         "login_ends": None if ends_at is None else loginend.when(ends_at),
@@ -98,7 +98,7 @@ def report(
 
 
 def examine(env: Mapping[str, str], now: int) -> tuple[dict[str, Any], login.Verdict]:
-    storage = store.open_storage(env)
+    storage = backends.open_storage(env)
     _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000), now)
     data = report(storage.where, verdict, now, int(paths.login_end_window(env) * 1000))
     data["storage"] = storage.kind

@@ -68,9 +68,9 @@ def _credential(value: float | None) -> dict[str, Any]:
     if owner:
         # A guest hands on what its owner gave it (pulled when due): a guest of a guest.
         guest.ensure_fresh(os.environ, owner)
-        from claude_wrap import login, refresher, store  # noqa: PLC0415
+        from claude_wrap import filestore, login, refresher  # noqa: PLC0415
 
-        storage = store.FileStorage(paths.credentials_file())
+        storage = filestore.FileStorage(paths.credentials_file())
         snap, verdict = refresher.assess(storage, 0)
         oauth = login.oauth_section(snap.doc) if snap is not None else None
         if not oauth or not verdict.usable:
