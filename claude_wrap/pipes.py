@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 CHUNK = 65536  # a pipe's capacity, the most one read from it returns
 SPLICE_LEN = 1 << 20  # a splice moves what the pipes hold, up to this
 MORE, IDLE, EOF = "more", "idle", "eof"
+TURNS = 16  # moves of stdin per wake-up, at most: then the outputs get their turn
+CHILD_PIPE = 1 << 20  # the child's stdin pipe, when stdin is a stream: fewer, larger moves
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
 
 
@@ -131,6 +133,8 @@ class Replay:
         return n
 
     def add(self, data: bytes) -> None:
+        if not data:
+            return
         fd = self._file()
         if fd >= 0:
             view = memoryview(data)
@@ -333,6 +337,26 @@ class Output:
         self.broken = True
 
 
+def _is_stream(fd: int) -> bool:
+    """A pipe, socket or file: data that can come fast (not /dev/null, not a terminal)."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    kind = mode & 0o170000
+    return kind in (0o010000, 0o140000, 0o100000)  # S_IFIFO, S_IFSOCK, S_IFREG
+
+
+def _widen(fd: int) -> None:
+    """Grow our pipe to the child's stdin to CHILD_PIPE (Linux; the default is 64 KiB)."""
+    try:
+        import fcntl  # noqa: PLC0415 - only for a run fed a stream on stdin
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), CHILD_PIPE)
+    except (ImportError, OSError):
+        pass  # a lower /proc/sys/fs/pipe-max-size, or not Linux: the default size works too
+
+
 class Streams:
     """Our side of the plumbing, kept across the launches of one invocation: our outputs, the
     replay copy of stdin, what of stdin the child has not taken yet, and the signals."""
@@ -340,6 +364,7 @@ class Streams:
     def __init__(self, env: Mapping[str, str], quiet: float) -> None:
         self.pipe_stdin = usable(0) and not os.isatty(0)
         self.pipe_stderr = usable(2) and not os.isatty(2)
+        self.stdin_stream = self.pipe_stdin and _is_stream(0)
         self.stdout = Output(1)
         self.stderr = Output(2)
         self.copy = Replay(paths.replay_limit(env), env)
@@ -387,6 +412,8 @@ class Launch:
         if streams.pipe_stdin:
             os.close(in_r)
             os.set_blocking(self.inp, False)
+            if streams.stdin_stream:
+                _widen(self.inp)
         if streams.pipe_stderr:
             os.close(err_w)
             os.set_blocking(self.err, False)
@@ -551,54 +578,67 @@ class Launch:
         return MORE
 
     def _take_stdin(self) -> None:
-        """fd 0 is readable: give what it has to the child (through the copy, while kept)."""
+        """fd 0 is readable: give what it has to the child (through the copy, while kept).
+        Up to TURNS moves before polling again: a busy stdin keeps them all full."""
         s, watch = self.streams, self.watch
         copy = s.copy
         if copy.on and (watch is None or watch.state == detect.HEALTHY or s.stderr.written):
             copy.stop()  # no retry can happen any more: no replay to keep
-        if copy.on:
-            try:
-                moved = copy.take_from(0) if s.splice_in else -1
-            except OSError:
-                moved = -1  # a read error, perhaps: let read say what it is
-            if moved is None:
-                return
-            if moved < 0:
-                s.splice_in = False
-                data = read_stdin()
-                copy.add(data)
-                moved = len(data)
-            if moved > 0:
-                self._feed_child()
-                return
-        else:
-            data = b""
-            if s.splice_in:
-                try:
-                    moved = _moved(0, self.inp)
-                except OSError as exc:
-                    if exc.errno == errno.EPIPE:
-                        self._child_stdin_gone()
-                        return
-                    moved = -1  # a read error, perhaps: let read say what it is
+        for turn in range(TURNS):
+            if copy.on:
+                moved = self._copy_stdin()
                 if moved is None:
-                    self.child_full = True  # (or fd 0 had nothing after all: then we come back)
                     return
                 if moved > 0:
-                    return
-                if moved < 0:
-                    s.splice_in = False
-                    data = read_stdin()
+                    self._feed_child()
+                    if copy.backlog or self.inp < 0:
+                        return  # the child is full (or gone): poll for it
+                    continue
             else:
-                data = read_stdin()
-            if data:
-                s.pending = memoryview(data)
-                self._feed_child()
-                return
-        copy.eof = True
-        self.stdin_on = False
-        if not s.has_pending():
-            self._close_inp()
+                data = b""
+                if s.splice_in:
+                    try:
+                        moved = _moved(0, self.inp)
+                    except OSError as exc:
+                        if exc.errno == errno.EPIPE:
+                            self._child_stdin_gone()
+                            return
+                        moved = -1  # a read error, perhaps: let read say what it is
+                    if moved is None:
+                        # The child is full, or fd 0 had nothing after all (then we come back);
+                        # after a move in this turn, most likely the latter.
+                        self.child_full = turn == 0
+                        return
+                    if moved > 0:
+                        continue
+                    if moved < 0:
+                        s.splice_in = False
+                        data = read_stdin()
+                else:
+                    data = read_stdin()
+                if data:
+                    s.pending = memoryview(data)
+                    self._feed_child()
+                    return
+            copy.eof = True
+            self.stdin_on = False
+            if not s.has_pending():
+                self._close_inp()
+            return
+
+    def _copy_stdin(self) -> int | None:
+        """Take what fd 0 has into the replay copy: the count (0: its end), None: nothing now."""
+        s = self.streams
+        try:
+            moved = s.copy.take_from(0) if s.splice_in else -1
+        except OSError:
+            moved = -1  # a read error, perhaps: let read say what it is
+        if moved is not None and moved < 0:
+            s.splice_in = False
+            data = read_stdin()
+            s.copy.add(data)
+            moved = len(data)
+        return moved
 
     def _child_ready(self, ev: int) -> None:
         """The child's stdin has room (or is gone)."""

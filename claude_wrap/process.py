@@ -134,7 +134,19 @@ def end(outcome: Outcome) -> NoReturn:
             console.say(message)
     if outcome.status < 0:
         die_by(-outcome.status)
+    _flush()
+    if _nothing_to_finalize():
+        # Our streams are flushed and nothing else of ours holds a buffer: skip the
+        # interpreter's teardown (module and object finalization), ~1-2 ms of CPU on every
+        # watched run (bench/run watch).
+        os._exit(outcome.status & 0xFF)
     raise SystemExit(outcome.status)
+
+
+def _nothing_to_finalize() -> bool:
+    """A run that stayed on the light path: no logger, no HTTP client, no pty, no threads."""
+    heavy = ("loguru", "httpx", "pexpect", "threading", "psutil")
+    return not any(name in sys.modules for name in heavy)
 
 
 def kill_tree(pid: int) -> None:
