@@ -3,9 +3,11 @@ terminal wired straight through, its screen watched for the login failure.
 
 pexpect's `interact` with no escape character copies keys and screen both ways; we forward
 window size changes (SIGWINCH), restore the terminal on every way out (signals included), and
-pass the exit status through. When the TUI shows `Not logged in · Run /login` (or a 401), the
-credentials file is repaired in place, in the background: a running Claude Code re-reads a
-changed file (shared/protocol.md section 5), so the user's next prompt works without a restart.
+return how claude ended, with what to tell the user (process.Outcome), to the entry point.
+
+When the TUI shows `Not logged in · Run /login` (or a 401), the credentials file is repaired in
+place, in the background: a running Claude Code re-reads a changed file (shared/protocol.md
+section 5), so the user's next prompt works without a restart.
 Its status line keeps saying `Not logged in` afterwards, so each failure is repaired once, and a
 new repair starts only when the file changed again since: never a refresh loop.
 
@@ -218,7 +220,7 @@ def run(
         for signum, handler in saved.items():
             signal.signal(signum, handler)
     if stopped_by is not None:
-        status = _stop(child, stopped_by, grace)
+        status = process.stop_pty_child(child, stopped_by, grace)
     else:
         child.wait()
         status = _status(child)
@@ -254,19 +256,4 @@ def _drain(child: Any, watch: Any) -> None:
 
 
 def _status(child: Any) -> int:
-    return process.pty_status(child.exitstatus, child.signalstatus)
-
-
-def _stop(child: Any, signum: int, grace: float) -> int:
-    """We were told to stop: tell the child, give it `grace` seconds, then kill its whole tree."""
-    import time  # noqa: PLC0415
-
-    with contextlib.suppress(OSError):
-        child.kill(signum)
-    deadline = time.monotonic() + grace
-    while child.isalive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if child.isalive():
-        process.kill_tree(child.pid)
-        child.wait()
-    return _status(child) if child.terminated else -signum
+    return process.pty_status(child)

@@ -22,7 +22,7 @@ from claude_wrap import sitepath
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
 NOT_FOUND = 127  # as a shell: `claude: command not found`
 CANNOT_EXECUTE = 126  # there, but not executable (permissions, a directory, a bad format)
@@ -125,22 +125,17 @@ def die_by(signum: int) -> NoReturn:
     raise SystemExit(128 + signum)
 
 
-def end(outcome: Outcome) -> NoReturn:
-    """The entry point's way out after a watched run: say its lines, end with its status."""
-    if outcome.messages:
-        from claude_wrap import console  # noqa: PLC0415 - the first message is its first import
-
-        for message in outcome.messages:
-            console.say(message)
-    if outcome.status < 0:
-        die_by(-outcome.status)
+def exit_with(status: int) -> NoReturn:
+    """The entry point's way out after a watched run: end as claude ended (-N: by signal N)."""
+    if status < 0:
+        die_by(-status)
     _flush()
     if _nothing_to_finalize():
         # Our streams are flushed and nothing else of ours holds a buffer: skip the
         # interpreter's teardown (module and object finalization), ~1-2 ms of CPU on every
         # watched run (bench/run watch).
-        os._exit(outcome.status & 0xFF)
-    raise SystemExit(outcome.status)
+        os._exit(status & 0xFF)
+    raise SystemExit(status)
 
 
 def _nothing_to_finalize() -> bool:
@@ -258,8 +253,26 @@ def reap(pid: int) -> int | None:
     return status if done else None
 
 
-def pty_status(exitstatus: int | None, signalstatus: int | None) -> int:
-    """pexpect's view of how a child ended, as exit_status gives it."""
-    if signalstatus is not None:
-        return -int(signalstatus)
-    return int(exitstatus or 0)
+def pty_status(child: Any) -> int:
+    """How a pexpect child ended, as exit_status gives it."""
+    if child.signalstatus is not None:
+        return -int(child.signalstatus)
+    return int(child.exitstatus or 0)
+
+
+def stop_pty_child(child: Any, signum: int, grace: float) -> int:
+    """We were told to stop: tell the child (a pexpect.spawn), give it `grace` seconds, then kill
+    its whole tree. How it ended, or -signum when it is past telling."""
+    import time  # noqa: PLC0415 - builtin; only under a pty
+
+    try:
+        child.kill(signum)
+    except OSError:
+        pass
+    deadline = time.monotonic() + grace
+    while child.isalive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if child.isalive():
+        kill_tree(child.pid)
+        child.wait()
+    return pty_status(child) if child.terminated else -signum

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
     from claude_wrap.flock import FolderFlock
+    from claude_wrap.process import Outcome
 
 ACTIVE = paths.NESTED_ENV
 # Runs that never use the stored login: no point in checking it first.
@@ -298,7 +299,7 @@ def _watch(real: str, args: list[str], env: Mapping[str, str], *, preflight_fail
     except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the trace in the log
         log = _log_failure(env, exc, trace=True)
         outcome = process.Outcome(70, [f"internal error while watching claude, see {log}"])
-    process.end(outcome)
+    _end(outcome)
 
 
 class _Nothing:
@@ -325,7 +326,16 @@ def _rollover(env: Mapping[str, str]) -> Any:
 def _exec(real: str, args: list[str], env: Mapping[str, str]) -> NoReturn:
     from claude_wrap import process  # noqa: PLC0415 - builtins only
 
-    process.end(process.exec_real(real, args, env))
+    _end(process.exec_real(real, args, env))
+
+
+def _end(outcome: Outcome) -> NoReturn:
+    """Say what the run came to, then end with its status: the one place that does both."""
+    from claude_wrap import process  # noqa: PLC0415 - builtins only
+
+    for message in outcome.messages:
+        say(message)
+    process.exit_with(outcome.status)
 
 
 def main() -> NoReturn:
