@@ -37,6 +37,7 @@ from bench.harness import REPO
 NAMES = (
     "real",
     "wrapper",
+    "watch",
     "prompt",
     "stdout",
     "stdin",
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     cases: dict[str, Callable[[Path], dict[str, Any]]] = {
         "real": lambda root: hotpath.real(root, claude, reps) if claude else {},
         "wrapper": lambda root: hotpath.wrapper(root, reps),
+        "watch": lambda root: hotpath.watch_cost(root, reps),
         "prompt": lambda root: prompt.short_status(root, reps),
         "stdout": lambda root: relay.stdout(root, max(2, reps // 2), quick=ns.quick),
         "stdin": lambda root: relay.stdin(root, max(2, reps // 2), quick=ns.quick),

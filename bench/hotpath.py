@@ -249,3 +249,42 @@ def _ok(exit_: harness.Exit, what: str) -> harness.Exit:
     if exit_.status != 0:
         raise RuntimeError(f"{what} exited {exit_.status}")
     return exit_
+
+
+def watch_cost(root: Path, reps: int) -> dict[str, Any]:
+    """What watching costs a healthy headless run: the shim in front of an instantly exiting
+    binary, `auth status` with stdout a pipe (so the shim stays as the relay), watched against
+    CLAUDE_WRAP_WATCH=0 (the shim execs), the two alternating. The figure is the CPU time the
+    watch adds (user + system, the shim and its child), as a difference and a ratio."""
+    sb = Sandbox(root)
+    sb.write_login()
+    fake = sb.copy_child("true", "/bin/true")
+    env = sb.env(fake)
+    shim = [sb.shim, *HOT_ARGS]
+    unwatched_env = {**env, "CLAUDE_WRAP_WATCH": "0"}
+    watched_env = {**env, "CLAUDE_WRAP_WATCH": "1"}
+
+    def piped(run_env: dict[str, str], cpu: list[float], what: str) -> float:
+        r, w = os.pipe()
+        try:
+            exit_ = run_timed(shim, run_env, stdout=w)
+        finally:
+            os.close(w)
+            os.close(r)
+        return _check(exit_, what, cpu)
+
+    run_timed(shim, env)  # judge the file once: the verdict is cached from here on
+    if not sb.verdict_cached():
+        raise RuntimeError("the shim did not cache its verdict: the hot path was not measured")
+    cx: list[float] = []
+    cy: list[float] = []
+    xs, ys = alternate(
+        reps,
+        lambda: piped(unwatched_env, cx, "unwatched run"),
+        lambda: piped(watched_env, cy, "watched run"),
+    )
+    return {
+        "cpu": pair_stats(cx, cy),
+        "wall": pair_stats(xs, ys),
+        "imports": imported_modules(sb, watched_env, HOT_ARGS),
+    }

@@ -108,6 +108,18 @@ def rows_for(name: str, r: dict[str, Any]) -> list[dict[str, Any]]:
                     f"{st['wrapped_median']:.1f} ms)",
                 )
             )
+    elif name == "watch":
+        c = r["cpu"]
+        out.append(
+            row(
+                "watching",
+                "CPU added by watching a healthy headless run (median of pairs)",
+                f"{c['added_paired_median']:.1f} ms, {c['ratio']:.2f}x "
+                f"({c['direct_median']:.1f} -> {c['wrapped_median']:.1f} ms)",
+                "<= 5 ms",
+                c["added_paired_median"] <= 5,
+            )
+        )
     elif name in ("stdout", "stdin"):
         label = "stdout relay" if name == "stdout" else "stdin relay"
         sizes = [k for k in r if k.isdigit()]

@@ -21,11 +21,11 @@ if TYPE_CHECKING:
 
     from claude_wrap.store import Storage
 
-DEFAULT_PERIOD_S = 0.5
+DEFAULT_PERIOD_S = paths.DEFAULT_GUARD_PERIOD_S
 
 
 def period(env: Mapping[str, str]) -> float:
-    return paths._seconds(env, "CLAUDE_WRAP_GUARD_PERIOD", DEFAULT_PERIOD_S)
+    return paths.guard_period(env)
 
 
 class Guard:

@@ -3,9 +3,11 @@ terminal wired straight through, its screen watched for the login failure.
 
 pexpect's `interact` with no escape character copies keys and screen both ways; we forward
 window size changes (SIGWINCH), restore the terminal on every way out (signals included), and
-pass the exit status through. When the TUI shows `Not logged in · Run /login` (or a 401), the
-credentials file is repaired in place, in the background: a running Claude Code re-reads a
-changed file (shared/protocol.md section 5), so the user's next prompt works without a restart.
+return how claude ended, with what to tell the user (process.Outcome), to the entry point.
+
+When the TUI shows `Not logged in · Run /login` (or a 401), the credentials file is repaired in
+place, in the background: a running Claude Code re-reads a changed file (shared/protocol.md
+section 5), so the user's next prompt works without a restart.
 Its status line keeps saying `Not logged in` afterwards, so each failure is repaired once, and a
 new repair starts only when the file changed again since: never a refresh loop.
 
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pexpect
 
-from claude_wrap import console, detect, guard, recover, relay
+from claude_wrap import detect, guard, paths, process, recover
 from claude_wrap.errors import Interrupted
 
 if TYPE_CHECKING:
@@ -44,13 +46,6 @@ def window_size(fd: int = 1) -> tuple[int, int]:
         return 24, 80
     rows, cols = struct.unpack("hhhh", packed)[:2]
     return (rows or 24), (cols or 80)
-
-
-DEFAULT_GUARD_PERIOD_S = guard.DEFAULT_PERIOD_S
-
-
-def guard_period(env: Mapping[str, str]) -> float:
-    return guard.period(env)
 
 
 class Repairer:
@@ -149,16 +144,11 @@ def _terminal_kept() -> Iterator[None]:
                 termios.tcsetattr(0, termios.TCSADRAIN, saved)
 
 
-def _reset_signals() -> None:
-    # In the child, before exec: Python ignores these itself; the real claude gets the defaults.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-
-
 def run(
     real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool = False
-) -> int:
-    grace = relay.grace_seconds(env)
+) -> process.Outcome:
+    """The session, to its end: how claude ended, and what to tell the user about the login."""
+    grace = paths.kill_grace(env)
     repairer = Repairer(env, preflight_failed=preflight_failed)
     matcher = detect.TuiMatcher()
 
@@ -171,13 +161,20 @@ def run(
             pass
         return data
 
+    # pexpect reports a missing and a non-executable binary alike: ask first, for the shell's
+    # rule (process.launch_status).
+    refused = process.check_runnable(real)
+    if refused is not None:
+        return process.cannot_run(real, refused)
     try:
         child = pexpect.spawn(
-            real, args, env=dict(env), dimensions=window_size(), preexec_fn=_reset_signals
+            real, args, env=dict(env), dimensions=window_size(),
+            preexec_fn=process.reset_child_signals,
         )
-    except (OSError, pexpect.ExceptionPexpect) as exc:
-        console.say(f"cannot run {real}: {exc}")
-        return 126
+    except OSError as exc:
+        return process.cannot_run(real, exc)
+    except pexpect.ExceptionPexpect as exc:
+        return process.Outcome(process.CANNOT_EXECUTE, [f"cannot run {real}: {exc}"])
 
     def on_winch(_signum: int, _frame: object) -> None:
         with contextlib.suppress(OSError):
@@ -195,12 +192,12 @@ def run(
         signal.SIGWINCH: signal.signal(signal.SIGWINCH, on_winch),
         signal.SIGINT: signal.signal(signal.SIGINT, on_int),
     }
-    for signum in relay.STOP_SIGNALS:
+    for signum in process.STOP_SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             saved[signum] = signal.signal(signum, on_stop)
     stopped_by = None
     try:
-        with _terminal_kept(), Guard(env, repairer, guard_period(env)):
+        with _terminal_kept(), Guard(env, repairer, paths.guard_period(env)):
             try:
                 # types-pexpect says str; without an encoding pexpect passes bytes.
                 child.interact(escape_character=None, output_filter=cast("Any", watch))
@@ -223,7 +220,7 @@ def run(
         for signum, handler in saved.items():
             signal.signal(signum, handler)
     if stopped_by is not None:
-        status = _stop(child, stopped_by, grace)
+        status = process.stop_pty_child(child, stopped_by, grace)
     else:
         child.wait()
         status = _status(child)
@@ -231,10 +228,14 @@ def run(
     child.close(force=True)
     problem = repairer.unresolved()
     if problem is not None:
-        console.say(f"claude said it is not logged in; could not repair the login: {problem}")
-    elif repairer.repairs and repairer.problem is None and status != 0:
-        console.say("claude said it is not logged in; the login is repaired now: run it again")
-    return status
+        return process.Outcome(
+            status, [f"claude said it is not logged in; could not repair the login: {problem}"]
+        )
+    if repairer.repairs and repairer.problem is None and status != 0:
+        return process.Outcome(
+            status, ["claude said it is not logged in; the login is repaired now: run it again"]
+        )
+    return process.Outcome(status)
 
 
 def _drain(child: Any, watch: Any) -> None:
@@ -255,21 +256,4 @@ def _drain(child: Any, watch: Any) -> None:
 
 
 def _status(child: Any) -> int:
-    if child.signalstatus is not None:
-        return -int(child.signalstatus)
-    return int(child.exitstatus or 0)
-
-
-def _stop(child: Any, signum: int, grace: float) -> int:
-    """We were told to stop: tell the child, give it `grace` seconds, then kill its whole tree."""
-    import time  # noqa: PLC0415
-
-    with contextlib.suppress(OSError):
-        child.kill(signum)
-    deadline = time.monotonic() + grace
-    while child.isalive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if child.isalive():
-        relay.kill_tree(child.pid)
-        child.wait()
-    return _status(child) if child.terminated else -signum
+    return process.pty_status(child)

@@ -293,3 +293,71 @@ def guest_timeout(env: Mapping[str, str] = os.environ) -> float:
 def guest_period(env: Mapping[str, str] = os.environ) -> float:
     """How often a session on a guest looks whether its token is due (guest.Rollover)."""
     return _seconds(env, "CLAUDE_WRAP_GUEST_PERIOD", 30.0)
+
+
+# The shim, the relay and the interactive session
+
+NESTED_ENV = "CLAUDE_WRAP_ACTIVE"  # set for claude's children: a nested shim only execs
+DEFAULT_REPLAY_LIMIT = 64 << 20  # bytes of stdin kept for a replay; past it, no retry
+DEFAULT_KILL_GRACE_S = 5.0  # after SIGTERM/SIGHUP, how long claude gets before its tree is killed
+# A consumer that keeps stdin open may wait for our output before it writes more; the output
+# we hold waits for the child's next line. Past this much quiet, release it: no deadlock.
+DEFAULT_HOLD_QUIET_S = 2.0
+DEFAULT_GUARD_PERIOD_S = 0.5
+
+
+def nested(env: Mapping[str, str] = os.environ) -> bool:
+    """Run by a claude that another shim of ours started (which already did the pre-flight)."""
+    return env.get(NESTED_ENV) == "1"
+
+
+def disabled(env: Mapping[str, str] = os.environ) -> bool:
+    """CLAUDE_WRAP_DISABLE: the shim only execs claude."""
+    return flag(env, "CLAUDE_WRAP_DISABLE", default=False)
+
+
+def watching(env: Mapping[str, str] = os.environ) -> bool:
+    """CLAUDE_WRAP_WATCH (default on): run claude as our child and watch it for a login failure;
+    off, the shim execs it after the pre-flight."""
+    return flag(env, "CLAUDE_WRAP_WATCH", default=True)
+
+
+def real_claude_override(env: Mapping[str, str] = os.environ) -> str:
+    """CLAUDE_WRAP_REAL_CLAUDE: the real binary to run instead of the one on PATH ("" if unset);
+    checked by locate.check_override where it is used."""
+    return env.get("CLAUDE_WRAP_REAL_CLAUDE") or ""
+
+
+def replay_limit(env: Mapping[str, str] = os.environ) -> int:
+    """CLAUDE_WRAP_REPLAY_LIMIT: bytes of stdin kept to replay on a retry; past it, no retry."""
+    raw = env.get("CLAUDE_WRAP_REPLAY_LIMIT")
+    if not raw:
+        return DEFAULT_REPLAY_LIMIT
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingError("CLAUDE_WRAP_REPLAY_LIMIT", raw, "a number of bytes") from None
+    if value < 0:
+        raise SettingError("CLAUDE_WRAP_REPLAY_LIMIT", raw, "a number of bytes")
+    return value
+
+
+def kill_grace(env: Mapping[str, str] = os.environ) -> float:
+    """CLAUDE_WRAP_KILL_GRACE: after SIGTERM/SIGHUP, seconds before claude's tree is killed."""
+    return _seconds(env, "CLAUDE_WRAP_KILL_GRACE", DEFAULT_KILL_GRACE_S)
+
+
+def hold_quiet(env: Mapping[str, str] = os.environ) -> float:
+    """CLAUDE_WRAP_HOLD_QUIET: seconds of quiet after which held-back output is released."""
+    return _seconds(env, "CLAUDE_WRAP_HOLD_QUIET", DEFAULT_HOLD_QUIET_S)
+
+
+def guard_period(env: Mapping[str, str] = os.environ) -> float:
+    """CLAUDE_WRAP_GUARD_PERIOD: the guard's poll period in long sessions (guard.py); 0: off."""
+    return _seconds(env, "CLAUDE_WRAP_GUARD_PERIOD", DEFAULT_GUARD_PERIOD_S)
+
+
+def temp_dir(env: Mapping[str, str] = os.environ) -> str:
+    """Where the relay keeps its replay copy of stdin when the system has no memory file
+    (memfd): TMPDIR, else /tmp. The file is unlinked as soon as it is made."""
+    return env.get("TMPDIR") or "/tmp"  # noqa: S108 - unlinked at once, opened O_EXCL

@@ -1,8 +1,14 @@
 """The `claude` shim: find the real binary, repair the login if needed, then run it.
 
-This is the hot path of every `claude` run. A healthy run stats the credentials file, reads one
-small cache file, and execs: it imports only `os`, `sys` and our own light modules. Everything
-heavier (json, httpx, loguru, psutil, pexpect) is imported only when a run needs it.
+This is the hot path of every `claude` run. A healthy run stats the credentials file and reads
+one small cache file; it imports only `os`, `sys` and our own light modules. Everything heavier
+(json, httpx, loguru, psutil, pexpect) is imported only when a run needs it.
+
+Then it runs claude one of two ways. Watched (the default, for runs that use the stored login),
+claude is our child: relay.py for headless runs, interactive.py under a pty for a terminal; they
+watch it for a login failure, repair and retry, and return what happened (process.Outcome).
+Otherwise (CLAUDE_WRAP_WATCH=0, CLAUDE_WRAP_DISABLE, a nested or a login-free run) it execs
+claude (process.exec_real). This is the entry point: only here is anything said or exited with.
 
 The shim never stands between a user and Claude Code: whatever goes wrong in the pre-flight is
 one line on stderr, then claude runs anyway.
@@ -21,8 +27,9 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
     from claude_wrap.flock import FolderFlock
+    from claude_wrap.process import Outcome
 
-ACTIVE = "CLAUDE_WRAP_ACTIVE"
+ACTIVE = paths.NESTED_ENV
 # Runs that never use the stored login: no point in checking it first.
 NO_AUTH_FLAGS = frozenset(("--version", "-v", "--help", "-h"))
 NO_AUTH_COMMANDS = (("auth", "login"), ("auth", "logout"), ("setup-token",))
@@ -204,7 +211,7 @@ def _log_failure(env: Mapping[str, str], exc: BaseException, *, trace: bool) -> 
 
 
 def find_real(env: Mapping[str, str], shim: str | None) -> str:
-    override = env.get("CLAUDE_WRAP_REAL_CLAUDE")
+    override = paths.real_claude_override(env)
     if override:
         problem = locate.check_override(override, shim)
         if problem is None:
@@ -214,7 +221,9 @@ def find_real(env: Mapping[str, str], shim: str | None) -> str:
         return locate.find_real_claude(env, shim)
     except locate.NotFoundError:
         say("claude: command not found")
-        raise SystemExit(127) from None
+        from claude_wrap import process  # noqa: PLC0415 - only when there is no claude
+
+        raise SystemExit(process.NOT_FOUND) from None
 
 
 def wrapped(args: list[str], shim: str | None, env: Mapping[str, str]) -> tuple[str, list[str]]:
@@ -252,7 +261,7 @@ def wrapped(args: list[str], shim: str | None, env: Mapping[str, str]) -> tuple[
 def run(args: list[str], shim: str | None, env: Mapping[str, str] | None = None) -> NoReturn:
     env = os.environ if env is None else env
     real, args = wrapped(args, shim, env)
-    if env.get(ACTIVE) == "1" or paths.flag(env, "CLAUDE_WRAP_DISABLE", default=False):
+    if paths.nested(env) or paths.disabled(env):
         # Nested under another shim (which already did the pre-flight), or switched off.
         _exec(real or find_real(env, shim), args, env)
     real = real or find_real(env, shim)
@@ -260,37 +269,37 @@ def run(args: list[str], shim: str | None, env: Mapping[str, str] | None = None)
     child_env[ACTIVE] = "1"
     if uses_stored_login(args, env):
         repaired = preflight(env)
-        if paths.flag(env, "CLAUDE_WRAP_WATCH", default=True):
+        if paths.watching(env):
             _watch(real, args, child_env, preflight_failed=not repaired)
     _exec(real, args, child_env)
 
 
 def _watch(real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool) -> None:
     """Run claude as our child and watch its output for a login failure the pre-flight could not
-    see coming (it repairs the login, then retries or lets the running TUI pick it up)."""
+    see coming (it repairs the login, then retries or lets the running TUI pick it up); then end
+    as it ended. Returns only when the watch could not start (a bad setting): then exec."""
+    from claude_wrap import process  # noqa: PLC0415 - builtins only, on every watched run
+
     try:
         with _rollover(env):
             if os.isatty(0) and os.isatty(1):
                 enable_site()
                 from claude_wrap import interactive  # noqa: PLC0415 - pexpect, for terminals
 
-                code = interactive.run(real, args, env, preflight_failed=preflight_failed)
+                outcome = interactive.run(real, args, env, preflight_failed=preflight_failed)
             else:
                 from claude_wrap import relay  # noqa: PLC0415
 
-                code = relay.run(real, args, env, preflight_failed=preflight_failed)
+                outcome = relay.run(real, args, env, preflight_failed=preflight_failed)
     except KeyboardInterrupt:
-        code = 130
+        outcome = process.Outcome(130)
     except paths.SettingError as exc:
         say(f"{exc} (running claude unwatched)")
         return
     except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the trace in the log
         log = _log_failure(env, exc, trace=True)
-        say(f"internal error while watching claude, see {log}")
-        code = 70  # EX_SOFTWARE
-    if code < 0:
-        _die_by(-code)
-    raise SystemExit(code)
+        outcome = process.Outcome(70, [f"internal error while watching claude, see {log}"])
+    _end(outcome)
 
 
 class _Nothing:
@@ -314,56 +323,19 @@ def _rollover(env: Mapping[str, str]) -> Any:
     return rollover.Rollover(env, owner, paths.guest_period(env))
 
 
-def _die_by(signum: int) -> NoReturn:
-    """End the way claude did, by its signal: a parent then sees exactly what it would have seen
-    had we exec'd (a shell reports 128+N). Exits 128+N should the signal not end us."""
-    import signal  # noqa: PLC0415 - builtin, cheap
-
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-    try:
-        import resource  # noqa: PLC0415
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # claude's crash, not ours: no core
-        if signum not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be handled anyway
-            signal.signal(signum, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
-        os.kill(os.getpid(), signum)
-    except (OSError, ValueError):
-        pass
-    raise SystemExit(128 + signum)
-
-
 def _exec(real: str, args: list[str], env: Mapping[str, str]) -> NoReturn:
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-    _python_signals(restore_defaults=True)
-    try:
-        os.execve(real, [real, *args], env)  # noqa: S606 - the real claude, by design
-    except OSError as exc:
-        _python_signals(restore_defaults=False)  # still us: a broken stderr must not kill us
-        say(f"cannot run {real}: {exc.strerror}")
-        raise SystemExit(126 if exc.errno != 2 else 127) from None
+    from claude_wrap import process  # noqa: PLC0415 - builtins only
+
+    _end(process.exec_real(real, args, env))
 
 
-def _python_signals(*, restore_defaults: bool) -> None:
-    """Python starts by ignoring SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across
-    exec: before exec put them back to their defaults, as the shell left them, so that claude
-    behaves the same behind us (`claude -p ... | head -1` ends it by SIGPIPE). Found by bench/run:
-    SigIgn of the exec'd claude was 0x1001000. `_signal`, not `signal`: it is loaded at start-up
-    already, `signal` would import enum."""
-    import _signal  # type: ignore[import-not-found]  # noqa: PLC0415 - no typeshed stub
+def _end(outcome: Outcome) -> NoReturn:
+    """Say what the run came to, then end with its status: the one place that does both."""
+    from claude_wrap import process  # noqa: PLC0415 - builtins only
 
-    for name in ("SIGPIPE", "SIGXFSZ"):
-        number = getattr(_signal, name, None)
-        if number is not None:
-            _signal.signal(number, _signal.SIG_DFL if restore_defaults else _signal.SIG_IGN)
+    for message in outcome.messages:
+        say(message)
+    process.exit_with(outcome.status)
 
 
 def main() -> NoReturn:

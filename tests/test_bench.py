@@ -82,3 +82,19 @@ def test_unknown_benchmark_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "unknown benchmark(s): nonsense" in done.stderr
     assert doc == {}
+
+
+def test_the_watch_suite_reports_what_watching_adds_as_a_difference_and_a_ratio(
+    tmp_path: Path,
+) -> None:
+    """The watched run stays as the relay (its imports show it), the unwatched one execs; the
+    figure is reported, never asserted on."""
+    done, doc = bench(tmp_path, "--only", "watch", "--reps", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = doc["results"]["watch"]
+    for key in ("added_paired_median", "ratio", "direct_median", "wrapped_median"):
+        assert figures["cpu"][key] is not None
+    assert "claude_wrap.relay" in figures["imports"]["claude_wrap_modules"]
+    assert figures["imports"]["forbidden_imported"] == []
+    (row,) = doc["table"]
+    assert row["benchmark"] == "watching"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from claude_wrap import pipes
 from tests.conftest import Sandbox, login_doc
 from tests.tokenserver import TokenServer
 
@@ -179,3 +180,90 @@ def test_the_replay_copy_stops_growing_at_its_limit(logged_in: Sandbox) -> None:
     result = logged_in.claude("-p", input=b"z" * (96 * MIB), env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert _peak_mib(result.stdout) < 48
+
+
+@pytest.mark.parametrize("kind", ["pipe", "file"])
+def test_a_failed_run_replays_stdin_exactly_whatever_stdin_is_and_without_a_temp_folder(
+    logged_in: Sandbox, token_server: TokenServer, tmp_path: Path, kind: str
+) -> None:
+    """The replay copy is kept in a memory file, spliced in from a pipe or written from a file
+    read; a TMPDIR that does not exist changes nothing (no file of ours is ever put there)."""
+    blob = _blob(tmp_path / "in", 5 * MIB + 3)
+    env = logged_in.shim_env(FAKE_CLAUDE_FAIL_FIRST="1", TMPDIR=str(tmp_path / "missing"))
+    if kind == "pipe":
+        result = logged_in.claude("-p", input=blob, env=env)
+    else:
+        with (tmp_path / "in").open("rb") as f:
+            result = subprocess.run(
+                [str(logged_in.shim), "-p"], stdin=f, env=env, capture_output=True, timeout=60,
+                check=False,
+            )
+    assert result.returncode == 0, result.stderr
+    expected = hashlib.sha256(blob).hexdigest()
+    assert [(r["stdin_len"], r["stdin_sha"]) for r in logged_in.runs()] == [
+        (len(blob), expected)
+    ] * 2
+
+
+def test_the_replay_copy_is_kept_outside_the_wrappers_memory(logged_in: Sandbox) -> None:
+    """A child that prints nothing until it has read everything: the default limit keeps 64 MiB
+    of stdin for a replay, in a memory file that is never mapped, not in the wrapper's heap."""
+    logged_in.fake.write_text(READER)
+    env = logged_in.shim_env(READER_PEAK="1")
+    result = logged_in.claude("-p", input=b"z" * (96 * MIB), env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines()[0].startswith(f"{96 * MIB} ")
+    assert _peak_mib(result.stdout) < 40
+
+
+@pytest.mark.parametrize("where", ["memfd", "temp folder", "heap"])
+def test_the_replay_copy_gives_the_same_bytes_at_each_launch_wherever_it_is_kept(
+    tmp_path: Path, where: str
+) -> None:
+    """pipes.Replay on real pipes: stdin spliced (or written) in, given to the child, rewound and
+    given again; the memory file, else an unlinked file in TMPDIR, else (neither) our heap."""
+    folder = tmp_path if where == "temp folder" else tmp_path / "missing"
+    copy = pipes.Replay(1 << 20, {"TMPDIR": str(folder)}, memfd=where == "memfd")
+    blob = os.urandom(200_000)
+    src_r, src_w = os.pipe()
+    os.set_blocking(src_r, False)
+
+    def feed() -> None:
+        os.write(src_w, blob)
+        os.close(src_w)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    got: list[bytes] = [b"", b""]
+    for launch in range(2):
+        dst_r, dst_w = os.pipe()
+        os.set_blocking(dst_w, False)
+        while True:
+            if launch == 0 and not copy.eof:
+                n = copy.take_from(src_r)
+                if n == -1:
+                    try:
+                        data = os.read(src_r, 65536)
+                    except BlockingIOError:
+                        n = None
+                    else:
+                        copy.add(data)
+                        n = len(data)
+                if n == 0:
+                    copy.eof = True
+            while copy.backlog:
+                if copy.give_to(dst_w) is None:
+                    got[launch] += os.read(dst_r, 1 << 20)
+            if copy.eof:
+                break
+        os.close(dst_w)
+        while chunk := os.read(dst_r, 1 << 20):
+            got[launch] += chunk
+        os.close(dst_r)
+        copy.rewind()
+    writer.join()
+    os.close(src_r)
+    assert (copy.fd >= 0) == (where != "heap")
+    assert got == [blob, blob]
+    assert list(tmp_path.iterdir()) == []  # an unlinked file leaves no name behind
+    copy.free()
