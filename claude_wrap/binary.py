@@ -16,6 +16,7 @@ import os
 import subprocess
 
 from claude_wrap import locate, paths, privatefile, versions
+from claude_wrap.protocol import DEFAULT_SCOPES, PLUGINS_SCOPE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,14 +25,6 @@ if TYPE_CHECKING:
 PACKAGE = "@anthropic-ai/claude-code"
 VERSION_TIMEOUT_S = 20.0
 
-BASE_SCOPES = (
-    "user:profile",
-    "user:inference",
-    "user:sessions:claude_code",
-    "user:mcp_servers",
-    "user:file_upload",
-)
-PLUGINS_SCOPE = "user:plugins"
 # Measured through the proxy (tests/e2e/test_request_match.py): 2.1.332 asks for user:plugins,
 # 2.1.197 does not; the first release between them that does is not known, so the newest tested
 # release without it bounds it.
@@ -48,7 +41,7 @@ USER_AGENTS = {
 
 def real_path(env: Mapping[str, str]) -> str | None:
     """The real claude the shim would run (CLAUDE_WRAP_REAL_CLAUDE, then PATH), None if none."""
-    override = env.get("CLAUDE_WRAP_REAL_CLAUDE")
+    override = paths.real_claude_override(env)
     if override and locate.check_override(override, None) is None:
         return override
     try:
@@ -92,8 +85,7 @@ def _asked(real: str, env: Mapping[str, str]) -> str | None:
     hit = cache.get(key)
     if isinstance(hit, str):
         return hit
-    child = dict(env)
-    child["CLAUDE_WRAP_ACTIVE"] = "1"  # should it be a shim after all: no pre-flight
+    child = paths.unnested(env)  # should it be a shim after all: no pre-flight
     try:
         done = subprocess.run(
             [real, "--version"],
@@ -151,11 +143,9 @@ def refresh_scopes(version: str | None, env: Mapping[str, str]) -> list[str]:
     CLAUDE_CODE_CUSTOM_OAUTH_URL or CLAUDE_CODE_OAUTH_CLIENT_ID is set. An unknown version asks
     for the base set only: never more than a release is known to ask for.
     """
-    scopes = list(BASE_SCOPES)
+    scopes = list(DEFAULT_SCOPES)
     parsed = versions.parse(version) if version else None
-    registered = not env.get("CLAUDE_CODE_CUSTOM_OAUTH_URL") and not env.get(
-        "CLAUDE_CODE_OAUTH_CLIENT_ID"
-    )
+    registered = not paths.claude_oauth_customised(env)
     if parsed is not None and parsed > LAST_WITHOUT_PLUGINS and registered:
         scopes.append(PLUGINS_SCOPE)
     return scopes

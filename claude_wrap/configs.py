@@ -14,10 +14,6 @@ from claude_wrap import paths
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-# Variables that pick one folder; each found folder gets them set (or unset) for itself.
-SELECTORS = ("CLAUDE_CONFIG_DIR", "CLAUDE_SECURESTORAGE_CONFIG_DIR")
-
-
 class ConfigDir:
     __slots__ = ("current", "env", "path")
 
@@ -46,10 +42,7 @@ def find(env: Mapping[str, str] = os.environ) -> list[ConfigDir]:
         if real in seen or not os.path.isdir(path):
             continue
         seen.add(real)
-        sub = {k: v for k, v in env.items() if k not in SELECTORS}
-        if path != default:
-            # ~/.claude is Claude Code's default: selected by *no* CLAUDE_CONFIG_DIR, which also
-            # keeps its Keychain service name unsuffixed.
-            sub["CLAUDE_CONFIG_DIR"] = path
+        # ~/.claude is Claude Code's default: selected by *no* CLAUDE_CONFIG_DIR.
+        sub = paths.selecting(env, None if path == default else path)
         found.append(ConfigDir(path, sub, current=False))
     return found

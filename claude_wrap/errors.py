@@ -25,10 +25,25 @@ class WrapError(Exception):
         return str(self.args[0]) if self.args else type(self).__name__
 
 
-class ConfigError(WrapError, ValueError):
-    """A setting (environment variable, argument) we refuse to use."""
+class SettingError(WrapError, ValueError):
+    """A setting we refuse to use: an environment variable of ours (paths.py), a line of our own
+    settings files, or a command's argument. Carries the setting's name and the value given; the
+    message says what was expected, or `message` says it all when the standard form does not fit.
+    `claude-wrap` exits EXIT_USAGE for it; the shim says it and runs claude anyway."""
 
     exit_code = EXIT_USAGE
+
+    def __init__(self, name: str, value: str, expected: str = "", *, message: str = "") -> None:
+        super().__init__(name, value, expected)
+        self.name = name
+        self.value = value
+        self.expected = expected
+        self.message = message
+
+    def __str__(self) -> str:
+        if self.message:
+            return self.message
+        return f"{self.name}={self.value!r} is not {self.expected}; unset it or fix its value"
 
 
 class CredentialsError(WrapError):

@@ -72,8 +72,7 @@ def credential(env: Mapping[str, str], min_valid_s: float) -> dict[str, Any]:
     """An access token good for at least `min_valid_s`, refreshed under Claude Code's locks when
     needed (refresher.ensure_fresh: one request however many ask at once), as an ExecCredential.
     Never holds the refresh token."""
-    window = {**env, "CLAUDE_WRAP_REFRESH_WINDOW": repr(float(min_valid_s))}
-    refresher.ensure_fresh(window)
+    refresher.ensure_fresh(paths.with_refresh_window(env, min_valid_s))
     storage = backends.open_storage(env)
     snap, verdict = refresher.assess(storage, int(min_valid_s * 1000))
     if not verdict.usable or verdict.state != login.OK:
@@ -167,8 +166,12 @@ def publish(env: Mapping[str, str]) -> list[str]:
     if not entries:
         return []
     min_valid = paths.refresh_window(env) + 2 * keeper.INTERVAL_S
+    from claude_wrap.errors import SettingError  # noqa: PLC0415 - beside WrapError's catch
+
     try:
         cred = credential(env, min_valid)
+    except SettingError:
+        raise  # a setting of ours, not a problem of the shared folders: the entry point says it
     except WrapError as exc:
         return [f"shared folders not updated: {exc}"]
     problems = []
@@ -231,6 +234,8 @@ def _ssh(env: Mapping[str, str], owner: str, host: str, min_valid_s: float) -> b
 def parse_credential(owner: str, raw: bytes) -> dict[str, Any]:
     """{"token", "expiresAt", "scopes", ...copied fields} from an ExecCredential; never echoes
     what it was given (it may hold a token)."""
+    from claude_wrap import protocol  # noqa: PLC0415 - Claude Code's default scopes
+
     try:
         doc = json.loads(raw)
     except ValueError:
@@ -248,7 +253,7 @@ def parse_credential(owner: str, raw: bytes) -> dict[str, Any]:
         expires = _rfc3339_ms(status.get("expirationTimestamp"))
     scopes = extra.get("scopes")
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
-        scopes = list(paths.DEFAULT_SCOPES)
+        scopes = list(protocol.DEFAULT_SCOPES)
     out: dict[str, Any] = {"accessToken": token, "expiresAt": expires, "scopes": scopes}
     for key in COPIED:
         if isinstance(extra.get(key), str):

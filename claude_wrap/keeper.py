@@ -36,10 +36,6 @@ MODES = (WATCH, TIMER)
 DEFAULT_MODE = WATCH
 MARKER = "claude-wrap-keeper"
 INTERVAL_S = 300
-# Settings a systemd or launchd job does not inherit from the shell that installed it, but that
-# change what the keeper does. Never a token: CLAUDE_CODE_OAUTH_TOKEN and the like stay out.
-CARRIED = ("CLAUDE_CONFIG_DIR", "CLAUDE_SECURESTORAGE_CONFIG_DIR")
-NOT_CARRIED = ("CLAUDE_WRAP_ACTIVE", "CLAUDE_WRAP_DISABLE", "CLAUDE_WRAP_DEBUG")
 
 
 def default_manager() -> str:
@@ -52,20 +48,11 @@ def command(mode: str = TIMER) -> list[str]:
     return [sys.executable, "-m", "claude_wrap", "keep", "--all", *watch]
 
 
-def carried_env(env: Mapping[str, str]) -> dict[str, str]:
-    out = {k: env[k] for k in CARRIED if env.get(k)}
-    for key in sorted(env):
-        if key.startswith("CLAUDE_WRAP_") and key not in NOT_CARRIED and env[key]:
-            out[key] = env[key]
-    return out
-
-
 # systemd -----------------------------------------------------------------------------------
 
 
 def systemd_dir(env: Mapping[str, str] = os.environ) -> str:
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(paths.home(env), ".config")
-    return os.path.join(base, "systemd", "user")
+    return os.path.join(paths.config_home(env), "systemd", "user")
 
 
 def _sd_quote(word: str, *, command: bool = True) -> str:
@@ -78,8 +65,9 @@ def _sd_quote(word: str, *, command: bool = True) -> str:
 
 def systemd_units(env: Mapping[str, str] = os.environ, mode: str = TIMER) -> dict[str, str]:
     """{file name: text}: the .service and the .timer, or (watch) the long-running .service."""
+    carried = paths.service_settings(env)
     environment = "".join(
-        f"Environment={_sd_quote(f'{k}={v}', command=False)}\n" for k, v in carried_env(env).items()
+        f"Environment={_sd_quote(f'{k}={v}', command=False)}\n" for k, v in carried.items()
     )
     if mode == WATCH:
         watch = (
@@ -149,7 +137,7 @@ def launchd_plist(env: Mapping[str, str] = os.environ, mode: str = TIMER) -> dic
         "StandardOutPath": os.path.join(paths.state_dir(env), "keeper.out"),
         "StandardErrorPath": os.path.join(paths.state_dir(env), "keeper.err"),
     }
-    carried = carried_env(env)
+    carried = paths.service_settings(env)
     if carried:
         job["EnvironmentVariables"] = carried
     return {f"{label}.plist": plistlib.dumps(job, sort_keys=False).decode()}
@@ -229,13 +217,15 @@ def reachable(manager: str, env: Mapping[str, str] = os.environ) -> bool:
     import shutil  # noqa: PLC0415
 
     if manager == SYSTEMD:
-        runtime = env.get("XDG_RUNTIME_DIR")
+        runtime = paths.runtime_dir(env)
         return bool(
             runtime
             and os.path.exists(os.path.join(runtime, "systemd", "private"))
-            and shutil.which("systemctl", path=env.get("PATH"))
+            and shutil.which("systemctl", path=paths.search_path(env))
         )
-    return sys.platform == "darwin" and bool(shutil.which("launchctl", path=env.get("PATH")))
+    return sys.platform == "darwin" and bool(
+        shutil.which("launchctl", path=paths.search_path(env))
+    )
 
 
 def start_commands(

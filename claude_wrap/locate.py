@@ -1,4 +1,5 @@
-"""find_real_claude: the real binary behind the shim, never the shim itself (hot path: os only).
+"""find_real_claude: the real binary behind the shim, never the shim itself (hot path: os and
+paths only).
 
 PATH is searched with the shim's own folder taken off, and any candidate that is a claude-wrap
 shim (the same file, or a file carrying our marker) is skipped, so two shims on PATH never loop.
@@ -8,6 +9,8 @@ Editors may start us with a minimal PATH, so the usual install places are tried 
 from __future__ import annotations
 
 import os
+
+from claude_wrap import paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,14 +44,11 @@ def _executable(path: str) -> bool:
 
 
 def usual_places(env: Mapping[str, str]) -> Iterator[str]:
-    from claude_wrap.paths import home  # noqa: PLC0415
-
-    h = home(env)
+    h = paths.home(env)
     yield os.path.join(h, ".local", "bin", "claude")
     yield os.path.join(h, ".claude", "local", "claude")
-    for prefix in (env.get("NPM_CONFIG_PREFIX"), env.get("npm_config_prefix")):
-        if prefix:
-            yield os.path.join(prefix, "bin", "claude")
+    for prefix in paths.npm_prefixes(env):
+        yield os.path.join(prefix, "bin", "claude")
     yield os.path.join(h, ".npm-global", "bin", "claude")
     yield "/usr/local/bin/claude"
     yield "/opt/homebrew/bin/claude"
@@ -59,8 +59,8 @@ def find_real_claude(env: Mapping[str, str], shim: str | None) -> str:
     """The real claude's path. Raises NotFoundError when there is none."""
     shim_dir = os.path.realpath(os.path.dirname(shim)) if shim else None
     seen: set[str] = set()
-    for folder in env.get("PATH", "").split(os.pathsep):
-        if not folder or folder in seen:
+    for folder in paths.path_folders(env):
+        if folder in seen:
             continue
         seen.add(folder)
         candidate = os.path.join(folder, "claude")
@@ -76,6 +76,17 @@ def find_real_claude(env: Mapping[str, str], shim: str | None) -> str:
     raise NotFoundError
 
 
+def on_path(env: Mapping[str, str]) -> list[str]:
+    """Every executable `claude` on PATH, in order, each once, shims included (doctor: which
+    comes first, and which of them are shims)."""
+    out: list[str] = []
+    for folder in paths.path_folders(env):
+        candidate = os.path.join(folder, "claude")
+        if candidate not in out and _executable(candidate):
+            out.append(candidate)
+    return out
+
+
 def check_override(path: str, shim: str | None) -> str | None:
     """Why CLAUDE_WRAP_REAL_CLAUDE cannot be used, or None when it can."""
     if not os.path.exists(path):
@@ -89,7 +100,7 @@ def check_override(path: str, shim: str | None) -> str | None:
 
 def find_node(env: Mapping[str, str]) -> str | None:
     """node, for a cli.js handed to the shim in wrapper mode: PATH, then the usual places."""
-    folders = [f for f in env.get("PATH", "").split(os.pathsep) if f]
+    folders = paths.path_folders(env)
     folders += ["/usr/local/bin", "/opt/homebrew/bin", "/usr/bin"]
     for folder in folders:
         candidate = os.path.join(folder, "node")

@@ -34,31 +34,35 @@ import sys
 import threading
 import time
 
-from claude_wrap import lockowner
+from claude_wrap import lockowner, paths
 from claude_wrap.errors import LockTimeoutError, LockUnavailableError
 from claude_wrap.flock import FolderFlock, HeldFlock
 from claude_wrap.paths import make_private_dirs
 from claude_wrap.processes import pid_alive
+from claude_wrap.protocol import LOCK_STALE_S, WRITE_LOCK_STALE_S
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
-# The longest stale time of the refresh and legacy locks among supported versions (2.1.332's; up
-# to 2.1.197 it was proper-lockfile's default, 10 s).
-STALE_S = 60.0
-WRITE_STALE_S = 15.0  # `.storage-write.lock`, the same in every supported version
+# The refresh and legacy locks are judged by the longest stale time among supported versions
+# (protocol.LOCK_STALE_S, 2.1.332's 60 s; up to 2.1.197 it was proper-lockfile's default, 10 s).
 FUTURE_S = 60.0  # an mtime this far ahead is a clock change, not a live holder
-HEARTBEAT_S = 2.0  # 2.1.332 touches every 5 s and expects no less
+HEARTBEAT_S = 2.0  # 2.1.332 touches every 5 s (protocol.LOCK_UPDATE_S) and expects no less
 POLL_S = 0.05
+
+# Why a lock folder's holder is gone (DirLock.judge), each by the rule that takes it over.
+STALE = "stale"  # its mtime is too old, or too far ahead (the clock moved)
+ABANDONED = "abandoned"  # our holder record: a claude-wrap process made it and is dead
+HOLDER_GONE = "holder gone"  # Claude Code's owner record proves its holder gone (lockowner.py)
 
 
 class DirLock:
     def __init__(
         self,
         path: str,
-        stale_s: float = STALE_S,
+        stale_s: float = LOCK_STALE_S,
         records: str | None = None,
         owner: tuple[str, str] | None = None,
     ) -> None:
@@ -81,19 +85,43 @@ class DirLock:
         now = time.time() if now is None else now
         return mtime < now - self.stale_s or mtime > now + FUTURE_S
 
+    def judge(self) -> str:
+        """Why this folder would be taken over now (STALE, ABANDONED, HOLDER_GONE), or "" when
+        its holder may be alive (or there is no folder): the rule `try_acquire` applies, for
+        those who only look (doctor), so that nobody removes a lock this module respects."""
+        if self.is_stale():
+            return STALE
+        if self.abandoned():
+            return ABANDONED
+        if self.owner is not None and _gone_by_record(*self._owner_paths()) is not None:
+            return HOLDER_GONE
+        return ""
+
+    def _owner_paths(self) -> tuple[str, str, str]:
+        assert self.owner is not None
+        return self.owner[0], self.path, self.owner[1]
+
+    def clear(self) -> str:
+        """Remove the folder when its holder is gone by `judge`'s rule; returns why ("" when
+        it was left alone). Claude Code's owner record takes the legacy lock and the record
+        with it (owner_takeover)."""
+        why = STALE if self.is_stale() else ABANDONED if self.abandoned() else ""
+        if why:
+            # Stale (the holder died or the clock moved) or left by a dead claude-wrap:
+            # proper-lockfile removes it and retries, and so do we.
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                os.rmdir(self.path)
+            return why
+        if self.owner is not None and owner_takeover(*self._owner_paths()):
+            return HOLDER_GONE  # removed already, with the legacy lock and the record
+        return ""
+
     def try_acquire(self) -> bool:
         try:
             self._create()
         except FileExistsError:
-            why = "stale" if self.is_stale() else "abandoned" if self.abandoned() else ""
-            if why:
-                # Stale (the holder died or the clock moved) or left by a dead claude-wrap:
-                # proper-lockfile removes it and retries, and so do we.
-                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                    os.rmdir(self.path)
-            elif self.owner is not None and owner_takeover(self.owner[0], self.path, self.owner[1]):
-                why = "holder gone"  # removed already, with the legacy lock and the record
-            else:
+            why = self.clear()
+            if not why:
                 return False
             try:
                 self._create()
@@ -204,37 +232,18 @@ def owner_takeover(cfg: str, lock_path: str, legacy_path: str) -> bool:
     gone, by 2.1.332's own rules: the record names this very folder (birth time), this machine
     and pid namespace, a pid that is gone or is another process now, and the legacy lock is absent
     or the recorded one; the lock's mtime must not move meanwhile. True when removed."""
-    rec = lockowner.read(cfg)
-    if rec is None:
-        return False  # no record: the stale time stands
-    try:
-        watched = os.stat(lock_path).st_mtime_ns
-    except OSError:
+    found = _gone_by_record(cfg, lock_path, legacy_path)
+    if found is None:
         return False
-
-    def same_lock() -> bool:
-        try:
-            unmoved = os.stat(lock_path).st_mtime_ns == watched
-        except OSError:
-            return False
-        return unmoved and lockowner.same_birth(
-            lockowner.birth_ms(lock_path), rec["lockBirthtimeMs"]
-        )
-
-    if not same_lock():
-        return False
-    if rec["pidDomain"] != lockowner.pid_domain() or rec["pidSpace"] != lockowner.pid_space():
-        return False  # another machine or pid namespace: its pids mean nothing here
-    if not lockowner.pid_view_trusted() or not lockowner.holder_gone(rec):
-        return False
+    rec, watched = found
     if os.path.lexists(legacy_path):
         if not lockowner.same_birth(
             lockowner.birth_ms(legacy_path), rec.get("legacyLockBirthtimeMs")
         ):
-            return False  # the legacy lock is someone else's: held
+            return False  # made again since it was judged: someone else's, held
         with contextlib.suppress(FileNotFoundError):
             os.rmdir(legacy_path)
-    if not same_lock():
+    if not _same_lock(lock_path, watched, rec):
         return False
     try:
         os.rmdir(lock_path)
@@ -244,6 +253,51 @@ def owner_takeover(cfg: str, lock_path: str, legacy_path: str) -> bool:
         return False
     lockowner.remove_if(cfg, rec["pid"], rec["lockBirthtimeMs"])
     return True
+
+
+def _same_lock(lock_path: str, watched: int, rec: dict[str, object]) -> bool:
+    """The folder is still the recorded one (its birth time), its mtime unmoved since `watched`."""
+    try:
+        unmoved = os.stat(lock_path).st_mtime_ns == watched
+    except OSError:
+        return False
+    return unmoved and lockowner.same_birth(lockowner.birth_ms(lock_path), rec["lockBirthtimeMs"])
+
+
+def _gone_by_record(
+    cfg: str, lock_path: str, legacy_path: str
+) -> tuple[dict[str, object], int] | None:
+    """(the owner record, the lock's mtime) when the record proves the lock's holder gone by
+    2.1.332's rules (see owner_takeover), else None. Removes nothing."""
+    rec = lockowner.read(cfg)
+    if rec is None:
+        return None  # no record: the stale time stands
+    try:
+        watched = os.stat(lock_path).st_mtime_ns
+    except OSError:
+        return None
+    if not _same_lock(lock_path, watched, rec):
+        return None
+    if rec["pidDomain"] != lockowner.pid_domain() or rec["pidSpace"] != lockowner.pid_space():
+        return None  # another machine or pid namespace: its pids mean nothing here
+    if not lockowner.pid_view_trusted() or not lockowner.holder_gone(rec):
+        return None
+    if os.path.lexists(legacy_path) and not lockowner.same_birth(
+        lockowner.birth_ms(legacy_path), rec.get("legacyLockBirthtimeMs")
+    ):
+        return None  # the legacy lock is someone else's: held
+    return rec, watched
+
+
+def config_locks(cfg: str, records: str | None) -> list[DirLock]:
+    """Claude Code's three lock folders of `cfg` (refresh, legacy, storage-write), each with the
+    stale time and the records it is taken with here, for doctor to judge and clear."""
+    refresh, legacy = paths.refresh_lock(cfg), paths.legacy_lock(cfg)
+    return [
+        DirLock(refresh, records=records, owner=(cfg, legacy)),
+        DirLock(legacy, records=records),
+        DirLock(paths.write_lock(cfg), stale_s=WRITE_LOCK_STALE_S, records=records),
+    ]
 
 
 def _mkdir(path: str) -> None:
@@ -383,7 +437,7 @@ def _wait_for(
 
 # Taken after the refresh token is spent: waiting is far cheaper than losing the new token, so
 # wait out a lock's whole stale time and then some.
-WRITE_WAIT_S = WRITE_STALE_S + 5.0
+WRITE_WAIT_S = WRITE_LOCK_STALE_S + 5.0
 
 
 @contextlib.contextmanager
@@ -391,7 +445,7 @@ def write_lock(
     path: str, wait_s: float = WRITE_WAIT_S, records: str | None = None
 ) -> Iterator[None]:
     """Claude Code's `.storage-write.lock`, held around the file write only."""
-    lock = DirLock(path, stale_s=WRITE_STALE_S, records=records)
+    lock = DirLock(path, stale_s=WRITE_LOCK_STALE_S, records=records)
     _wait_for(lock.try_acquire, path, time.monotonic() + wait_s, wait_s, None)
     try:
         yield

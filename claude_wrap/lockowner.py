@@ -23,16 +23,15 @@ import struct
 import sys
 
 from claude_wrap import privatefile
+from claude_wrap.protocol import OWNER_RECORD_MAX_BYTES, OWNER_RECORD_NAME
 
-NAME = ".oauth_refresh.lock.owner"
-MAX_BYTES = 4096  # Claude Code reads at most this much of the record
 PID_MAX = 2147483647
 MIN_PIDS = 16  # fewer visible pids than this: a pid view that cannot tell "gone" (a sandbox)
 BIRTH_TOLERANCE_MS = 0.001  # a folder made again differs by far more than a rounding
 
 
 def record_path(cfg: str) -> str:
-    return os.path.join(cfg, NAME)
+    return os.path.join(cfg, OWNER_RECORD_NAME)
 
 
 def birth_ms(path: str) -> float | None:
@@ -156,10 +155,10 @@ def read(cfg: str) -> dict[str, object] | None:
     """The record when it parses and has Claude Code's schema, else None (as if absent)."""
     try:
         with open(record_path(cfg), "rb") as f:
-            data = f.read(MAX_BYTES + 1)
+            data = f.read(OWNER_RECORD_MAX_BYTES + 1)
     except OSError:
         return None
-    if len(data) > MAX_BYTES:
+    if len(data) > OWNER_RECORD_MAX_BYTES:
         return None
     try:
         rec = json.loads(data)

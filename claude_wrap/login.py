@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 
+from claude_wrap import protocol
+from claude_wrap.protocol import DEFAULT_SCOPES
+
 TYPE_CHECKING = False  # see paths.py: typing stays off the hot path
 if TYPE_CHECKING:
     from typing import Any
@@ -21,12 +24,13 @@ LOGGED_OUT = "logged_out"
 NO_REFRESH_TOKEN = "no_refresh_token"  # noqa: S105 - a state name, not a secret
 MISSING = "missing"
 MALFORMED = "malformed"
-STATES = (OK, EXPIRING, EXPIRED, MISSING_SCOPES, LOGGED_OUT, NO_REFRESH_TOKEN, MISSING, MALFORMED)
 # States a refresh can fix.
 REFRESHABLE = (EXPIRING, EXPIRED, MISSING_SCOPES)
 
-INFERENCE_SCOPE = "user:inference"
-OAUTH_KEY = "claudeAiOauth"
+# protocol.py's, named here too for the modules that judge a login with this one's words.
+INFERENCE_SCOPE = protocol.INFERENCE_SCOPE
+OAUTH_KEY = protocol.OAUTH_KEY
+
 # expiresAt is in milliseconds. Below this (March 1973) it is surely seconds; above the upper bound
 # (year 5138) it is garbage. Either way we refuse to guess and leave the file alone.
 MIN_PLAUSIBLE_MS = 100_000_000_000
@@ -186,8 +190,6 @@ def merged(
     else from what the request asked for (`asked`, see request_scopes), else the stored list,
     else Claude Code's claude.ai defaults, and are always written as a list.
     """
-    from claude_wrap.paths import DEFAULT_SCOPES  # noqa: PLC0415
-
     old = doc.get(OAUTH_KEY)
     oauth = dict(old) if isinstance(old, dict) else {}
     stored = oauth.get("scopes")
@@ -218,8 +220,6 @@ def request_scopes(doc: object, remembered: list[str] | tuple[str, ...] = ()) ->
     this login was last seen with (memory.py), so that a refresh of a stripped login never asks
     for fewer than it had; the claude.ai defaults when neither is known. The one place the
     requested list is built: what the Claude Code version in use asks for joins here too."""
-    from claude_wrap.paths import DEFAULT_SCOPES  # noqa: PLC0415
-
     try:
         oauth = oauth_section(doc) or {}
     except ValueError:

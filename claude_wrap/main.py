@@ -64,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return shortstatus.main()
 
-    from claude_wrap.errors import EXIT_USAGE, Interrupted, WrapError  # noqa: PLC0415
-    from claude_wrap.paths import SettingError  # noqa: PLC0415
+    from claude_wrap.errors import Interrupted, WrapError  # noqa: PLC0415
 
     parser = _parser()
     ns = parser.parse_args(argv)
@@ -74,12 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     log.set_role({"keep": "keeper"}.get(ns.command, ns.command))
     try:
         return int(ns.func(ns))
-    except WrapError as exc:
+    except WrapError as exc:  # a bad setting too (errors.SettingError: EXIT_USAGE)
         _say(str(exc))
         return exc.exit_code
-    except SettingError as exc:
-        _say(str(exc))
-        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except Interrupted as exc:

@@ -26,17 +26,16 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 TITLE = "claude-wrap"
-DESKTOP = ("DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS")
 
 
 def channel(env: Mapping[str, str]) -> str:
     """notify-send, osascript, stderr (under systemd) or logger; stderr when nothing else."""
-    where = env.get("PATH")
+    where = paths.search_path(env)
     if sys.platform == "darwin" and shutil.which("osascript", path=where):
         return "osascript"
-    if any(env.get(k) for k in DESKTOP) and shutil.which("notify-send", path=where):
+    if paths.desktop_session(env) and shutil.which("notify-send", path=where):
         return "notify-send"
-    if env.get("JOURNAL_STREAM"):
+    if paths.under_journal(env):
         return "stderr"
     if shutil.which("logger", path=where):
         return "logger"

@@ -7,19 +7,16 @@ are retried: the connection never opened (refused, DNS, TLS), or the server answ
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import time
-import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import httpx
 
-from claude_wrap import __version__
+from claude_wrap import __version__, paths
 from claude_wrap.errors import (
-    ConfigError,
     RefreshOutcomeUnknownError,
     RefreshRejectedError,
     RefreshUnavailableError,
@@ -32,28 +29,8 @@ RETRY_AFTER_CAP_S = 10.0
 
 
 def check_url(url: str) -> str:
-    """https anywhere; plain http only to a loopback host (the tests' servers)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme == "https" and host:
-        return url
-    if parts.scheme == "http" and _loopback(host):
-        return url
-    if parts.scheme == "http":
-        raise ConfigError(
-            f"refusing to send a refresh token over plain http to {host or url!r}: "
-            "CLAUDE_WRAP_TOKEN_URL must be https (http only for a loopback address)"
-        )
-    raise ConfigError(f"CLAUDE_WRAP_TOKEN_URL={url!r} is not an https URL")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """https anywhere; plain http only to a loopback host (paths.checked_token_url)."""
+    return paths.checked_token_url(url)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

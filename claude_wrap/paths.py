@@ -1,7 +1,9 @@
 """The one place that turns environment variables into paths and settings.
 
 Every function takes the environment as an argument (default: the process's), which is the seam
-tests use. This module is on the hot path of every `claude` run: it imports nothing beyond `os`.
+tests use. A value we cannot use raises errors.SettingError naming the variable. Claude Code's
+own names and values (file and lock names, the token endpoint) are protocol.py's. This module is
+on the hot path of every `claude` run: it imports nothing beyond `os`, `sys` and protocol.py.
 """
 
 from __future__ import annotations
@@ -9,20 +11,14 @@ from __future__ import annotations
 import os
 import sys
 
+from claude_wrap import protocol
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds here
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-# Claude Code's own defaults (shared/protocol.md section 4).
-DEFAULT_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"  # noqa: S105 - a URL
-DEFAULT_CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
-DEFAULT_SCOPES = (
-    "user:profile",
-    "user:inference",
-    "user:sessions:claude_code",
-    "user:mcp_servers",
-    "user:file_upload",
-)
+    from claude_wrap import errors
+
 # Claude Code refreshes on its own 5 minutes before expiry; refreshing earlier than that means we,
 # not it, spend the refresh token, under the same locks. Ten minutes leaves room for a long run.
 DEFAULT_REFRESH_WINDOW_S = 600.0
@@ -31,15 +27,23 @@ DEFAULT_LOCK_WAIT_S = 15.0
 # The login's hard end (refreshTokenExpiresAt) is shown and warned of from this long before it.
 DEFAULT_LOGIN_END_WINDOW_S = 3 * 86400.0
 
-CREDENTIALS_NAME = ".credentials.json"
+
+def __getattr__(name: str) -> type[errors.SettingError]:
+    # errors.py owns SettingError; `paths.SettingError` stays a name for it, without importing
+    # errors.py on the hot path: only a bad setting (or an `except paths.SettingError` that meets
+    # an exception) loads it. Inside this module, raise with _bad(): a bare SettingError here is
+    # an undefined name (ruff and mypy say so).
+    if name == "SettingError":
+        from claude_wrap.errors import SettingError  # noqa: PLC0415
+
+        return SettingError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class SettingError(ValueError):
-    """An environment variable of ours holds a value we cannot use."""
+def _bad(name: str, value: str, expected: str) -> errors.SettingError:
+    from claude_wrap.errors import SettingError  # noqa: PLC0415 - only for a bad setting
 
-    def __init__(self, name: str, value: str, expected: str) -> None:
-        super().__init__(f"{name}={value!r} is not {expected}; unset it or fix its value")
-        self.name = name
+    return SettingError(name, value, expected)
 
 
 def home(env: Mapping[str, str] = os.environ) -> str:
@@ -65,19 +69,19 @@ def config_dir(env: Mapping[str, str] = os.environ) -> str:
 
 def credentials_file(env: Mapping[str, str] = os.environ) -> str:
     folder = env.get("CLAUDE_SECURESTORAGE_CONFIG_DIR") or config_dir(env)
-    return os.path.join(folder, CREDENTIALS_NAME)
+    return os.path.join(folder, protocol.CREDENTIALS_NAME)
 
 
 def refresh_lock(cfg: str) -> str:
-    return os.path.join(cfg, ".oauth_refresh.lock")
+    return os.path.join(cfg, protocol.REFRESH_LOCK_NAME)
 
 
 def legacy_lock(cfg: str) -> str:
-    return os.path.realpath(cfg) + ".lock"
+    return os.path.realpath(cfg) + protocol.LEGACY_LOCK_SUFFIX
 
 
 def write_lock(cfg: str) -> str:
-    return os.path.join(cfg, ".storage-write.lock")
+    return os.path.join(cfg, protocol.WRITE_LOCK_NAME)
 
 
 def state_dir(env: Mapping[str, str] = os.environ) -> str:
@@ -119,9 +123,9 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise SettingError(name, raw, "a number of seconds") from None
+        raise _bad(name, raw, "a number of seconds") from None
     if not value >= 0 or value == float("inf"):
-        raise SettingError(name, raw, "a number of seconds") from None
+        raise _bad(name, raw, "a number of seconds") from None
     return value
 
 
@@ -159,16 +163,50 @@ def watch_kind(env: Mapping[str, str] = os.environ) -> str:
     (filewatch.py): auto (inotify on Linux, kqueue on macOS), or one of them, or poll."""
     raw = env.get("CLAUDE_WRAP_NOTIFY", "") or "auto"
     if raw not in WATCH_KINDS:
-        raise SettingError("CLAUDE_WRAP_NOTIFY", raw, "one of " + ", ".join(WATCH_KINDS))
+        raise _bad("CLAUDE_WRAP_NOTIFY", raw, "one of " + ", ".join(WATCH_KINDS))
     return raw
 
 
 def token_url(env: Mapping[str, str] = os.environ) -> str:
-    return env.get("CLAUDE_WRAP_TOKEN_URL") or DEFAULT_TOKEN_URL
+    """Where refresh tokens go: CLAUDE_WRAP_TOKEN_URL (checked: see checked_token_url), else
+    Claude Code's own endpoint."""
+    raw = env.get("CLAUDE_WRAP_TOKEN_URL")
+    return checked_token_url(raw) if raw else protocol.TOKEN_URL
+
+
+def checked_token_url(url: str) -> str:
+    """`url` when a refresh token may be sent to it: https anywhere, plain http only to a
+    loopback host (the tests' servers). Else SettingError, naming CLAUDE_WRAP_TOKEN_URL."""
+    import ipaddress  # noqa: PLC0415 - only when refreshing
+    import urllib.parse  # noqa: PLC0415
+
+    from claude_wrap.errors import SettingError  # noqa: PLC0415
+
+    name = "CLAUDE_WRAP_TOKEN_URL"
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "https" and host:
+        return url
+    loopback = host == "localhost"
+    if not loopback:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+    if parts.scheme == "http" and loopback:
+        return url
+    if parts.scheme == "http":
+        raise SettingError(
+            name,
+            url,
+            message=f"refusing to send a refresh token over plain http to {host or url!r}: "
+            f"{name} must be https (http only for a loopback address)",
+        )
+    raise SettingError(name, url, message=f"{name}={url!r} is not an https URL")
 
 
 def client_id(env: Mapping[str, str] = os.environ) -> str:
-    return env.get("CLAUDE_CODE_OAUTH_CLIENT_ID") or DEFAULT_CLIENT_ID
+    return env.get("CLAUDE_CODE_OAUTH_CLIENT_ID") or protocol.CLIENT_ID
 
 
 def debug(env: Mapping[str, str] = os.environ) -> bool:
@@ -183,7 +221,6 @@ def flag(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 STORAGE_KINDS = ("file", "keychain")
-KEYCHAIN_SERVICE = "Claude Code-credentials"
 
 
 def storage_kind(env: Mapping[str, str] = os.environ) -> str:
@@ -192,7 +229,7 @@ def storage_kind(env: Mapping[str, str] = os.environ) -> str:
     if raw in ("", "auto"):
         return "keychain" if sys.platform == "darwin" else "file"
     if raw not in STORAGE_KINDS:
-        raise SettingError("CLAUDE_WRAP_STORAGE", raw, "one of auto, file, keychain")
+        raise _bad("CLAUDE_WRAP_STORAGE", raw, "one of auto, file, keychain")
     return raw
 
 
@@ -208,10 +245,10 @@ def keychain_service(env: Mapping[str, str] = os.environ) -> str:
     else:
         folder = ""
     if not folder:
-        return KEYCHAIN_SERVICE
+        return protocol.KEYCHAIN_SERVICE
     import hashlib  # noqa: PLC0415 - keychain path only
 
-    return f"{KEYCHAIN_SERVICE}-{hashlib.sha256(folder.encode()).hexdigest()[:8]}"
+    return f"{protocol.KEYCHAIN_SERVICE}-{hashlib.sha256(folder.encode()).hexdigest()[:8]}"
 
 
 def keychain_account(env: Mapping[str, str] = os.environ) -> str:
@@ -229,6 +266,138 @@ def python_for_shim() -> str:
     return sys.executable
 
 
+# Programs, services and sessions (locate, binary, keeper, notify, configs, doctor) -------------
+
+
+def with_home(env: Mapping[str, str], fallback: str) -> dict[str, str]:
+    """`env` with HOME set to `fallback` when it has none (another process's environment)."""
+    return {**env, "HOME": env.get("HOME") or fallback}
+
+
+def search_path(env: Mapping[str, str] = os.environ) -> str | None:
+    """PATH as given, for shutil.which (None when unset: it then searches the default path)."""
+    return env.get("PATH")
+
+
+def path_folders(env: Mapping[str, str] = os.environ) -> list[str]:
+    """PATH's folders in order, empty entries dropped."""
+    return [f for f in env.get("PATH", "").split(os.pathsep) if f]
+
+
+def npm_prefixes(env: Mapping[str, str] = os.environ) -> list[str]:
+    """npm's global prefix when set for it (npm reads either spelling): claude may be in bin/."""
+    return [p for p in (env.get("NPM_CONFIG_PREFIX"), env.get("npm_config_prefix")) if p]
+
+
+def real_claude_override(env: Mapping[str, str] = os.environ) -> str:
+    """CLAUDE_WRAP_REAL_CLAUDE: the real claude's path when the user names it, else ""."""
+    return env.get("CLAUDE_WRAP_REAL_CLAUDE") or ""
+
+
+ACTIVE_ENV = "CLAUDE_WRAP_ACTIVE"  # set by the shim for the claude it runs
+
+
+def nested(env: Mapping[str, str] = os.environ) -> bool:
+    """Inside a claude the shim started (CLAUDE_WRAP_ACTIVE=1): shims started here skip their
+    pre-flight."""
+    return env.get(ACTIVE_ENV) == "1"
+
+
+def unnested(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The environment for a claude we run only to ask it something (`--version`): marked as
+    nested, so that a shim among them does no pre-flight."""
+    return {**env, ACTIVE_ENV: "1"}
+
+
+def claude_oauth_customised(env: Mapping[str, str] = os.environ) -> bool:
+    """Claude Code's own OAuth settings changed (CLAUDE_CODE_CUSTOM_OAUTH_URL or
+    CLAUDE_CODE_OAUTH_CLIENT_ID): its refresh then leaves out the plugins scope (binary.py)."""
+    return bool(env.get("CLAUDE_CODE_CUSTOM_OAUTH_URL") or env.get("CLAUDE_CODE_OAUTH_CLIENT_ID"))
+
+
+def config_home(env: Mapping[str, str] = os.environ) -> str:
+    """$XDG_CONFIG_HOME, else ~/.config: systemd's user units and our own settings live there."""
+    return env.get("XDG_CONFIG_HOME") or os.path.join(home(env), ".config")
+
+
+def runtime_dir(env: Mapping[str, str] = os.environ) -> str:
+    """$XDG_RUNTIME_DIR ("" when unset: no systemd user session to talk to)."""
+    return env.get("XDG_RUNTIME_DIR") or ""
+
+
+DESKTOP_ENV = ("DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS")
+
+
+def desktop_session(env: Mapping[str, str] = os.environ) -> bool:
+    """A desktop session is reachable (X11, Wayland or a session bus): notifications can show."""
+    return any(env.get(k) for k in DESKTOP_ENV)
+
+
+def under_journal(env: Mapping[str, str] = os.environ) -> bool:
+    """systemd runs us with stderr going to the journal (JOURNAL_STREAM is set)."""
+    return bool(env.get("JOURNAL_STREAM"))
+
+
+# Settings a systemd or launchd job does not inherit from the shell that installed it, but that
+# change what the keeper does. Never a token: CLAUDE_CODE_OAUTH_TOKEN and the like stay out.
+SERVICE_CARRIED = ("CLAUDE_CONFIG_DIR", "CLAUDE_SECURESTORAGE_CONFIG_DIR")
+SERVICE_NOT_CARRIED = (ACTIVE_ENV, "CLAUDE_WRAP_DISABLE", "CLAUDE_WRAP_DEBUG")
+
+
+def service_settings(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The variables the keeper's service file sets: the folder selectors, then every non-empty
+    CLAUDE_WRAP_ setting but those that belong to one shell (keeper.py)."""
+    out = {k: env[k] for k in SERVICE_CARRIED if env.get(k)}
+    for key in sorted(env):
+        if key.startswith("CLAUDE_WRAP_") and key not in SERVICE_NOT_CARRIED and env[key]:
+            out[key] = env[key]
+    return out
+
+
+# Variables that pick one config folder (configs.py finds every folder and selects each).
+FOLDER_SELECTORS = ("CLAUDE_CONFIG_DIR", "CLAUDE_SECURESTORAGE_CONFIG_DIR")
+
+
+def selecting(env: Mapping[str, str], folder: str | None) -> dict[str, str]:
+    """The environment that selects `folder` as Claude Code's config folder, its login beside
+    it: the selectors unset, then CLAUDE_CONFIG_DIR set unless `folder` is None (~/.claude, the
+    default, selected by no variable, which also keeps its Keychain service name unsuffixed)."""
+    out = {k: v for k, v in env.items() if k not in FOLDER_SELECTORS}
+    if folder is not None:
+        out["CLAUDE_CONFIG_DIR"] = folder
+    return out
+
+
+def with_refresh_window(env: Mapping[str, str], seconds: float) -> dict[str, str]:
+    """`env` with CLAUDE_WRAP_REFRESH_WINDOW set: a refresh that leaves the token good for at
+    least `seconds` (guest.credential hands out tokens with a lifetime asked for)."""
+    return {**env, "CLAUDE_WRAP_REFRESH_WINDOW": repr(float(seconds))}
+
+
+def without_guest(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` without CLAUDE_WRAP_GUEST: the guest file alone says whose guest we are."""
+    return {k: v for k, v in env.items() if k != GUEST_ENV}
+
+
+# Claude Code's variables for a token handed to it (commands/token.py sets them; read by 2.1.87,
+# 2.1.197 and 2.1.332 at start): the token itself, or a file descriptor to read it from.
+TOKEN_ENV = "CLAUDE_CODE_OAUTH_TOKEN"  # noqa: S105 - a variable's name
+TOKEN_FD_ENV = "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR"  # noqa: S105 - a variable's name
+
+
+def with_access_token(
+    env: Mapping[str, str], *, token: str | None = None, fd: int | None = None
+) -> dict[str, str]:
+    """`env` for a command that gets an access token: in TOKEN_ENV (`token`), or through an
+    inherited descriptor named by TOKEN_FD_ENV (`fd`); any token `env` carried is dropped."""
+    out = {k: v for k, v in env.items() if k not in (TOKEN_ENV, TOKEN_FD_ENV)}
+    if fd is not None:
+        out[TOKEN_FD_ENV] = str(fd)
+    elif token is not None:
+        out[TOKEN_ENV] = token
+    return out
+
+
 # Guests (guest.py): a machine or container that borrows an owner's login ----------------------
 
 GUEST_ENV = "CLAUDE_WRAP_GUEST"
@@ -236,8 +405,7 @@ GUEST_ENV = "CLAUDE_WRAP_GUEST"
 
 def wrap_config_dir(env: Mapping[str, str] = os.environ) -> str:
     """claude-wrap's own settings (not Claude Code's folder): $XDG_CONFIG_HOME/claude-wrap."""
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(home(env), ".config")
-    return os.path.join(base, "claude-wrap")
+    return os.path.join(config_home(env), "claude-wrap")
 
 
 def guest_file(env: Mapping[str, str] = os.environ) -> str:
@@ -269,9 +437,9 @@ def guest_setting(env: Mapping[str, str] = os.environ) -> str:
         return ""
     kind, _, target = raw.partition(":")
     if kind not in ("ssh", "folder") or not target:
-        raise SettingError(where, raw, "ssh:HOST, folder:/path or off")
+        raise _bad(where, raw, "ssh:HOST, folder:/path or off")
     if kind == "folder" and not os.path.isabs(target):
-        raise SettingError(where, raw, "folder: with an absolute path")
+        raise _bad(where, raw, "folder: with an absolute path")
     return raw
 
 
@@ -297,18 +465,12 @@ def guest_period(env: Mapping[str, str] = os.environ) -> float:
 
 # The shim, the relay and the interactive session
 
-NESTED_ENV = "CLAUDE_WRAP_ACTIVE"  # set for claude's children: a nested shim only execs
 DEFAULT_REPLAY_LIMIT = 64 << 20  # bytes of stdin kept for a replay; past it, no retry
 DEFAULT_KILL_GRACE_S = 5.0  # after SIGTERM/SIGHUP, how long claude gets before its tree is killed
 # A consumer that keeps stdin open may wait for our output before it writes more; the output
 # we hold waits for the child's next line. Past this much quiet, release it: no deadlock.
 DEFAULT_HOLD_QUIET_S = 2.0
 DEFAULT_GUARD_PERIOD_S = 0.5
-
-
-def nested(env: Mapping[str, str] = os.environ) -> bool:
-    """Run by a claude that another shim of ours started (which already did the pre-flight)."""
-    return env.get(NESTED_ENV) == "1"
 
 
 def disabled(env: Mapping[str, str] = os.environ) -> bool:
@@ -322,12 +484,6 @@ def watching(env: Mapping[str, str] = os.environ) -> bool:
     return flag(env, "CLAUDE_WRAP_WATCH", default=True)
 
 
-def real_claude_override(env: Mapping[str, str] = os.environ) -> str:
-    """CLAUDE_WRAP_REAL_CLAUDE: the real binary to run instead of the one on PATH ("" if unset);
-    checked by locate.check_override where it is used."""
-    return env.get("CLAUDE_WRAP_REAL_CLAUDE") or ""
-
-
 def replay_limit(env: Mapping[str, str] = os.environ) -> int:
     """CLAUDE_WRAP_REPLAY_LIMIT: bytes of stdin kept to replay on a retry; past it, no retry."""
     raw = env.get("CLAUDE_WRAP_REPLAY_LIMIT")
@@ -336,9 +492,9 @@ def replay_limit(env: Mapping[str, str] = os.environ) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise SettingError("CLAUDE_WRAP_REPLAY_LIMIT", raw, "a number of bytes") from None
+        raise _bad("CLAUDE_WRAP_REPLAY_LIMIT", raw, "a number of bytes") from None
     if value < 0:
-        raise SettingError("CLAUDE_WRAP_REPLAY_LIMIT", raw, "a number of bytes")
+        raise _bad("CLAUDE_WRAP_REPLAY_LIMIT", raw, "a number of bytes")
     return value
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from claude_wrap.flock import FolderFlock
     from claude_wrap.process import Outcome
 
-ACTIVE = paths.NESTED_ENV
+ACTIVE = paths.ACTIVE_ENV
 # Runs that never use the stored login: no point in checking it first.
 NO_AUTH_FLAGS = frozenset(("--version", "-v", "--help", "-h"))
 NO_AUTH_COMMANDS = (("auth", "login"), ("auth", "logout"), ("setup-token",))

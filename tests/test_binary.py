@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from claude_wrap import binary
+from claude_wrap import binary, protocol
 
 # A stand-in claude that answers --version and counts how often it was asked.
 COUNTING = """#!{python}
@@ -61,7 +61,7 @@ def test_user_agent_and_scopes_per_release() -> None:
     assert binary.user_agent("2.1.81") == "axios/1.13.6"  # older than all: the oldest's
     assert binary.user_agent("2.1.500") == "axios/1.15.2"
     assert binary.user_agent(None) == "axios/1.15.2"
-    base = list(binary.BASE_SCOPES)
+    base = list(protocol.DEFAULT_SCOPES)
     assert binary.refresh_scopes("2.1.197", {}) == base
     assert binary.refresh_scopes("2.1.332", {}) == [*base, "user:plugins"]
     assert binary.refresh_scopes("2.1.332", {"CLAUDE_CODE_CUSTOM_OAUTH_URL": "x"}) == base

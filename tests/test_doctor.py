@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -150,10 +151,11 @@ def test_recursion_risks_are_reported(sandbox: Sandbox) -> None:
     assert recursion["fix"]
 
 
-def test_running_claude_processes_are_listed_with_their_config_dir(sandbox: Sandbox) -> None:
-    other = sandbox.root / "other-config"
-    env = {**sandbox.env, "CLAUDE_CONFIG_DIR": str(other), "FAKE_CLAUDE_SLEEP": "60"}
-    proc = subprocess.Popen([str(sandbox.fake), "--print", "hi"], env=env, stdin=subprocess.DEVNULL)
+def running_fake(sandbox: Sandbox, **env: str) -> tuple[subprocess.Popen[bytes], Any]:
+    """doctor's JSON while a fake claude runs with `env` added to the sandbox's."""
+    full = {**sandbox.env, **env, "FAKE_CLAUDE_SLEEP": "60"}
+    argv = [str(sandbox.fake), "--print", "hi"]
+    proc = subprocess.Popen(argv, env=full, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while not sandbox.runs() and time.monotonic() < deadline:
@@ -162,8 +164,43 @@ def test_running_claude_processes_are_listed_with_their_config_dir(sandbox: Sand
     finally:
         proc.kill()
         proc.wait()
-    rows = by_check(data, "processes")[0]["processes"]
-    assert {"pid": proc.pid, "config_dir": str(other)} in rows
+    return proc, data
+
+
+def row_of(data: Any, pid: int) -> dict[str, Any]:
+    rows = [r for r in by_check(data, "processes")[0]["processes"] if r["pid"] == pid]
+    assert len(rows) == 1, by_check(data, "processes")
+    row: dict[str, Any] = rows[0]
+    return row
+
+
+def test_running_claude_processes_are_listed_with_their_config_dir(sandbox: Sandbox) -> None:
+    other = sandbox.root / "other-config"
+    proc, data = running_fake(sandbox, CLAUDE_CONFIG_DIR=str(other))
+    assert row_of(data, proc.pid) == {
+        "pid": proc.pid,
+        "config_dir": str(other),
+        "credentials": str(other / ".credentials.json"),
+    }
+
+
+def test_a_processs_folder_is_the_one_claude_code_reads(sandbox: Sandbox) -> None:
+    """By paths.py's rules, not a copy of them: the folder NFC-normalised as Claude Code does,
+    and the credentials file where CLAUDE_SECURESTORAGE_CONFIG_DIR puts it."""
+    import unicodedata
+
+    nfc = str(sandbox.root / "caf\u00e9")
+    nfd = unicodedata.normalize("NFD", nfc)
+    assert nfd != nfc
+    secure = sandbox.root / "secure"
+    proc, data = running_fake(
+        sandbox, CLAUDE_CONFIG_DIR=nfd, CLAUDE_SECURESTORAGE_CONFIG_DIR=str(secure)
+    )
+    row = row_of(data, proc.pid)
+    assert row["config_dir"] == nfc
+    assert row["credentials"] == str(secure / ".credentials.json")
+    message = by_check(data, "processes")[0]["message"]
+    assert f"{proc.pid} ({nfc}, its login in {secure / '.credentials.json'})" in message
 
 
 def test_human_output_gives_each_fix_on_its_own_line(sandbox: Sandbox) -> None:
@@ -185,3 +222,63 @@ def test_an_alias_in_the_shell_rc_counts_as_set_up(sandbox: Sandbox) -> None:
     assert shim["level"] == "ok"
     assert shim["rc"] == str(sandbox.home / ".zshrc")
     assert code == 0, json.dumps(data, indent=2)
+
+
+def test_fix_keeps_a_lock_younger_than_60_s_and_removes_an_older_one(sandbox: Sandbox) -> None:
+    """The refresh lock by lock.py's 60 s (2.1.332's stale time), not a shorter rule of doctor's
+    own: 50 s without a heartbeat is a live holder to 2.1.332, 70 s is not."""
+    sandbox.write(login_doc())
+    young = sandbox.cfg / ".oauth_refresh.lock"
+    young.mkdir()
+    age(young, 50)
+    old = Path(str(sandbox.cfg) + ".lock")
+    old.mkdir()
+    age(old, 70)
+    _, data = doctor(sandbox, "--fix")
+    assert young.is_dir()
+    assert not old.exists()
+    found = {f["message"].split(" ")[0].rstrip(":"): f for f in by_check(data, "locks")}
+    assert found[str(young)]["level"] == "ok"
+    assert "held by a running refresh (50 s old)" in found[str(young)]["message"]
+    assert "removed (--fix)" in found[str(old)]["message"]
+
+
+def test_fix_removes_a_young_lock_whose_owner_record_proves_its_holder_gone(
+    sandbox: Sandbox,
+) -> None:
+    """2.1.332 takes such a lock over at once (its owner record), and so does lock.py: doctor
+    says so, and --fix removes the lock, the legacy lock and the record."""
+    from tests.test_lock import held_by, lock_dirs, owner_record
+
+    sandbox.write(login_doc())
+    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    held_by(sandbox, age_s=5)
+    owner_record(sandbox, dead.pid)
+    dead.kill()
+    dead.wait()
+    code, data = doctor(sandbox, env=sandbox.shim_env())
+    assert code == 1
+    refresh = by_check(data, "locks")[0]
+    assert refresh["level"] == "fail"
+    assert "owner record names a Claude Code process that is gone" in refresh["message"]
+    _, data = doctor(sandbox, "--fix", env=sandbox.shim_env())
+    assert not any(p.exists() for p in lock_dirs(sandbox))
+    assert not (sandbox.cfg / ".oauth_refresh.lock.owner").exists()
+    assert "removed (--fix)" in by_check(data, "locks")[0]["message"]
+
+
+def test_fix_keeps_a_young_lock_whose_recorded_holder_lives(sandbox: Sandbox) -> None:
+    from tests.test_lock import held_by, lock_dirs, owner_record
+
+    sandbox.write(login_doc())
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        held_by(sandbox, age_s=25)
+        owner_record(sandbox, live.pid)
+        _, data = doctor(sandbox, "--fix")
+    finally:
+        live.kill()
+        live.wait()
+    assert all(p.is_dir() for p in lock_dirs(sandbox))
+    assert (sandbox.cfg / ".oauth_refresh.lock.owner").exists()
+    assert all(f["level"] == "ok" for f in by_check(data, "locks"))

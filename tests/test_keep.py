@@ -71,6 +71,29 @@ def test_keep_exit_status_is_refreshs(sandbox: Sandbox, token_server: TokenServe
     assert sandbox.creds.read_bytes() == raw
 
 
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ("CLAUDE_WRAP_STORAGE=zz", "CLAUDE_WRAP_STORAGE='zz' is not one of auto, file, keychain"),
+        ("CLAUDE_WRAP_LOCK_TIMEOUT=soon", "CLAUDE_WRAP_LOCK_TIMEOUT='soon' is not a number"),
+    ],
+)
+def test_a_bad_setting_is_said_once_not_per_folder(
+    sandbox: Sandbox, token_server: TokenServer, setting: str, said: str
+) -> None:
+    """A setting of ours holds for every folder: one line from the entry point, exit 2, nothing
+    refreshed (errors.SettingError is a WrapError, which keep reports per folder otherwise)."""
+    sandbox.write(login_doc(expires_in_s=-60))
+    write_login(sandbox.home / ".claude-work", login_doc(expires_in_s=-60))
+    name, _, value = setting.partition("=")
+    result = sandbox.wrap("keep", "--all", env={name: value})
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"claude-wrap: {said}")  # no folder before it
+    assert token_server.requests == []
+
+
 # the keeper's files ------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from claude_wrap import login
-from claude_wrap.paths import DEFAULT_SCOPES
+from claude_wrap.protocol import DEFAULT_SCOPES
 
 NOW = 1_800_000_000_000
 WINDOW = 600_000

@@ -33,6 +33,7 @@ from claude_wrap import (
 from claude_wrap.commands.status import ADVICE
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK, StorageUnavailableError
 from claude_wrap.flock import FolderFlock
+from claude_wrap.processes import UNREADABLE, running_claudes
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -114,7 +115,7 @@ def examine(env: Mapping[str, str], *, fix: bool = False) -> list[Finding]:
     findings += check_login(env, storage)
     if storage.kind == "file":
         findings += check_mode(storage.where, fix=fix)
-    findings += check_locks(storage.lock_dir, fix=fix)
+    findings += check_locks(storage.lock_dir, env, fix=fix)
     if storage.kind == "file":
         findings += check_temps(storage.where, fix=fix)
     findings += [check_log(env), check_keeper(env), check_processes(env)]
@@ -124,26 +125,14 @@ def examine(env: Mapping[str, str], *, fix: bool = False) -> list[Finding]:
 # the binary and PATH -----------------------------------------------------------------------
 
 
-def on_path(env: Mapping[str, str]) -> list[str]:
-    """Every executable `claude` on PATH, in order."""
-    out: list[str] = []
-    for folder in env.get("PATH", "").split(os.pathsep):
-        candidate = os.path.join(folder, "claude")
-        fresh = folder and candidate not in out
-        if fresh and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            out.append(candidate)
-    return out
-
-
 def first_on_path(env: Mapping[str, str]) -> str | None:
-    found = on_path(env)
+    found = locate.on_path(env)
     return found[0] if found else None
 
 
 def version_of(real: str, env: Mapping[str, str]) -> tuple[str | None, str]:
     """(version line or None, why not)."""
-    child = dict(env)
-    child["CLAUDE_WRAP_ACTIVE"] = "1"  # should it be a shim after all, no pre-flight
+    child = paths.unnested(env)  # should it be a shim after all, no pre-flight
     try:
         result = subprocess.run(
             [real, "--version"], capture_output=True, text=True, timeout=20, env=child, check=False
@@ -158,7 +147,7 @@ def version_of(real: str, env: Mapping[str, str]) -> tuple[str | None, str]:
 
 def check_real_binary(env: Mapping[str, str], shim: str | None) -> list[Finding]:
     name = "real claude"
-    override = env.get("CLAUDE_WRAP_REAL_CLAUDE")
+    override = paths.real_claude_override(env)
     if override:
         problem = locate.check_override(override, shim)
         if problem is not None:
@@ -236,7 +225,7 @@ def check_path(env: Mapping[str, str], first: str | None, shim: str | None) -> l
     rc = alias_in_rc(env)
     if rc is not None:
         return [Finding(name, OK, f"`claude` is an alias to claude-wrap (set in {rc})", rc=rc)]
-    later = [p for p in on_path(env) if locate.is_shim(p)]
+    later = [p for p in locate.on_path(env) if locate.is_shim(p)]
     if later and first is not None:
         return [
             Finding(
@@ -266,7 +255,7 @@ def check_path(env: Mapping[str, str], first: str | None, shim: str | None) -> l
 def check_recursion(env: Mapping[str, str]) -> list[Finding]:
     name = "recursion"
     found = []
-    if env.get("CLAUDE_WRAP_ACTIVE") == "1":
+    if paths.nested(env):
         found.append(
             Finding(
                 name,
@@ -277,7 +266,7 @@ def check_recursion(env: Mapping[str, str]) -> list[Finding]:
                 "rc file and open a new shell",
             )
         )
-    for path in on_path(env):
+    for path in locate.on_path(env):
         if not locate.is_shim(path):
             continue
         python = shim_python(path)
@@ -290,7 +279,7 @@ def check_recursion(env: Mapping[str, str]) -> list[Finding]:
                     "reinstall claude-wrap, then run `claude-wrap install` again",
                 )
             )
-    shims = [p for p in on_path(env) if locate.is_shim(p)]
+    shims = [p for p in locate.on_path(env) if locate.is_shim(p)]
     if not found:
         detail = f" ({len(shims)} shims on PATH; each skips the others)" if len(shims) > 1 else ""
         found.append(Finding(name, OK, f"no loop: the shim never runs itself{detail}"))
@@ -364,18 +353,14 @@ def check_mode(path: str, *, fix: bool) -> list[Finding]:
     ]
 
 
-def lock_dirs(cfg: str) -> list[tuple[str, float]]:
-    return [
-        (paths.refresh_lock(cfg), lock.STALE_S),
-        (paths.legacy_lock(cfg), lock.STALE_S),
-        (paths.write_lock(cfg), lock.WRITE_STALE_S),
-    ]
-
-
-def check_locks(cfg: str, *, fix: bool) -> list[Finding]:
+def check_locks(cfg: str, env: Mapping[str, str], *, fix: bool) -> list[Finding]:
+    """Each lock folder judged by lock.py's own rules (its stale times, the clock-change margin,
+    our holder records and Claude Code's owner record), so --fix never removes a lock a refresh
+    respects."""
     name = "locks"
     found = []
-    for path, stale_s in lock_dirs(cfg):
+    for held in lock.config_locks(cfg, paths.lock_records(env)):
+        path = held.path
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -394,19 +379,22 @@ def check_locks(cfg: str, *, fix: bool) -> list[Finding]:
             )
             continue
         age = time.time() - st.st_mtime
-        # lock.py's own rule (stale time, clock moved), so --fix never removes a lock it respects.
-        if not lock.DirLock(path, stale_s=stale_s).is_stale():
+        verdict = held.judge()
+        if not verdict:
             found.append(
                 Finding(name, OK, f"{path} is held by a running refresh ({age:.0f} s old)")
             )
             continue
-        why = (
-            f"its mtime is {-age:.0f} s in the future (the clock moved)"
-            if age < 0
-            else f"untouched for {age:.0f} s: its holder is gone"
-        )
+        if verdict == lock.ABANDONED:
+            why = "left by a claude-wrap process that is gone"
+        elif verdict == lock.HOLDER_GONE:
+            why = "its owner record names a Claude Code process that is gone"
+        elif age < 0:
+            why = f"its mtime is {-age:.0f} s in the future (the clock moved)"
+        else:
+            why = f"untouched for {age:.0f} s: its holder is gone"
         if fix:
-            outcome = remove_stale_lock(cfg, path, stale_s)
+            outcome = remove_stale_lock(cfg, held)
             level = OK if outcome.startswith("removed") else FAIL
             found.append(Finding(name, level, f"{path}: {why}; {outcome}"))
         else:
@@ -424,9 +412,9 @@ def check_locks(cfg: str, *, fix: bool) -> list[Finding]:
     return found
 
 
-def remove_stale_lock(cfg: str, path: str, stale_s: float) -> str:
-    """Remove a stale lock folder, holding our flock so that no claude-wrap refresh is between
-    its staleness check and its own mkdir, and re-checking just before the rmdir."""
+def remove_stale_lock(cfg: str, held: lock.DirLock) -> str:
+    """Remove a lock folder whose holder is gone, holding our flock so that no claude-wrap
+    refresh is between the judgement and its own mkdir; lock.py judges again and removes it."""
     try:
         flock = FolderFlock(cfg)  # the same flock our refreshes take
     except OSError as exc:
@@ -434,14 +422,14 @@ def remove_stale_lock(cfg: str, path: str, stale_s: float) -> str:
     try:
         if not flock.try_acquire():
             return "not removed: a claude-wrap refresh is running; try again in a moment"
-        if not lock.DirLock(path, stale_s=stale_s).is_stale():
-            return "not removed: it was taken again meanwhile"
-        try:
-            os.rmdir(path)
-        except FileNotFoundError:
+        if not os.path.lexists(held.path):
             return "removed (it had just gone)"
+        try:
+            why = held.clear()
         except OSError as exc:
             return f"not removed: {exc.strerror}; remove it by hand if no claude is running"
+        if not why:
+            return "not removed: it was taken again meanwhile"
         return "removed (--fix)"
     finally:
         flock.release()
@@ -501,38 +489,15 @@ def check_keeper(env: Mapping[str, str]) -> Finding:
 
 
 def check_processes(env: Mapping[str, str]) -> Finding:
-    import psutil  # noqa: PLC0415 - doctor only
-
-    home = paths.home(env)
-    rows = []
-    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
-        try:
-            if not is_claude(proc.info["name"] or "", proc.info["cmdline"] or []):
-                continue
-            try:
-                penv = proc.environ()
-                cfg = penv.get("CLAUDE_CONFIG_DIR") or os.path.join(
-                    penv.get("HOME") or home, ".claude"
-                )
-            except (psutil.AccessDenied, psutil.ZombieProcess):
-                cfg = "unknown (not readable)"
-            rows.append({"pid": proc.info["pid"], "config_dir": cfg})
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
+    rows = running_claudes(env)
     if not rows:
         return Finding("processes", OK, "no Claude Code process is running", processes=[])
-    listed = ", ".join(f"{r['pid']} ({r['config_dir']})" for r in rows)
+    listed = ", ".join(f"{r['pid']} ({_where(r)})" for r in rows)
     return Finding("processes", OK, f"Claude Code running: {listed}", processes=rows)
 
 
-def is_claude(name: str, cmdline: list[str]) -> bool:
-    """A Claude Code process: the native binary, or node running the npm package's cli.js."""
-    if name in ("claude", "claude.exe"):
-        return True
-    for arg in cmdline[:2]:
-        base = os.path.basename(arg)
-        if base in ("claude", "claude.exe"):
-            return True
-        if base == "cli.js" and "claude-code" in arg:
-            return True
-    return False
+def _where(row: dict[str, object]) -> str:
+    cfg, creds = str(row["config_dir"]), str(row["credentials"])
+    if cfg == UNREADABLE or os.path.dirname(creds) == cfg:
+        return cfg
+    return f"{cfg}, its login in {creds}"  # CLAUDE_SECURESTORAGE_CONFIG_DIR moved the file

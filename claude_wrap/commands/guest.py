@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from claude_wrap import guest, paths
-from claude_wrap.errors import EXIT_OK, ConfigError
+from claude_wrap.errors import EXIT_OK, SettingError
 
 
 def register(sub: Any) -> None:
@@ -40,15 +40,16 @@ def run_guest(ns: argparse.Namespace) -> int:
         print("not a guest any more; `claude /login` to log in on this machine")
         return EXIT_OK
     if ns.folder is not None and not os.path.isabs(ns.folder):
-        raise ConfigError(f"--folder {ns.folder}: give an absolute path")
+        raise SettingError(
+            "--folder", ns.folder, message=f"--folder {ns.folder}: give an absolute path"
+        )
     value = f"ssh:{ns.ssh}" if ns.ssh is not None else f"folder:{ns.folder}"
     paths.make_private_dirs(os.path.dirname(path))
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(value + "\n")
     os.replace(tmp, path)
-    env = {k: v for k, v in os.environ.items() if k != paths.GUEST_ENV}
-    outcome = guest.ensure_fresh(env, value, force=True)
+    outcome = guest.ensure_fresh(paths.without_guest(os.environ), value, force=True)
     for warning in outcome.warnings:
         print(f"claude-wrap: warning: {warning}", file=sys.stderr)
     print(f"guest of {value}: the login is {outcome.after.state}")
@@ -67,7 +68,7 @@ def run_share(ns: argparse.Namespace) -> int:
         print(f"{folder}: no longer shared")
         return EXIT_OK
     if not os.path.isdir(folder):
-        raise ConfigError(f"{folder} is not a folder")
+        raise SettingError("DIR", folder, message=f"{folder} is not a folder")
     entries.append((folder, ns.group))
     guest.save_shares(os.environ, entries)
     problems = guest.publish(os.environ)

@@ -13,7 +13,13 @@ import sys
 from typing import Any
 
 from claude_wrap import backends, configs, login, notify, paths, refresher, renewal
-from claude_wrap.errors import EXIT_OK, EXIT_WRITE, RefreshRejectedError, WrapError
+from claude_wrap.errors import (
+    EXIT_OK,
+    EXIT_WRITE,
+    RefreshRejectedError,
+    SettingError,
+    WrapError,
+)
 
 
 def register(sub: Any) -> None:
@@ -77,6 +83,8 @@ def keep_one(folder: configs.ConfigDir, *, skip_missing: bool = False) -> int:
         if skip_missing and _no_login(folder.env):
             return EXIT_OK
         outcome = renewal.ensure_fresh(folder.env)
+    except SettingError:
+        raise  # ours, not the folder's: one line from the entry point, not one per folder
     except WrapError as exc:
         print(f"claude-wrap: {folder.path}: {exc}", file=sys.stderr, flush=True)
         if isinstance(exc, RefreshRejectedError) and exc.error == "invalid_grant":

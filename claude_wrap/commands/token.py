@@ -18,10 +18,10 @@ import sys
 from typing import Any
 
 from claude_wrap import guest, paths
-from claude_wrap.errors import EXIT_OK, EXIT_USAGE, ConfigError
+from claude_wrap.errors import EXIT_OK, EXIT_USAGE, SettingError
 
-FD_VAR = "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR"
-ENV_VAR = "CLAUDE_CODE_OAUTH_TOKEN"
+FD_VAR = paths.TOKEN_FD_ENV
+ENV_VAR = paths.TOKEN_ENV
 MAX_MIN_VALID_S = 12 * 3600.0
 
 
@@ -59,7 +59,11 @@ def _seconds(value: float | None) -> float:
     if value is None:
         return paths.refresh_window() + guest.MARGIN_S
     if not 0 <= value <= MAX_MIN_VALID_S:
-        raise ConfigError(f"--min-valid {value:g} is not between 0 and {MAX_MIN_VALID_S:g} s")
+        raise SettingError(
+            "--min-valid",
+            f"{value:g}",
+            message=f"--min-valid {value:g} is not between 0 and {MAX_MIN_VALID_S:g} s",
+        )
     return value
 
 
@@ -98,11 +102,8 @@ def run_exec(ns: argparse.Namespace) -> int:
         return EXIT_USAGE
     program = shutil.which(cmd[0]) or cmd[0]
     token = _credential(ns.min_valid)["status"]["token"]
-    env = dict(os.environ)
-    env.pop(FD_VAR, None)
-    env.pop(ENV_VAR, None)
     if ns.env:
-        env[ENV_VAR] = token
+        env = paths.with_access_token(os.environ, token=token)
     else:
         # A pipe holds the token (far below the pipe buffer, so the write never blocks); the
         # write end is closed before exec, so the reader sees the token, then end of file.
@@ -112,7 +113,7 @@ def run_exec(ns: argparse.Namespace) -> int:
         finally:
             os.close(write_end)
         os.set_inheritable(read_end, True)
-        env[FD_VAR] = str(read_end)
+        env = paths.with_access_token(os.environ, fd=read_end)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
