@@ -473,6 +473,17 @@ DEFAULT_HOLD_QUIET_S = 2.0
 DEFAULT_GUARD_PERIOD_S = 0.5
 
 
+def login_given_otherwise(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether claude will not use the stored login: an API key, a token in the environment or
+    on a descriptor (`claude-wrap exec`), or CLAUDE_CODE_SIMPLE=1 (no OAuth at all)."""
+    return bool(
+        env.get("ANTHROPIC_API_KEY")
+        or env.get("CLAUDE_CODE_OAUTH_TOKEN")
+        or env.get("CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR")
+        or env.get("CLAUDE_CODE_SIMPLE") == "1"
+    )
+
+
 def disabled(env: Mapping[str, str] = os.environ) -> bool:
     """CLAUDE_WRAP_DISABLE: the shim only execs claude."""
     return flag(env, "CLAUDE_WRAP_DISABLE", default=False)

@@ -51,13 +51,7 @@ def enable_site() -> None:
 
 
 def uses_stored_login(args: list[str], env: Mapping[str, str]) -> bool:
-    if (
-        env.get("ANTHROPIC_API_KEY")
-        or env.get("CLAUDE_CODE_OAUTH_TOKEN")
-        or env.get("CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR")  # `claude-wrap exec`
-    ):
-        return False
-    if env.get("CLAUDE_CODE_SIMPLE") == "1":
+    if paths.login_given_otherwise(env):
         return False
     for arg in args:
         if arg == "--":
