@@ -1,6 +1,6 @@
 """A real OpenSSH server on 127.0.0.1 for the guest tests: its own sshd_config (no system config,
 no PAM), host key and client key made for the test, and an authorized_keys whose one line has
-the forced command the README documents, so the key can run nothing else.
+the forced command docs/guests.md documents, so the key can run nothing else.
 
 The client side gets its own ssh config (-F) with UserKnownHostsFile in the temp folder, holding
 the host key we made: no prompt, no ~/.ssh of the machine touched.
@@ -47,7 +47,7 @@ class Sshd:
         self.client_key = root / "client_ed25519"
         client_pub = keygen(self.client_key)
         self.authorized = root / "authorized_keys"
-        # The README's line, word for word but for the command.
+        # docs/guests.md's line, word for word but for the command.
         self.authorized.write_text(f'command="{command}",restrict {client_pub}\n')
         self.authorized.chmod(0o600)
         import pwd

@@ -1,5 +1,5 @@
 """Guests borrow an owner's login (claude_wrap/guest.py), with real parts: a real sshd on
-127.0.0.1 with a key made for the test and the README's forced-command line, the owner and each
+127.0.0.1 with a key made for the test and the forced-command line of docs/guests.md, the owner and each
 guest in HOMEs of their own, the owner's token endpoint a real server on loopback, the fake
 claude answering in the guest. The whole module runs in a loopback-only network namespace.
 """
@@ -43,7 +43,7 @@ class Owner:
         self.box.env["CLAUDE_WRAP_LOCK_TIMEOUT"] = "60"
         self.tokens = tokens
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.box.env.items())
-        # The forced command of the README, with the owner's sandbox as its environment.
+        # The forced command of docs/guests.md, with the owner's sandbox as its environment.
         self.command = f"env -i {env} {sys.executable} -m claude_wrap token --json --min-valid 1200"
 
 

@@ -1,5 +1,5 @@
 """The real Claude Code on a guest (issue 15): its login borrowed from an owner over a real sshd
-on 127.0.0.1 (the pytest process is in the loopback-only namespace already), with the README's
+on 127.0.0.1 (the pytest process is in the loopback-only namespace already), with docs/guests.md's
 forced-command line. The guest's file holds an access token and the scopes, no refresh token;
 the owner alone refreshes, at the test token server; the guest's own token endpoint must never
 be asked. Runs once per version of the matrix.

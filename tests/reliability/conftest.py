@@ -1,6 +1,6 @@
 """Fixtures of the reliability suite: a sandbox that runs everything with CLAUDE_WRAP_DEBUG=1 and
 keeps what each process printed, a scan of those outputs and of every log for every token a test
-used (run after each test, so a leak fails the test that caused it), and the figures the README
+used (run after each test, so a leak fails the test that caused it), and the figures docs/reliability.md
 quotes, printed at the end of the run.
 """
 
@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import ACCESS, REFRESH, Sandbox
 from tests.tokenserver import TokenServer
 
-# Figures of the last run, printed in the terminal summary (README "Reliability").
+# Figures of the last run, printed in the terminal summary (docs/reliability.md).
 FIGURES: collections.Counter[str] = collections.Counter()
 # The one line a user sees; the debug sink's lines carry a level and are left out.
 DEBUG_LINE = re.compile(r"^claude-wrap: (TRACE|DEBUG|INFO|SUCCESS|WARNING|ERROR|CRITICAL): ")
