@@ -1,6 +1,6 @@
 """Guests borrow an owner's login (claude_wrap/guest.py), with real parts: a real sshd on
-127.0.0.1 with a key made for the test and the forced-command line of docs/guests.md, the owner and each
-guest in HOMEs of their own, the owner's token endpoint a real server on loopback, the fake
+127.0.0.1 with a key made for the test and the forced-command line of docs/guests.md, the owner
+and each guest in HOMEs of their own, the owner's token endpoint a real server on loopback, the fake
 claude answering in the guest. The whole module runs in a loopback-only network namespace.
 """
 

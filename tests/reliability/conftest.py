@@ -1,7 +1,7 @@
 """Fixtures of the reliability suite: a sandbox that runs everything with CLAUDE_WRAP_DEBUG=1 and
 keeps what each process printed, a scan of those outputs and of every log for every token a test
-used (run after each test, so a leak fails the test that caused it), and the figures docs/reliability.md
-quotes, printed at the end of the run.
+used (run after each test, so a leak fails the test that caused it), and the figures
+docs/reliability.md quotes, printed at the end of the run.
 """
 
 from __future__ import annotations
