@@ -76,7 +76,7 @@ class Guard:
         # No file to be told about (the Keychain): wake each period and compare identities.
         timeout = None if watcher.files else self.period
         last = storage.identity()
-        warm_up()
+        warm_up(self.env)
         while not watcher.interrupted:
             watcher.wait(timeout)
             ident = storage.identity()
@@ -89,18 +89,21 @@ class Guard:
                 pass
 
 
-def warm_up() -> None:
-    """Import what a repair needs now, in the guard's thread, while nothing is wrong: the first
-    repair of a session then takes milliseconds, not the ~0.3 s of importing loguru and the
-    rest (measured: a stream-json session's first repair, 410 ms before, see tests/test_repair).
-    Only sessions that stay open get here."""
+def warm_up(env: Mapping[str, str]) -> None:
+    """Import what a repair needs now, in the guard's thread, while nothing is wrong, and set the
+    log up: the first repair of a session then takes milliseconds. Measured on a stripped login
+    with a good token (recover.heal, in-process): 62 ms when only log, refresher and restore were
+    imported here (loguru, renewal and the log's sink were still loaded by the repair itself, the
+    window in which claude's next read could still meet the stripped file), 4.7 ms with them
+    (410 ms before any warm-up). Only sessions that stay open get here."""
     from claude_wrap import sitepath  # noqa: PLC0415
 
     sitepath.enable_site()
     try:
-        from claude_wrap import log, refresher, restore  # noqa: F401, PLC0415
+        from claude_wrap import log, refresher, renewal, restore  # noqa: F401, PLC0415
     except ImportError:
-        pass
+        return
+    log.logger(env)  # the sink opens its file on the first line only (delay): nothing written
 
 
 def heal_inline(env: Mapping[str, str]) -> Callable[[tuple[int, ...] | None], None]:

@@ -58,6 +58,7 @@ def logger(env: Mapping[str, str] = os.environ) -> Logger:
             diagnose=False,
             backtrace=False,
             enqueue=False,
+            delay=True,  # no file until a line is written: a guard sets the log up in advance
             format="{time:YYYY-MM-DD HH:mm:ss.SSS} {process} {level} {message}",
             # 0600 from birth, rotated files too (the opener is handed to open()).
             opener=lambda name, flags: os.open(name, flags, 0o600),
