@@ -524,7 +524,14 @@ class Soak:
             else:
                 k["other"] += 1
             if record.outcome != "ok" and len(k["examples"]) < 5:
-                k["examples"].append(record.detail)
+                # When, from the soak's start, so that a failure can be found in the shim's log
+                # and beside the hostile's rewrites (--keep keeps both).
+                at = record.started - self.started
+                near = min(self.hostile_writes, key=lambda w: abs(w - record.started), default=None)
+                hostile = f" (the hostile's nearest rewrite {near - record.started:+.2f} s)" if (
+                    near is not None) else ""
+                k["examples"].append(f"at {at:.1f} s{hostile}, {record.outcome}: "
+                                     f"{record.detail}".rstrip())
         refreshes: Counter[str] = Counter()
         invalid: Counter[str] = Counter()
         revokes: Counter[str] = Counter()
