@@ -267,3 +267,60 @@ def test_the_replay_copy_gives_the_same_bytes_at_each_launch_wherever_it_is_kept
     assert got == [blob, blob]
     assert list(tmp_path.iterdir()) == []  # an unlinked file leaves no name behind
     copy.free()
+
+
+@pytest.mark.parametrize("where", ["pipes", "pipes, then the file", "pipes, then the heap"])
+def test_the_replay_tail_kept_in_pipes_gives_the_same_bytes_at_each_launch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """pipes.Replay.tee_to on real pipes: past its first MiB the copy is tee'd to the child and
+    its pages kept in pipes of ours; a replay moves them into the file first. Out of pipes (here
+    2 allowed, as a user's pipe-page limit would do) it goes on in the file, or our heap."""
+    if where != "pipes":
+        monkeypatch.setattr(pipes, "MAX_KEPT_PIPES", 2)
+    memfd = where != "pipes, then the heap"
+    copy = pipes.Replay(16 * MIB, {"TMPDIR": str(tmp_path / "missing")}, memfd=memfd)
+    blob = os.urandom(6 * MIB + 5)
+    src_r, src_w = os.pipe()
+    os.set_blocking(src_r, False)
+    writer = threading.Thread(target=lambda: (os.write(src_w, blob), os.close(src_w)))
+    writer.start()
+    got: list[bytes] = [b"", b""]
+    most_in_pipes = 0
+    for launch in range(2):
+        dst_r, dst_w = os.pipe()
+        os.set_blocking(dst_w, False)
+        reader = threading.Thread(
+            target=lambda i=launch: got.__setitem__(i, _read_all(dst_r))  # type: ignore[misc]
+        )
+        reader.start()
+        while launch == 0 and not copy.eof:
+            n = copy.tee_to(src_r, dst_w) if copy.can_tee() else copy.take_from(src_r)
+            most_in_pipes = max(most_in_pipes, copy.in_pipes)
+            if n == 0:
+                copy.eof = True
+            while copy.backlog:
+                copy.give_to(dst_w)
+        while copy.backlog:
+            copy.give_to(dst_w)
+        os.close(dst_w)
+        reader.join()
+        copy.rewind()
+    writer.join()
+    os.close(src_r)
+    assert copy.kept == []  # the replay read them into the file: no pipe of ours left open
+    if where == "pipes":
+        assert most_in_pipes >= 4 * MIB  # the tail went through tee, not the file
+    else:
+        assert copy.tee is False and 0 < most_in_pipes <= 2 * MIB
+    assert (copy.fd >= 0) == memfd
+    assert got == [blob, blob]
+    copy.free()
+
+
+def _read_all(fd: int) -> bytes:
+    out = b""
+    while chunk := os.read(fd, 1 << 20):
+        out += chunk
+    os.close(fd)
+    return out
