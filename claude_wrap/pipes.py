@@ -25,16 +25,13 @@ from claude_wrap import detect, paths, process
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
 
 CHUNK = 65536  # a pipe's capacity, the most one read from it returns
 SPLICE_LEN = 1 << 20  # a splice moves what the pipes hold, up to this
 MORE, IDLE, EOF = "more", "idle", "eof"
 TURNS = 16  # moves of stdin per wake-up, at most: then the outputs get their turn
 CHILD_PIPE = 1 << 20  # the child's stdin pipe, when stdin is a stream: fewer, larger moves
-TEE_AFTER = 1 << 20  # the replay's first bytes go into its file; past them, tee (Replay.tee_to)
-KEPT_PIPE = 1 << 20  # each pipe that keeps the replay's tail (pipe-max-size, by default)
-MAX_KEPT_PIPES = 96  # 64 MiB in full pages takes 64; pages filled sparsely go to the file
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
 
 
@@ -93,20 +90,9 @@ class Replay:
     (`backlog` bytes are in it that the child has not taken yet). Kept only while a replay could
     still happen: past the limit, or once the run cannot be retried (its output was judged
     healthy), it stops growing, is freed once the child has the backlog, and stdin then goes to
-    the child without passing through it.
+    the child without passing through it."""
 
-    Past the first TEE_AFTER bytes of a piped stdin the copy costs no copying at all (`tee_to`):
-    tee(2) duplicates the pipe's pages into the child's pipe, and splice(2) moves the same pages
-    on into pipes of ours, kept as the replay's tail. Writing the pages into the memory file ran
-    at 200-900 MiB/s where a splice runs at 1-2 GiB/s (bench/run stdin), so the 64 MiB replay
-    was what held stdin through the relay to 0.63-0.73x direct. The kernel holds those pages
-    (not our heap, nothing mapped); a replay, which happens only after a login failure, first
-    moves them into the file and goes on from there."""
-
-    __slots__ = (
-        "dropped", "env", "eof", "fd", "heap", "in_pipes", "kept", "limit", "memfd", "on",
-        "pipe_w", "sent", "size", "tee",
-    )
+    __slots__ = ("dropped", "env", "eof", "fd", "heap", "limit", "memfd", "on", "sent", "size")
 
     def __init__(self, limit: int, env: Mapping[str, str], *, memfd: bool = True) -> None:
         self.limit = limit
@@ -119,13 +105,6 @@ class Replay:
         self.dropped = False  # past the limit: this invocation will not retry
         self.on = True  # still copying
         self.eof = False
-        # The tail kept in pipes of ours (tee_to): their read ends in order, the write end of the
-        # last one while it has room, and how many bytes they hold; `tee` is libc's, once looked
-        # up (None: not yet, False: not to be had).
-        self.kept: list[int] = []
-        self.pipe_w = -1
-        self.in_pipes = 0
-        self.tee: Callable[..., int] | bool | None = None
 
     @property
     def backlog(self) -> int:
@@ -139,7 +118,6 @@ class Replay:
     def take_from(self, src: int) -> int | None:
         """Splice what `src` holds into the file: the count (0: end of file), None when there
         was nothing, -1 when it cannot be spliced (read it and `add` it instead)."""
-        self._unpipe()
         fd = self._file()
         if fd < 0:
             return -1
@@ -157,7 +135,6 @@ class Replay:
     def add(self, data: bytes) -> None:
         if not data:
             return
-        self._unpipe()
         fd = self._file()
         if fd >= 0:
             view = memoryview(data)
@@ -169,118 +146,6 @@ class Replay:
         else:
             self.heap += data
         self._grew(len(data))
-
-    def can_tee(self) -> bool:
-        """Whether tee_to may be tried now: the copy is on, the child has all of it so far, and
-        it is large enough that stdin is a stream worth it (`echo hi | claude -p` never asks for
-        libc's tee)."""
-        if not self.on or self.backlog or self.size < TEE_AFTER or self.tee is False:
-            return False
-        if self.tee is None:
-            try:
-                self.tee = process.libc_function("tee", "l", "i", "i", "L", "I")
-            except Exception:  # noqa: BLE001 - _ctypes is private, or no tee: copy as before
-                self.tee = False
-                return False
-        return True
-
-    def tee_to(self, src: int, dst: int) -> int | None:
-        """Give the child (`dst`, a pipe) what the pipe `src` holds and keep the same bytes, with
-        no copy: the count (0: end of file), None when `src` is empty or `dst` full (tee cannot
-        tell which), -1 when the pipes cannot be teed (use take_from). OSError EPIPE when the
-        child closed its stdin."""
-        tee = self.tee
-        assert callable(tee)
-        n = tee(src, dst, SPLICE_LEN, os.SPLICE_F_NONBLOCK)
-        if n < 0:
-            import _ctypes  # noqa: PLC0415 - already loaded: tee came from it
-
-            err = _ctypes.get_errno()
-            if err == errno.EAGAIN:
-                return None
-            if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF):
-                self.tee = False
-                return -1
-            raise OSError(err, os.strerror(err))
-        if n == 0:
-            return 0
-        # The child has these n bytes now; they are still at the head of `src`: move exactly
-        # them into our pipes (or, should those fail, the file), so that src's next byte is new.
-        left = n
-        while left and self.tee:
-            try:
-                if self.pipe_w < 0:
-                    self._new_pipe()
-                moved = os.splice(src, self.pipe_w, left, flags=os.SPLICE_F_NONBLOCK)
-            except BlockingIOError:  # this pipe of ours is full: start the next one
-                os.close(self.pipe_w)
-                self.pipe_w = -1
-                continue
-            except OSError:  # out of fds or pipe pages (a user's limit): the file from here
-                self.tee = False
-                break
-            left -= moved
-            self.in_pipes += moved
-            self.size += moved
-        if left:
-            self._unpipe()
-            self._keep_in_file(src, left)
-        self.sent = self.size
-        self._grew(0)
-        if not self.on:
-            self.free()  # the child has it all: past the limit, nothing more is kept
-        return n
-
-    def _new_pipe(self) -> None:
-        if len(self.kept) >= MAX_KEPT_PIPES:
-            raise OSError(errno.EMFILE, "enough pipes")  # sparse pages: the file does better
-        r, w = os.pipe()
-        self.kept.append(r)
-        self.pipe_w = w
-        import fcntl  # noqa: PLC0415 - loaded already for the child's pipe (_widen)
-
-        if fcntl.fcntl(w, getattr(fcntl, "F_SETPIPE_SZ", 1031), KEPT_PIPE) < KEPT_PIPE:
-            raise OSError(errno.ENOMEM, "a small pipe")
-
-    def _keep_in_file(self, src: int, count: int) -> None:
-        """Move `count` bytes that `src` holds (tee saw them) into the file, or the heap."""
-        fd = self._file()
-        while count:
-            if fd >= 0:
-                n = os.splice(src, fd, count, offset_dst=self.size)
-            else:
-                data = os.read(src, min(count, CHUNK))
-                self.heap += data
-                n = len(data)
-            if n <= 0:
-                raise OSError(errno.EIO, "stdin ended before what tee saw in it")
-            count -= n
-            self.size += n
-
-    def _unpipe(self) -> None:
-        """Move what our pipes keep into the file, in order, and close them: before anything is
-        added to the file, and before a replay reads it."""
-        if self.pipe_w >= 0:
-            os.close(self.pipe_w)
-            self.pipe_w = -1
-        if not self.kept:
-            return
-        fd = self._file()
-        at = self.size - self.in_pipes
-        for r in self.kept:
-            while True:
-                if fd >= 0:
-                    n = os.splice(r, fd, SPLICE_LEN, offset_dst=at)
-                else:
-                    data = os.read(r, CHUNK)
-                    self.heap += data
-                    n = len(data)
-                if n == 0:
-                    break
-                at += n
-            os.close(r)
-        self.kept = []
-        self.in_pipes = 0
 
     def _grew(self, n: int) -> None:
         self.size += n
@@ -315,7 +180,6 @@ class Replay:
 
     def rewind(self) -> None:
         """For the next launch: the whole copy is its backlog."""
-        self._unpipe()
         self.sent = 0
 
     def stop(self) -> None:
@@ -325,12 +189,6 @@ class Replay:
             self.free()
 
     def free(self) -> None:
-        for fd in (*self.kept, self.pipe_w):
-            if fd >= 0:
-                os.close(fd)
-        self.kept = []
-        self.pipe_w = -1
-        self.in_pipes = 0
         if self.fd >= 0:
             os.close(self.fd)
         self.fd = -1 if self.fd != -2 else -2
@@ -732,8 +590,7 @@ class Launch:
                 if moved is None:
                     return
                 if moved > 0:
-                    if copy.backlog:  # not when tee gave it to the child already
-                        self._feed_child()
+                    self._feed_child()
                     if copy.backlog or self.inp < 0:
                         return  # the child is full (or gone): poll for it
                     continue
@@ -772,20 +629,6 @@ class Launch:
     def _copy_stdin(self) -> int | None:
         """Take what fd 0 has into the replay copy: the count (0: its end), None: nothing now."""
         s = self.streams
-        if s.splice_in and s.stdin_stream and self.inp >= 0 and s.copy.can_tee():
-            try:
-                moved = s.copy.tee_to(0, self.inp)
-            except OSError as exc:
-                if exc.errno != errno.EPIPE:
-                    raise
-                self._child_stdin_gone()
-                return None
-            if moved is None:
-                # fd 0 is empty (poll again) or the child's pipe is full (wait for it).
-                self.child_full = _ready(0, select.POLLIN, 0)
-                return None
-            if moved >= 0:
-                return moved
         try:
             moved = s.copy.take_from(0) if s.splice_in else -1
         except OSError:

@@ -187,29 +187,19 @@ def _prctl() -> Callable[..., int] | None:
 def _light_prctl() -> Callable[..., int]:
     """prctl through `_ctypes` alone, the way ctypes.CDLL looks a function up, without importing
     ctypes itself: 0.7-1.1 ms instead of 4.7-6.7 ms here, on every watched run."""
-    return libc_function("prctl", "i")
-
-
-def libc_function(name: str, restype: str, *argtypes: str) -> Callable[..., int]:
-    """The C library's `name`, through `_ctypes` alone (see _light_prctl), its result and
-    arguments given as ctypes type codes ("i" int, "I" unsigned, "l" long, "L" unsigned long);
-    no argtypes: Python ints go as C ints. Errors set errno, read with `_ctypes.get_errno()`.
-    Raises (AttributeError, OSError, ...) when it cannot be had: callers fall back."""
     import _ctypes  # noqa: PLC0415 - see above
 
-    def simple(code: str) -> type:
-        return type(f"C_{code}", (_ctypes._SimpleCData,), {"_type_": code})
+    class Int(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_int
+        _type_ = "i"
 
     class Function(_ctypes.CFuncPtr):
         _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-        _restype_ = simple(restype)
-        if argtypes:
-            _argtypes_ = tuple(simple(code) for code in argtypes)
+        _restype_ = Int
 
     class Libc:  # what CFuncPtr wants of a library: its handle
         _handle = _ctypes.dlopen(None, _ctypes.RTLD_LOCAL)  # type: ignore[arg-type]  # the program
 
-    function: Callable[..., int] = Function((name, Libc))  # type: ignore[arg-type]
+    function: Callable[..., int] = Function(("prctl", Libc))  # type: ignore[arg-type]
     return function
 
 
