@@ -5,6 +5,7 @@ copy of stdin kept for a replay is bounded, and let go of once no replay can hap
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import socket
@@ -140,6 +141,49 @@ def test_large_input_reaches_claude_byte_for_byte_from_any_stdin(
     lines = out.decode().splitlines()
     assert lines[-1] == f"{len(blob)} {hashlib.sha256(blob).hexdigest()}"
     assert lines[:-1] == (["reading"] if first else [])
+
+
+def test_a_relayed_run_grows_the_pipe_its_stdin_comes_through(
+    logged_in: Sandbox, tmp_path: Path
+) -> None:
+    """To pipes.CHILD_PIPE, from the default 64 KiB: fewer, larger moves; the bytes arrive the
+    same."""
+    logged_in.fake.write_text(READER)
+    blob = _blob(tmp_path / "blob", 4 * MIB + 99)
+    r, w = os.pipe()
+    assert fcntl.fcntl(w, fcntl.F_GETPIPE_SZ) < pipes.CHILD_PIPE
+    argv = [str(logged_in.shim), "-p", "hi"]
+    env = logged_in.shim_env(CLAUDE_WRAP_REPLAY_LIMIT=str(MIB))
+    with subprocess.Popen(argv, env=env, stdin=r, stdout=subprocess.PIPE) as proc:
+        os.close(r)
+        os.write(w, blob)  # through only once the relay has started taking stdin
+        size = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
+        os.close(w)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    assert size == pipes.CHILD_PIPE
+    assert out.decode().splitlines() == [f"{len(blob)} {hashlib.sha256(blob).hexdigest()}"]
+
+
+def test_a_pipe_already_larger_is_not_shrunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever made stdin's pipe may have grown it past what we would: _widen only grows.
+    (CHILD_PIPE lowered here: a pipe above pipe-max-size needs CAP_SYS_RESOURCE.)"""
+    monkeypatch.setattr(pipes, "CHILD_PIPE", 256 * 1024)
+    r, w = os.pipe()
+    try:
+        big_r, big_w = os.pipe()
+        try:
+            fcntl.fcntl(big_w, fcntl.F_SETPIPE_SZ, MIB)
+            pipes._widen(w)
+            pipes._widen(big_w)
+            assert fcntl.fcntl(w, fcntl.F_GETPIPE_SZ) == 256 * 1024
+            assert fcntl.fcntl(big_w, fcntl.F_GETPIPE_SZ) == MIB
+        finally:
+            os.close(big_r)
+            os.close(big_w)
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def test_a_failed_run_gets_megabytes_of_stdin_replayed_exactly(
