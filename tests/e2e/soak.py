@@ -13,8 +13,13 @@ buffer cannot be changed, so the token endpoint grants `expires_in = ttl` slight
 was issued. That is the compressed token lifetime. The Messages endpoint honours an access token
 for that lifetime plus `grace` (5 s), not for the 310 s promised, so that a token kept past its
 compressed life does get its 401, as it would in real use. The shim and the keeper refresh
-`window = 300 + 0.3 * lifetime` s before `expiresAt` (7 s into a 10 s life), i.e. a little before
-Claude Code would, as their 10-minute default does against the real 8-hour tokens.
+`window` s before `expiresAt`: their 10-minute default against the real 8-hour tokens, compressed
+the same way (`300 + WINDOW_SHARE * lifetime`: 300 s plus the 1.05 % of a lifetime that the
+default's 300 s beyond Claude Code's buffer are of the 28 500 s beyond it), so they act a little
+before Claude Code would, as they do in real use. Until the fifth session the window was
+`300 + 0.3 * lifetime`: claude-wrap refreshed at 70 % of each lifetime, at least 1.43 times per
+lifetime where nobody else refreshed, which no real default does and which issue 14's goal (at
+most 1.2 per lifetime) could not tell from needless spending.
 
 What runs, each at random intervals (seeded): `claude --print` through the shim (`concurrency`
 workers), the real `claude --print` directly (as editors' bundled binaries run it),
@@ -50,6 +55,9 @@ from .isolation import MCP_OAUTH, TUI_READY, ClaudeHome
 from .tlsproxy import OAuthProxy, mint_throwaway_ca
 
 CLAUDE_BUFFER_S = 300.0  # the real binary refreshes this long before expiresAt
+# claude-wrap's default window (paths.DEFAULT_REFRESH_WINDOW_S, 600 s) against a real 8-hour
+# token, past Claude Code's own buffer: (600 - 300) / (28800 - 300) of a lifetime.
+WINDOW_SHARE = (600.0 - CLAUDE_BUFFER_S) / (8 * 3600.0 - CLAUDE_BUFFER_S)
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE_AGENT = "soak-hostile/"
 
@@ -93,7 +101,7 @@ class Config:
 
     @property
     def window(self) -> float:
-        return CLAUDE_BUFFER_S + 0.3 * self.lifetime
+        return CLAUDE_BUFFER_S + WINDOW_SHARE * self.lifetime
 
 
 @dataclass
