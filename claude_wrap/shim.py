@@ -153,24 +153,12 @@ def _take_turn(
     from claude_wrap import flock  # noqa: PLC0415 - fcntl, only when the login is due
 
     try:
-        held = flock.take_turn(os.path.dirname(cred), paths.lock_wait(env), lambda: _warm_up(env))
+        held = flock.take_turn(os.path.dirname(cred), paths.lock_wait(env))
     except OSError:
         return None, False  # no folder to lock: nothing to wait for; the slow path says why
     if held is not None:
         return held, False
     return None, fastpath.still_ok(cred, window_ms, _now_ms())
-
-
-def _warm_up(env: Mapping[str, str]) -> None:
-    """While waiting on the flock: import what running claude needs right after the wait
-    (flock._in_background says why). A headless watched run's relay, and `_ctypes`, which its fork
-    looks prctl up with; an exec'd run `process` alone, which the relay imports too."""
-    if paths.watching(env) and not (os.isatty(0) and os.isatty(1)):
-        import _ctypes  # noqa: F401, PLC0415 - see process._light_prctl
-
-        from claude_wrap import relay  # noqa: F401, PLC0415 - for later, see above
-    else:
-        from claude_wrap import process  # noqa: F401, PLC0415 - for later, see above
 
 
 def _slow_preflight(env: Mapping[str, str], held: FolderFlock | None) -> None:

@@ -136,35 +136,6 @@ def test_a_waiting_shim_refreshes_itself_when_the_holder_left_the_login_due(
     assert sandbox.oauth()["accessToken"] == token_server.issued[0]["access_token"]
 
 
-def test_a_waiting_shim_imports_the_relay_while_it_waits(
-    sandbox: Sandbox, token_server: TokenServer
-) -> None:
-    """The relay's imports fill the wait (flock._in_background), not the time after it: the
-    shim reports them while the holder still holds the flock, and then runs claude as usual."""
-    sandbox.write(login_doc(expires_in_s=-60))
-    holder = _hold_flock(sandbox)
-    assert holder.stdin is not None and holder.stdout is not None
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        shim = _start_shim(sandbox, sandbox.shim_env())
-        assert shim.stderr is not None
-        seen = _until_at_the_flock(shim.stderr)
-        for line in iter(shim.stderr.readline, b""):
-            seen.append(line)
-            if _imported(line) == "claude_wrap.relay":
-                break
-        else:
-            raise AssertionError(b"".join(seen).decode(errors="replace"))
-        assert shim.poll() is None  # still waiting: the holder has not let go
-        assert token_server.requests == []
-    finally:
-        holder.stdin.close()  # let go, having refreshed nothing
-        holder.wait(timeout=30)
-    out, _ = _finish(shim, seen)
-    assert out.startswith(b"fake answer")
-    assert len(token_server.requests) == 1  # the login was left due: the shim refreshed it
-
-
 def test_a_flock_held_past_the_lock_wait_is_one_line_and_claude_runs(
     sandbox: Sandbox, token_server: TokenServer
 ) -> None:
