@@ -48,6 +48,7 @@ from typing import Any
 import pexpect
 
 from claude_wrap import login as judge_login
+from claude_wrap import paths
 
 from ..tokenserver import RELAYED_AGENT, TokenFamilies, TokenServer
 from .fakeapi import ApiRequest, FakeAnthropicAPI
@@ -55,9 +56,9 @@ from .isolation import MCP_OAUTH, TUI_READY, ClaudeHome
 from .tlsproxy import OAuthProxy, mint_throwaway_ca
 
 CLAUDE_BUFFER_S = 300.0  # the real binary refreshes this long before expiresAt
-# claude-wrap's default window (paths.DEFAULT_REFRESH_WINDOW_S, 600 s) against a real 8-hour
-# token, past Claude Code's own buffer: (600 - 300) / (28800 - 300) of a lifetime.
-WINDOW_SHARE = (600.0 - CLAUDE_BUFFER_S) / (8 * 3600.0 - CLAUDE_BUFFER_S)
+# claude-wrap's default window against a real 8-hour token, past Claude Code's own buffer:
+# (600 - 300) / (28800 - 300) of a lifetime.
+WINDOW_SHARE = (paths.DEFAULT_REFRESH_WINDOW_S - CLAUDE_BUFFER_S) / (8 * 3600.0 - CLAUDE_BUFFER_S)
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE_AGENT = "soak-hostile/"
 
