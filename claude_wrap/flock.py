@@ -7,6 +7,15 @@ herd of shims started at once on one expired login, one refreshes while the othe
 kernel, having imported nothing, and go straight on once the login is fine (bench/run
 contention: each waiter used to import `site`, the refresher and their dependencies first).
 
+The holder also closes a gate on its waiters while it gets its request ready (`hold_gate`):
+an exclusive flock of the credentials file, opened again once the request is on the wire
+(`open_gate`). The waiters wait at the gate first, then warm up (import what they will run
+next), then wait for the folder's flock. So their imports run while the holder waits on the
+network, instead of on the CPU the holder is importing httpx and building its client with, or
+after the refresh, when all of them wake at once (bench/run contention). A holder that sends
+nothing opens the gate when it lets go of the flock; a waiter that finds no gate warms up at
+once: the gate only orders work, it never decides who refreshes.
+
 Only builtins and fcntl here: this runs in the shim before `site`.
 """
 
@@ -17,6 +26,11 @@ import _signal  # type: ignore[import-not-found]  # no typeshed stub
 import errno
 import fcntl
 import os
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class FolderFlock:
@@ -25,6 +39,7 @@ class FolderFlock:
     def __init__(self, folder: str) -> None:
         # O_CLOEXEC: a claude we exec or start must not inherit it (and hold it while it runs).
         self.fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.gate = -1
 
     def try_acquire(self) -> bool:
         try:
@@ -35,7 +50,28 @@ class FolderFlock:
             raise
         return True
 
+    def hold_gate(self, path: str) -> None:
+        """Close the gate (the module's docstring) on the file at `path`, if we can at once:
+        without it, waiters warm up straight away, as they did before there was a gate."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return
+        self.gate = fd
+
+    def open_gate(self) -> None:
+        """Our request is out: let the waiters warm up. Idempotent."""
+        if self.gate >= 0:
+            os.close(self.gate)
+            self.gate = -1
+
     def release(self) -> None:
+        self.open_gate()
         if self.fd >= 0:
             os.close(self.fd)  # closing drops the flock
             self.fd = -1
@@ -52,28 +88,52 @@ class HeldFlock(FolderFlock):
     def try_acquire(self) -> bool:
         return True
 
+    def open_gate(self) -> None:
+        pass  # the gate is its owner's to open
+
     def release(self) -> None:
         pass
 
 
-def take_turn(folder: str, wait_s: float) -> FolderFlock | None:
+def take_turn(
+    folder: str, wait_s: float, gate: str = "", warm: Callable[[], None] | None = None
+) -> FolderFlock | None:
     """Before a refresh: the folder's flock when we got it at once (we go first: hold it through
-    the refresh, see lock.refresh_locks). Otherwise another process of ours holds it, most likely
-    refreshing: wait until it is done, then None, the flock released again (judge the login
+    the refresh, see lock.refresh_locks), with the gate on `gate` closed (the module's
+    docstring). Otherwise another process of ours holds it, most likely refreshing: wait at the
+    gate, call `warm`, wait for the flock, then None, the flock released again (judge the login
     afresh: it is most likely fine now).
 
-    Raises OSError when the folder cannot be opened, LockTimeoutError after `wait_s`.
+    Raises OSError when the folder cannot be opened, LockTimeoutError after `wait_s` in all.
     """
     flock = FolderFlock(folder)
+    deadline = time.monotonic() + wait_s
     try:
         if flock.try_acquire():
+            if gate:
+                flock.hold_gate(gate)
             return flock
-        _wait(flock, folder, wait_s)
+        if warm is not None:
+            if gate:
+                _wait_at_gate(gate, folder, deadline, wait_s)
+            warm()
+        _wait(flock.fd, folder, deadline, wait_s)
     except BaseException:
         flock.release()
         raise
     flock.release()  # our turn: the login is most likely fine now, which the caller checks
     return None
+
+
+def _wait_at_gate(gate: str, folder: str, deadline: float, wait_s: float) -> None:
+    try:
+        fd = os.open(gate, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # no file, no gate: warm up now
+    try:
+        _wait(fd, folder, deadline, wait_s)
+    finally:
+        os.close(fd)  # drops our shared flock of it at once: the next holder's gate is free
 
 
 class _Late(Exception):  # noqa: N818 - control flow, never shown
@@ -84,16 +144,17 @@ def _late(_signum: int, _frame: object) -> None:
     raise _Late
 
 
-def _wait(flock: FolderFlock, folder: str, wait_s: float) -> None:
-    """Wait in the kernel until the holder lets go, with SIGALRM to bound the wait: polling
+def _wait(fd: int, folder: str, deadline: float, wait_s: float) -> None:
+    """Wait in the kernel until the holder lets go of `fd`'s file, with SIGALRM to bound the
+    wait at `deadline` (`wait_s` is the whole wait's length, for the message): polling
     every 10 ms cost each of 31 waiting shims about 5 ms of CPU (bench/run contention, 41-46
     -> 35-40 ms each). Shared: all the waiters get it at once when the holder lets go, instead
     of queueing for it one after another."""
     old = _signal.signal(_signal.SIGALRM, _late)
     try:
-        _signal.setitimer(_signal.ITIMER_REAL, max(wait_s, 0.001))
+        _signal.setitimer(_signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
         try:
-            fcntl.flock(flock.fd, fcntl.LOCK_SH)
+            fcntl.flock(fd, fcntl.LOCK_SH)
         finally:
             _signal.setitimer(_signal.ITIMER_REAL, 0)
     except _Late:

@@ -95,6 +95,7 @@ def refresh_tokens(
     sleep: Any = time.sleep,
     latest: Callable[[], tuple[str, list[str]]] | None = None,
     user_agent: str | None = None,
+    sent: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """POST the refresh grant as Claude Code does; returns the validated token response.
 
@@ -104,6 +105,7 @@ def refresh_tokens(
     takes no lock may spend the token between our read of the file and our request; asking the
     file again at the last moment shrinks that window from the client's setup (an SSL context,
     a second or more on a loaded machine) to a few microseconds.
+    `sent`, when given, is called once a request has left in full (before its answer).
     """
     import httpx  # noqa: PLC0415 - only a process that really refreshes pays for it
 
@@ -127,6 +129,13 @@ def refresh_tokens(
     retry_after: float | None = None
     # trust_env: honour HTTPS_PROXY / NO_PROXY / SSL_CERT_FILE as Claude Code does, or users
     # behind a corporate proxy could never refresh.
+    def trace(event: str, _info: object) -> None:
+        # httpcore's trace extension (http11.send_request_body.complete, or http2's): the
+        # request is on the wire. Were the name ever to change, `sent` would not be called
+        # and the caller's waiters would warm up later, after the answer: slower, never wrong.
+        if sent is not None and event.endswith(".send_request_body.complete"):
+            sent()
+
     with httpx.Client(follow_redirects=False) as client:
         # The budget is for the network, so it starts once the client is built: loading the CA
         # bundle can take seconds on a loaded machine, and used to leave no time for any request.
@@ -141,7 +150,13 @@ def refresh_tokens(
                 refresh_token, scopes = latest()
             payload = body(refresh_token, scopes)
             try:
-                response = client.post(url, content=payload, headers=headers, timeout=timeout)
+                response = client.post(
+                    url,
+                    content=payload,
+                    headers=headers,
+                    timeout=timeout,
+                    extensions={"trace": trace},
+                )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 # The connection never opened, so the token never left: safe to try again.
                 reason = _connect_reason(exc)

@@ -167,9 +167,24 @@ def reset_child_signals() -> None:
     _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
 
 
+_prctl_found: list[Callable[..., int] | None] = []  # looked up once: the answer never changes
+
+
+def prepare_spawn() -> None:
+    """Do now what `spawn` would do first (look prctl up), for a process with time to spare
+    (shim._warm_up)."""
+    _prctl()
+
+
 def _prctl() -> Callable[..., int] | None:
     """libc's prctl on Linux, None elsewhere. Looked up before fork: importing after fork in a
     process that may have threads is not safe."""
+    if not _prctl_found:
+        _prctl_found.append(_find_prctl())
+    return _prctl_found[0]
+
+
+def _find_prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:

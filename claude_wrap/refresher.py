@@ -419,6 +419,8 @@ def _refresh(  # noqa: PLR0917 - private, called once
                 budget_s=paths.refresh_budget(env),
                 latest=freshest,
                 user_agent=binary.user_agent(release),
+                # The request is out: our waiting shims may use the CPU now (flock.py).
+                sent=held.open_gate if held is not None else None,
             )
         except (RefreshRejectedError, RefreshOutcomeUnknownError) as exc:
             _failed_tokens[_token_of(sent)] = exc

@@ -153,12 +153,35 @@ def _take_turn(
     from claude_wrap import flock  # noqa: PLC0415 - fcntl, only when the login is due
 
     try:
-        held = flock.take_turn(os.path.dirname(cred), paths.lock_wait(env))
+        held = flock.take_turn(
+            os.path.dirname(cred), paths.lock_wait(env), cred, lambda: _warm_up(env)
+        )
     except OSError:
         return None, False  # no folder to lock: nothing to wait for; the slow path says why
     if held is not None:
         return held, False
     return None, fastpath.still_ok(cred, window_ms, _now_ms())
+
+
+def _warm_up(env: Mapping[str, str]) -> None:
+    """While the holder of the flock waits on the network (flock.py: the gate), import what
+    this run needs once its turn comes, so that the 31 others of a herd do not all import it
+    at the moment the refresh lands (bench/run contention). Only a head start: whatever fails
+    here fails again, and is reported, where it is needed."""
+    try:
+        from claude_wrap import process  # noqa: PLC0415
+
+        if not paths.watching(env):
+            return
+        if os.isatty(0) and os.isatty(1):
+            enable_site()
+            from claude_wrap import interactive  # noqa: F401, PLC0415
+        else:
+            from claude_wrap import relay  # noqa: F401, PLC0415
+
+            process.prepare_spawn()
+    except Exception:  # noqa: BLE001, S110 - see above
+        pass
 
 
 def _slow_preflight(env: Mapping[str, str], held: FolderFlock | None) -> None:

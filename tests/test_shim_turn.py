@@ -9,9 +9,14 @@ imported claude_wrap.flock), so the holder lets go only once the shim is waiting
 
 from __future__ import annotations
 
+import fcntl
+import os
+import select
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 from typing import IO
 
 from tests.conftest import REPO, Sandbox, login_doc
@@ -154,3 +159,204 @@ def test_a_flock_held_past_the_lock_wait_is_one_line_and_claude_runs(
     assert token_server.requests == []
     assert sandbox.creds.read_bytes() == raw
     assert len(sandbox.runs()) == 1  # claude ran (and, its login expired, said so)
+
+
+# The gate (flock.py): a holder of the folder's flock that is getting its request ready also
+# holds the credentials file's flock; waiters warm up only once it lets go of that one.
+GATE_HOLDER = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from claude_wrap import flock
+held = flock.take_turn(sys.argv[2], 30, sys.argv[3])
+print("held" if held is not None else "not first", flush=True)
+sys.stdin.readline()
+held.open_gate()
+print("gate open", flush=True)
+sys.stdin.readline()
+held.release()
+"""
+GATE_WAITER = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from claude_wrap import flock
+turn = flock.take_turn(sys.argv[2], 30, sys.argv[3], lambda: print("warm", flush=True))
+print("turn" if turn is None else "first", flush=True)
+"""
+
+
+def _blocked_on(pid: int, path: Path) -> bool:
+    """Whether process `pid` waits for a lock of the file at `path` (the kernel's /proc/locks:
+    a waiting request's line has `->` and the holder's pid, device and inode)."""
+    inode = f":{path.stat().st_ino}"
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and str(pid) in fields:
+            at = fields.index(str(pid))
+            if fields[at + 1].endswith(inode):
+                return True
+    return False
+
+
+def _until_blocked_on(proc: subprocess.Popen[str] | subprocess.Popen[bytes], path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not _blocked_on(proc.pid, path):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{proc.pid} never waited on {path}"
+        time.sleep(0.01)
+
+
+def _nothing_said(proc: subprocess.Popen[str]) -> bool:
+    assert proc.stdout is not None
+    return not select.select([proc.stdout], [], [], 0)[0]
+
+
+def test_waiters_warm_up_only_once_the_holder_opens_its_gate(sandbox: Sandbox) -> None:
+    sandbox.write(login_doc(expires_in_s=-60))
+    args = [str(REPO), str(sandbox.cfg), str(sandbox.creds)]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", GATE_HOLDER, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    assert holder.stdout.readline().strip() == "held"
+    waiter = subprocess.Popen(
+        [sys.executable, "-c", GATE_WAITER, *args], stdout=subprocess.PIPE, text=True
+    )
+    assert waiter.stdout is not None
+    try:
+        _until_blocked_on(waiter, sandbox.creds)  # at the gate, the holder getting ready
+        assert _nothing_said(waiter)
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "gate open"
+        assert waiter.stdout.readline().strip() == "warm"
+        _until_blocked_on(waiter, sandbox.cfg)  # then waits for the flock itself
+        assert _nothing_said(waiter)
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert waiter.stdout.readline().strip() == "turn"
+    finally:
+        holder.kill()
+        waiter.kill()
+        holder.wait(timeout=30)
+        waiter.wait(timeout=30)
+
+
+def test_a_holder_that_sends_nothing_opens_its_gate_when_it_lets_go(sandbox: Sandbox) -> None:
+    sandbox.write(login_doc(expires_in_s=-60))
+    args = [str(REPO), str(sandbox.cfg), str(sandbox.creds)]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", GATE_HOLDER.replace("held.open_gate()\n", ""), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "gate open"  # but it is not: not asked to
+        waiter = subprocess.Popen(
+            [sys.executable, "-c", GATE_WAITER, *args], stdout=subprocess.PIPE, text=True
+        )
+        assert waiter.stdout is not None
+        _until_blocked_on(waiter, sandbox.creds)
+        holder.stdin.write("\n")  # release(): the gate and the flock at once
+        holder.stdin.flush()
+        assert waiter.stdout.read().split() == ["warm", "turn"]
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert waiter.wait(timeout=30) == 0
+
+
+def test_a_waiter_finds_no_gate_without_a_credentials_file_and_warms_up_at_once(
+    sandbox: Sandbox,
+) -> None:
+    holder = _hold_flock(sandbox)  # holds the folder's flock, no gate (as `claude-wrap refresh`)
+    assert holder.stdin is not None and holder.stdout is not None
+    args = [str(REPO), str(sandbox.cfg), str(sandbox.creds)]
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        waiter = subprocess.Popen(
+            [sys.executable, "-c", GATE_WAITER, *args], stdout=subprocess.PIPE, text=True
+        )
+        assert waiter.stdout is not None
+        assert waiter.stdout.readline().strip() == "warm"
+        _until_blocked_on(waiter, sandbox.cfg)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert waiter.stdout.readline().strip() == "turn"
+    assert waiter.wait(timeout=30) == 0
+
+
+def test_the_refreshing_shim_opens_its_gate_once_its_request_is_out_and_a_waiter_warms_up(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    """Two shims on one expired login: the first takes the flock and refreshes; while the
+    server holds its answer, the second has passed the gate and imported the relay (it warmed
+    up), and is waiting for the flock. Then both run claude on the one new token."""
+    sandbox.write(login_doc(expires_in_s=-60))
+    answer = threading.Event()
+    gate_free: list[bool] = []
+    make = ok()
+
+    def held_answer(server: TokenServer, request: Request) -> Reply:
+        fd = os.open(sandbox.creds, os.O_RDONLY)
+        try:  # the refresher's request is out: its gate (this file's flock) must be open
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if time.monotonic() < deadline:
+                        time.sleep(0.01)
+                        continue
+                    gate_free.append(False)
+                else:
+                    gate_free.append(True)
+                break
+        finally:
+            os.close(fd)
+        answer.wait(30)
+        return make(server, request)
+
+    token_server.script(held_answer)
+    first = subprocess.Popen(
+        [str(sandbox.shim), "-p", "hi"],
+        env=sandbox.shim_env(),
+        cwd=sandbox.root,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        while not gate_free:
+            assert first.poll() is None, first.communicate()
+            time.sleep(0.01)
+        assert gate_free == [True]
+        second = _start_shim(sandbox, sandbox.shim_env())
+        assert second.stderr is not None
+        seen = []
+        for line in iter(second.stderr.readline, b""):
+            seen.append(line)
+            if _imported(line) == "claude_wrap.relay":
+                break
+        assert _imported(seen[-1]) == "claude_wrap.relay", b"".join(seen)
+        _until_blocked_on(second, sandbox.cfg)  # warmed up, waiting for its turn
+    finally:
+        answer.set()
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    out2, said = _finish(second, seen)
+    assert out.startswith(b"fake answer") and out2.startswith(b"fake answer")
+    assert len(token_server.requests) == 1
+    assert [run["access_token"] for run in sandbox.runs()] == [
+        token_server.issued[0]["access_token"]
+    ] * 2
+    for heavy in HEAVY:
+        assert heavy not in said, heavy
