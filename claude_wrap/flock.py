@@ -8,13 +8,15 @@ kernel, having imported nothing, and go straight on once the login is fine (benc
 contention: each waiter used to import `site`, the refresher and their dependencies first).
 
 The holder also closes a gate on its waiters while it gets its request ready (`hold_gate`):
-an exclusive flock of the credentials file, opened again once the request is on the wire
-(`open_gate`). The waiters wait at the gate first, then warm up (import what they will run
-next), then wait for the folder's flock. So their imports run while the holder waits on the
-network, instead of on the CPU the holder is importing httpx and building its client with, or
-after the refresh, when all of them wake at once (bench/run contention). A holder that sends
-nothing opens the gate when it lets go of the flock; a waiter that finds no gate warms up at
-once: the gate only orders work, it never decides who refreshes.
+an exclusive flock of a file of ours named for the folder (`gate_file`, in our state folder;
+not Claude Code's credentials file, so that nobody else's lock can hold our waiters there),
+opened again once the request is on the wire (`open_gate`). The waiters wait at the gate
+first, then warm up (import what they will run next), then wait for the folder's flock. So
+their imports run while the holder waits on the network, instead of on the CPU the holder
+imports httpx and builds its client with, or after the refresh, when all of them wake at once
+(bench/run contention). A holder that sends nothing opens the gate when it lets go of the
+flock; a waiter that finds no gate warms up at once: the gate only orders work, it never
+decides who refreshes.
 
 Only builtins and fcntl here: this runs in the shim before `site`.
 """
@@ -31,6 +33,10 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+
+# O_NONBLOCK: should the name ever be a FIFO, opening it must not wait for a writer.
+_GATE_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
 class FolderFlock:
@@ -50,13 +56,18 @@ class FolderFlock:
             raise
         return True
 
-    def hold_gate(self, path: str) -> None:
-        """Close the gate (the module's docstring) on the file at `path`, if we can at once:
-        without it, waiters warm up straight away, as they did before there was a gate."""
+    def gate_file(self, state: str) -> str:
+        """The gate's file in the folder `state`: one per config folder, by its identity."""
+        st = os.fstat(self.fd)
+        return f"{state}/gate-{st.st_dev}-{st.st_ino}"
+
+    def hold_gate(self, state: str) -> None:
+        """Close the gate (the module's docstring), if we can at once: without it, waiters
+        warm up straight away, as they did before there was a gate."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.gate_file(state), _GATE_FLAGS | os.O_CREAT, 0o600)
         except OSError:
-            return
+            return  # no state folder yet (a first run): no gate, nothing worse
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -96,10 +107,10 @@ class HeldFlock(FolderFlock):
 
 
 def take_turn(
-    folder: str, wait_s: float, gate: str = "", warm: Callable[[], None] | None = None
+    folder: str, wait_s: float, state: str = "", warm: Callable[[], None] | None = None
 ) -> FolderFlock | None:
     """Before a refresh: the folder's flock when we got it at once (we go first: hold it through
-    the refresh, see lock.refresh_locks), with the gate on `gate` closed (the module's
+    the refresh, see lock.refresh_locks), its gate in the folder `state` closed (the module's
     docstring). Otherwise another process of ours holds it, most likely refreshing: wait at the
     gate, call `warm`, wait for the flock, then None, the flock released again (judge the login
     afresh: it is most likely fine now).
@@ -110,12 +121,12 @@ def take_turn(
     deadline = time.monotonic() + wait_s
     try:
         if flock.try_acquire():
-            if gate:
-                flock.hold_gate(gate)
+            if state:
+                flock.hold_gate(state)
             return flock
         if warm is not None:
-            if gate:
-                _wait_at_gate(gate, folder, deadline, wait_s)
+            if state:
+                _wait_at_gate(flock.gate_file(state), folder, deadline, wait_s)
             warm()
         _wait(flock.fd, folder, deadline, wait_s)
     except BaseException:
@@ -127,7 +138,7 @@ def take_turn(
 
 def _wait_at_gate(gate: str, folder: str, deadline: float, wait_s: float) -> None:
     try:
-        fd = os.open(gate, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(gate, _GATE_FLAGS)
     except OSError:
         return  # no file, no gate: warm up now
     try:

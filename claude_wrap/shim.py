@@ -154,7 +154,8 @@ def _take_turn(
 
     try:
         held = flock.take_turn(
-            os.path.dirname(cred), paths.lock_wait(env), cred, lambda: _warm_up(env)
+            os.path.dirname(cred), paths.lock_wait(env), paths.state_dir(env),
+            lambda: _warm_up(env),
         )
     except OSError:
         return None, False  # no folder to lock: nothing to wait for; the slow path says why

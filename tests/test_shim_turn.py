@@ -162,7 +162,7 @@ def test_a_flock_held_past_the_lock_wait_is_one_line_and_claude_runs(
 
 
 # The gate (flock.py): a holder of the folder's flock that is getting its request ready also
-# holds the credentials file's flock; waiters warm up only once it lets go of that one.
+# holds the flock of a file of ours named for the folder; waiters warm up only once it lets go.
 GATE_HOLDER = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -184,6 +184,11 @@ print("turn" if turn is None else "first", flush=True)
 """
 
 
+def _gate(sandbox: Sandbox) -> Path:
+    st = sandbox.cfg.stat()
+    return sandbox.state / "claude-wrap" / f"gate-{st.st_dev}-{st.st_ino}"
+
+
 def _blocked_on(pid: int, path: Path) -> bool:
     """Whether process `pid` waits for a lock of the file at `path` (the kernel's /proc/locks:
     a waiting request's line has `->` and the holder's pid, device and inode)."""
@@ -195,6 +200,13 @@ def _blocked_on(pid: int, path: Path) -> bool:
             if fields[at + 1].endswith(inode):
                 return True
     return False
+
+
+def _state(sandbox: Sandbox) -> Path:
+    """Our state folder, which a first run makes (the gate's file lives there)."""
+    folder = sandbox.state / "claude-wrap"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _until_blocked_on(proc: subprocess.Popen[str] | subprocess.Popen[bytes], path: Path) -> None:
@@ -212,7 +224,7 @@ def _nothing_said(proc: subprocess.Popen[str]) -> bool:
 
 def test_waiters_warm_up_only_once_the_holder_opens_its_gate(sandbox: Sandbox) -> None:
     sandbox.write(login_doc(expires_in_s=-60))
-    args = [str(REPO), str(sandbox.cfg), str(sandbox.creds)]
+    args = [str(REPO), str(sandbox.cfg), str(_state(sandbox))]
     holder = subprocess.Popen(
         [sys.executable, "-c", GATE_HOLDER, *args],
         stdin=subprocess.PIPE,
@@ -226,7 +238,7 @@ def test_waiters_warm_up_only_once_the_holder_opens_its_gate(sandbox: Sandbox) -
     )
     assert waiter.stdout is not None
     try:
-        _until_blocked_on(waiter, sandbox.creds)  # at the gate, the holder getting ready
+        _until_blocked_on(waiter, _gate(sandbox))  # at the gate, the holder getting ready
         assert _nothing_said(waiter)
         holder.stdin.write("\n")
         holder.stdin.flush()
@@ -246,7 +258,7 @@ def test_waiters_warm_up_only_once_the_holder_opens_its_gate(sandbox: Sandbox) -
 
 def test_a_holder_that_sends_nothing_opens_its_gate_when_it_lets_go(sandbox: Sandbox) -> None:
     sandbox.write(login_doc(expires_in_s=-60))
-    args = [str(REPO), str(sandbox.cfg), str(sandbox.creds)]
+    args = [str(REPO), str(sandbox.cfg), str(_state(sandbox))]
     holder = subprocess.Popen(
         [sys.executable, "-c", GATE_HOLDER.replace("held.open_gate()\n", ""), *args],
         stdin=subprocess.PIPE,
@@ -263,7 +275,7 @@ def test_a_holder_that_sends_nothing_opens_its_gate_when_it_lets_go(sandbox: San
             [sys.executable, "-c", GATE_WAITER, *args], stdout=subprocess.PIPE, text=True
         )
         assert waiter.stdout is not None
-        _until_blocked_on(waiter, sandbox.creds)
+        _until_blocked_on(waiter, _gate(sandbox))
         holder.stdin.write("\n")  # release(): the gate and the flock at once
         holder.stdin.flush()
         assert waiter.stdout.read().split() == ["warm", "turn"]
@@ -273,12 +285,10 @@ def test_a_holder_that_sends_nothing_opens_its_gate_when_it_lets_go(sandbox: San
     assert waiter.wait(timeout=30) == 0
 
 
-def test_a_waiter_finds_no_gate_without_a_credentials_file_and_warms_up_at_once(
-    sandbox: Sandbox,
-) -> None:
+def test_a_waiter_that_finds_no_gate_warms_up_at_once(sandbox: Sandbox) -> None:
     holder = _hold_flock(sandbox)  # holds the folder's flock, no gate (as `claude-wrap refresh`)
     assert holder.stdin is not None and holder.stdout is not None
-    args = [str(REPO), str(sandbox.cfg), str(sandbox.creds)]
+    args = [str(REPO), str(sandbox.cfg), str(_state(sandbox))]
     try:
         assert holder.stdout.readline().strip() == "held"
         waiter = subprocess.Popen(
@@ -306,8 +316,8 @@ def test_the_refreshing_shim_opens_its_gate_once_its_request_is_out_and_a_waiter
     make = ok()
 
     def held_answer(server: TokenServer, request: Request) -> Reply:
-        fd = os.open(sandbox.creds, os.O_RDONLY)
-        try:  # the refresher's request is out: its gate (this file's flock) must be open
+        fd = os.open(_gate(sandbox), os.O_RDONLY)
+        try:  # the refresher's request is out: its gate must be open
             deadline = time.monotonic() + 10
             while True:
                 try:
@@ -326,6 +336,7 @@ def test_the_refreshing_shim_opens_its_gate_once_its_request_is_out_and_a_waiter
         return make(server, request)
 
     token_server.script(held_answer)
+    _state(sandbox)  # as after any earlier run: where the refresher makes its gate
     first = subprocess.Popen(
         [str(sandbox.shim), "-p", "hi"],
         env=sandbox.shim_env(),
