@@ -7,7 +7,8 @@ herd of shims started at once on one expired login, one refreshes while the othe
 kernel, having imported nothing, and go straight on once the login is fine (bench/run
 contention: each waiter used to import `site`, the refresher and their dependencies first).
 
-Only builtins and fcntl here: this runs in the shim before `site`.
+Only builtins and fcntl here, `posix` rather than `os` (fspath.py says why): this runs in the
+shim before `site`, and all it does before the wait is on the critical path of a herd.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # no typeshed stub
 import errno
 import fcntl
-import os
+import posix
 
 
 class FolderFlock:
@@ -24,7 +25,7 @@ class FolderFlock:
 
     def __init__(self, folder: str) -> None:
         # O_CLOEXEC: a claude we exec or start must not inherit it (and hold it while it runs).
-        self.fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.fd = posix.open(folder, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
 
     def try_acquire(self) -> bool:
         try:
@@ -37,7 +38,7 @@ class FolderFlock:
 
     def release(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)  # closing drops the flock
+            posix.close(self.fd)  # closing drops the flock
             self.fd = -1
 
 

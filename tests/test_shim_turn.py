@@ -9,15 +9,22 @@ imported claude_wrap.flock), so the holder lets go only once the shim is waiting
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 from typing import IO
+
+import pytest
 
 from tests.conftest import REPO, Sandbox, login_doc
 from tests.tokenserver import Reply, Request, TokenServer, ok
 
 HEAVY = ("site", "claude_wrap.refresher", "httpx", "loguru", "json", "pathlib")
+# Not even os before the turn (fspath.py): ~1.1 ms of CPU of each of a herd of shims.
+OS_AND_ITS_OWN = {"os", "posixpath", "genericpath", "_collections_abc"}
 
 # Holds the flock our processes take on the config folder until told (a line on stdin) to go.
 FLOCK_HOLDER = r"""
@@ -65,6 +72,28 @@ def _until_at_the_flock(stderr: IO[bytes]) -> list[bytes]:
         if _imported(line) == "claude_wrap.flock":
             return lines
     raise AssertionError(b"".join(lines).decode(errors="replace"))
+
+
+def _until_waiting(pid: int) -> None:
+    """Until `pid` waits in the kernel for an flock: /proc/locks lists it blocked, after `->`."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if "->" in fields and fields[fields.index("->") + 4 :][:1] == [str(pid)]:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"{pid} never waited for an flock")
+
+
+def _written_so_far(stderr: IO[bytes]) -> list[bytes]:
+    """What the shim has written to stderr and we have not read yet, without waiting for more."""
+    os.set_blocking(stderr.fileno(), False)
+    try:
+        data = stderr.read() or b""
+    finally:
+        os.set_blocking(stderr.fileno(), True)
+    return data.splitlines(keepends=True)
 
 
 def _finish(proc: subprocess.Popen[bytes], seen: list[bytes]) -> tuple[bytes, list[str]]:
@@ -154,3 +183,25 @@ def test_a_flock_held_past_the_lock_wait_is_one_line_and_claude_runs(
     assert token_server.requests == []
     assert sandbox.creds.read_bytes() == raw
     assert len(sandbox.runs()) == 1  # claude ran (and, its login expired, said so)
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="tells waiters by /proc/locks")
+def test_a_shim_imports_no_os_before_its_turn(sandbox: Sandbox, token_server: TokenServer) -> None:
+    sandbox.write(login_doc(expires_in_s=-60))
+    holder = _hold_flock(sandbox)
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        shim = _start_shim(sandbox, sandbox.shim_env())
+        assert shim.stderr is not None
+        seen = _until_at_the_flock(shim.stderr)
+        _until_waiting(shim.pid)  # in the kernel, at its turn: it has imported all it will
+        seen += _written_so_far(shim.stderr)
+        before = {_imported(x) for x in seen if x.startswith(b"import time:")}
+        assert not OS_AND_ITS_OWN & before, OS_AND_ITS_OWN & before
+    finally:
+        holder.stdin.close()  # let go, having refreshed nothing: the shim refreshes itself
+        holder.wait(timeout=30)
+    _, said = _finish(shim, seen)
+    assert len(token_server.requests) == 1
+    assert "os" in said  # the yardstick sees os: imported after the turn, by the refresh
