@@ -5,13 +5,20 @@ most of the shim's budget. The verdict is a pure function of the file's content 
 we remember "the file with this identity (device, inode, size, mtime, ctime) is fine until T".
 Any write to the file, by anyone, changes its ctime, and the next run judges it afresh. The cache
 holds no secret: a path, stat numbers and a time.
+
+`posix`, not `os`: the shim imports this module before its turn on the folder flock (fspath.py).
 """
 
 from __future__ import annotations
 
-import os
+import posix
 
 from claude_wrap import paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from os import stat_result
 
 FAR_MS = 3_600_000  # a login with no expiry is re-judged hourly
 
@@ -19,15 +26,15 @@ FAR_MS = 3_600_000  # a login with no expiry is re-judged hourly
 # The storage layer's identity of a file is defined here, not in store.py, only because the
 # healthy hot path imports this module and no other of the layer (a module more costs ~0.3 ms);
 # store.py hands these on as its own, and everyone else asks store.
-def identity(st: os.stat_result) -> tuple[int, ...]:
+def identity(st: stat_result) -> tuple[int, ...]:
     """A file's identity: any write to it, by anyone, changes its ctime, a rename its inode."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def file_identity(path: str) -> tuple[int, ...] | None:
-    """The identity of the file at `path` now, None when there is none. One os.stat."""
+    """The identity of the file at `path` now, None when there is none. One stat."""
     try:
-        return identity(os.stat(path))
+        return identity(posix.stat(path))
     except (OSError, ValueError):
         return None
 
@@ -36,12 +43,14 @@ def _key(cred: str, ident: tuple[int, ...], window_ms: int) -> str:
     return f"{cred}|{'|'.join(map(str, ident))}|{window_ms}"
 
 
-def still_ok(cred: str, window_ms: int, now_ms: int) -> bool:
+def still_ok(cred: str, window_ms: int, now_ms: int, env: Mapping[str, str]) -> bool:
     """True when the file is unchanged since it was judged fine and that verdict still holds."""
-    return judged(cred, window_ms, now_ms)[0]
+    return judged(cred, window_ms, now_ms, env)[0]
 
 
-def judged(cred: str, window_ms: int, now_ms: int) -> tuple[bool, int | None]:
+def judged(
+    cred: str, window_ms: int, now_ms: int, env: Mapping[str, str]
+) -> tuple[bool, int | None]:
     """(still_ok, the login's end in ms or None when unknown), from the cache alone. The login's
     end (refreshTokenExpiresAt) is kept here so that the shim and `status --short` can warn of it
     without parsing the file."""
@@ -49,7 +58,7 @@ def judged(cred: str, window_ms: int, now_ms: int) -> tuple[bool, int | None]:
     if ident is None:
         return False, None
     try:
-        with open(paths.verdict_cache(), "rb") as f:
+        with open(paths.verdict_cache(env), "rb") as f:
             data = f.read(8192).decode("utf-8", "replace")
     except OSError:
         return False, None

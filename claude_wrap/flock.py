@@ -18,7 +18,8 @@ imports httpx and builds its client with, or after the refresh, when all of them
 flock; a waiter that finds no gate warms up at once: the gate only orders work, it never
 decides who refreshes.
 
-Only builtins and fcntl here: this runs in the shim before `site`.
+Only builtins and fcntl here, `posix` rather than `os` (fspath.py says why): this runs in the
+shim before `site`, and all it does before the wait is on the critical path of a herd.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # no typeshed stub
 import errno
 import fcntl
-import os
+import posix
 import time
 
 TYPE_CHECKING = False
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 
 # O_NONBLOCK: should the name ever be a FIFO, opening it must not wait for a writer.
-_GATE_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+_GATE_FLAGS = posix.O_RDONLY | posix.O_CLOEXEC | posix.O_NOFOLLOW | posix.O_NONBLOCK
 
 
 class FolderFlock:
@@ -44,7 +45,7 @@ class FolderFlock:
 
     def __init__(self, folder: str) -> None:
         # O_CLOEXEC: a claude we exec or start must not inherit it (and hold it while it runs).
-        self.fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.fd = posix.open(folder, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
         self.gate = -1
 
     def try_acquire(self) -> bool:
@@ -58,33 +59,33 @@ class FolderFlock:
 
     def gate_file(self, state: str) -> str:
         """The gate's file in the folder `state`: one per config folder, by its identity."""
-        st = os.fstat(self.fd)
+        st = posix.fstat(self.fd)
         return f"{state}/gate-{st.st_dev}-{st.st_ino}"
 
     def hold_gate(self, state: str) -> None:
         """Close the gate (the module's docstring), if we can at once: without it, waiters
         warm up straight away, as they did before there was a gate."""
         try:
-            fd = os.open(self.gate_file(state), _GATE_FLAGS | os.O_CREAT, 0o600)
+            fd = posix.open(self.gate_file(state), _GATE_FLAGS | posix.O_CREAT, 0o600)
         except OSError:
             return  # no state folder yet (a first run): no gate, nothing worse
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            os.close(fd)
+            posix.close(fd)
             return
         self.gate = fd
 
     def open_gate(self) -> None:
         """Our request is out: let the waiters warm up. Idempotent."""
         if self.gate >= 0:
-            os.close(self.gate)
+            posix.close(self.gate)
             self.gate = -1
 
     def release(self) -> None:
         self.open_gate()
         if self.fd >= 0:
-            os.close(self.fd)  # closing drops the flock
+            posix.close(self.fd)  # closing drops the flock
             self.fd = -1
 
 
@@ -138,13 +139,13 @@ def take_turn(
 
 def _wait_at_gate(gate: str, folder: str, deadline: float, wait_s: float) -> None:
     try:
-        fd = os.open(gate, _GATE_FLAGS)
+        fd = posix.open(gate, _GATE_FLAGS)
     except OSError:
         return  # no file, no gate: warm up now
     try:
         _wait(fd, folder, deadline, wait_s)
     finally:
-        os.close(fd)  # drops our shared flock of it at once: the next holder's gate is free
+        posix.close(fd)  # drops our shared flock of it at once: the next holder's gate is free
 
 
 class _Late(Exception):  # noqa: N818 - control flow, never shown

@@ -1,16 +1,18 @@
-"""find_real_claude: the real binary behind the shim, never the shim itself (hot path: os and
-paths only).
+"""find_real_claude: the real binary behind the shim, never the shim itself (hot path: posix,
+fspath and paths only; not `os`, see fspath.py).
 
 PATH is searched with the shim's own folder taken off, and any candidate that is a claude-wrap
 shim (the same file, or a file carrying our marker) is skipped, so two shims on PATH never loop.
-Editors may start us with a minimal PATH, so the usual install places are tried last.
+"The same" is by identity, (device, inode) through any symlinks, which is what comparing
+canonical paths meant. Editors may start us with a minimal PATH, so the usual install places are
+tried last.
 """
 
 from __future__ import annotations
 
-import os
+import posix
 
-from claude_wrap import paths
+from claude_wrap import fspath, paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,13 +27,14 @@ class NotFoundError(Exception):
 
 
 def is_shim(path: str, shim: str | None = None) -> bool:
+    """`path` is the shim itself (the same file, symlinks followed) or carries our marker."""
     try:
-        real = os.path.realpath(path)
-        if shim is not None and real == os.path.realpath(shim):
+        st = posix.stat(path)
+        if shim is not None and (st.st_dev, st.st_ino) == fspath.file_id(shim):
             return True
-        if os.path.getsize(real) > _SHIM_MAX:
+        if st.st_size > _SHIM_MAX:
             return False
-        with open(real, "rb") as f:
+        with open(path, "rb") as f:
             return MARKER in f.read(4096)
     except OSError:
         return False
@@ -40,16 +43,16 @@ def is_shim(path: str, shim: str | None = None) -> bool:
 def _executable(path: str) -> bool:
     # access() first: most PATH folders hold no `claude`, and access() says so without the
     # exception isfile() raises and swallows inside; twice as fast per folder (bench/run growth).
-    return os.access(path, os.X_OK) and os.path.isfile(path)
+    return posix.access(path, posix.X_OK) and fspath.isfile(path)
 
 
 def usual_places(env: Mapping[str, str]) -> Iterator[str]:
     h = paths.home(env)
-    yield os.path.join(h, ".local", "bin", "claude")
-    yield os.path.join(h, ".claude", "local", "claude")
+    yield fspath.join(h, ".local", "bin", "claude")
+    yield fspath.join(h, ".claude", "local", "claude")
     for prefix in paths.npm_prefixes(env):
-        yield os.path.join(prefix, "bin", "claude")
-    yield os.path.join(h, ".npm-global", "bin", "claude")
+        yield fspath.join(prefix, "bin", "claude")
+    yield fspath.join(h, ".npm-global", "bin", "claude")
     yield "/usr/local/bin/claude"
     yield "/opt/homebrew/bin/claude"
     yield "/usr/bin/claude"
@@ -57,16 +60,16 @@ def usual_places(env: Mapping[str, str]) -> Iterator[str]:
 
 def find_real_claude(env: Mapping[str, str], shim: str | None) -> str:
     """The real claude's path. Raises NotFoundError when there is none."""
-    shim_dir = os.path.realpath(os.path.dirname(shim)) if shim else None
+    shim_dir = fspath.file_id(fspath.dirname(shim)) if shim else None
     seen: set[str] = set()
     for folder in paths.path_folders(env):
         if folder in seen:
             continue
         seen.add(folder)
-        candidate = os.path.join(folder, "claude")
+        candidate = fspath.join(folder, "claude")
         if not _executable(candidate):
             continue
-        if shim_dir is not None and os.path.realpath(folder) == shim_dir:
+        if shim_dir is not None and fspath.file_id(folder) == shim_dir:
             continue
         if not is_shim(candidate, shim):
             return candidate
@@ -81,7 +84,7 @@ def on_path(env: Mapping[str, str]) -> list[str]:
     comes first, and which of them are shims)."""
     out: list[str] = []
     for folder in paths.path_folders(env):
-        candidate = os.path.join(folder, "claude")
+        candidate = fspath.join(folder, "claude")
         if candidate not in out and _executable(candidate):
             out.append(candidate)
     return out
@@ -89,7 +92,7 @@ def on_path(env: Mapping[str, str]) -> list[str]:
 
 def check_override(path: str, shim: str | None) -> str | None:
     """Why CLAUDE_WRAP_REAL_CLAUDE cannot be used, or None when it can."""
-    if not os.path.exists(path):
+    if not fspath.exists(path):
         return "does not exist"
     if not _executable(path):
         return "is not an executable file"
@@ -103,7 +106,7 @@ def find_node(env: Mapping[str, str]) -> str | None:
     folders = paths.path_folders(env)
     folders += ["/usr/local/bin", "/opt/homebrew/bin", "/usr/bin"]
     for folder in folders:
-        candidate = os.path.join(folder, "node")
+        candidate = fspath.join(folder, "node")
         if _executable(candidate):
             return candidate
     return None

@@ -4,8 +4,10 @@ it, and translating how it ended into the status we end with.
 One rule for a launch that fails, whichever way claude is run (exec'd, relayed, under a pty),
 the shell's: 127 when there is no such file, 126 when it is there but cannot be executed.
 
-Only builtins (os, sys, _signal): this is imported on the hot path of every run. psutil only to
-kill a process tree that outlived its grace period; ctypes not at all (see _light_prctl).
+Only builtins (posix, sys, _signal): this is imported on the hot path of every run, and an
+exec'd one (CLAUDE_WRAP_WATCH=0, --version, a nested or disabled run) imports nothing else, not
+even `os` (fspath.py says why). psutil only to kill a process tree that outlived its grace
+period; ctypes not at all (see _light_prctl).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 # the same functions, with plain int constants.
 import _signal  # type: ignore[import-not-found]  # no typeshed stub
 import errno
-import os
+import posix
 import sys
 
 from claude_wrap import sitepath
@@ -51,7 +53,7 @@ def launch_status(exc: OSError) -> int:
 
 def cannot_run(real: str, exc: OSError) -> Outcome:
     # ptyprocess (under pexpect) raises the child's errno with a text of its own: say errno's.
-    why = os.strerror(exc.errno) if exc.errno else str(exc)
+    why = posix.strerror(exc.errno) if exc.errno else str(exc)
     return Outcome(launch_status(exc), (f"cannot run {real}: {why}",))
 
 
@@ -59,22 +61,22 @@ def check_runnable(real: str) -> OSError | None:
     """Why execve would refuse `real`, asked before a launcher that cannot tell us (pexpect says
     "not found or not executable" for both): ENOENT, EACCES, or None when it looks runnable."""
     try:
-        st = os.stat(real)
+        st = posix.stat(real)
     except OSError as exc:
         return exc
     import stat  # noqa: PLC0415 - builtin, cheap; only under a pty
 
-    if stat.S_ISDIR(st.st_mode) or not os.access(real, os.X_OK):
-        return OSError(errno.EACCES, os.strerror(errno.EACCES))
+    if stat.S_ISDIR(st.st_mode) or not posix.access(real, posix.X_OK):
+        return OSError(errno.EACCES, posix.strerror(errno.EACCES))
     return None
 
 
 def exit_status(status: int) -> int:
     """A waitpid status as subprocess reports it: the exit code, or -N for death by signal N
     (the shim then dies of the same signal, so its parent sees what it would have seen)."""
-    if os.WIFSIGNALED(status):
-        return -os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
+    if posix.WIFSIGNALED(status):
+        return -posix.WTERMSIG(status)
+    return posix.WEXITSTATUS(status)
 
 
 def _flush() -> None:
@@ -90,7 +92,7 @@ def exec_real(real: str, args: list[str], env: Mapping[str, str]) -> Outcome:
     _flush()
     python_signals(restore_defaults=True)
     try:
-        os.execve(real, [real, *args], env)  # noqa: S606 - the real claude, by design
+        posix.execve(real, [real, *args], env)
     except OSError as exc:
         python_signals(restore_defaults=False)  # still us: a broken stderr must not kill us
         return cannot_run(real, exc)
@@ -119,7 +121,7 @@ def die_by(signum: int) -> NoReturn:
         if signum not in (_signal.SIGKILL, _signal.SIGSTOP):  # those cannot be handled anyway
             _signal.signal(signum, _signal.SIG_DFL)
             _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [signum])
-        os.kill(os.getpid(), signum)
+        posix.kill(posix.getpid(), signum)
     except (OSError, ValueError):
         pass
     raise SystemExit(128 + signum)
@@ -134,7 +136,7 @@ def exit_with(status: int) -> NoReturn:
         # Our streams are flushed and nothing else of ours holds a buffer: skip the
         # interpreter's teardown (module and object finalization), ~1-2 ms of CPU on every
         # watched run (bench/run watch).
-        os._exit(status & 0xFF)
+        posix._exit(status & 0xFF)
     raise SystemExit(status)
 
 
@@ -228,41 +230,41 @@ def spawn(path: str, argv: list[str], env: dict[str, str], plan: list[tuple[int,
     as it would have without us. Every other fd of ours is close-on-exec (os.pipe's default).
     """
     prctl = _prctl()
-    parent = os.getpid()
-    errors_r, errors_w = os.pipe()
-    pid = os.fork()
+    parent = posix.getpid()
+    errors_r, errors_w = posix.pipe()
+    pid = posix.fork()
     if pid == 0:  # the child: only async-signal-safe work until exec
         try:
             if prctl is not None:
                 # Die with us, as claude would have died with the exec'd shim: a SIGKILLed
                 # wrapper (which cannot forward anything) leaves no orphaned claude behind.
                 prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, 0, 0, 0)
-                if os.getppid() != parent:  # we died before prctl took effect
-                    os._exit(128 + _signal.SIGKILL)
+                if posix.getppid() != parent:  # we died before prctl took effect
+                    posix._exit(128 + _signal.SIGKILL)
             for target, fd in plan:
-                os.dup2(fd, target)
+                posix.dup2(fd, target)
             reset_child_signals()
-            os.execve(path, argv, env)  # noqa: S606 - the real claude, by design
+            posix.execve(path, argv, env)
         except OSError as exc:
-            os.write(errors_w, str(exc.errno).encode())
+            posix.write(errors_w, str(exc.errno).encode())
         finally:
-            os._exit(NOT_FOUND)
-    os.close(errors_w)
+            posix._exit(NOT_FOUND)
+    posix.close(errors_w)
     try:
-        report = os.read(errors_r, 64)  # empty: exec closed it, all went well
+        report = posix.read(errors_r, 64)  # empty: exec closed it, all went well
     finally:
-        os.close(errors_r)
+        posix.close(errors_r)
     if report:
-        os.waitpid(pid, 0)
+        posix.waitpid(pid, 0)
         code = int(report)
-        raise OSError(code, os.strerror(code))
+        raise OSError(code, posix.strerror(code))
     return pid
 
 
 def reap(pid: int) -> int | None:
     """The child's waitpid status once it has exited, else None (it is still running)."""
     try:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, status = posix.waitpid(pid, posix.WNOHANG)
     except ChildProcessError:
         return 1 << 8  # reaped elsewhere, status unknown: exit 1, never "success"
     return status if done else None

@@ -42,7 +42,7 @@ class Rollover:
             time.sleep(self.period)
             if self.stopped:
                 return
-            if fastpath.still_ok(cred, window_ms, int(time.time() * 1000)):
+            if fastpath.still_ok(cred, window_ms, int(time.time() * 1000), self.env):
                 continue
             self.pull()
 

@@ -1,8 +1,9 @@
 """The `claude` shim: find the real binary, repair the login if needed, then run it.
 
 This is the hot path of every `claude` run. A healthy run stats the credentials file and reads
-one small cache file; it imports only `os`, `sys` and our own light modules. Everything heavier
-(json, httpx, loguru, psutil, pexpect) is imported only when a run needs it.
+one small cache file; it imports only `posix`, `sys` and our own light modules: not even `os`
+(fspath.py says why; the environment is decoded here, as os.environ would). Everything heavier
+(json, httpx, loguru, psutil, pexpect; os for the watchers) is imported only when a run needs it.
 
 Then it runs claude one of two ways. Watched (the default, for runs that use the stored login),
 claude is our child: relay.py for headless runs, interactive.py under a pty for a terminal; they
@@ -16,10 +17,10 @@ one line on stderr, then claude runs anyway.
 
 from __future__ import annotations
 
-import os
+import posix
 import sys
 
-from claude_wrap import fastpath, locate, paths
+from claude_wrap import fastpath, fspath, locate, paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def preflight(env: Mapping[str, str]) -> bool:
         # The verdict cache knows files only: a Keychain login is judged afresh each run.
         if paths.storage_kind(env) == "file":
             now = _now_ms()
-            fine, ends_at = fastpath.judged(cred, window_ms, now)
+            fine, ends_at = fastpath.judged(cred, window_ms, now, env)
             if fine:
                 if ends_at is not None and ends_at - now < NOTICE_WITHIN_MS:
                     login_end_notice(ends_at, now, env)
@@ -81,7 +82,7 @@ def preflight(env: Mapping[str, str]) -> bool:
                 _slow_preflight(env, held)
             # Judged afresh (the cache refilled): the login's end is known from it again.
             now = _now_ms()
-            fine, ends_at = fastpath.judged(cred, window_ms, now)
+            fine, ends_at = fastpath.judged(cred, window_ms, now, env)
             if fine and ends_at is not None and ends_at - now < NOTICE_WITHIN_MS:
                 login_end_notice(ends_at, now, env)
             return True
@@ -116,7 +117,7 @@ def login_end_notice(ends_at: int, now_ms: int, env: Mapping[str, str]) -> None:
 
     stamp = paths.shim_notice_stamp(env)
     try:
-        if now_ms / 1000 - os.stat(stamp).st_mtime < NOTICE_EVERY_S:
+        if now_ms / 1000 - posix.stat(stamp).st_mtime < NOTICE_EVERY_S:
             return
     except OSError:
         pass
@@ -128,9 +129,9 @@ def login_end_notice(ends_at: int, now_ms: int, env: Mapping[str, str]) -> None:
         h, m = divmod(left_s // 60, 60)
         say(f"warning: this login ends in {h}h{m:02d}m ({when}): run `claude /login` before then")
     try:
-        paths.make_private_dirs(os.path.dirname(stamp))
-        os.close(os.open(stamp, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-        os.utime(stamp, (now_ms / 1000, now_ms / 1000))
+        paths.make_private_dirs(fspath.dirname(stamp))
+        posix.close(posix.open(stamp, posix.O_WRONLY | posix.O_CREAT | posix.O_CLOEXEC, 0o600))
+        posix.utime(stamp, (now_ms / 1000, now_ms / 1000))
     except OSError:
         pass  # without the stamp the line comes again next run: a nuisance, not a failure
 
@@ -154,14 +155,14 @@ def _take_turn(
 
     try:
         held = flock.take_turn(
-            os.path.dirname(cred), paths.lock_wait(env), paths.state_dir(env),
+            fspath.dirname(cred), paths.lock_wait(env), paths.state_dir(env),
             lambda: _warm_up(env),
         )
     except OSError:
         return None, False  # no folder to lock: nothing to wait for; the slow path says why
     if held is not None:
         return held, False
-    return None, fastpath.still_ok(cred, window_ms, _now_ms())
+    return None, fastpath.still_ok(cred, window_ms, _now_ms(), env)
 
 
 def _warm_up(env: Mapping[str, str]) -> None:
@@ -174,7 +175,7 @@ def _warm_up(env: Mapping[str, str]) -> None:
 
         if not paths.watching(env):
             return
-        if os.isatty(0) and os.isatty(1):
+        if posix.isatty(0) and posix.isatty(1):
             enable_site()
             from claude_wrap import interactive  # noqa: F401, PLC0415
         else:
@@ -249,27 +250,27 @@ def wrapped(args: list[str], shim: str | None, env: Mapping[str, str]) -> tuple[
     ARGS`. When the first argument is the path of a Claude Code executable (or the npm package's
     cli.js), run that one, without it in the arguments. ("", args) when not in wrapper mode."""
     first = args[0] if args else ""
-    if first == "node" or first.endswith(os.sep + "node"):
+    if first == "node" or first.endswith(fspath.SEP + "node"):
         # `<shim> node <its cli.js> ARGS` (2.1.81-2.1.87 ship cli.js): run that node on it.
         script = args[1] if len(args) > 1 else ""
-        if (os.path.basename(script) in ("cli.js", "cli.mjs") and "claude-code" in script
-                and os.path.isfile(script)):
-            node = first if os.sep in first else locate.find_node(env)
+        if (fspath.basename(script) in ("cli.js", "cli.mjs") and "claude-code" in script
+                and fspath.isfile(script)):
+            node = first if fspath.SEP in first else locate.find_node(env)
             if node:
                 return node, args[1:]
         return "", args
-    if os.sep not in first:
+    if fspath.SEP not in first:
         return "", args  # the usual case, decided without touching the disk
-    base = os.path.basename(first)
+    base = fspath.basename(first)
     if base in ("cli.js", "cli.mjs"):
-        if "claude-code" not in first or not os.path.isfile(first):
+        if "claude-code" not in first or not fspath.isfile(first):
             return "", args
         node = locate.find_node(env)
         # Without node, the claude on PATH is the next best thing to run these arguments.
         return (node, [first, *args[1:]]) if node else ("", args[1:])
     if base not in ("claude", "claude.exe") and "/@anthropic-ai/claude-code" not in first:
         return "", args
-    if not os.path.isfile(first) or not os.access(first, os.X_OK):
+    if not fspath.isfile(first) or not posix.access(first, posix.X_OK):
         return "", args
     if locate.is_shim(first, shim):
         return "", args[1:]  # pointed at a shim (ours): drop it, find the real one as usual
@@ -277,7 +278,7 @@ def wrapped(args: list[str], shim: str | None, env: Mapping[str, str]) -> tuple[
 
 
 def run(args: list[str], shim: str | None, env: Mapping[str, str] | None = None) -> NoReturn:
-    env = os.environ if env is None else env
+    env = paths.environ(env)
     real, args = wrapped(args, shim, env)
     if paths.nested(env) or paths.disabled(env):
         # Nested under another shim (which already did the pre-flight), or switched off.
@@ -300,7 +301,7 @@ def _watch(real: str, args: list[str], env: Mapping[str, str], *, preflight_fail
 
     try:
         with _rollover(env):
-            if os.isatty(0) and os.isatty(1):
+            if posix.isatty(0) and posix.isatty(1):
                 enable_site()
                 from claude_wrap import interactive  # noqa: PLC0415 - pexpect, for terminals
 
@@ -359,5 +360,17 @@ def _end(outcome: Outcome) -> NoReturn:
 def main() -> NoReturn:
     """Entry point of the installed shim and of bin/claude."""
     shim = sys.argv[0] if sys.argv and sys.argv[0] else None
-    shim = os.path.abspath(shim) if shim else None
-    run(sys.argv[1:], shim)
+    shim = fspath.abspath(shim) if shim else None
+    run(sys.argv[1:], shim, process_environ())
+
+
+def process_environ() -> dict[str, str]:
+    """The process's environment as os.environ has it, without importing os (fspath.py): the
+    bytes of posix.environ decoded as os.py decodes them, the filesystem encoding with
+    surrogateescape. execve encodes them back the same way, so claude gets the very bytes we
+    were given, undecodable ones included."""
+    encoding = sys.getfilesystemencoding()
+    return {
+        key.decode(encoding, "surrogateescape"): value.decode(encoding, "surrogateescape")
+        for key, value in posix.environ.items()
+    }

@@ -41,7 +41,7 @@ def compute(env: Mapping[str, str] = os.environ) -> str:
     try:
         window_ms = int(paths.refresh_window(env) * 1000)
         if paths.storage_kind(env) == "file":
-            fine, ends_at = fastpath.judged(paths.credentials_file(env), window_ms, now)
+            fine, ends_at = fastpath.judged(paths.credentials_file(env), window_ms, now, env)
             if fine:
                 return _word(ends_at, now, env)
         return _judge(env, window_ms, now)

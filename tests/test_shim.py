@@ -244,11 +244,13 @@ def test_run_command_behaves_like_the_shim(sandbox: Sandbox, token_server: Token
     assert run["active"] == "1"
 
 
-def imported_modules(sandbox: Sandbox, env: dict[str, str]) -> set[str]:
+def imported_modules(
+    sandbox: Sandbox, env: dict[str, str], args: tuple[str, ...] = ("--print",)
+) -> set[str]:
     first_line = sandbox.shim.read_text().splitlines()[0]
     python = first_line[2:].split()[0]
     result = subprocess.run(
-        [python, "-IS", "-X", "importtime", str(sandbox.shim), "--print"],
+        [python, "-IS", "-X", "importtime", str(sandbox.shim), *args],
         env=env,
         capture_output=True,
         input=b"",
@@ -271,6 +273,57 @@ def test_healthy_run_imports_no_heavy_module(sandbox: Sandbox) -> None:
     assert not heavy & second
     assert "json" not in second
     assert "claude_wrap.shim" in second
+
+
+# `os` and what only it brings: ~1.1 ms of CPU of every run that execs claude (fspath.py).
+OS_AND_ITS_OWN = {"os", "posixpath", "genericpath", "_collections_abc"}
+
+
+@pytest.mark.parametrize(
+    ("setting", "args"),
+    [
+        ({"CLAUDE_WRAP_WATCH": "0"}, ("--print",)),
+        ({}, ("--version",)),
+        ({"CLAUDE_WRAP_DISABLE": "1"}, ("--print",)),
+        ({"CLAUDE_WRAP_ACTIVE": "1"}, ("--print",)),
+    ],
+)
+def test_a_run_that_execs_claude_never_imports_os(
+    sandbox: Sandbox, setting: dict[str, str], args: tuple[str, ...]
+) -> None:
+    sandbox.write(login_doc())
+    env = sandbox.shim_env(**setting)
+    imported_modules(sandbox, env, args)  # judges the file and remembers the verdict
+    healthy = imported_modules(sandbox, env, args)
+    # The yardstick: this run got as far as the exec (process.py is its last import).
+    assert "claude_wrap.process" in healthy
+    assert not OS_AND_ITS_OWN & healthy
+
+
+@pytest.mark.parametrize("watch", ["0", "1"])
+def test_claude_gets_the_environment_byte_for_byte(sandbox: Sandbox, watch: str) -> None:
+    # The shim decodes its environment itself, not through os.environ: undecodable bytes, in a
+    # name or a value, reach claude unchanged, exec'd or watched.
+    sandbox.write(login_doc())
+    dump = sandbox.root / "environ"
+    real = sandbox.root / "real-claude"
+    real.write_text(
+        f"#!{sys.executable} -I\nimport os\n"
+        "open(os.environb[b'DUMP'], 'wb').write(repr(sorted(os.environb.items())).encode())\n"
+    )
+    real.chmod(0o755)
+    env = {
+        k.encode(): v.encode()
+        for k, v in sandbox.shim_env(CLAUDE_WRAP_WATCH=watch, DUMP=str(dump)).items()
+    }
+    env[b"CLAUDE_WRAP_REAL_CLAUDE"] = bytes(real)
+    env[b"ODD\xff\xfe"] = b"caf\xe9 \xff\x80\x00"[:-1]  # Latin-1, stray bytes (no NUL: execve)
+    env[b"PLAIN"] = "café ☕".encode()
+    result = subprocess.run(
+        [str(sandbox.shim), "--print"], env=env, input=b"", capture_output=True, timeout=60
+    )
+    assert result.returncode == 0, result
+    assert dump.read_bytes() == repr(sorted({**env, b"CLAUDE_WRAP_ACTIVE": b"1"}.items())).encode()
 
 
 def test_changed_file_is_judged_again(sandbox: Sandbox, token_server: TokenServer) -> None:

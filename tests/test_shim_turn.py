@@ -23,6 +23,8 @@ from tests.conftest import REPO, Sandbox, login_doc
 from tests.tokenserver import Reply, Request, TokenServer, ok
 
 HEAVY = ("site", "claude_wrap.refresher", "httpx", "loguru", "json", "pathlib")
+# Not even os before the turn (fspath.py): ~1.1 ms of CPU of each of a herd of shims.
+OS_AND_ITS_OWN = {"os", "posixpath", "genericpath", "_collections_abc"}
 
 # Holds the flock our processes take on the config folder until told (a line on stdin) to go.
 FLOCK_HOLDER = r"""
@@ -70,6 +72,16 @@ def _until_at_the_flock(stderr: IO[bytes]) -> list[bytes]:
         if _imported(line) == "claude_wrap.flock":
             return lines
     raise AssertionError(b"".join(lines).decode(errors="replace"))
+
+
+def _written_so_far(stderr: IO[bytes]) -> list[bytes]:
+    """What the shim has written to stderr and we have not read yet, without waiting for more."""
+    os.set_blocking(stderr.fileno(), False)
+    try:
+        data = stderr.read() or b""
+    finally:
+        os.set_blocking(stderr.fileno(), True)
+    return data.splitlines(keepends=True)
 
 
 def _finish(proc: subprocess.Popen[bytes], seen: list[bytes]) -> tuple[bytes, list[str]]:
@@ -371,3 +383,32 @@ def test_the_refreshing_shim_opens_its_gate_once_its_request_is_out_and_a_waiter
     ] * 2
     for heavy in HEAVY:
         assert heavy not in said, heavy
+
+
+def test_a_shim_imports_no_os_before_it_waits(sandbox: Sandbox, token_server: TokenServer) -> None:
+    """Everything a waiter does before it waits is on a herd's critical path (fspath.py)."""
+    sandbox.write(login_doc(expires_in_s=-60))
+    args = [str(REPO), str(sandbox.cfg), str(_state(sandbox))]
+    # Holds the folder's flock and its gate, as a shim getting its request ready does.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", GATE_HOLDER, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        shim = _start_shim(sandbox, sandbox.shim_env())
+        assert shim.stderr is not None
+        seen = _until_at_the_flock(shim.stderr)
+        _until_blocked_on(shim, _gate(sandbox))  # in the kernel: it has imported all it will
+        seen += _written_so_far(shim.stderr)
+        before = {_imported(x) for x in seen if x.startswith(b"import time:")}
+        assert not OS_AND_ITS_OWN & before, OS_AND_ITS_OWN & before
+    finally:
+        holder.kill()  # lets go of both, having refreshed nothing: the shim refreshes itself
+        holder.wait(timeout=30)
+    _, said = _finish(shim, seen)
+    assert len(token_server.requests) == 1
+    assert "os" in said  # the yardstick sees os: imported after the wait (the relay, the refresh)
