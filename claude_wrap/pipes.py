@@ -17,11 +17,11 @@ from __future__ import annotations
 # `_signal`, not `signal`: that one imports enum, ~10 ms on every watched run.
 import _signal  # type: ignore[import-not-found]  # no typeshed stub
 import errno
-import os
+import posix
 import select
 import time
 
-from claude_wrap import detect, paths, process
+from claude_wrap import detect, fspath, paths, process
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
 
 def usable(fd: int) -> bool:
     try:
-        os.fstat(fd)
+        posix.fstat(fd)
     except OSError:
         return False
     return True
@@ -47,7 +47,7 @@ def _terminal_foreground() -> bool:
     """Whether we are the foreground job of a terminal: a Ctrl-C then reaches our child too."""
     for fd in (0, 1, 2):
         try:
-            if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
+            if posix.isatty(fd) and posix.tcgetpgrp(fd) == posix.getpgrp():
                 return True
         except OSError:
             continue
@@ -58,28 +58,28 @@ def _replay_file(env: Mapping[str, str], *, memfd: bool = True) -> int:
     """A file for the replay copy that no one else can open and that goes when we do: a memfd,
     else an unlinked file in the temporary folder; -1 when neither can be had (then the copy is
     kept in our heap, as before). `memfd=False` is the tests' way to the fallbacks."""
-    if memfd and hasattr(os, "memfd_create"):
+    if memfd and hasattr(posix, "memfd_create"):
         try:
-            return os.memfd_create("claude-wrap-stdin", os.MFD_CLOEXEC)
+            return posix.memfd_create("claude-wrap-stdin", posix.MFD_CLOEXEC)
         except OSError:
             pass
     folder = paths.temp_dir(env)
-    flags = os.O_RDWR | os.O_CLOEXEC
-    tmpfile = getattr(os, "O_TMPFILE", 0)
+    flags = posix.O_RDWR | posix.O_CLOEXEC
+    tmpfile = getattr(posix, "O_TMPFILE", 0)
     if tmpfile:
         try:
-            return os.open(folder, flags | tmpfile, 0o600)
+            return posix.open(folder, flags | tmpfile, 0o600)
         except OSError:
             pass
-    name = os.path.join(folder, f".claude-wrap-stdin-{os.getpid()}-{time.monotonic_ns()}")
+    name = fspath.join(folder, f".claude-wrap-stdin-{posix.getpid()}-{time.monotonic_ns()}")
     try:
-        fd = os.open(name, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd = posix.open(name, flags | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW, 0o600)
     except OSError:
         return -1
     try:
-        os.unlink(name)
+        posix.unlink(name)
     except OSError:
-        os.close(fd)
+        posix.close(fd)
         return -1
     return fd
 
@@ -122,7 +122,9 @@ class Replay:
         if fd < 0:
             return -1
         try:
-            n = os.splice(src, fd, SPLICE_LEN, offset_dst=self.size, flags=os.SPLICE_F_NONBLOCK)
+            n = posix.splice(
+                src, fd, SPLICE_LEN, offset_dst=self.size, flags=posix.SPLICE_F_NONBLOCK
+            )
         except BlockingIOError:
             return None
         except OSError as exc:
@@ -140,7 +142,7 @@ class Replay:
             view = memoryview(data)
             at = self.size
             while view:
-                n = os.pwrite(fd, view, at)
+                n = posix.pwrite(fd, view, at)
                 view = view[n:]
                 at += n
         else:
@@ -162,15 +164,15 @@ class Replay:
         try:
             if self.fd >= 0:
                 try:
-                    n = os.splice(
-                        self.fd, dst, want, offset_src=self.sent, flags=os.SPLICE_F_NONBLOCK
+                    n = posix.splice(
+                        self.fd, dst, want, offset_src=self.sent, flags=posix.SPLICE_F_NONBLOCK
                     )
                 except OSError as exc:
                     if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
                         raise
-                    n = os.write(dst, os.pread(self.fd, min(want, CHUNK), self.sent))
+                    n = posix.write(dst, posix.pread(self.fd, min(want, CHUNK), self.sent))
             else:
-                n = os.write(dst, self.heap[self.sent : self.sent + min(want, CHUNK)])
+                n = posix.write(dst, self.heap[self.sent : self.sent + min(want, CHUNK)])
         except BlockingIOError:
             return None
         self.sent += n
@@ -190,7 +192,7 @@ class Replay:
 
     def free(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
+            posix.close(self.fd)
         self.fd = -1 if self.fd != -2 else -2
         self.heap = bytearray()
         self.size = self.sent = 0
@@ -198,7 +200,7 @@ class Replay:
 
 def read_stdin() -> bytes:
     try:
-        return os.read(0, CHUNK)
+        return posix.read(0, CHUNK)
     except OSError:
         return b""  # taken as its end, as a closed stdin
 
@@ -208,9 +210,9 @@ class Signals:
     the child as they arrive."""
 
     def __init__(self) -> None:
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(self.wake_w, False)
+        self.wake_r, self.wake_w = posix.pipe()
+        posix.set_blocking(self.wake_r, False)
+        posix.set_blocking(self.wake_w, False)
         self.pid: int | None = None
         self.stop_at: float | None = None  # when a stop signal's grace period ends
         self.stopped_by: int | None = None
@@ -230,7 +232,7 @@ class Signals:
                 return  # the terminal sent it to our whole process group: the child has it
             if self.pid is not None:
                 try:
-                    os.kill(self.pid, signum)
+                    posix.kill(self.pid, signum)
                 except ProcessLookupError:
                     pass
 
@@ -242,7 +244,7 @@ class Signals:
 
     def drain(self) -> None:
         try:
-            while os.read(self.wake_r, 512):
+            while posix.read(self.wake_r, 512):
                 pass
         except OSError:
             pass
@@ -251,8 +253,8 @@ class Signals:
         for signum, handler in self._saved.items():
             _signal.signal(signum, handler)
         _signal.set_wakeup_fd(self._old_wakeup)
-        os.close(self.wake_r)
-        os.close(self.wake_w)
+        posix.close(self.wake_r)
+        posix.close(self.wake_w)
 
 
 def _ready(fd: int, events: int, timeout_ms: int) -> bool:
@@ -267,7 +269,7 @@ def _moved(src: int, dst: int) -> int | None:
     None when one side has to wait, or -1 when the kernel cannot splice these two (then read and
     write them)."""
     try:
-        return os.splice(src, dst, SPLICE_LEN, flags=os.SPLICE_F_NONBLOCK)
+        return posix.splice(src, dst, SPLICE_LEN, flags=posix.SPLICE_F_NONBLOCK)
     except BlockingIOError:
         return None
     except OSError as exc:
@@ -287,13 +289,13 @@ class Output:
         self.fd = fd
         self.broken = False
         self.written = 0
-        self.splice = hasattr(os, "splice")  # until the kernel says it cannot splice to this fd
+        self.splice = hasattr(posix, "splice")  # until the kernel says it cannot splice to this fd
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view and not self.broken:
             try:
-                n = os.write(self.fd, view)
+                n = posix.write(self.fd, view)
             except BlockingIOError:
                 select.select([], [self.fd], [])  # someone else made it non-blocking
                 continue
@@ -340,7 +342,7 @@ class Output:
 def _is_stream(fd: int) -> bool:
     """A pipe, socket or file: data that can come fast (not /dev/null, not a terminal)."""
     try:
-        mode = os.fstat(fd).st_mode
+        mode = posix.fstat(fd).st_mode
     except OSError:
         return False
     kind = mode & 0o170000
@@ -366,8 +368,8 @@ class Streams:
     replay copy of stdin, what of stdin the child has not taken yet, and the signals."""
 
     def __init__(self, env: Mapping[str, str], quiet: float) -> None:
-        self.pipe_stdin = usable(0) and not os.isatty(0)
-        self.pipe_stderr = usable(2) and not os.isatty(2)
+        self.pipe_stdin = usable(0) and not posix.isatty(0)
+        self.pipe_stderr = usable(2) and not posix.isatty(2)
         self.stdin_stream = self.pipe_stdin and _is_stream(0)
         if self.stdin_stream:
             # Each wake-up moves what stdin's pipe holds: 64 KiB in a default pipe, 4096 wake-ups
@@ -385,7 +387,7 @@ class Streams:
         # stdin read but not yet taken by the child, once it is no longer copied (a view: taking
         # part of it copies nothing)
         self.pending = memoryview(b"")
-        self.splice_in = hasattr(os, "splice")  # until the kernel says it cannot splice fd 0
+        self.splice_in = hasattr(posix, "splice")  # until the kernel says it cannot splice fd 0
 
     def has_pending(self) -> bool:
         return bool(self.pending) or self.copy.backlog > 0
@@ -401,16 +403,16 @@ class Launch:
         self.streams = streams
         fds_parent: list[int] = []
         plan = []  # (fd in the child, our end to put there)
-        out_r, out_w = os.pipe()
+        out_r, out_w = posix.pipe()
         plan.append((1, out_w))
         fds_parent += [out_r, out_w]
         self.inp = self.err = -1
         if streams.pipe_stdin:
-            in_r, self.inp = os.pipe()
+            in_r, self.inp = posix.pipe()
             plan.append((0, in_r))
             fds_parent += [in_r, self.inp]
         if streams.pipe_stderr:
-            self.err, err_w = os.pipe()
+            self.err, err_w = posix.pipe()
             plan.append((2, err_w))
             fds_parent += [self.err, err_w]
         self.out = out_r
@@ -418,18 +420,18 @@ class Launch:
             self.pid = process.spawn(real, [real, *args], dict(env), plan)
         except OSError:
             for fd in fds_parent:
-                os.close(fd)
+                posix.close(fd)
             raise
-        os.close(out_w)
+        posix.close(out_w)
         if streams.pipe_stdin:
-            os.close(in_r)
-            os.set_blocking(self.inp, False)
+            posix.close(in_r)
+            posix.set_blocking(self.inp, False)
             if streams.stdin_stream:
                 _widen(self.inp)
         if streams.pipe_stderr:
-            os.close(err_w)
-            os.set_blocking(self.err, False)
-        os.set_blocking(self.out, False)
+            posix.close(err_w)
+            posix.set_blocking(self.err, False)
+        posix.set_blocking(self.out, False)
         self.status: int | None = None
         # The loop's state.
         self.watch: detect.Watch | None = None
@@ -452,7 +454,7 @@ class Launch:
         for fd in (self.inp, self.out, self.err):
             if fd >= 0:
                 try:
-                    os.close(fd)
+                    posix.close(fd)
                 except OSError:
                     pass
         self.inp = self.out = self.err = -1
@@ -545,7 +547,7 @@ class Launch:
         self.check = True
         self.open_out.discard(fd)
         self.poller.unregister(fd)
-        os.close(fd)
+        posix.close(fd)
         if fd == self.out:
             self.out = -1
         else:
@@ -553,7 +555,7 @@ class Launch:
 
     def _close_inp(self) -> None:
         if self.inp >= 0:
-            os.close(self.inp)
+            posix.close(self.inp)
             self.inp = -1
 
     def _pump(self, fd: int) -> str:
@@ -571,7 +573,7 @@ class Launch:
             if sink.splice:
                 return IDLE
         try:
-            data = os.read(fd, CHUNK)
+            data = posix.read(fd, CHUNK)
         except BlockingIOError:
             return IDLE
         if not data:
@@ -672,7 +674,7 @@ class Launch:
             if s.copy.backlog > 0:
                 s.copy.give_to(self.inp)
                 return
-            n = os.write(self.inp, s.pending)
+            n = posix.write(self.inp, s.pending)
         except BlockingIOError:
             return
         except OSError as exc:

@@ -15,7 +15,7 @@ entry point (shim.run) as a process.Outcome: it alone speaks and exits.
 
 from __future__ import annotations
 
-import os
+import posix
 
 from claude_wrap import detect, paths, pipes, process, recover
 
@@ -178,7 +178,7 @@ class Relay:
         self.signals.pid = launch.pid
         if self.signals.stopped_by is not None:
             # It arrived while we were between runs.
-            os.kill(launch.pid, self.signals.stopped_by)
+            posix.kill(launch.pid, self.signals.stopped_by)
         return launch
 
 
