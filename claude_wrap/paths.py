@@ -4,8 +4,8 @@ Every function takes the environment as an argument (default: the process's, see
 which is the seam tests use. A value we cannot use raises errors.SettingError naming the variable.
 Claude Code's own names and values (file and lock names, the token endpoint) are protocol.py's.
 This module is on the hot path of every `claude` run: it imports nothing beyond `posix`, `sys`,
-protocol.py and fspath.py; not even `os` (fspath.py says why), which the shim passes us its
-environment without.
+protocol.py and fspath.py, not even `os` (fspath.py says why); the shim hands each function its
+environment, decoded from `posix.environ` (shim.process_environ).
 """
 
 from __future__ import annotations
