@@ -234,17 +234,25 @@ def _nothing_said(proc: subprocess.Popen[str]) -> bool:
     return not select.select([proc.stdout], [], [], 0)[0]
 
 
-def test_waiters_warm_up_only_once_the_holder_opens_its_gate(sandbox: Sandbox) -> None:
-    sandbox.write(login_doc(expires_in_s=-60))
-    args = [str(REPO), str(sandbox.cfg), str(_state(sandbox))]
+def _gate_holder(sandbox: Sandbox, script: str = GATE_HOLDER) -> subprocess.Popen[str]:
+    """A process holding the config folder's flock and its gate, as a shim getting its request
+    ready does (GATE_HOLDER); it says "held" first."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", GATE_HOLDER, *args],
+        [sys.executable, "-c", script, str(REPO), str(sandbox.cfg), str(_state(sandbox))],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert holder.stdin is not None and holder.stdout is not None
+    assert holder.stdout is not None
     assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_waiters_warm_up_only_once_the_holder_opens_its_gate(sandbox: Sandbox) -> None:
+    sandbox.write(login_doc(expires_in_s=-60))
+    args = [str(REPO), str(sandbox.cfg), str(_state(sandbox))]
+    holder = _gate_holder(sandbox)
+    assert holder.stdin is not None and holder.stdout is not None
     waiter = subprocess.Popen(
         [sys.executable, "-c", GATE_WAITER, *args], stdout=subprocess.PIPE, text=True
     )
@@ -271,15 +279,9 @@ def test_waiters_warm_up_only_once_the_holder_opens_its_gate(sandbox: Sandbox) -
 def test_a_holder_that_sends_nothing_opens_its_gate_when_it_lets_go(sandbox: Sandbox) -> None:
     sandbox.write(login_doc(expires_in_s=-60))
     args = [str(REPO), str(sandbox.cfg), str(_state(sandbox))]
-    holder = subprocess.Popen(
-        [sys.executable, "-c", GATE_HOLDER.replace("held.open_gate()\n", ""), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = _gate_holder(sandbox, GATE_HOLDER.replace("held.open_gate()\n", ""))
     assert holder.stdin is not None and holder.stdout is not None
     try:
-        assert holder.stdout.readline().strip() == "held"
         holder.stdin.write("\n")
         holder.stdin.flush()
         assert holder.stdout.readline().strip() == "gate open"  # but it is not: not asked to
@@ -388,17 +390,8 @@ def test_the_refreshing_shim_opens_its_gate_once_its_request_is_out_and_a_waiter
 def test_a_shim_imports_no_os_before_it_waits(sandbox: Sandbox, token_server: TokenServer) -> None:
     """Everything a waiter does before it waits is on a herd's critical path (fspath.py)."""
     sandbox.write(login_doc(expires_in_s=-60))
-    args = [str(REPO), str(sandbox.cfg), str(_state(sandbox))]
-    # Holds the folder's flock and its gate, as a shim getting its request ready does.
-    holder = subprocess.Popen(
-        [sys.executable, "-c", GATE_HOLDER, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout is not None
+    holder = _gate_holder(sandbox)
     try:
-        assert holder.stdout.readline().strip() == "held"
         shim = _start_shim(sandbox, sandbox.shim_env())
         assert shim.stderr is not None
         seen = _until_at_the_flock(shim.stderr)
