@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from claude_wrap import paths
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 # Claude Code's tokens look like sk-ant-oat01-..., sk-ant-ort01-...; keep the last 4 characters.
 TOKEN = re.compile(r"sk-ant-[A-Za-z0-9_\-]{4,}")
 _logger: Logger | None = None
+# One set-up at a time: a session's guard thread warms the log up (guard.warm_up) while the main
+# thread may set it up too, and two set-ups would add the file twice (every line written twice).
+_setting_up = threading.Lock()
 
 
 def mask(text: str) -> str:
@@ -38,9 +42,16 @@ def _patch(record: Any) -> None:
 
 
 def logger(env: Mapping[str, str] = os.environ) -> Logger:
-    global _logger  # noqa: PLW0603 - one logger per process, configured once
     if _logger is not None:
         return _logger
+    with _setting_up:
+        return _set_up(env)
+
+
+def _set_up(env: Mapping[str, str]) -> Logger:
+    global _logger  # noqa: PLW0603 - one logger per process, configured once
+    if _logger is not None:
+        return _logger  # another thread set it up while we waited
     from loguru import logger as base  # noqa: PLC0415 - off the hot path
 
     base.remove()
