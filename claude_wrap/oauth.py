@@ -134,7 +134,10 @@ def refresh_tokens(
         # request is on the wire. Were the name ever to change, `sent` would not be called
         # and the caller's waiters would warm up later, after the answer: slower, never wrong.
         if sent is not None and event.endswith(".send_request_body.complete"):
-            sent()
+            try:
+                sent()
+            except Exception:  # noqa: BLE001, S110 - the token is on the wire: nothing of
+                pass  # ours may now keep its answer from being read (and the new token stored)
 
     with httpx.Client(follow_redirects=False) as client:
         # The budget is for the network, so it starts once the client is built: loading the CA

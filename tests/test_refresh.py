@@ -395,3 +395,25 @@ def test_the_refresher_refuses_a_guest_and_sends_nothing(
     assert "called for a guest; use renewal.ensure_fresh" in result.stdout, result.stderr
     assert token_server.requests == []
     assert sandbox.creds.read_bytes() == raw
+
+
+def test_a_failing_sent_callback_never_keeps_the_answer_from_being_read(
+    token_server: TokenServer,
+) -> None:
+    """`sent` runs once the token is on the wire (the shim opens its gate there): were it to
+    fail, the answer must still be read, or the new token would be lost with the old one spent."""
+    from claude_wrap import oauth  # in-process: the callback is ours to break
+
+    def broken() -> None:
+        raise OSError("the gate's fd was gone")
+
+    answer = oauth.refresh_tokens(
+        "rt-old",
+        ["user:inference"],
+        url=token_server.url,
+        client_id="test-client",
+        budget_s=10,
+        sent=broken,
+    )
+    assert len(token_server.requests) == 1
+    assert answer["access_token"] == token_server.issued[0]["access_token"]
