@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
-from tests.tokenserver import TokenFamilies, TokenServer
+from tests.tokenserver import Reply, Request, TokenFamilies, TokenServer
 
 
 def post(server: TokenServer, refresh: str) -> httpx.Response:
@@ -33,3 +35,21 @@ def test_access_tokens_expire() -> None:
     login = families.login()
     assert not families.access_ok(login["accessToken"])
     assert families.rejected_access == 1
+
+
+def test_a_delay_runs_from_the_requests_arrival() -> None:
+    """As a remote server's would: however late the handling thread gets to the request (here
+    held 0.6 s before it answers), the answer is due `delay` after the request came in."""
+
+    def late(server: TokenServer, request: Request) -> Reply:
+        time.sleep(0.6)  # the handling thread busy elsewhere, past the whole delay
+        return Reply(200, {"access_token": "a", "expires_in": 60}, delay=0.5)
+
+    with TokenServer() as server:
+        server.script(late)
+        started = time.monotonic()
+        assert post(server, "r").status_code == 200
+        took = time.monotonic() - started
+    # From the arrival: due at 0.5 s, sent as soon as the thread is back at 0.6 s. Counted from
+    # the reading it would be 1.1 s.
+    assert 0.6 <= took < 1.0
