@@ -1,8 +1,9 @@
 """Contention: many shims started at once on one expired login.
 
-A real token server on loopback (tests/tokenserver.py) answers each refresh after a short delay
-and counts the requests. Exactly one refresh must reach it per burst, however many shims start;
-the burst's wall time is compared with one shim refreshing alone, the two alternating.
+A real token server on loopback (tests/tokenserver.py) answers each refresh a short delay after
+the request arrived (as a remote one would, however busy our CPUs are) and counts the requests.
+Exactly one refresh must reach it per burst, however many shims start; the burst's wall time is
+compared with one shim refreshing alone, the two alternating.
 
 "At once" is taken literally: every shim of a burst (and the lone one) is forked beforehand and
 held at a gate, a pipe, until the runner closes it; the clock starts there. Spawning them one by
@@ -17,6 +18,7 @@ import dataclasses
 import json
 import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, TypedDict
@@ -118,19 +120,20 @@ def contention(root: Path, reps: int, *, shims: int = 32) -> dict[str, Any]:
 
         def burst() -> float:
             before = expire()
-            # One of the shims reports what it imported (python -X importtime, on its stderr).
-            r, w = os.pipe()
-            gate = Gate()
-            for _ in range(shims - 1):
-                gate.hold(argv, env)
-            gate.hold([python, "-I", "-S", "-X", "importtime", *argv], env, stderr=w)
-            os.close(w)
-            spawn_ms.append(gate.forked_ms)
-            gate.open()
-            with open(r, "rb") as f:
-                imports.append(f.read().decode(errors="replace"))
-            exits = gate.reap()
-            wall = (time.perf_counter_ns() - gate.started) / 1e6
+            # One of the shims reports what it imported (python -X importtime, on its stderr),
+            # into a file read afterwards: read from a pipe during the burst, it woke this
+            # process a hundred times, whose token server thread then waited for the GIL.
+            with tempfile.TemporaryFile() as report:
+                gate = Gate()
+                for _ in range(shims - 1):
+                    gate.hold(argv, env)
+                gate.hold([python, "-I", "-S", "-X", "importtime", *argv], env, report.fileno())
+                spawn_ms.append(gate.forked_ms)
+                gate.open()
+                exits = gate.reap()
+                wall = (time.perf_counter_ns() - gate.started) / 1e6
+                report.seek(0)
+                imports.append(report.read().decode(errors="replace"))
             cpu.append([e.cpu_ms for e in exits])
             requests.append(len(server.requests) - before)
             bad = [e.status for e in exits if e.status != 0]
