@@ -147,7 +147,7 @@ class DirLock:
             _mkdir(self.path)
             self._noted_now(self.path)
             return
-        tmp = f"{self.path}.cw-{os.getpid()}-{os.urandom(4).hex()}"
+        tmp = f"{self.path}{_LEFTOVER_MARK}{os.getpid()}-{os.urandom(4).hex()}"
         try:
             _mkdir(tmp)
         except LockUnavailableError as exc:
@@ -298,6 +298,44 @@ def config_locks(cfg: str, records: str | None) -> list[DirLock]:
         DirLock(legacy, records=records),
         DirLock(paths.write_lock(cfg), stale_s=WRITE_LOCK_STALE_S, records=records),
     ]
+
+
+# `_create`'s folder under a name of its own, `<lock>.cw-<pid>-<hex>`: it lives for the
+# microseconds between its mkdir and its rename into place, unless a kill falls in between.
+_LEFTOVER_MARK = ".cw-"
+LEFTOVER_AGE_S = LOCK_STALE_S  # older than any lock: no process is still about to rename it
+
+
+def leftover_folders(lock_path: str) -> list[tuple[str, int]]:
+    """(path, pid) of each folder `_create` made for `lock_path` that a kill left behind, sorted:
+    empty and never a lock (nothing waits on it), only clutter beside the config folder."""
+    folder, base = os.path.split(lock_path)
+    prefix = base + _LEFTOVER_MARK
+    found = []
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return []
+    for name in sorted(names):
+        pid, sep, tail = name[len(prefix) :].partition("-")
+        if name.startswith(prefix) and sep and pid.isdigit() and tail.isalnum():
+            found.append((os.path.join(folder, name), int(pid)))
+    return found
+
+
+def remove_leftover_folders(lock_path: str) -> int:
+    """Remove the leftovers of `lock_path` whose process is gone and that are older than any
+    lock; rmdir only, so a folder with anything in it stays. Returns how many went."""
+    removed = 0
+    for path, pid in leftover_folders(lock_path):
+        try:
+            if time.time() - os.lstat(path).st_mtime < LEFTOVER_AGE_S or pid_alive(pid):
+                continue
+            os.rmdir(path)
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def _mkdir(path: str) -> None:

@@ -282,3 +282,40 @@ def test_fix_keeps_a_young_lock_whose_recorded_holder_lives(sandbox: Sandbox) ->
     assert all(p.is_dir() for p in lock_dirs(sandbox))
     assert (sandbox.cfg / ".oauth_refresh.lock.owner").exists()
     assert all(f["level"] == "ok" for f in by_check(data, "locks"))
+
+
+def test_fix_removes_the_folders_a_kill_left_while_a_lock_was_taken(sandbox: Sandbox) -> None:
+    """lock.py makes a lock under a name of its own, `<lock>.cw-<pid>-<hex>`, and renames it
+    into place; a kill in between leaves that folder. It is no lock: doctor says so, and --fix
+    removes those of a dead process older than any lock, never one that is young, whose process
+    lives, or that holds anything."""
+    sandbox.write(login_doc())
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    refresh = f"{sandbox.cfg}/.oauth_refresh.lock"
+    legacy = f"{sandbox.cfg}.lock"
+    removable = [
+        Path(f"{refresh}.cw-{gone.pid}-0a1b2c3d"),
+        Path(f"{legacy}.cw-{gone.pid}-9f8e7d6c"),
+    ]
+    young = Path(f"{refresh}.cw-{gone.pid}-11112222")
+    alive = Path(f"{refresh}.cw-{os.getpid()}-33334444")
+    full = Path(f"{refresh}.cw-{gone.pid}-55556666")
+    for folder in [*removable, young, alive, full]:
+        folder.mkdir()
+    (full / "something").write_text("kept")
+    for folder in [*removable, alive, full]:
+        age(folder, 120)
+
+    code, data = doctor(sandbox)
+    assert code != 0
+    warned = [f for f in by_check(data, "locks") if f["level"] == "warn"]
+    assert len(warned) == 2, warned  # one line per lock: the refresh lock's four, the legacy's one
+    assert "they hold no lock" in warned[0]["message"]
+    assert all(p.is_dir() for p in [*removable, young, alive, full])  # without --fix, nothing goes
+
+    _, data = doctor(sandbox, "--fix")
+    assert not any(p.exists() for p in removable)
+    assert young.is_dir() and alive.is_dir() and full.is_dir()
+    fixed = [f["message"] for f in by_check(data, "locks") if "leftover" in f["message"]]
+    assert any("removed 1 leftover folder(s)" in m and "kept 3" in m for m in fixed), fixed

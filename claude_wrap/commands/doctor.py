@@ -77,7 +77,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--fix",
         action="store_true",
-        help="apply the safe fixes: remove stale lock folders and leftover temp files, chmod 600",
+        help=(
+            "apply the safe fixes: remove stale lock folders, the leftovers of a killed"
+            " claude-wrap (temp files, half-made lock folders), chmod 600"
+        ),
     )
     p.set_defaults(func=run)
 
@@ -361,6 +364,7 @@ def check_locks(cfg: str, env: Mapping[str, str], *, fix: bool) -> list[Finding]
     found = []
     for held in lock.config_locks(cfg, paths.lock_records(env)):
         path = held.path
+        found += _check_leftovers(path, fix=fix)
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -410,6 +414,27 @@ def check_locks(cfg: str, env: Mapping[str, str], *, fix: bool) -> list[Finding]
     if not found:
         found.append(Finding(name, OK, f"no lock folders in or beside {cfg}"))
     return found
+
+
+def _check_leftovers(lock_path: str, *, fix: bool) -> list[Finding]:
+    """Folders a killed claude-wrap left while taking `lock_path` (lock.leftover_folders)."""
+    leftovers = lock.leftover_folders(lock_path)
+    if not leftovers:
+        return []
+    if fix:
+        removed = lock.remove_leftover_folders(lock_path)
+        kept = len(leftovers) - removed
+        tail = f"; kept {kept} (too young, its process alive, or not empty)" if kept else ""
+        return [Finding("locks", OK, f"removed {removed} leftover folder(s) of {lock_path}{tail}")]
+    return [
+        Finding(
+            "locks",
+            WARN,
+            f"{len(leftovers)} leftover folder(s) of a killed claude-wrap beside {lock_path}"
+            f" ({os.path.basename(leftovers[0][0])}...); they hold no lock",
+            "`claude-wrap doctor --fix` removes those of processes no longer running",
+        )
+    ]
 
 
 def remove_stale_lock(cfg: str, held: lock.DirLock) -> str:
