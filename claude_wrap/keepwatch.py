@@ -85,31 +85,37 @@ def due_in(folder: ConfigDir, now_ms: int) -> float | None:
     return max(0.0, (verdict.expires_at - window_ms - now_ms) / 1000)
 
 
-def watch(found: list[ConfigDir], keep_one: Callable[[ConfigDir], int]) -> int:
-    """Keep every folder's login, on each change and ahead of each expiry, until told to stop."""
-    creds: dict[str, ConfigDir] = {}
-    for folder in found:
-        for cred in backends.open_storage(folder.env).watched_files():  # none: the Keychain
-            creds[cred] = folder
-    kind = paths.watch_kind(found[0].env if found else os.environ)
-    watched = [c for c in creds if os.path.isdir(os.path.dirname(c))]
-    try:
-        watcher = filewatch.open_watcher(watched, 0.5, kind)
-    except OSError:
-        watcher = filewatch.Watcher(watched, 0.5)
+def watch(
+    found: list[ConfigDir],
+    keep_one: Callable[[ConfigDir], int],
+    rescan: Callable[[], list[ConfigDir]] | None = None,
+) -> int:
+    """Keep every folder's login, on each change and ahead of each expiry, until told to stop.
+
+    `rescan` (keep --watch --all) finds the folders again every paths.rescan_period: a login
+    made in a folder that did not exist when we started (`CLAUDE_CONFIG_DIR=~/.claude-work
+    claude /login`), or in the current one made since, is watched and kept from then on,
+    without a restart of the service."""
+    env = found[0].env if found else os.environ
+    kind = paths.watch_kind(env)
+    period = paths.rescan_period(env) if rescan is not None else 0.0
+    files = _watched(found)
+    watcher = _open(files, kind)
+    stopping = False
 
     def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
         watcher.interrupt()
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, stop)
     _write_pid()
-    print(f"claude-wrap keep --watch: watching {len(watched)} credentials file(s) "
-          f"({watcher.kind}); pid {os.getpid()}", file=sys.stderr, flush=True)
+    _say_watching(files, watcher)
     failed_at: dict[str, float] = {}
     try:
         todo = list(found)
-        while not watcher.interrupted:
+        while not stopping:
             for folder in todo:
                 if keep_one(folder) != EXIT_OK:
                     failed_at[folder.path] = time.monotonic()
@@ -117,8 +123,8 @@ def watch(found: list[ConfigDir], keep_one: Callable[[ConfigDir], int]) -> int:
                     failed_at.pop(folder.path, None)
             sys.stdout.flush()
             timeout = _next_wait(found, failed_at)
-            changed = watcher.wait(timeout)
-            if watcher.interrupted:
+            changed = watcher.wait(min(timeout, period) if period else timeout)
+            if stopping:
                 break
             now = int(time.time() * 1000)
             todo = [
@@ -127,10 +133,47 @@ def watch(found: list[ConfigDir], keep_one: Callable[[ConfigDir], int]) -> int:
                 or (not changed and f.path in failed_at)
                 or due_in(f, now) == 0
             ]
+            if rescan is None:
+                continue
+            fresh = rescan()
+            known = {f.path for f in found}
+            todo += [f for f in fresh if f.path not in known]
+            found = fresh
+            if _watched(found) != files:
+                files = _watched(found)
+                watcher.close()
+                watcher = _open(files, kind)
+                if stopping:  # the signal came while the old one was being replaced
+                    break
+                _say_watching(files, watcher)
+                todo = list(found)  # a change between the two watchers went unseen: look at all
     finally:
         _clear_pid()
         watcher.close()
     return EXIT_OK
+
+
+def _watched(found: list[ConfigDir]) -> list[str]:
+    """The credentials files to watch, in order: those of the folders that exist (none for the
+    Keychain)."""
+    files: list[str] = []
+    for folder in found:
+        for cred in backends.open_storage(folder.env).watched_files():
+            if os.path.isdir(os.path.dirname(cred)) and cred not in files:
+                files.append(cred)
+    return files
+
+
+def _open(files: list[str], kind: str) -> filewatch.Watcher:
+    try:
+        return filewatch.open_watcher(files, 0.5, kind)
+    except OSError:
+        return filewatch.Watcher(files, 0.5)
+
+
+def _say_watching(files: list[str], watcher: filewatch.Watcher) -> None:
+    print(f"claude-wrap keep --watch: watching {len(files)} credentials file(s) "
+          f"({watcher.kind}); pid {os.getpid()}", file=sys.stderr, flush=True)
 
 
 def _next_wait(found: list[ConfigDir], failed_at: dict[str, float]) -> float:

@@ -499,6 +499,16 @@ def guest_remote_command(env: Mapping[str, str] | None = None) -> str:
     return env.get("CLAUDE_WRAP_GUEST_REMOTE") or "claude-wrap token --json"
 
 
+DEFAULT_RESCAN_S = 300.0  # as often as the keeper timer runs
+
+
+def rescan_period(env: Mapping[str, str] | None = None) -> float:
+    """CLAUDE_WRAP_RESCAN: how often `keep --watch --all` looks for config folders made since it
+    started (keepwatch.watch); 0: never."""
+    env = environ(env)
+    return _seconds(env, "CLAUDE_WRAP_RESCAN", DEFAULT_RESCAN_S)
+
+
 def guest_timeout(env: Mapping[str, str] | None = None) -> float:
     env = environ(env)
     return _seconds(env, "CLAUDE_WRAP_GUEST_TIMEOUT", 20.0)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.conftest import ACCESS, REFRESH, REPO, SCOPES, Sandbox, login_doc
-from tests.test_keep import exec_start, keeper_env
+from tests.test_keep import exec_start, keeper_env, write_login
 from tests.test_repair import remembered, strip, strip_by_rename, wait_for, whole
 
 if TYPE_CHECKING:
@@ -177,3 +177,33 @@ def test_the_launchd_watching_agent_is_kept_alive(sandbox: Sandbox) -> None:
     job = plistlib.loads(plist.read_bytes())
     assert job["KeepAlive"] is True and "StartInterval" not in job
     assert job["ProgramArguments"][1:] == ["-m", "claude_wrap", "keep", "--all", "--watch"]
+
+
+def test_the_watching_keeper_of_all_folders_keeps_a_login_made_after_it_started(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    """`keep --watch --all` as the installed service runs it, for days: a folder made since
+    (`CLAUDE_CONFIG_DIR=~/.claude-work claude /login`) is found on the next look (every
+    CLAUDE_WRAP_RESCAN s), watched, and kept, with no restart."""
+    sandbox.write(login_doc())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "claude_wrap", "keep", "--watch", "--all"],
+        env={**sandbox.env, "CLAUDE_WRAP_RESCAN": "0.2"}, cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        assert "watching 1 credentials file(s)" in proc.stderr.readline()
+        work = sandbox.home / ".claude-work"
+        write_login(work, login_doc(expires_in_s=-60, refresh="sk-ant-ort01-work-refresh-CCCC"))
+        assert "watching 2 credentials file(s)" in proc.stderr.readline()
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(f"{work}: refreshed")  # then it waits again
+        assert token_server.refresh_tokens_seen == ["sk-ant-ort01-work-refresh-CCCC"]
+        work_oauth = json.loads((work / ".credentials.json").read_text())["claudeAiOauth"]
+        assert work_oauth["accessToken"] == token_server.issued[0]["access_token"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert len(token_server.requests) == 1  # ~/.claude was fine: nothing spent on it

@@ -55,7 +55,7 @@ def run(ns: argparse.Namespace) -> int:
             # A change to the owner's login (a refresh) goes to its shared folders at once.
             return keep_one(folder, skip_missing=ns.all) or publish_shared()
 
-        return keepwatch.watch(found, one)
+        return keepwatch.watch(found, one, configs.find if ns.all else None)
     status = EXIT_OK
     for folder in found:
         result = keep_one(folder, skip_missing=ns.all)
