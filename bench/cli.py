@@ -74,6 +74,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "e.g. --env CLAUDE_WRAP_WATCH=0 to measure the shim without its relay",
     )
     p.add_argument(
+        "--claude",
+        default=",".join(realclaude.VERSIONS),
+        metavar="VERSIONS",
+        help="the real Claude Code releases `real` measures, comma-separated "
+        "(default: the test matrix, %(default)s)",
+    )
+    p.add_argument(
         "--no-install",
         action="store_true",
         help="do not npm-install the real claude when it is missing (skip `real`)",
@@ -85,6 +92,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     ns = p.parse_args(argv)
     ns.only = [n.strip() for n in ns.only.split(",") if n.strip()]
+    ns.claude = [v.strip() for v in ns.claude.split(",") if v.strip()]
     unknown = [n for n in ns.only if n not in NAMES]
     if unknown:
         p.error(f"unknown benchmark(s): {', '.join(unknown)}")
@@ -158,18 +166,21 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ns = parse(argv)
-    claude: Path | None = None
+    claudes: dict[str, Path | None] = {}
     if "real" in ns.only and not ns.no_netns:
         # npm needs the network: install before entering the loopback-only namespace.
         # (Inside it, after the re-exec, only look: npm could not reach the registry from there.)
-        claude = realclaude.ensure(install=not ns.no_install and not os.environ.get(NETNS_FLAG))
+        claudes = realclaude.ensure_all(
+            ns.claude, install=not ns.no_install and not os.environ.get(NETNS_FLAG)
+        )
+    found = {v: path for v, path in claudes.items() if path is not None}
     if not ns.no_netns:
         reenter_netns(argv)
     in_netns = bool(os.environ.get(NETNS_FLAG))
     reps = ns.reps
     slow = max(1, reps // 4)
     cases: dict[str, Callable[[Path], dict[str, Any]]] = {
-        "real": lambda root: hotpath.real(root, claude, reps) if claude else {},
+        "real": lambda root: {v: hotpath.real(root / v, path, reps) for v, path in found.items()},
         "wrapper": lambda root: hotpath.wrapper(root, reps),
         "watch": lambda root: hotpath.watch_cost(root, reps),
         "prompt": lambda root: prompt.short_status(root, reps),
@@ -196,14 +207,17 @@ def main(argv: list[str] | None = None) -> int:
             skipped[name] = "pyinstrument is not installed (pip install -e '.[dev]')"
             print(f"== {name}: skipped ({skipped[name]})", flush=True)
             continue
-        if name == "real" and (claude is None or not in_netns):
+        if name == "real" and (not found or not in_netns):
             skipped[name] = (
                 "no loopback-only network namespace (needs root and unshare)"
-                if claude
-                else f"the real claude {realclaude.CLAUDE_CODE_VERSION} is not installed"
+                if found
+                else f"no real claude of {', '.join(ns.claude)} is installed"
             )
             print(f"== {name}: skipped ({skipped[name]})", flush=True)
             continue
+        if name == "real" and len(found) < len(claudes):
+            missing = [v for v in claudes if v not in found]
+            print(f"== real: not installed, not measured: {', '.join(missing)}", flush=True)
         print(f"== {name} ...", flush=True)
         with tempfile.TemporaryDirectory(prefix=f"claude-wrap-bench-{name}-") as tmp:
             try:
@@ -224,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": "bench/run " + " ".join(argv),
             "machine": machine(),
-            "claude_code_version": realclaude.CLAUDE_CODE_VERSION,
+            "claude_code_versions": sorted(found),
             "reps": reps,
             "quick": ns.quick,
             "loopback_only_netns": in_netns,

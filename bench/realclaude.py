@@ -1,5 +1,6 @@
-"""The real Claude Code binary, pinned, installed once with npm into a cache outside the repository
-(the same layout as the end-to-end tests: `~/.cache/claude-wrap/npm/<version>`)."""
+"""The real Claude Code binaries of the version matrix (claude_wrap/versions.py), each installed
+once with npm into a cache outside the repository (the same layout as the end-to-end tests:
+`~/.cache/claude-wrap/npm/<version>`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import fcntl
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
-CLAUDE_CODE_VERSION = "2.1.197"
+from claude_wrap import versions
+
+VERSIONS = versions.TESTED  # every release users run that we test: bench/run measures each
+CLAUDE_CODE_VERSION = "2.1.197"  # the default of ensure() and binary_path()
 PACKAGE = "@anthropic-ai/claude-code"
 
 
@@ -78,3 +83,8 @@ def ensure(version: str = CLAUDE_CODE_VERSION, *, install: bool = True) -> Path 
                     check=False,
                 )
     return path if version_of(path) == version else None
+
+
+def ensure_all(chosen: Sequence[str] = VERSIONS, *, install: bool = True) -> dict[str, Path | None]:
+    """ensure() for each of `chosen` (the matrix by default), in its order."""
+    return {v: ensure(v, install=install) for v in chosen}
