@@ -204,6 +204,41 @@ def _signals_raise() -> Iterator[None]:
             signal.signal(s, old)
 
 
+# The signals a user or a service manager stops us with; SIGKILL cannot be held (see _signals_held).
+_STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """From just before our refresh token may reach the server until its successor is stored,
+    SIGINT, SIGTERM and SIGHUP wait, then the first of them is delivered as it would have been.
+
+    The server spends the token the moment it reads it. Stopped in between, we would keep the
+    spent token and lose its successor in flight: the next refresh gets invalid_grant and, with
+    the real service, the whole login is revoked (a Ctrl-C or a `systemctl stop` during a
+    refresh did exactly that, traced with TokenFamilies). Held, the stop comes at most the
+    request's budget (CLAUDE_WRAP_REFRESH_TIMEOUT) and the write later, with the new login on
+    disk. Only the main thread can set handlers; elsewhere nothing is held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        held.append(signum)
+
+    saved = {s: signal.signal(s, hold) for s in _STOPPING}
+    try:
+        yield
+    finally:
+        for s, old in saved.items():
+            signal.signal(s, old)
+        if held:
+            # Through the handler now restored: KeyboardInterrupt for SIGINT, Interrupted inside
+            # _signals_raise, the default action (death) where nobody handles it.
+            signal.raise_signal(held[0])
+
+
 def describe(before: Any, after: Any) -> list[str]:
     """What a refresh changed, in words; never a token."""
     old = login.oauth_section(before) or {}
@@ -405,7 +440,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
         ) from None
     mode = _mode(path) if storage.kind == "file" else 0o600
     # Reserve the new file's space before the token is spent: a full disk fails here, harmlessly.
-    with storage.pending(reserve=len(snap.raw) + 65536) as pending:
+    with storage.pending(reserve=len(snap.raw) + 65536) as pending, _signals_held():
         timer = threading.Timer(1.0, on_slow) if on_slow else None
         if timer:
             timer.daemon = True

@@ -3,16 +3,27 @@ token server on loopback, real files. Assertions on the file, its mode, the serv
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
-from tests.conftest import ACCESS, REFRESH, REPO, SCOPES, Sandbox, login_doc, now_ms
-from tests.tokenserver import DEFAULT_SCOPE, Reply, TokenServer, invalid_grant, ok
+from tests.conftest import ACCESS, REFRESH, REPO, SCOPES, WRAP, Sandbox, login_doc, now_ms
+from tests.tokenserver import (
+    DEFAULT_SCOPE,
+    Reply,
+    Request,
+    TokenFamilies,
+    TokenServer,
+    invalid_grant,
+    ok,
+)
 
 
 def test_status_says_missing_scopes_in_one_line_and_refresh_fixes_it(
@@ -417,3 +428,50 @@ def test_a_failing_sent_callback_never_keeps_the_answer_from_being_read(
     )
     assert len(token_server.requests) == 1
     assert answer["access_token"] == token_server.issued[0]["access_token"]
+
+
+@pytest.mark.parametrize(
+    ("how", "signum"),
+    [
+        ("refresh", signal.SIGTERM),  # a service manager stopping `keep`
+        ("refresh", signal.SIGHUP),
+        ("refresh", signal.SIGINT),  # Ctrl-C
+        ("shim", signal.SIGINT),  # Ctrl-C while the pre-flight's spinner turns
+    ],
+    ids=["refresh-SIGTERM", "refresh-SIGHUP", "refresh-SIGINT", "shim-SIGINT"],
+)
+def test_a_stop_while_the_request_is_out_waits_until_its_answer_is_stored(
+    sandbox: Sandbox, token_server: TokenServer, how: str, signum: int
+) -> None:
+    """The server spends the refresh token when it reads it. Stopped then, we used to keep the
+    spent token and lose its successor in flight: the next refresh got invalid_grant and the
+    single-use server revoked the login. Now the stop waits for the answer, stored, then comes:
+    the run still ends as the signal says, and the login lives on."""
+    families = TokenFamilies()
+
+    def slow(server: TokenServer, request: Request) -> Reply:
+        return dataclasses.replace(families(server, request), delay=1.0)
+
+    token_server.default = slow
+    login = families.login()
+    login["expiresAt"] = now_ms() - 60_000
+    sandbox.write({"claudeAiOauth": login})
+    argv = [str(sandbox.shim), "-p", "hi"] if how == "shim" else [*WRAP, "refresh"]
+    env = sandbox.shim_env() if how == "shim" else sandbox.env
+    proc = subprocess.Popen(argv, env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not token_server.requests:  # the request is at the server, its answer 1 s away
+        assert time.monotonic() < deadline and proc.poll() is None, "no request came"
+        time.sleep(0.005)
+    time.sleep(0.2)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+
+    assert proc.returncode in (-signum, 128 + signum), err  # it stopped, as asked
+    assert b"Traceback" not in err
+    assert families.refreshes == 1
+    stored = sandbox.oauth()
+    assert stored["refreshToken"] != login["refreshToken"]  # not the spent one: its successor
+    assert sandbox.wrap("refresh", "--force").returncode == 0  # and it refreshes again
+    assert families.revoked == set()
