@@ -189,7 +189,10 @@ def strip_scopes_during_runs(sandbox: Sandbox, runs: int) -> threading.Thread:
 
     def strip() -> None:
         for n in range(1, runs + 1):
-            wait_for(lambda n=n: len(sandbox.runs()) >= n, f"run {n}", limit=60)
+            try:
+                wait_for(lambda n=n: len(sandbox.runs()) >= n, f"run {n}", limit=60)
+            except AssertionError:
+                return  # the shim launched no more (the test says whether that was right)
             doc = sandbox.read()
             del doc["claudeAiOauth"]["scopes"]
             tmp = sandbox.creds.with_name("stripped.tmp")
