@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING
 
 from claude_wrap import backends, filewatch, login, paths, processes, refresher
-from claude_wrap.errors import EXIT_OK, WrapError
+from claude_wrap.errors import EXIT_OK, Interrupted, WrapError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -117,10 +117,19 @@ def watch(
         todo = list(found)
         while not stopping:
             for folder in todo:
-                if keep_one(folder) != EXIT_OK:
+                try:
+                    kept = keep_one(folder)
+                except Interrupted:
+                    # SIGTERM or SIGHUP came during a refresh, which finished first (the new
+                    # login is stored: refresher._signals_held): a clean stop all the same.
+                    stopping = True
+                    break
+                if kept != EXIT_OK:
                     failed_at[folder.path] = time.monotonic()
                 else:
                     failed_at.pop(folder.path, None)
+            if stopping:
+                break
             sys.stdout.flush()
             timeout = _next_wait(found, failed_at)
             changed = watcher.wait(min(timeout, period) if period else timeout)

@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import ACCESS, REFRESH, REPO, SCOPES, Sandbox, login_doc
 from tests.test_keep import exec_start, keeper_env, write_login
 from tests.test_repair import remembered, strip, strip_by_rename, wait_for, whole
+from tests.tokenserver import Reply
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -207,3 +208,27 @@ def test_the_watching_keeper_of_all_folders_keeps_a_login_made_after_it_started(
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert len(token_server.requests) == 1  # ~/.claude was fine: nothing spent on it
+
+
+def test_a_stop_during_the_watching_keepers_refresh_is_clean_and_keeps_the_new_login(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    """`systemctl stop` while the keeper's refresh is at the server: the stop waits for the
+    answer to be stored (refresher._signals_held), then the keeper ends as a stop should, exit 0,
+    not 143 (which systemd would show as a failed unit)."""
+    token_server.default = lambda server, request: Reply(
+        200, {"access_token": "sk-ant-oat01-kept-AAAA", "refresh_token": "sk-ant-ort01-kept-BBBB",
+              "expires_in": 28800, "scope": " ".join(SCOPES)}, delay=1.0,
+    )
+    sandbox.write(login_doc(expires_in_s=-60))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "claude_wrap", "keep", "--watch"],
+        env=sandbox.env, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    wait_for(lambda: token_server.requests, "the keeper's request")
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert sandbox.oauth()["refreshToken"] == "sk-ant-ort01-kept-BBBB"
