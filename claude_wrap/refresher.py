@@ -186,17 +186,13 @@ def _access(snap: Any) -> str:
 
 
 @contextlib.contextmanager
-def _signals_raise() -> Iterator[None]:
-    """Inside the locked section, SIGTERM and SIGHUP unwind through `finally` (locks released,
-    temp file removed) instead of killing us mid-way."""
+def _handled(signums: tuple[int, ...], handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """`handler` for `signums` while inside, the previous handlers again after. Only the main
+    thread can set handlers; elsewhere nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handler(signum: int, _frame: object) -> None:
-        raise Interrupted(signum)
-
-    saved = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    saved = {s: signal.signal(s, handler) for s in signums}
     try:
         yield
     finally:
@@ -204,7 +200,17 @@ def _signals_raise() -> Iterator[None]:
             signal.signal(s, old)
 
 
-# The signals a user or a service manager stops us with; SIGKILL cannot be held (see _signals_held).
+def _signals_raise() -> contextlib.AbstractContextManager[None]:
+    """Inside the locked section, SIGTERM and SIGHUP unwind through `finally` (locks released,
+    temp file removed) instead of killing us mid-way."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    return _handled((signal.SIGTERM, signal.SIGHUP), handler)
+
+
+# The signals a user or a service manager stops us with; SIGKILL cannot be held.
 _STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -218,22 +224,13 @@ def _signals_held() -> Iterator[None]:
     the real service, the whole login is revoked (a Ctrl-C or a `systemctl stop` during a
     refresh did exactly that, traced with TokenFamilies). Held, the stop comes at most the
     request's budget (CLAUDE_WRAP_REFRESH_TIMEOUT) and the write later, with the new login on
-    disk. Only the main thread can set handlers; elsewhere nothing is held."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    disk. Main thread only (_handled)."""
     held: list[int] = []
-
-    def hold(signum: int, _frame: object) -> None:
-        held.append(signum)
-
-    saved = {s: signal.signal(s, hold) for s in _STOPPING}
     try:
-        yield
+        with _handled(_STOPPING, lambda signum, _frame: held.append(signum)):
+            yield
     finally:
-        for s, old in saved.items():
-            signal.signal(s, old)
-        if held:
+        if held:  # also when the refresh failed: the stop was asked for all the same
             # Through the handler now restored: KeyboardInterrupt for SIGINT, Interrupted inside
             # _signals_raise, the default action (death) where nobody handles it.
             signal.raise_signal(held[0])

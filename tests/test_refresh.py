@@ -475,3 +475,24 @@ def test_a_stop_while_the_request_is_out_waits_until_its_answer_is_stored(
     assert stored["refreshToken"] != login["refreshToken"]  # not the spent one: its successor
     assert sandbox.wrap("refresh", "--force").returncode == 0  # and it refreshes again
     assert families.revoked == set()
+
+
+def test_a_stop_held_through_a_refused_refresh_still_stops_the_run(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    """The held stop comes after a failed answer too: SIGTERM during a request the server
+    refuses ends the run by the signal (143), not with the refusal's own status (4)."""
+    token_server.default = lambda server, request: dataclasses.replace(invalid_grant(), delay=1.0)
+    raw = sandbox.write(login_doc(expires_in_s=-60))
+    proc = subprocess.Popen([*WRAP, "refresh"], env=sandbox.env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not token_server.requests:
+        assert time.monotonic() < deadline and proc.poll() is None, "no request came"
+        time.sleep(0.005)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode in (-signal.SIGTERM, 128 + signal.SIGTERM), err
+    assert b"Traceback" not in err
+    assert sandbox.creds.read_bytes() == raw  # a refusal changes nothing
