@@ -148,8 +148,9 @@ def watch(
             known = {f.path for f in found}
             todo += [f for f in fresh if f.path not in known]
             found = fresh
-            if _watched(found) != files:
-                files = _watched(found)
+            now_watched = _watched(found)
+            if now_watched != files:
+                files = now_watched
                 watcher.close()
                 watcher = _open(files, kind)
                 if stopping:  # the signal came while the old one was being replaced

@@ -317,8 +317,10 @@ def leftover_folders(lock_path: str) -> list[tuple[str, int]]:
     except OSError:
         return []
     for name in sorted(names):
+        if not name.startswith(prefix):
+            continue
         pid, sep, tail = name[len(prefix) :].partition("-")
-        if name.startswith(prefix) and sep and pid.isdigit() and tail.isalnum():
+        if sep and pid.isdigit() and tail.isalnum():
             found.append((os.path.join(folder, name), int(pid)))
     return found
 
