@@ -605,8 +605,11 @@ class Launch:
                     return
                 if moved > 0:
                     self._feed_child()
-                    if copy.backlog or self.inp < 0:
-                        return  # the child is full (or gone): poll for it
+                    if copy.backlog or self.inp < 0 or not s.splice_in:
+                        # The child is full (or gone): poll for it. Or fd 0 was read, not
+                        # spliced: a blocking read must wait for poll to say it is ready, or it
+                        # stalls the whole relay on a client that keeps stdin open and idle.
+                        return
                     continue
             else:
                 data = b""

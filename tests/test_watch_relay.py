@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -532,3 +533,25 @@ def test_a_sigkilled_wrapper_leaves_no_orphaned_claude(logged_in: Sandbox) -> No
         return False
 
     wait_for(gone, "claude to die with its wrapper", limit=10)
+
+
+@pytest.mark.timeout(60)
+def test_an_editor_session_on_a_socket_kept_open_and_idle_is_answered(
+    logged_in: Sandbox,
+) -> None:
+    # Node's child_process (the Agent SDK, Zed's adapter) gives its child a socket as stdin and
+    # keeps it open and idle until the answer comes: a relay that reads stdin again after a
+    # first message blocks there, while the answer waits in a pipe it no longer polls.
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        proc = start(logged_in, *EDITOR, env=logged_in.shim_env(), stdin=theirs.fileno())
+        theirs.close()
+        assert proc.stdout is not None
+        ours.sendall(json.dumps({"type": "user", "text": "one"}).encode() + b"\n")
+        assert json.loads(proc.stdout.readline())["type"] == "system"
+        text = json.loads(proc.stdout.readline())["message"]["content"][0]["text"]
+        assert "one" in text
+        ours.shutdown(socket.SHUT_WR)
+        assert json.loads(proc.stdout.readline())["type"] == "result"
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
