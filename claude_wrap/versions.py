@@ -6,7 +6,7 @@ against each of these, and `claude-wrap doctor` says when the real binary is new
 
 from __future__ import annotations
 
-TESTED = ("2.1.87", "2.1.197", "2.1.332")
+TESTED = ("2.1.87", "2.1.197", "2.1.332", "2.1.337")
 
 
 def parse(text: str) -> tuple[int, ...] | None:

@@ -12,7 +12,7 @@ from tests.e2e.install import InstallError, e2e_versions
 def test_the_matrix_is_oldest_to_newest_and_parses() -> None:
     parsed = [versions.parse(v) for v in versions.TESTED]
     assert None not in parsed
-    assert versions.newest_tested() == "2.1.332"
+    assert versions.newest_tested() == "2.1.337"
     assert versions.parse("2.1.332 (Claude Code)") == (2, 1, 332)
     assert versions.parse("Claude Code") is None
 
