@@ -21,6 +21,16 @@ EXPIRED_MESSAGE = (
     "OAuth token has expired. Please obtain a new token or refresh your existing token."
 )
 REVOKED_MESSAGE = "OAuth token has been revoked. Please obtain a new token."
+# How the real API refuses a token a refresh superseded (protocol.md section 10, as others
+# measured it): a 401 naming the access token, or a 403 permission_error. Claude Code 2.1.332 and
+# later read these two, and only these, as a revocation.
+ACCESS_REVOKED_MESSAGE = "OAuth access token has been revoked."
+PROBLEMS = {
+    "expired": (401, "authentication_error", EXPIRED_MESSAGE),
+    "revoked": (401, "authentication_error", REVOKED_MESSAGE),
+    "access_revoked": (401, "authentication_error", ACCESS_REVOKED_MESSAGE),
+    "revoked_403": (403, "permission_error", REVOKED_MESSAGE),
+}
 MODEL = "claude-fake-e2e-1"
 
 
@@ -83,7 +93,8 @@ class FakeAnthropicAPI:
     `answer` is the text every Messages call streams back; `expire(token)` makes calls with
     that bearer token get the real API's expired-token 401; `requests` logs everything.
     Two hooks, for a test that needs more: `check_token(token)` returns None to accept a bearer
-    token or "expired" / "revoked" to answer 401 (e.g. `TokenFamilies.access_problem`), and
+    token or a key of PROBLEMS ("expired", "revoked", ...) to refuse it (e.g.
+    `TokenFamilies.access_problem`), and
     `reply(request)` chooses the answer's text per call.
     """
 
@@ -144,12 +155,9 @@ class FakeAnthropicAPI:
                 if problem is None and api.check_token is not None:
                     problem = api.check_token(request.token)
                 if problem is not None:
-                    message = REVOKED_MESSAGE if problem == "revoked" else EXPIRED_MESSAGE
-                    error = {
-                        "type": "error",
-                        "error": {"type": "authentication_error", "message": message},
-                    }
-                    self._send(401, json.dumps(error).encode())
+                    status, kind, message = PROBLEMS[problem]
+                    error = {"type": "error", "error": {"type": kind, "message": message}}
+                    self._send(status, json.dumps(error).encode())
                     return
                 text = api.reply(request) if api.reply is not None else api.answer
                 stream = b"".join(
