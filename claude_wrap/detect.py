@@ -30,30 +30,66 @@ if TYPE_CHECKING:
 UNDECIDED = "undecided"
 HEALTHY = "healthy"
 FAILURE = "failure"
+# The run printed exactly "another Claude Code process is refreshing the login": not a login
+# failure; wait for that process's lock, never refresh over it (relay.py).
+BUSY = "busy"
 
 # Beginnings of the one-line failures (protocol.md sections 6, 8 and 9), as printed. "Invalid API
 # key" is not here: it concerns ANTHROPIC_API_KEY, which no refresh of the stored login can fix.
 _LOGIN_HEADS = ("Not logged in", "OAuth token revoked", "Login expired")
-# 2.1.332's failures (section 9: after its own refresh met invalid_grant, and the expiry forms),
-# matched whole: their heads are common words.
+# 2.1.332's failures (section 9: after its own refresh met invalid_grant, and the expiry forms;
+# section 10: the revoked form of --print), matched whole: their heads are common words.
 _LOGIN_WHOLE = (
     "Failed to authenticate: OAuth session expired and could not be refreshed",
     "OAuth refresh token is no longer valid; run /login to re-authenticate",
     "Your session has expired. Please run /login to sign in again.",
     "Session expired. Please run /login to sign in again.",
+    "Failed to authenticate: OAuth token revoked. Please log in again or contact your "
+    "administrator.",
 )
 _401_HEADS = ("Failed to authenticate. API Error: 401", "Please run /login · API Error: 401")
-# Not a login failure: another Claude Code process holds the refresh lock (section 9). A refresh
-# of ours over it would spend the token that process is spending.
-BUSY_LOCK = "OAuth access token could not be refreshed: another Claude Code process is holding"
+# Not a login failure: another Claude Code process holds the refresh lock, or left it when it
+# exited mid-refresh (section 10, as 2.1.332 and later print it: --print, json and stream-json
+# alike; then the interactive form). A refresh of ours over it would spend the token that process
+# is spending: wait for its lock instead.
+BUSY_LOCK_FORMS = (
+    "Failed to refresh OAuth token: another Claude Code process is refreshing it or exited "
+    "mid-refresh",
+    "Could not refresh your login because another Claude Code process is refreshing it (or "
+    "exited mid-refresh)",
+)
+# Not failures a refresh can fix (section 10), passed through untouched with no token request:
+# the login reached its time limit (only /login helps), and organization ("hybrid" / gateway)
+# sign-ins, which are not the stored login at all.
+LOGIN_ENDED_FORMS = (
+    "Login reached its time limit",
+    "Failed to authenticate: this login reached its time limit",
+)
+ORGANIZATION_FORMS = (
+    "Not logged in · Run /status for details",
+    "Not logged in · /status",
+    "No usable connection · /status",
+    "Not signed in to gateway · /login",
+    "Run /status for details · API Error:",
+)
+# json / stream-json `api_error` (2.1.337): a structural signal, judged before any wording.
+API_LOGIN_FAILURES = ("no_credential", "token_revoked")
 # The headless watcher holds a first line back only while it may become one of these, in the
 # case each version prints, so that healthy text goes through from its first byte.
-_HEADS = tuple(h.encode() for h in (*_LOGIN_HEADS, *_LOGIN_WHOLE, *_401_HEADS))
+_HEADS = tuple(
+    h.encode() for h in (*_LOGIN_HEADS, *_LOGIN_WHOLE, *_401_HEADS, BUSY_LOCK_FORMS[0])
+)
 # The text judge compares lower-case, with runs of blanks made one space.
 _LOW_LOGIN = tuple(h.lower() for h in _LOGIN_HEADS)
 _LOW_WHOLE = tuple(h.lower().rstrip(".") for h in _LOGIN_WHOLE)
 _LOW_401 = tuple(h.lower() for h in _401_HEADS)
+_LOW_BUSY = tuple(h.lower() for h in BUSY_LOCK_FORMS)
+_LOW_NOT_OURS = tuple(h.lower() for h in (*LOGIN_ENDED_FORMS, *ORGANIZATION_FORMS))
 MAX_HOLD = 1 << 20  # a failure is a few hundred bytes; past this, nothing held can be one
+
+
+def _low(text: str) -> str:
+    return " ".join(text.lower().split())
 
 
 def is_failure_text(text: str) -> bool:
@@ -61,9 +97,9 @@ def is_failure_text(text: str) -> bool:
     text = text.strip()
     if len(text) > 4096 or "\n" in text:
         return False
-    if is_busy_lock(text):
+    low = _low(text)
+    if low.startswith(_LOW_BUSY) or low.startswith(_LOW_NOT_OURS):
         return False
-    low = " ".join(text.lower().split())
     if low.startswith(_LOW_401) or low.rstrip(".") in _LOW_WHOLE:
         return True
     return low.startswith(_LOW_LOGIN) and low.endswith("/login")
@@ -71,7 +107,14 @@ def is_failure_text(text: str) -> bool:
 
 def is_busy_lock(text: str) -> bool:
     """Another Claude Code process holds the refresh lock: wait, never refresh over it."""
-    return " ".join(text.lower().split()).startswith(BUSY_LOCK.lower())
+    text = text.strip()
+    return len(text) <= 4096 and "\n" not in text and _low(text).startswith(_LOW_BUSY)
+
+
+def is_beyond_refresh(text: str) -> bool:
+    """The login reached its time limit, or an organization sign-in failed: no refresh of the
+    stored login fixes either, so the output goes through as it is."""
+    return _low(text).startswith(_LOW_NOT_OURS)
 
 
 def needs_force(text: str) -> bool:
@@ -79,33 +122,53 @@ def needs_force(text: str) -> bool:
     return "401" in text or "revoked" in text.lower()
 
 
-def _is_401_result(obj: Any) -> bool:
+def _text_kind(text: object) -> str | None:
+    if not isinstance(text, str):
+        return None
+    if is_failure_text(text):
+        return FAILURE
+    return BUSY if is_busy_lock(text) else None
+
+
+def _api_error_kind(obj: Any) -> str | None:
+    """2.1.337's `api_error`: FAILURE for a login a refresh repairs, HEALTHY for any other value
+    (an organization sign-in, a request too large, ...: none of ours), None when absent."""
+    value = obj.get("api_error")
+    if not isinstance(value, str):
+        return None
+    return FAILURE if value in API_LOGIN_FAILURES else HEALTHY
+
+
+def _result_kind(obj: Any) -> str | None:
+    """FAILURE or BUSY for an error result that is one, else None."""
+    if not (isinstance(obj, dict) and obj.get("type") == "result" and obj.get("is_error") is True):
+        return None
+    by_api = _api_error_kind(obj)
+    if by_api is not None:
+        return FAILURE if by_api == FAILURE else None
+    text = obj.get("result")
+    if isinstance(text, str) and is_beyond_refresh(text):
+        return None
     # 2.1.332's results carry the API's status (section 9): a structural signal, before wording.
-    return bool(obj.get("api_error_status") == 401)
-
-
-def _is_failure_result(obj: Any) -> bool:
-    return (
-        isinstance(obj, dict)
-        and obj.get("type") == "result"
-        and obj.get("is_error") is True
-        and (
-            _is_401_result(obj)
-            or (isinstance(obj.get("result"), str) and is_failure_text(obj["result"]))
-        )
-    )
+    if obj.get("api_error_status") == 401:
+        return FAILURE
+    return _text_kind(text)
 
 
 def _is_init(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("type") == "system" and obj.get("subtype") == "init"
 
 
-def _is_synthetic_failure(obj: Any) -> bool:
+def _synthetic_kind(obj: Any) -> str | None:
+    """FAILURE or BUSY for claude's own (`<synthetic>`) assistant message saying so, else None."""
     if not isinstance(obj, dict) or obj.get("type") != "assistant":
-        return False
+        return None
     message = obj.get("message")
     if not isinstance(message, dict) or message.get("model") != "<synthetic>":
-        return False
+        return None
+    by_api = _api_error_kind(obj)
+    if by_api is not None:
+        return FAILURE if by_api == FAILURE else None
     content = message.get("content")
     texts = [
         t for t in (
@@ -113,11 +176,15 @@ def _is_synthetic_failure(obj: Any) -> bool:
             if isinstance(content, list) else []
         ) if isinstance(t, str)
     ]
+    if any(is_beyond_refresh(t) for t in texts):
+        return None
     if any(is_busy_lock(t) for t in texts):
-        return False  # whatever error it is tagged with: another process is refreshing
+        # Tagged `"error": "server_error"` (section 10), as an API's 5xx is: only the text
+        # tells the busy lock apart, whatever the tag.
+        return BUSY
     if obj.get("error") == "authentication_failed":
-        return True
-    return any(is_failure_text(t) for t in texts)
+        return FAILURE
+    return FAILURE if any(is_failure_text(t) for t in texts) else None
 
 
 def _is_auth_retry(obj: Any) -> bool:
@@ -149,14 +216,16 @@ class Watch:
 
     `feed(chunk)` returns the bytes that may go to the consumer now; `finish(status)` ends the
     run and returns FAILURE (the held output is exactly the failure: retry instead of showing
-    it) or HEALTHY (then `release()` gives whatever is still held).
+    it), BUSY (exactly the busy-lock message: wait for the lock, then retry) or HEALTHY (then
+    `release()` gives whatever is still held).
     """
 
-    __slots__ = ("_held", "_lines", "message", "state")
+    __slots__ = ("_held", "_lines", "kind", "message", "state")
 
     def __init__(self) -> None:
         self.state = UNDECIDED
         self.message = ""  # the failure's text, once seen
+        self.kind = FAILURE  # or BUSY: what the message is
         self._held = bytearray()
         self._lines: list[Any] = []  # judgements of the complete lines held so far
 
@@ -182,7 +251,7 @@ class Watch:
         if self.state == UNDECIDED and self._held:
             self._judge(final=True)
         if self.state == UNDECIDED and self._held and status == 1 and self.message:
-            self.state = FAILURE
+            self.state = self.kind
         elif self.state != HEALTHY:
             self.state = HEALTHY
         return self.state
@@ -208,10 +277,11 @@ class Watch:
             self.state = HEALTHY  # more than the one failure line
             return
         text = first.decode("utf-8", "replace").rstrip("\r")
-        if is_failure_text(text):
-            self.message = text
-        else:
+        kind = _text_kind(text)
+        if kind is None:
             self.state = HEALTHY
+        else:
+            self.message, self.kind = text, kind
 
     def _judge_json(self, buf: bytes, *, final: bool) -> None:
         lines = buf.split(b"\n")
@@ -224,20 +294,24 @@ class Watch:
             return
         self.message = ""
         phase = "start"
+        said = None  # what the synthetic message said: the result must say the same
         for i, line in enumerate(lines):
             if i == len(self._lines):
                 self._lines.append(_parse(line))
             obj = self._lines[i]
-            if phase == "start" and _is_failure_result(obj):
+            kind = None
+            if phase == "start" and (kind := _result_kind(obj)) is not None:
                 phase = "done"
             elif phase == "start" and _is_init(obj):
                 phase = "init"
             elif phase == "init" and _is_auth_retry(obj):
                 pass  # the API refused the token and claude tried again: still the failure
-            elif phase == "init" and _is_synthetic_failure(obj):
+            elif phase == "init" and (said := _synthetic_kind(obj)) is not None:
                 phase = "synthetic"
-            elif phase == "synthetic" and _is_error_result(obj):
-                phase = "done"
+            elif phase == "synthetic" and _is_error_result(obj) and (
+                said == FAILURE or _result_kind(obj) == BUSY
+            ):
+                kind, phase = said, "done"
             else:
                 self.state = HEALTHY
                 return
@@ -246,6 +320,7 @@ class Watch:
                     self.state = HEALTHY  # something follows the failure
                     return
                 result = obj.get("result")
+                self.kind = kind or FAILURE
                 self.message = result if isinstance(result, str) else "authentication failed"
 
 
@@ -268,6 +343,10 @@ TUI_PATTERNS = tuple(
         "OAuth refresh token is no longer valid; run /login to re-authenticate",
         "Your session has expired. Please run /login to sign in again.",
         "Session expired. Please run /login to sign in again.",
+        # 2.1.332 and later (section 10); the time limit and the organization sign-ins are
+        # deliberately absent: no refresh fixes those.
+        "Failed to authenticate: OAuth token revoked. Please log in again or contact your "
+        "administrator.",
     )
 )
 _TAIL = max(map(len, TUI_PATTERNS))

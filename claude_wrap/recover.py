@@ -14,7 +14,7 @@ from claude_wrap import fastpath, paths, sitepath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 
 def file_identity(env: Mapping[str, str]) -> tuple[int, ...] | None:
@@ -114,3 +114,34 @@ def heal(env: Mapping[str, str]) -> None:
         log.opt(exception=exc).error("guard: repair crashed")
         return
     log.info("guard: repair done: {}", outcome.action)
+
+
+def await_lock(env: Mapping[str, str], stopped: Callable[[], bool]) -> str | None:
+    """claude said another Claude Code process is refreshing the login: it holds the refresh
+    lock, or left it when it exited mid-refresh (protocol.md section 10). Wait, up to the lock
+    wait (CLAUDE_WRAP_LOCK_TIMEOUT), until no lock of the config folder is held by a holder
+    that may be alive, by the rules `lock` applies (gone, stale, or its holder proven gone, which
+    claude takes over itself). Nothing is taken, removed or sent: never a refresh over another
+    process's lock. Returns None when the run may be retried, else one line saying why not."""
+    import os  # noqa: PLC0415 - only after claude said the lock was busy (no `os` on the hot path)
+    import time  # noqa: PLC0415
+
+    from claude_wrap import lock  # noqa: PLC0415
+
+    cfg = paths.config_dir(env)
+    refresh_path, legacy_path = paths.refresh_lock(cfg), paths.legacy_lock(cfg)
+    held = [
+        lock.DirLock(refresh_path, owner=(cfg, legacy_path)),
+        lock.DirLock(legacy_path),
+    ]
+    wait_s = paths.lock_wait(env)
+    deadline = time.monotonic() + wait_s
+    while True:
+        busy = [d.path for d in held if os.path.isdir(d.path) and not d.judge()]
+        if not busy:
+            return None
+        if stopped():
+            return "we were told to stop"
+        if time.monotonic() >= deadline:
+            return f"{busy[0]} was still held after {wait_s:g} s"
+        time.sleep(lock.POLL_S)

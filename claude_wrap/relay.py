@@ -88,6 +88,16 @@ class Relay:
             code = process.exit_status(status)
             verdict = watch.finish(code)
             failed = watch.release()
+            if verdict == detect.BUSY:
+                # Another Claude Code process is refreshing: wait for its lock, then run again
+                # (that process's new token, or claude's own refresh, serves the retry).
+                stopped = self._await_lock(watch, failed, code, attempt)
+                if stopped is not None:
+                    return stopped
+                self.copy.rewind()
+                launched = recover.file_identity(self.env)
+                preflight_failed = False
+                continue
             if verdict != detect.FAILURE:
                 self.stdout.write(failed)
                 return process.Outcome(code)
@@ -160,6 +170,29 @@ class Relay:
                 ],
             )
         return process.Outcome(code)
+
+    def _await_lock(
+        self, watch: detect.Watch, failed: bytes, code: int, attempt: int
+    ) -> process.Outcome | None:
+        """claude found the refresh lock busy. None: it is free now, retry; else what to end
+        with (the run's output written as it was). Never a token request of ours."""
+        why_not = self._why_no_retry()
+        if why_not is None and attempt == MAX_LAUNCHES:
+            why_not = f"claude was run {MAX_LAUNCHES} times"
+        if why_not is None and self.signals.stopped_by is None:
+            why_not = recover.await_lock(self.env, lambda: self.signals.stopped_by is not None)
+        if why_not is None:
+            return None
+        self.stdout.write(failed)
+        if self.signals.stopped_by is not None:
+            return process.Outcome(code)
+        return process.Outcome(
+            code,
+            [
+                f"claude said {watch.message!r}; the run was not retried ({why_not}); "
+                "no token was requested"
+            ],
+        )
 
     def _why_no_retry(self) -> str | None:
         if self.copy.dropped:

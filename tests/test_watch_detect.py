@@ -302,7 +302,8 @@ WORDINGS_2_1_332 = (
     "Session expired. Please run /login to sign in again.",
     "Login expired · Please run /login",
 )
-BUSY = (
+# What detect.BUSY_LOCK used to say: the error class's message, never printed (section 10).
+NEVER_PRINTED = (
     "OAuth access token could not be refreshed: another Claude Code process is holding the "
     "refresh lock"
 )
@@ -326,7 +327,7 @@ def test_the_newest_wordings_are_login_failures_in_text_json_and_the_tui(text: s
 @pytest.mark.parametrize(
     "text",
     [
-        BUSY,
+        NEVER_PRINTED,
         "Your session has expired. Please run /login to sign in again. Said the manual, once.",
         "The docs say: Failed to authenticate: OAuth session expired and could not be refreshed",
         "Session expired is a phrase; so is run /login",
@@ -335,7 +336,6 @@ def test_the_newest_wordings_are_login_failures_in_text_json_and_the_tui(text: s
 def test_a_busy_lock_and_quotes_of_the_newest_wordings_are_not_failures(text: str) -> None:
     line = (text + "\n").encode()
     assert judge([line], 1) == (detect.HEALTHY, line)
-    assert detect.TuiMatcher().feed(text.encode()) is None or text != BUSY
 
 
 def test_a_json_result_with_api_status_401_is_a_failure_whatever_its_wording() -> None:
@@ -345,3 +345,183 @@ def test_a_json_result_with_api_status_401_is_a_failure_whatever_its_wording() -
     healthy = compact({"type": "result", "is_error": False, "api_error_status": None,
                        "result": "Session expired. Please run /login to sign in again."})
     assert judge([healthy], 0) == (detect.HEALTHY, healthy)
+
+
+# --- protocol.md section 10: the forms of 2.1.332 and 2.1.337, structural signals first --------
+
+BUSY_PRINT = (
+    "Failed to refresh OAuth token: another Claude Code process is refreshing it or exited "
+    "mid-refresh. This is usually transient; retry in a minute, and if it persists close other "
+    "Claude Code processes or sign in again"
+)
+BUSY_TUI = (
+    "Could not refresh your login because another Claude Code process is refreshing it (or "
+    "exited mid-refresh) \u00b7 Try again in a minute; if it keeps happening, close other Claude "
+    "Code windows or sign in again with /login"
+)
+REVOKED_PRINT = (
+    "Failed to authenticate: OAuth token revoked. Please log in again or contact your "
+    "administrator."
+)
+TIME_LIMIT = (
+    "Login reached its time limit \u00b7 Please run /login",
+    "Failed to authenticate: this login reached its time limit and cannot be renewed. Run "
+    "`claude auth login` to sign in again, or use `claude setup-token` and set "
+    "CLAUDE_CODE_OAUTH_TOKEN for unattended jobs",
+    "Failed to authenticate: this login reached its time limit \u00b7 Sign in again to continue",
+)
+# Organization ("hybrid" / gateway) sign-ins: read in 2.1.337's bundle only.
+ORGANIZATION = (
+    "Not logged in \u00b7 Run /status for details",
+    "Not logged in \u00b7 /status",
+    "No usable connection \u00b7 /status",
+    "Not signed in to gateway \u00b7 /login",
+    "Run /status for details \u00b7 API Error: 401 OAuth token has expired.",
+)
+
+
+def stream_of(message: str, error: str, **top: object) -> bytes:
+    synthetic_line = json.loads(synthetic(message, error=error))
+    synthetic_line.update(top)
+    result = {"type": "result", "subtype": "success", "is_error": True, "result": message, **top}
+    return INIT + compact(synthetic_line) + compact(result)
+
+
+def test_the_printed_busy_forms_are_busy_never_failures() -> None:
+    for text in (BUSY_PRINT, BUSY_TUI):
+        assert detect.is_busy_lock(text)
+        assert detect.is_busy_lock(text.upper())
+        assert not detect.is_failure_text(text)
+    assert not detect.is_busy_lock(NEVER_PRINTED)
+    assert not detect.is_busy_lock("The manual says: " + BUSY_PRINT)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        (BUSY_PRINT + "\n").encode(),
+        json_failure(BUSY_PRINT),
+        # stream-json: a synthetic line tagged as a server error; only its text says "busy"
+        stream_of(BUSY_PRINT, "server_error"),
+    ],
+    ids=["text", "json", "stream-json"],
+)
+def test_a_busy_lock_is_held_whole_and_judged_busy_at_every_split(data: bytes) -> None:
+    for chunks in [*split_everywhere(data), [bytes([b]) for b in data]]:
+        watch = detect.Watch()
+        assert b"".join(watch.feed(c) for c in chunks) == b"", chunks
+        assert watch.finish(1) == detect.BUSY, chunks
+        assert watch.message == BUSY_PRINT
+        assert watch.release() == data
+    assert judge([data], 0) == (detect.HEALTHY, data)
+
+
+def test_an_ordinary_server_error_is_not_a_busy_lock() -> None:
+    data = stream_of("API Error: 500 Internal server error", "server_error")
+    assert judge([data], 1) == (detect.HEALTHY, data)
+    data = stream_of("API Error: 529 Overloaded", "server_error")
+    assert judge([data], 1) == (detect.HEALTHY, data)
+    # a busy synthetic line whose result says something else is no busy lock either
+    mixed = INIT + synthetic(BUSY_PRINT, error="server_error") + json_failure("API Error: 500")
+    assert judge([mixed], 1) == (detect.HEALTHY, mixed)
+
+
+def test_the_revoked_print_form_is_a_failure_to_repair_with_a_new_token() -> None:
+    assert detect.is_failure_text(REVOKED_PRINT)
+    assert detect.needs_force(REVOKED_PRINT)
+    for data in ((REVOKED_PRINT + "\n").encode(), json_failure(REVOKED_PRINT),
+                 stream_of(REVOKED_PRINT, "authentication_failed")):
+        assert judge([data], 1) == (detect.FAILURE, b"")
+    assert detect.TuiMatcher().feed(REVOKED_PRINT.encode()) is not None
+
+
+@pytest.mark.parametrize("text", TIME_LIMIT + ORGANIZATION)
+def test_the_time_limit_and_organization_forms_go_through_whatever_their_tags(text: str) -> None:
+    assert not detect.is_failure_text(text)
+    assert detect.is_beyond_refresh(text)
+    assert not detect.is_busy_lock(text)
+    for data in (
+        (text + "\n").encode(),
+        json_failure(text),
+        # 2.1.332 tags the time limit `authentication_failed`, like a login to repair
+        stream_of(text, "authentication_failed"),
+        compact({"type": "result", "is_error": True, "api_error_status": 401, "result": text}),
+    ):
+        for chunks in split_everywhere(data):
+            assert judge(chunks, 1) == (detect.HEALTHY, data)
+    drawn = b"\x1b[38;5;211m" + text.encode().replace(b" ", b"\x1b[39m \x1b[38;5;211m")
+    assert detect.TuiMatcher().feed(drawn + b"\x1b[39m\r\n") is None
+
+
+def test_the_tui_busy_form_starts_no_repair() -> None:
+    assert detect.TuiMatcher().feed(BUSY_TUI.encode()) is None
+
+
+@pytest.mark.parametrize("value", ["no_credential", "token_revoked"])
+def test_api_error_of_a_login_is_a_failure_whatever_the_wording(value: str) -> None:
+    result = compact({"type": "result", "is_error": True, "api_error": value,
+                      "result": "Something worded anew"})
+    assert judge([result], 1) == (detect.FAILURE, b"")
+    stream = stream_of("Something worded anew", "invalid_request", api_error=value)
+    assert judge([stream], 1) == (detect.FAILURE, b"")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["login_replaces_organization_sign_in", "check_refused_on_route", "client_certificate",
+     "prompt_too_long", "request_too_large", "unexpected_response"],
+)
+def test_any_other_api_error_is_no_login_failure_whatever_the_wording(value: str) -> None:
+    # An organization sign-in worded like the stored login's failure: no refresh fixes it.
+    for data in (
+        compact({"type": "result", "is_error": True, "api_error": value, "result": NLI}),
+        compact({"type": "result", "is_error": True, "api_error": value,
+                 "api_error_status": 401, "result": E401}),
+        stream_of(NLI, "authentication_failed", api_error=value),
+    ):
+        assert judge([data], 1) == (detect.HEALTHY, data)
+
+
+# The same cases run against the real binaries (tests/e2e/test_binary_forms.py), each version in
+# each format. The forms of section 10 exist from 2.1.332 on; what the older releases print in
+# the same case is judged as what it is.
+FORM_VERDICTS = {
+    # Busy lock: 2.1.87 and 2.1.197 give up on the lock and answer with the stored token.
+    "print_busy_lock": {"2.1.87": (0, detect.HEALTHY), "2.1.197": (0, detect.HEALTHY),
+                        "2.1.332": (1, detect.BUSY), "2.1.337": (1, detect.BUSY)},
+    # Revoked: every release fails; 2.1.87 and 2.1.197 with the API's 401.
+    "print_revoked": {v: (1, detect.FAILURE) for v in ("2.1.87", "2.1.197", "2.1.332", "2.1.337")},
+    # The time limit: 2.1.332 and later pass it through (only /login helps); 2.1.197 prints "Not
+    # logged in" (it has no such form), 2.1.87 never refreshes on a 401 and prints the 401.
+    "print_time_limit": {"2.1.87": (1, detect.FAILURE), "2.1.197": (1, detect.FAILURE),
+                         "2.1.332": (1, detect.HEALTHY), "2.1.337": (1, detect.HEALTHY)},
+}
+FORM_SAMPLES = [
+    (f"{version}/{name}.{ext}", status, verdict)
+    for name, per_version in FORM_VERDICTS.items()
+    for version, (status, verdict) in per_version.items()
+    for ext in ("txt", "json", "stream.jsonl")
+]
+
+
+def test_every_version_of_the_matrix_has_the_forms_samples() -> None:
+    from claude_wrap.versions import TESTED
+
+    for name, per_version in FORM_VERDICTS.items():
+        assert set(per_version) == set(TESTED), name
+    for sample, _, _ in FORM_SAMPLES:
+        assert (SAMPLES / sample).exists(), sample
+
+
+@pytest.mark.parametrize(("name", "status", "verdict"), FORM_SAMPLES)
+def test_the_real_binarys_section_10_forms_are_judged_right(
+    name: str, status: int, verdict: str
+) -> None:
+    data = (SAMPLES / name).read_bytes()
+    for size in (1, 7, 100, len(data)):
+        chunks = [data[i : i + size] for i in range(0, len(data), size)]
+        watch = detect.Watch()
+        out = b"".join(watch.feed(c) for c in chunks)
+        assert watch.finish(status) == verdict, size
+        out += watch.release()
+        assert out == data
