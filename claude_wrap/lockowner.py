@@ -4,10 +4,12 @@ Claude Code 2.1.332 (shared/protocol.md section 9, read in its bundled code) wri
 taking `.oauth_refresh.lock` and the legacy lock, one JSON line naming the holder:
 `{"pid":…,"procStart":"…","pidDomain":"linux:<machine-id>:pid:[…]","pidSpace":"<host>#pid:[…]",
 "lockBirthtimeMs":…,"legacyLockBirthtimeMs":…}` (temp file + rename), and removes it before it
-releases. A contender that finds the lock held takes it over at once when the record proves the
-holder gone; without a record it waits out the 60 s stale time. We read the record by the same
-rules and write the same record, so that either side takes over at once what the other left when
-it was killed.
+releases; 2.1.337 appends `"parentPid":<ppid>` as the last key (section 10), which its reader,
+like 2.1.332's, ignores. A contender that finds the lock held takes it over at once when the
+record proves the holder gone; without a record it waits out the 60 s stale time. We read the
+record by the same rules and write the newest release's record (every release of the matrix
+honours it: tests/e2e/test_lock_interop.py), so that either side takes over at once what the
+other left when it was killed.
 
 Linux only: the birth time of a folder needs statx, and the pid domain needs /proc and a machine
 id. Elsewhere no record is written or trusted, and the stale time stands.
@@ -127,7 +129,7 @@ def _number(value: float) -> str:
 
 
 def render(lock_birth: float, legacy_birth: float | None) -> str | None:
-    """Our own record, byte for byte in Claude Code's key order and number form."""
+    """Our own record, byte for byte in the newest Claude Code's key order and number form."""
     domain = pid_domain()
     if domain is None:
         return None
@@ -140,6 +142,7 @@ def render(lock_birth: float, legacy_birth: float | None) -> str | None:
     parts.append(f'"lockBirthtimeMs":{_number(lock_birth)}')
     if legacy_birth is not None:
         parts.append(f'"legacyLockBirthtimeMs":{_number(legacy_birth)}')
+    parts.append(f'"parentPid":{os.getppid()}')  # 2.1.337's last key
     return "{" + ",".join(parts) + "}"
 
 

@@ -278,9 +278,11 @@ def test_while_holding_the_locks_it_writes_claude_codes_owner_record(
         proc.wait()
     record = json.loads(text)
     ns = os.readlink("/proc/self/ns/pid")
-    # Claude Code's key order, one line, no spaces (JSON.stringify).
+    # The newest Claude Code's key order (2.1.337 appends parentPid), one line, no spaces
+    # (JSON.stringify).
     assert list(record) == ["pid", "procStart", "pidDomain", "pidSpace", "lockBirthtimeMs",
-                            "legacyLockBirthtimeMs"]
+                            "legacyLockBirthtimeMs", "parentPid"]
+    assert record["parentPid"] == os.getpid()  # this test started it
     assert text == json.dumps(record, separators=(",", ":")).replace(".0,", ",").replace(
         ".0}", "}"
     )

@@ -4,7 +4,9 @@ Both directions of a holder killed mid-refresh: the real claude takes over the l
 claude-wrap left, and claude-wrap those a SIGKILLed claude left; then claude-wrap's refresh request
 is compared with the one the real binary sent. Releases after 2.1.197 name the holder in
 `.oauth_refresh.lock.owner` and take over at once when it proves the holder gone; older ones know
-no record and take over only a stale lock (10 s), so for them that is what is asserted.
+no record and take over only a stale lock (10 s), so for them that is what is asserted. 2.1.337
+appends `"parentPid"` to the record (protocol.md section 10); we write it as 2.1.337 does, and
+every release of the matrix must still honour it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from .tlsproxy import OAuthProxy
 from .wrapped import Shim, start
 
 OWNER = ".oauth_refresh.lock.owner"
+# The newest release's record, key by key (2.1.337); 2.1.332's lacks the last.
+RECORD_KEYS = ["pid", "procStart", "pidDomain", "pidSpace", "lockBirthtimeMs",
+               "legacyLockBirthtimeMs", "parentPid"]
 
 
 def release(claude: ClaudeBinary) -> tuple[int, ...]:
@@ -36,6 +41,10 @@ def release(claude: ClaudeBinary) -> tuple[int, ...]:
 
 def knows_owner_records(claude: ClaudeBinary) -> bool:
     return release(claude) > binary.LAST_WITHOUT_PLUGINS  # both arrived after 2.1.197
+
+
+def writes_parent_pid(claude: ClaudeBinary) -> bool:
+    return release(claude) >= (2, 1, 337)
 
 
 def lock_dirs(home: ClaudeHome) -> list[Path]:
@@ -82,6 +91,9 @@ def test_claude_takes_over_the_locks_of_a_killed_claude_wrap(
         wrap.kill()
         wrap.wait()
     assert record["pid"] == wrap.pid
+    # Written as the newest release writes it, whichever release reads it next.
+    assert list(record) == RECORD_KEYS
+    assert record["parentPid"] == os.getpid()  # this test started it
     assert all(p.is_dir() for p in lock_dirs(claude_home))
     if not knows_owner_records(claude):
         # This release knows no owner record: it takes over a lock only once stale, after its
@@ -137,6 +149,12 @@ def test_claude_wrap_takes_over_the_locks_of_a_killed_claude(
         # Its record in the form we compute for ourselves: same machine, pid namespace, lock.
         assert record["pidDomain"] == lockowner.pid_domain()
         assert record["pidSpace"] == lockowner.pid_space()
+        # Its keys, in its order: ours are the newest release's (parentPid appended last).
+        if writes_parent_pid(claude):
+            assert list(record) == RECORD_KEYS
+            assert record["parentPid"] == os.getpid()  # this test started it
+        else:
+            assert list(record) == RECORD_KEYS[:-1]
         assert result.returncode == 0, result.stderr
         assert token_server.refresh_tokens_seen == [tokens.refresh, tokens.refresh]
         assert not any(p.exists() for p in lock_dirs(claude_home))
