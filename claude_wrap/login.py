@@ -26,6 +26,9 @@ MISSING = "missing"
 MALFORMED = "malformed"
 # States a refresh can fix.
 REFRESHABLE = (EXPIRING, EXPIRED, MISSING_SCOPES)
+# Why a login is LOGGED_OUT once it reached its time limit (refreshTokenExpiresAt, or Claude Code's
+# `loginEnded: "time_limit"`): one line for `claude-wrap status` and the watcher's messages.
+TIME_LIMIT_DETAIL = "the login reached its time limit: no refresh renews it, only `claude /login`"
 
 # protocol.py's, named here too for the modules that judge a login with this one's words.
 INFERENCE_SCOPE = protocol.INFERENCE_SCOPE
@@ -155,6 +158,10 @@ def judge(doc: object, now_ms: int, window_ms: int) -> Verdict:
         )
 
     if not access and not refresh:
+        if oauth.get("loginEnded") == "time_limit":
+            # Claude Code 2.1.332+ blanks the login so when the endpoint said its refresh token
+            # reached the login's time limit (protocol.md section 10).
+            return verdict(LOGGED_OUT, TIME_LIMIT_DETAIL)
         return verdict(LOGGED_OUT, "the stored tokens are blank (the login was revoked)")
 
     has_scope = scope_list is not None and INFERENCE_SCOPE in scope_list
@@ -176,6 +183,11 @@ def judge(doc: object, now_ms: int, window_ms: int) -> Verdict:
         state, detail = OK, ""
 
     usable = has_scope and bool(access) and (expires is None or now_ms < expires)
+    ends_at = login_end(oauth)
+    if state in (EXPIRING, EXPIRED) and ends_at is not None and now_ms >= ends_at:
+        # refreshTokenExpiresAt passed: the endpoint would only answer invalid_grant. No token
+        # request of ours; claude itself may still try, and says what it got.
+        return verdict(LOGGED_OUT, f"{detail}, and {TIME_LIMIT_DETAIL}", usable)
     if state != OK and not refresh:
         state, detail = NO_REFRESH_TOKEN, f"{detail} and no refresh token is stored"
     return verdict(state, detail, usable)

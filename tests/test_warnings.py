@@ -309,3 +309,42 @@ def test_log_follows_across_rotation_and_ends_quietly_on_ctrl_c(sandbox: Sandbox
         if follower.poll() is None:
             follower.kill()
             follower.wait()
+
+
+# The login's time limit reached (protocol.md section 10) ----------------------------------------
+
+
+def time_limit_reached(kind: str) -> dict[str, Any]:
+    if kind == "refreshTokenExpiresAt":  # passed, with the access token expired
+        return ending(-3_600_000, expires_in_s=-60)
+    # As Claude Code 2.1.332+ leaves it after invalid_grant "Refresh token expired".
+    doc = login_doc(access="", refresh="")
+    doc["claudeAiOauth"].update(expiresAt=0, loginEnded="time_limit")
+    return doc
+
+
+@pytest.mark.parametrize("kind", ["refreshTokenExpiresAt", "loginEnded"])
+def test_status_says_in_one_line_that_the_login_reached_its_time_limit(
+    sandbox: Sandbox, kind: str
+) -> None:
+    sandbox.write(time_limit_reached(kind))
+    text = sandbox.wrap("status")
+    assert text.returncode != 0
+    first = text.stdout.splitlines()[0]
+    assert first.startswith("login: logged_out (")
+    assert "reached its time limit" in first and "only `claude /login`" in first, first
+
+
+@pytest.mark.parametrize("kind", ["refreshTokenExpiresAt", "loginEnded"])
+def test_a_login_past_its_time_limit_gets_no_token_request(
+    sandbox: Sandbox, token_server: TokenServer, kind: str
+) -> None:
+    sandbox.write(time_limit_reached(kind))
+    before = sandbox.creds.read_bytes()
+    shim = sandbox.claude("-p", "hi")  # the pre-flight: nothing to refresh, claude says why
+    assert token_server.requests == [], shim.stderr
+    refresh = sandbox.wrap("refresh")
+    assert refresh.returncode != 0
+    assert "reached its time limit" in refresh.stderr
+    assert token_server.requests == []
+    assert sandbox.creds.read_bytes() == before
