@@ -525,3 +525,21 @@ def test_the_real_binarys_section_10_forms_are_judged_right(
         assert watch.finish(status) == verdict, size
         out += watch.release()
         assert out == data
+
+
+TUI_TIME_LIMIT_SAMPLES = [f"{v}/tui_time_limit.bin" for v in ("2.1.332", "2.1.337")]
+
+
+@pytest.mark.parametrize("name", TUI_TIME_LIMIT_SAMPLES)
+def test_the_real_tuis_time_limit_starts_no_repair_of_its_own(name: str) -> None:
+    # Recorded by tests/e2e/test_binary_forms.py (2.1.332+ only: older releases have no such
+    # form): started on a login marked ended, the TUI draws its logged-out status line (a repair
+    # then finds the login beyond refresh and sends nothing), then the time limit after a prompt.
+    data = (SAMPLES / name).read_bytes()
+    limit_at = data.index(b"Login")
+    for size in (1, 3, 64, len(data)):
+        matcher = detect.TuiMatcher()
+        found = [m for i in range(0, len(data), size) if (m := matcher.feed(data[i : i + size]))]
+        assert set(found) <= {"notloggedin·run/login"}, size
+    matcher = detect.TuiMatcher()
+    assert matcher.feed(data[limit_at - 200 :]) is None  # the time limit's drawing alone

@@ -9,14 +9,17 @@ output watcher's tests (tests/test_watch_detect.py).
 - Revoked: the API refuses the token as revoked (a 401 naming the access token). 2.1.332 and
   later print their own revoked form; older ones the API's 401.
 - Time limit: the token endpoint answers invalid_grant `Refresh token expired` (the login's time
-  limit). 2.1.332 and later mark the login ended and print the time-limit form; older ones their
-  invalid_grant form.
+  limit). 2.1.332 and later mark the login ended (`loginEnded: "time_limit"`) and print the
+  time-limit form; older ones their invalid_grant form. The TUI, started on a login so marked,
+  draws `Not logged in · run /login`, and `Login reached its time limit` once a prompt is sent.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -25,8 +28,8 @@ from claude_wrap import versions
 
 from ..tokenserver import Reply, TokenServer
 from .fakeapi import FakeAnthropicAPI
-from .isolation import ClaudeBinary, ClaudeHome, new_tokens, now_ms
-from .samples import check_sample, json_lines_shape
+from .isolation import ClaudeBinary, ClaudeHome, new_tokens, now_ms, quit_tui
+from .samples import check_sample, json_lines_shape, recording, sample_path
 from .tlsproxy import OAuthProxy
 
 # The first release of the matrix that prints the forms of section 10 (read in both bundles: none
@@ -157,3 +160,43 @@ def test_time_limit(
         assert texts and not any("time limit" in t for t in texts), run.out
         assert "loginEnded" not in oauth
     check_sample(claude.version, f"print_time_limit.{ext}", run.stdout, _shape(fmt))
+
+
+TUI_TIME_LIMIT = re.compile(rb"Login(?:\x1b\[[\d;]*[Gm]| )+reached(?:\x1b\[[\d;]*[Gm]| )+its")
+
+
+def test_tui_time_limit(
+    claude: ClaudeBinary, claude_home: ClaudeHome, fake_api: FakeAnthropicAPI
+) -> None:
+    if not has_forms(claude):
+        pytest.skip(f"{claude.version} has no time-limit form (none in its code): only 2.1.332+")
+    # The login as 2.1.332+ leaves it after the endpoint said its time limit was reached.
+    claude_home.write_credentials(
+        new_tokens(), expires_at=0,
+        oauth_extra={"accessToken": "", "refreshToken": "", "loginEnded": "time_limit"},
+    )
+    child = claude.spawn(claude_home)
+    try:
+        child.expect(re.compile(rb"logged(?:\x1b\[[\d;]*[Gm]| )+in"), timeout=60)
+        assert isinstance(child.before, bytes) and isinstance(child.after, bytes)
+        drawn = child.before + child.after
+        time.sleep(1)  # the prompt box takes keys once drawn (not a timed assertion)
+        child.send("hello")
+        time.sleep(0.5)
+        child.send("\r")
+        child.expect(TUI_TIME_LIMIT, timeout=60)
+        assert isinstance(child.before, bytes) and isinstance(child.after, bytes)
+        drawn += child.before + child.after
+        child.expect(re.compile(rb"/login"), timeout=60)  # the rest of that line
+        assert isinstance(child.before, bytes) and isinstance(child.after, bytes)
+        drawn += child.before + child.after
+        quit_tui(child)
+    finally:
+        child.close(force=True)
+    assert fake_api.messages_calls() == []
+    sample = sample_path(claude.version, "tui_time_limit.bin")
+    if recording():
+        sample.parent.mkdir(parents=True, exist_ok=True)
+        sample.write_bytes(drawn)
+    else:
+        assert TUI_TIME_LIMIT.search(sample.read_bytes())
