@@ -78,6 +78,7 @@ class Relay:
     def _attempts(self) -> process.Outcome:
         launched = recover.file_identity(self.env)
         preflight_failed = self.preflight_failed
+        repaired = False  # the last launch followed a repair of ours (not a wait for a lock)
         for attempt in range(1, MAX_LAUNCHES + 1):
             watch = detect.Watch()
             launch = self._launch()
@@ -96,7 +97,7 @@ class Relay:
                     return stopped
                 self.copy.rewind()
                 launched = recover.file_identity(self.env)
-                preflight_failed = False
+                preflight_failed = repaired = False
                 continue
             if verdict != detect.FAILURE:
                 self.stdout.write(failed)
@@ -105,7 +106,7 @@ class Relay:
             if recover.already_tried(self.env, launched, preflight_failed):
                 self.stdout.write(failed)  # the pre-flight's line on stderr already said why
                 return process.Outcome(code)
-            if attempt > 1 and now == launched:
+            if repaired and now == launched:
                 # Refused again, on the very file our repair left: another repair would only
                 # spend another token on whatever claude has against it. Show it as it is.
                 self.stdout.write(failed)
@@ -127,7 +128,7 @@ class Relay:
                 return stopped
             self.copy.rewind()
             launched = recover.file_identity(self.env)
-            preflight_failed = False
+            preflight_failed, repaired = False, True
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
 
     def _repair(

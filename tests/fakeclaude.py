@@ -17,7 +17,8 @@ Scripted through environment variables (all optional):
   FAKE_CLAUDE_LINES        in --print, write this many lines, FAKE_CLAUDE_LINE_DELAY s apart
   FAKE_CLAUDE_GRANDCHILD   spawn a `sleep` grandchild and write its pid to this file
   FAKE_CLAUDE_BYTES        in --print, write this many bytes of output (throughput benchmarks)
-  FAKE_CLAUDE_FAIL_MESSAGE the failure FAIL_FIRST prints (default: "Not logged in ...")
+  FAKE_CLAUDE_FAIL_MESSAGE the failure FAIL_FIRST prints (default: "Not logged in ..."); several
+                           lines: one per run, the last repeated
   FAKE_CLAUDE_ACK_DIR      streaming handshake: after answer line i (text or stream-json, see
                            LINES), wait until the file ACK_DIR/i exists; proves lines arrive at
                            once, with no timing in the test
@@ -403,7 +404,8 @@ def main() -> int:
         return tui(run_no)
     problem = refusal()
     if run_no <= int(env.get("FAKE_CLAUDE_FAIL_FIRST") or 0):
-        problem = env.get("FAKE_CLAUDE_FAIL_MESSAGE") or NOT_LOGGED_IN
+        messages = (env.get("FAKE_CLAUDE_FAIL_MESSAGE") or NOT_LOGGED_IN).split("\n")
+        problem = messages[min(run_no, len(messages)) - 1]  # one per run, the last repeated
     if env.get("FAKE_CLAUDE_STDERR") and print_mode:
         sys.stderr.write(env["FAKE_CLAUDE_STDERR"])
         sys.stderr.flush()

@@ -155,3 +155,17 @@ def test_the_time_limit_and_organization_forms_go_through_with_no_token_request(
         shown = json.loads(shown.splitlines()[-1])["result"]
     assert wording in shown
     assert watched.stderr == b""
+
+
+def test_a_login_failure_after_a_wait_for_the_lock_is_still_repaired(
+    logged_in: Sandbox, token_server: TokenServer
+) -> None:
+    # Run 1: busy (no lock left: run again at once, nothing repaired); run 2: the scopes are
+    # gone, say; on the same file, this is the first failure a repair can fix: repair, run 3.
+    env = logged_in.shim_env(
+        FAKE_CLAUDE_FAIL_FIRST="2", FAKE_CLAUDE_FAIL_MESSAGE=BUSY + "\n" + WORDINGS[0]
+    )
+    result = logged_in.claude(*_args("text"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(logged_in.runs()) == 3
+    assert result.stderr == b""
