@@ -11,6 +11,7 @@ in the file, the locks released.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -95,7 +96,9 @@ def test_a_busy_lock_is_waited_for_and_the_run_retried_with_the_holders_token(
         # The holder stores its new token, then lets go of its locks (as Claude Code does).
         claude_home.write_credentials(fresh)
         for lock in reversed(locks):
-            os.rmdir(lock)
+            # 2.1.87 and 2.1.197 count a lock stale after 10 s untouched and may have taken it.
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(lock)
 
     holder = threading.Thread(target=the_holder_finishes)
     holder.start()
