@@ -10,7 +10,7 @@
 //                                                    when it arrives; EOF ends the session
 //
 // Each result goes to stdout as one JSON line {"type": "result", "subtype", "is_error",
-// "result"}; a failure of the SDK itself as {"type": "error", "message"} and exit status 1.
+// "result", "ms"} (`ms`: since query() was called, for bench/client.py); a failure of the SDK itself as {"type": "error", "message"} and exit status 1.
 import { createInterface } from "node:readline";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -51,6 +51,7 @@ if (mode === "once") {
 }
 
 try {
+  const started = performance.now();
   const run = sdk.query({
     prompt,
     options: {
@@ -65,6 +66,7 @@ try {
         subtype: message.subtype,
         is_error: message.is_error,
         result: message.result ?? null,
+        ms: performance.now() - started,
       });
     }
   }
