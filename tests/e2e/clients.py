@@ -62,7 +62,7 @@ def _run(command: list[str], what: str, timeout: float = NPM_TIMEOUT) -> None:
         )
 
 
-def _installed(folder: Path, pins: object) -> bool:
+def installed_as_pinned(folder: Path, pins: object) -> bool:
     try:
         return bool(json.loads((folder / DONE).read_text()) == pins)
     except (OSError, ValueError):
@@ -75,7 +75,7 @@ def ensure_npm_clients() -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _installed(folder, NPM_PINS):
+        if not installed_as_pinned(folder, NPM_PINS):
             npm = shutil.which("npm")
             if npm is None:
                 raise InstallError("npm is not on PATH: cannot install " + ", ".join(NPM_PINS))
@@ -99,7 +99,7 @@ def ensure_python_sdk() -> Path:
     python = folder / "bin" / "python"
     with open(folder.parent / f"{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _installed(folder, list(PY_SDK)):
+        if not installed_as_pinned(folder, list(PY_SDK)):
             name, version = PY_SDK
             _run([sys.executable, "-m", "venv", "--clear", str(folder)], "a venv", timeout=120)
             _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+import psutil
 import pytest
 
 from ..tokenserver import DEFAULT_SCOPE, TokenServer
@@ -39,6 +40,21 @@ from .wrapped import Shim
 # stalled relay never answers. This bounds the hang, it times nothing.
 DEADLINE = 90
 CLIENTS = ["ts-sdk", "py-sdk", "acp"]
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.NoSuchProcess:
+        return []
+
+
+def assert_all_exit(processes: list[psutil.Process]) -> None:
+    """The shim and claude under a client end once the client is gone: none is left behind."""
+    _, alive = psutil.wait_procs(processes, timeout=DEADLINE)
+    for left in alive:
+        left.kill()
+    assert [p.pid for p in alive] == [], "left running after the client ended"
 
 
 class Client(Protocol):
@@ -85,6 +101,7 @@ class SdkDriver:
 
     def close(self) -> None:
         assert self.process.stdin is not None
+        children = descendants(self.process.pid)
         self.process.stdin.close()
         try:
             code = self.process.wait(timeout=DEADLINE)
@@ -93,6 +110,7 @@ class SdkDriver:
             self.process.wait()
             pytest.fail(f"the client did not exit within {DEADLINE} s of its stdin's end")
         assert code == 0, self.errors.read_text()[-2000:]
+        assert_all_exit(children)
 
 
 class ZedAdapter:
@@ -116,7 +134,9 @@ class ZedAdapter:
         return answer.text
 
     def close(self) -> None:
+        children = descendants(self.acp.agent.pid)
         self.acp.close()
+        assert_all_exit(children)
 
 
 @pytest.fixture(params=CLIENTS)
