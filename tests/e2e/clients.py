@@ -38,13 +38,14 @@ DONE = ".installed"
 
 
 def npm_folder() -> Path:
-    return cache_root() / ("clients-" + "-".join(f"{n.split('/')[-1]}@{v}"
+    return cache_root() / ("clients-npm-" + "-".join(f"{n.split('/')[-1]}@{v}"
                                                 for n, v in sorted(NPM_PINS.items())))
 
 
 def venv_folder() -> Path:
     name, version = PY_SDK
-    return cache_root() / f"clients-{name}@{version}-py{sys.version_info[0]}.{sys.version_info[1]}"
+    python = "{}.{}".format(*sys.version_info[:2])
+    return cache_root() / f"clients-pypi-{name}@{version}-py{python}"
 
 
 def _run(command: list[str], what: str, timeout: float = NPM_TIMEOUT) -> None:
