@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    client,
     contention,
     harness,
     hotpath,
@@ -36,6 +37,7 @@ from bench.harness import REPO
 
 NAMES = (
     "real",
+    "client",
     "wrapper",
     "watch",
     "prompt",
@@ -173,7 +175,17 @@ def main(argv: list[str] | None = None) -> int:
         claudes = realclaude.ensure_all(
             ns.claude, install=not ns.no_install and not os.environ.get(NETNS_FLAG)
         )
+    if "client" in ns.only and not ns.no_netns and not claudes:
+        claudes = realclaude.ensure_all(
+            ns.claude, install=not ns.no_install and not os.environ.get(NETNS_FLAG)
+        )
     found = {v: path for v, path in claudes.items() if path is not None}
+    clients, no_clients = None, "not asked for"
+    if "client" in ns.only:
+        # The TS Agent SDK, from the e2e tests' cache; npm only before the namespace move.
+        clients, no_clients = client.installed(
+            install=not ns.no_install and not os.environ.get(NETNS_FLAG)
+        )
     if not ns.no_netns:
         reenter_netns(argv)
     in_netns = bool(os.environ.get(NETNS_FLAG))
@@ -181,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     slow = max(1, reps // 4)
     cases: dict[str, Callable[[Path], dict[str, Any]]] = {
         "real": lambda root: {v: hotpath.real(root / v, path, reps) for v, path in found.items()},
+        "client": lambda root: {
+            v: client.first_answer(root / v, path, clients, slow)
+            for v, path in found.items()
+            if clients is not None
+        },
         "wrapper": lambda root: hotpath.wrapper(root, reps),
         "watch": lambda root: hotpath.watch_cost(root, reps),
         "prompt": lambda root: prompt.short_status(root, reps),
@@ -211,6 +228,14 @@ def main(argv: list[str] | None = None) -> int:
             skipped[name] = (
                 "no loopback-only network namespace (needs root and unshare)"
                 if found
+                else f"no real claude of {', '.join(ns.claude)} is installed"
+            )
+            print(f"== {name}: skipped ({skipped[name]})", flush=True)
+            continue
+        if name == "client" and (not found or not in_netns or clients is None):
+            skipped[name] = (
+                f"the TS Agent SDK is not installed ({no_clients})" if clients is None
+                else "no loopback-only network namespace (needs root and unshare)" if found
                 else f"no real claude of {', '.join(ns.claude)} is installed"
             )
             print(f"== {name}: skipped ({skipped[name]})", flush=True)

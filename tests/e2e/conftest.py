@@ -16,7 +16,8 @@ Environment variables:
   CI never sets it).
 - CLAUDE_WRAP_E2E_VERSIONS=2.1.332,latest  the versions to test instead of TESTED; `latest` is
   the newest published release (asked of the registry before the namespace move).
-- CLAUDE_WRAP_E2E_CACHE   the folder that holds one npm install per version.
+- CLAUDE_WRAP_E2E_CACHE   the folder that holds one npm install per version, and the real
+  clients of test_clients.py (clients.py: one npm folder, one venv, shared by every version).
 - CLAUDE_WRAP_E2E_RECORD=1  rewrite the output samples in samples/<version>/ from this run
   instead of checking this run against them (for a version added to the matrix).
 """
@@ -32,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from ..tokenserver import TokenServer
+from .clients import ensure_npm_clients, ensure_python_sdk
 from .fakeapi import FakeAnthropicAPI
 from .install import InstallError, e2e_versions, ensure_claude
 from .isolation import ClaudeBinary, ClaudeHome
@@ -79,6 +81,46 @@ def _installs(_e2e_enabled: None) -> dict[str, Path | str]:
     return found
 
 
+# The clients' fixtures, each with its installer (clients.py).
+_CLIENT_INSTALLERS = {"npm_clients": ensure_npm_clients, "python_sdk": ensure_python_sdk}
+
+
+@pytest.fixture(scope="session")
+def _client_installs(
+    request: pytest.FixtureRequest, _e2e_enabled: None
+) -> dict[str, Path | str]:
+    """The real clients (clients.py) a collected test uses, installed: path, or why it failed.
+    A session that runs none of them installs nothing."""
+    used = {name for item in request.session.items
+            for name in getattr(item, "fixturenames", ()) if name in _CLIENT_INSTALLERS}
+    found: dict[str, Path | str] = {}
+    for name in sorted(used):
+        try:
+            found[name] = _CLIENT_INSTALLERS[name]()
+        except (InstallError, OSError) as exc:
+            found[name] = str(exc)
+    return found
+
+
+def _client(name: str, installs: dict[str, Path | str]) -> Path:
+    found = installs.get(name, "not installed")
+    if isinstance(found, Path):
+        return found
+    pytest.fail(f"could not install the clients of {name}: {found}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def npm_clients(_client_installs: dict[str, Path | str], loopback_only: str) -> Path:
+    """node_modules with Zed's ACP adapter and the TypeScript Agent SDK (clients.py)."""
+    return _client("npm_clients", _client_installs)
+
+
+@pytest.fixture(scope="session")
+def python_sdk(_client_installs: dict[str, Path | str], loopback_only: str) -> Path:
+    """The python of a venv with the Python Agent SDK (clients.py)."""
+    return _client("python_sdk", _client_installs)
+
+
 @pytest.fixture(scope="session", params=VERSIONS, ids=str)
 def claude_version(request: pytest.FixtureRequest) -> str:
     """The version of the matrix this case runs against (the fixture's id)."""
@@ -98,11 +140,13 @@ def claude_path(claude_version: str, _installs: dict[str, Path | str]) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def loopback_only(_installs: dict[str, Path | str]) -> str:
+def loopback_only(
+    _installs: dict[str, Path | str], _client_installs: dict[str, Path | str]
+) -> str:
     """Moves this process into a loopback-only network namespace; returns its id.
 
-    Depends on `_installs` so that npm, which needs the registry, has installed every version
-    of the matrix before the move.
+    Depends on `_installs` and `_client_installs` so that npm and pip, which need the
+    registries, have installed every version of the matrix and the clients before the move.
     """
     try:
         enter_loopback_only()
