@@ -295,10 +295,13 @@ class Signals:
         posix.close(self.wake_w)
 
 
-def read_stdin() -> bytes:
-    """One read of fd 0, which poll said is ready: what it has, up to CHUNK."""
+def read_stdin() -> bytes | None:
+    """One read of fd 0, which poll said is ready: what it has, up to CHUNK; None when it had
+    nothing after all (someone else read it first, and made it non-blocking)."""
     try:
         return posix.read(0, CHUNK)
+    except BlockingIOError:
+        return None
     except OSError:
         return b""  # taken as its end, as a closed stdin
 
@@ -330,9 +333,9 @@ class Output:
     shared with whoever started us, so it is never made non-blocking: it is written only once poll
     says it has room, and only what that room promises: all of it to a file (a write there never
     waits for a reader), what a socket takes at once (send with MSG_DONTWAIT, non-blocking for that
-    one call), ROOM bytes to a pipe or a terminal; or, from the child's pipe to a pipe of ours,
-    what a non-blocking splice moves. A consumer that went away (`| head -1`) ends relaying
-    quietly (`broken`)."""
+    one call), ROOM bytes to a pipe or a terminal; or, when it is a pipe, what a non-blocking
+    splice moves there from the child's pipe. A consumer that went away (`| head -1`) ends
+    relaying quietly (`broken`)."""
 
     __slots__ = ("broken", "fd", "full", "kind", "passed", "pending", "sock", "splice")
 
@@ -378,7 +381,12 @@ class Output:
             import _socket  # noqa: PLC0415 - only when an output is a socket
 
             # A dup: closing the socket object closes the dup, never our fd 1 or 2.
-            self.sock = (_socket.socket(fileno=posix.dup(self.fd)), _socket.MSG_DONTWAIT)
+            dup = posix.dup(self.fd)
+            try:
+                self.sock = (_socket.socket(fileno=dup), _socket.MSG_DONTWAIT)
+            except OSError:
+                posix.close(dup)
+                raise
         return self.sock  # type: ignore[no-any-return]
 
     def fail(self, exc: OSError) -> None:
@@ -729,6 +737,8 @@ class Launch:
                 return
             if n < 0:
                 data = read_stdin()
+                if data is None:
+                    return
                 if data:
                     s.pending = memoryview(data)
                     self._feed_child()
@@ -748,6 +758,8 @@ class Launch:
         if n is not None and n < 0:
             s.splice_in = False
             data = read_stdin()
+            if data is None:
+                return None
             s.copy.add(data)
             n = len(data)
         return n
