@@ -1,10 +1,11 @@
 """Every kind of descriptor a relayed run can be given, through the installed shim in front of the
 fake claude: stdin a pipe, a socket (as Node's child_process gives it: the Agent SDK, Zed's
-adapter), a terminal, a file, /dev/null or closed; stdout a pipe, a socket or a file. The kinds
-that can be kept open are kept open and idle after a message, as an editor keeps them: the answer
-must come all the same. Each runs with splice and without (CLAUDE_WRAP_SPLICE=0, the way a
-system without splice takes, macOS), and each waits with a deadline, so a relay that blocks fails
-in seconds, not at the suite's timeout."""
+adapter), a terminal, a file, /dev/null or closed; stdout a pipe, a socket, a file or a terminal
+(stdin then not one: a headless run). The kinds that can be kept open are kept open and idle
+after a message, as an editor keeps them: the answer must come all the same. Each runs with
+splice and without (CLAUDE_WRAP_SPLICE=0, the way a system without splice takes, macOS), and
+each waits with a deadline, so a relay that blocks fails in seconds, not at the suite's
+timeout."""
 
 from __future__ import annotations
 
@@ -121,6 +122,8 @@ class Stdout:
         elif kind == "socket":
             self.sock, theirs = socket.socketpair()
             self.ours, self.fd = self.sock.fileno(), theirs.detach()
+        elif kind == "pty":  # a terminal (`producer | claude -p` in one): lines end in \r\n
+            self.ours, self.fd = os.openpty()
         else:
             assert kind == "file"
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -131,15 +134,21 @@ class Stdout:
             os.close(self.fd)
             self.fd = -1
 
+    def _read(self) -> bytes:
+        try:
+            return os.read(self.ours, 1 << 20)
+        except OSError:
+            return b""  # EIO: a terminal whose other side is closed
+
     def _more(self, left: float) -> bool:
         if self.kind == "file":
-            chunk = os.read(self.ours, 1 << 20)
+            chunk = self._read()
             if not chunk:
                 time.sleep(min(left, 0.01))
         else:
             if not select.select([self.ours], [], [], left)[0]:
                 return True
-            chunk = os.read(self.ours, 1 << 20)
+            chunk = self._read()
             if not chunk:
                 return False
         self.buf += chunk
@@ -169,7 +178,7 @@ class Stdout:
     def rest(self) -> bytes:
         """What is left, once the shim has exited."""
         while True:
-            chunk = os.read(self.ours, 1 << 20)
+            chunk = self._read()
             if not chunk:
                 break
             self.buf += chunk
@@ -261,7 +270,7 @@ def test_an_editor_session_is_answered_whatever_stdin_is(
 
 @pytest.mark.timeout(60)
 @SPLICE
-@pytest.mark.parametrize("stdout_kind", ["pipe", "socket", "file"])
+@pytest.mark.parametrize("stdout_kind", ["pipe", "socket", "file", "pty"])
 @pytest.mark.parametrize("stdin_kind", ["pipe", "socket"])
 def test_an_editor_session_is_answered_whatever_stdout_is(
     logged_in: Sandbox, tmp_path: Path, stdin_kind: str, stdout_kind: str, splice: str
