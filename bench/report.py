@@ -103,14 +103,13 @@ def rows_for(name: str, r: dict[str, Any]) -> list[dict[str, Any]]:
         big = r[sizes[-1]]
         mib = int(sizes[-1]) // (1024 * 1024)
         mode = "relayed" if big["relayed"] else "exec'd, no relay"
+        # A figure, no longer a target (issue 25): the relay is kept as simple as is correct.
         out.append(
             row(
                 label,
                 f"{mib} MiB throughput shim/direct ({mode})",
                 f"{big['throughput_ratio']:.3f}x "
                 f"({big['direct_mib_s']:.0f} -> {big['wrapped_mib_s']:.0f} MiB/s)",
-                ">= 0.9x",
-                big["throughput_ratio"] >= 0.9,
             )
         )
         out.append(

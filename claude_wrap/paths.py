@@ -588,6 +588,14 @@ def guard_period(env: Mapping[str, str] | None = None) -> float:
     return _seconds(env, "CLAUDE_WRAP_GUARD_PERIOD", DEFAULT_GUARD_PERIOD_S)
 
 
+def splicing(env: Mapping[str, str] | None = None) -> bool:
+    """CLAUDE_WRAP_SPLICE (default on): `0` makes the relay read and write the pipes it would
+    splice (pipes.py), as it does where the system has no splice(2) (macOS). A debugging switch:
+    the tests take that path on Linux through it."""
+    env = environ(env)
+    return flag(env, "CLAUDE_WRAP_SPLICE", default=True)
+
+
 def temp_dir(env: Mapping[str, str] | None = None) -> str:
     """Where the relay keeps its replay copy of stdin when the system has no memory file
     (memfd): TMPDIR, else /tmp. The file is unlinked as soon as it is made."""

@@ -1,15 +1,28 @@
 """The byte plumbing of a relayed run (relay.py has the policy): our stdio wired to the real
-claude's through pipes, each byte passed on as it arrives, output held back while the watcher
-(detect.Watch) says it could still be a login failure, and stdin copied for a replay.
+claude's through pipes of ours, each byte passed on as it arrives, output held back while the
+watcher (detect.Watch) says it could still be a login failure, and stdin copied for a replay.
 
-Once a run can no longer be retried (its output was judged healthy, or stdin outgrew the replay
-limit), the bytes no longer pass through us: splice(2) moves them from pipe to pipe inside the
-kernel (bench/run stdout, stdin), and reading and writing remain for what cannot be spliced.
+The loop blocks nowhere but in its poll. Our fds 0, 1 and 2 are open files we share with whoever
+started us, so they are never made non-blocking: each is read or written only once poll has said
+it is ready, once per readiness, and never more than that readiness promises (Output). Node's
+child_process gives us a socket as stdin and keeps it open and idle until it has the answer: a
+second read there would wait for a message that comes only after the answer. The pipes to the
+child are ours, and non-blocking. The three streams flow apart, each holding at most one chunk
+in us: a consumer that stops reading our stdout holds back claude's stdout, as it would without
+us, and nothing else (stdin keeps flowing to claude).
+
+Where the kernel has splice(2) (Linux), it moves bytes between two pipes without their passing
+through us, and without blocking whatever the open files' modes (SPLICE_F_NONBLOCK): stdin's
+pipe into the replay copy or into the child's pipe, and, once the watcher has let go, the child's
+output pipes into ours. Only where our descriptor is a pipe: a socket, a file or a terminal is
+read and written. `CLAUDE_WRAP_SPLICE=0` sends pipes that way too, as on a system without splice
+(macOS).
+
 The replay copy of stdin lives in a memory file (memfd), or an unlinked temporary file, that is
 never mapped: spliced in from stdin and out to the child, it never enters our heap either.
 
-Only builtins on the way (os, select, _signal): no subprocess, selectors or json for a healthy
-run.
+Only builtins on the way (posix, select, _signal; _socket when one of our outputs is a socket):
+no os, subprocess, selectors or json for a healthy run.
 """
 
 from __future__ import annotations
@@ -26,13 +39,18 @@ from claude_wrap import detect, fspath, paths, process
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import Any
 
-CHUNK = 65536  # a pipe's capacity, the most one read from it returns
-SPLICE_LEN = 1 << 20  # a splice moves what the pipes hold, up to this
+CHUNK = 65536  # a default pipe's capacity, the most one read takes
+SPLICE_LEN = 1 << 20  # a splice moves what the pipe holds, up to this
+# What a pipe or a terminal that poll said has room takes without blocking: POLLOUT on a pipe
+# promises PIPE_BUF bytes (Linux: a free page of the pipe; macOS: PIPE_BUF free), and a blocking
+# write of more waits until the reader has taken the rest.
+ROOM = select.PIPE_BUF
 MORE, IDLE, EOF = "more", "idle", "eof"
-TURNS = 16  # moves of stdin per wake-up, at most: then the outputs get their turn
-CHILD_PIPE = 1 << 20  # stdin's pipe and the child's, when stdin is a stream: fewer, larger moves
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
+# What a descriptor is, for how it may be read and written (_kind).
+PIPE, SOCKET, FILE, OTHER = "pipe", "socket", "file", "other"
 
 
 def usable(fd: int) -> bool:
@@ -41,6 +59,22 @@ def usable(fd: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _kind(fd: int) -> str:
+    """PIPE (a pipe or a FIFO), SOCKET, FILE (a regular file or a block device: a write there never
+    waits for a reader) or OTHER (a terminal, a character device); "" when `fd` is not open."""
+    try:
+        mode = posix.fstat(fd).st_mode & 0o170000
+    except OSError:
+        return ""
+    if mode == 0o010000:  # S_IFIFO
+        return PIPE
+    if mode == 0o140000:  # S_IFSOCK
+        return SOCKET
+    if mode in (0o100000, 0o060000):  # S_IFREG, S_IFBLK
+        return FILE
+    return OTHER
 
 
 def _terminal_foreground() -> bool:
@@ -92,12 +126,17 @@ class Replay:
     healthy), it stops growing, is freed once the child has the backlog, and stdin then goes to
     the child without passing through it."""
 
-    __slots__ = ("dropped", "env", "eof", "fd", "heap", "limit", "memfd", "on", "sent", "size")
+    __slots__ = (
+        "dropped", "env", "eof", "fd", "heap", "limit", "memfd", "on", "sent", "size", "splice"
+    )
 
-    def __init__(self, limit: int, env: Mapping[str, str], *, memfd: bool = True) -> None:
+    def __init__(
+        self, limit: int, env: Mapping[str, str], *, memfd: bool = True, splice: bool = True
+    ) -> None:
         self.limit = limit
         self.env = env
         self.memfd = memfd
+        self.splice = splice and hasattr(posix, "splice")  # from the file to the child's pipe
         self.fd = -2  # -2: not made yet (a run without stdin never makes it), -1: in the heap
         self.heap = bytearray()
         self.size = 0  # bytes stored
@@ -116,8 +155,9 @@ class Replay:
         return self.fd
 
     def take_from(self, src: int) -> int | None:
-        """Splice what `src` holds into the file: the count (0: end of file), None when there
-        was nothing, -1 when it cannot be spliced (read it and `add` it instead)."""
+        """Splice what the pipe `src` holds into the file, without blocking: the count (0: end of
+        file), None when there was nothing, -1 when it cannot be spliced (read it and `add` it
+        instead)."""
         fd = self._file()
         if fd < 0:
             return -1
@@ -129,7 +169,7 @@ class Replay:
             return None
         except OSError as exc:
             if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF):
-                return -1  # stdin is not a pipe (a file, a socket): read it
+                return -1  # not to be spliced after all: read it
             raise
         self._grew(n)
         return n
@@ -156,13 +196,15 @@ class Replay:
             self.on = False  # the backlog still goes to the child, then the file is freed
 
     def give_to(self, dst: int) -> int | None:
-        """Pass on some of the backlog to `dst` (the child's stdin): the count, or None when it
-        is full. OSError (EPIPE) when the child closed its stdin."""
+        """Pass on some of the backlog to `dst` (the child's stdin, ours, non-blocking): the
+        count, or None when it is full. OSError (EPIPE) when the child closed its stdin."""
         want = self.backlog
         if want <= 0:
             return 0
         try:
-            if self.fd >= 0:
+            if self.fd >= 0 and not self.splice:
+                n = posix.write(dst, posix.pread(self.fd, min(want, CHUNK), self.sent))
+            elif self.fd >= 0:
                 try:
                     n = posix.splice(
                         self.fd, dst, want, offset_src=self.sent, flags=posix.SPLICE_F_NONBLOCK
@@ -170,6 +212,7 @@ class Replay:
                 except OSError as exc:
                     if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
                         raise
+                    self.splice = False
                     n = posix.write(dst, posix.pread(self.fd, min(want, CHUNK), self.sent))
             else:
                 n = posix.write(dst, self.heap[self.sent : self.sent + min(want, CHUNK)])
@@ -198,13 +241,6 @@ class Replay:
         self.size = self.sent = 0
 
 
-def read_stdin() -> bytes:
-    try:
-        return posix.read(0, CHUNK)
-    except OSError:
-        return b""  # taken as its end, as a closed stdin
-
-
 class Signals:
     """SIGCHLD and the stop signals wake the poll loop through a pipe; stop signals are passed to
     the child as they arrive."""
@@ -216,6 +252,7 @@ class Signals:
         self.pid: int | None = None
         self.stop_at: float | None = None  # when a stop signal's grace period ends
         self.stopped_by: int | None = None
+        self.received = 0  # signals of FORWARDED that reached us
         self.terminal = _terminal_foreground()
         self._saved: dict[int, object] = {}
         self._old_wakeup = -1
@@ -224,6 +261,7 @@ class Signals:
         self._old_wakeup = _signal.set_wakeup_fd(self.wake_w)
 
         def on_stop(signum: int, _frame: object) -> None:
+            self.received += 1
             if signum in process.STOP_SIGNALS:
                 self.stopped_by = signum
                 if self.stop_at is None:
@@ -257,6 +295,17 @@ class Signals:
         posix.close(self.wake_w)
 
 
+def read_stdin() -> bytes | None:
+    """One read of fd 0, which poll said is ready: what it has, up to CHUNK; None when it had
+    nothing after all (someone else read it first, and made it non-blocking)."""
+    try:
+        return posix.read(0, CHUNK)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""  # taken as its end, as a closed stdin
+
+
 def _ready(fd: int, events: int, timeout_ms: int) -> bool:
     poller = select.poll()  # not select.select: it cannot take an fd above 1023
     poller.register(fd, events)
@@ -264,103 +313,94 @@ def _ready(fd: int, events: int, timeout_ms: int) -> bool:
 
 
 def _moved(src: int, dst: int) -> int | None:
-    """Move up to SPLICE_LEN bytes from `src` to `dst` inside the kernel, one of them a pipe: the
-    bytes never pass through us (no copy, no buffer of ours). The count moved (0: end of file),
-    None when one side has to wait, or -1 when the kernel cannot splice these two (then read and
-    write them)."""
+    """Move up to SPLICE_LEN bytes from the pipe `src` to the pipe `dst` inside the kernel, without
+    blocking (SPLICE_F_NONBLOCK holds for both pipes whatever their open files' modes): the count
+    moved (0: end of file), None when one side has to wait, or -1 when the kernel cannot splice
+    these two (then read and write them)."""
     try:
         return posix.splice(src, dst, SPLICE_LEN, flags=posix.SPLICE_F_NONBLOCK)
     except BlockingIOError:
         return None
     except OSError as exc:
-        # EINVAL: an output opened O_APPEND, a terminal, or a file system without splice.
         if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
             return -1
         raise
 
 
 class Output:
-    """One of our own output streams (fd 1 or 2). Never made non-blocking: the open file is shared
-    with other processes. A consumer that went away (`| head -1`) ends relaying quietly."""
+    """One of our own output streams (fd 1 or 2), and what the child gave it that it has not
+    taken yet (`pending`: one read at most, or what the watcher released). The open file is
+    shared with whoever started us, so it is never made non-blocking: it is written only once poll
+    says it has room, and only what that room promises: all of it to a file (a write there never
+    waits for a reader), what a socket takes at once (send with MSG_DONTWAIT, non-blocking for that
+    one call), ROOM bytes to a pipe or a terminal; or, when it is a pipe, what a non-blocking
+    splice moves there from the child's pipe. A consumer that went away (`| head -1`) ends
+    relaying quietly (`broken`)."""
 
-    __slots__ = ("broken", "fd", "splice", "written")
+    __slots__ = ("broken", "fd", "full", "kind", "passed", "pending", "sock", "splice")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, *, splice: bool) -> None:
         self.fd = fd
+        self.kind = _kind(fd)
+        self.splice = splice and self.kind == PIPE  # until the kernel says it cannot
         self.broken = False
-        self.written = 0
-        self.splice = hasattr(posix, "splice")  # until the kernel says it cannot splice to this fd
+        self.passed = 0  # bytes of the child's taken for this stream (written, or pending)
+        self.pending = memoryview(b"")
+        self.full = False  # a splice found no room here: the child's pipe waits for ours
+        self.sock: Any = None  # (a socket on a dup of fd, MSG_DONTWAIT), made when first needed
 
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view and not self.broken:
-            try:
+    def waiting(self) -> bool:
+        """Whether this stream waits for room in fd (the child's pipe is not read meanwhile)."""
+        return not self.broken and (bool(self.pending) or self.full)
+
+    def add(self, data: bytes) -> None:
+        if data and not self.broken:
+            self.passed += len(data)
+            self.pending = memoryview(bytes(self.pending) + data if self.pending else data)
+
+    def send(self) -> None:
+        """fd has room (poll said so): write what that room takes of `pending`."""
+        view = self.pending
+        try:
+            if self.kind == SOCKET:
+                sock, dontwait = self._socket()
+                n = sock.send(view, dontwait)
+            elif self.kind == FILE:
                 n = posix.write(self.fd, view)
-            except BlockingIOError:
-                select.select([], [self.fd], [])  # someone else made it non-blocking
-                continue
-            except OSError as exc:
-                self._failed(exc)
-                return
-            self.written += n
-            view = view[n:]
+            else:
+                n = posix.write(self.fd, view[:ROOM])
+        except BlockingIOError:
+            return  # another writer took the room first, or made the open file non-blocking
+        except OSError as exc:
+            self.fail(exc)
+            return
+        self.pending = view[n:]
 
-    def move_from(self, src: int) -> int | None:
-        """Relay what the pipe `src` holds with splice: the bytes moved (0: end of file), or None
-        when there was nothing, or the consumer went away (`broken`), or the kernel cannot splice
-        to this fd (`splice` is then off: read and write instead). Waits while the consumer is
-        full, as write does. One splice per call: looping until the pipe is empty measured no
-        better (a fast child keeps it from ever being empty; a slow one costs a failed splice)."""
-        for waited in (False, True):
-            if self.broken:
-                break
+    def _socket(self) -> tuple[Any, int]:
+        if self.sock is None:
+            import _socket  # noqa: PLC0415 - only when an output is a socket
+
+            # A dup: closing the socket object closes the dup, never our fd 1 or 2.
+            dup = posix.dup(self.fd)
             try:
-                n = _moved(src, self.fd)
-            except OSError as exc:
-                self._failed(exc)
-                break
-            if n is None:
-                # Either our pipe is empty or the consumer is full (splice cannot tell which):
-                # wait for the consumer only when there is something to give it.
-                if waited or not _ready(src, select.POLLIN, 0):
-                    break
-                _ready(self.fd, select.POLLOUT, -1)
-                continue
-            if n < 0:
-                self.splice = False
-                break
-            self.written += n
-            return n
-        return None
+                self.sock = (_socket.socket(fileno=dup), _socket.MSG_DONTWAIT)
+            except OSError:
+                posix.close(dup)
+                raise
+        return self.sock  # type: ignore[no-any-return]
 
-    def _failed(self, exc: OSError) -> None:
-        if exc.errno not in (errno.EPIPE, errno.EBADF, errno.EINVAL):
+    def fail(self, exc: OSError) -> None:
+        gone = (errno.EPIPE, errno.EBADF, errno.EINVAL, errno.ECONNRESET, errno.ENOTCONN)
+        if exc.errno not in gone:
             raise exc
         self.broken = True
+        self.pending = memoryview(b"")
+        self.full = False
 
-
-def _is_stream(fd: int) -> bool:
-    """A pipe, socket or file: data that can come fast (not /dev/null, not a terminal)."""
-    try:
-        mode = posix.fstat(fd).st_mode
-    except OSError:
-        return False
-    kind = mode & 0o170000
-    return kind in (0o010000, 0o140000, 0o100000)  # S_IFIFO, S_IFSOCK, S_IFREG
-
-
-def _widen(fd: int) -> None:
-    """Grow the pipe `fd` to CHILD_PIPE if it is smaller (Linux; the default is 64 KiB): our
-    pipe to the child's stdin, and the pipe our stdin comes through. Never shrinks one: whoever
-    made it may have grown it further. Not a pipe (a file, a socket) or not allowed (a lower
-    /proc/sys/fs/pipe-max-size, the user's pipe pages used up): left as it is, which works too."""
-    try:
-        import fcntl  # noqa: PLC0415 - only for a run fed a stream on stdin
-
-        if fcntl.fcntl(fd, getattr(fcntl, "F_GETPIPE_SZ", 1032)) < CHILD_PIPE:
-            fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), CHILD_PIPE)
-    except (ImportError, OSError):
-        pass
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock[0].close()
+            self.sock = None
 
 
 class Streams:
@@ -368,29 +408,68 @@ class Streams:
     replay copy of stdin, what of stdin the child has not taken yet, and the signals."""
 
     def __init__(self, env: Mapping[str, str], quiet: float) -> None:
+        splice = hasattr(posix, "splice") and paths.splicing(env)
         self.pipe_stdin = usable(0) and not posix.isatty(0)
         self.pipe_stderr = usable(2) and not posix.isatty(2)
-        self.stdin_stream = self.pipe_stdin and _is_stream(0)
-        if self.stdin_stream:
-            # Each wake-up moves what stdin's pipe holds: 64 KiB in a default pipe, 4096 wake-ups
-            # (poll, splice, the loop's Python) and as many stalls of the writer at 256 MiB.
-            # Grown, the writer runs on while we move up to 1 MiB at a time. bench/run stdin at
-            # 256 MiB, load 6-7 (noisy): 0.47-0.61x direct before, 0.59-1.30x after (a direct
-            # run keeps the 64 KiB pipe); our CPU for the 256 MiB, 82.5 -> 75.6 ms: the replay's
-            # 64 MiB, copied into the memfd, is most of what is left.
-            _widen(0)
-        self.stdout = Output(1)
-        self.stderr = Output(2)
-        self.copy = Replay(paths.replay_limit(env), env)
+        # stdin's pipe is spliced; anything else is read, once per readiness
+        self.splice_in = splice and self.pipe_stdin and _kind(0) == PIPE
+        self.stdout = Output(1, splice=splice)
+        self.stderr = Output(2, splice=splice)
+        self.copy = Replay(paths.replay_limit(env), env, splice=splice)
         self.signals = Signals()
         self.quiet = quiet
         # stdin read but not yet taken by the child, once it is no longer copied (a view: taking
         # part of it copies nothing)
         self.pending = memoryview(b"")
-        self.splice_in = hasattr(posix, "splice")  # until the kernel says it cannot splice fd 0
 
     def has_pending(self) -> bool:
         return bool(self.pending) or self.copy.backlog > 0
+
+    def write(self, out: Output, data: bytes) -> None:
+        """Give `data` to `out` once no child runs (what a run left held), waiting in a poll for
+        room: abandoned when a signal comes meanwhile (a consumer that stopped reading must not
+        keep us from ending)."""
+        out.add(data)
+        self.flush(out)
+
+    def flush(self, out: Output) -> None:
+        """Write what `out` has pending, waiting in a poll for room (see write)."""
+        while out.pending and not out.broken:
+            if not self.wait_room(out):
+                out.pending = memoryview(b"")
+                return
+            out.send()
+
+    def wait_room(self, out: Output) -> bool:
+        """Wait in a poll until `out` has room: False when a signal came first."""
+        signals = self.signals
+        before = signals.received
+        poller = select.poll()
+        poller.register(out.fd, select.POLLOUT)
+        poller.register(signals.wake_r, select.POLLIN)
+        while signals.received == before:
+            for fd, _ev in poller.poll():
+                if fd == out.fd:
+                    return True
+                signals.drain()
+        return False
+
+    def close(self) -> None:
+        self.stdout.close()
+        self.stderr.close()
+
+
+class Flow:
+    """One of the child's outputs on its way to one of ours: `src`, our end of the child's pipe
+    (-1 once closed), the Output it goes to, and which of the two the loop polls: `src` while the
+    Output has room in us, else the Output's fd, until it has taken what is pending."""
+
+    __slots__ = ("polled", "sink", "src")
+
+    def __init__(self, src: int, sink: Output) -> None:
+        self.src = src
+        self.sink = sink
+        self.polled = -1
 
 
 class Launch:
@@ -406,16 +485,15 @@ class Launch:
         out_r, out_w = posix.pipe()
         plan.append((1, out_w))
         fds_parent += [out_r, out_w]
-        self.inp = self.err = -1
+        self.inp = err_r = -1
         if streams.pipe_stdin:
             in_r, self.inp = posix.pipe()
             plan.append((0, in_r))
             fds_parent += [in_r, self.inp]
         if streams.pipe_stderr:
-            self.err, err_w = posix.pipe()
+            err_r, err_w = posix.pipe()
             plan.append((2, err_w))
-            fds_parent += [self.err, err_w]
-        self.out = out_r
+            fds_parent += [err_r, err_w]
         try:
             self.pid = process.spawn(real, [real, *args], dict(env), plan)
         except OSError:
@@ -423,20 +501,20 @@ class Launch:
                 posix.close(fd)
             raise
         posix.close(out_w)
+        posix.set_blocking(out_r, False)
+        self.out = Flow(out_r, streams.stdout)
+        self.flows = [self.out]
         if streams.pipe_stdin:
             posix.close(in_r)
             posix.set_blocking(self.inp, False)
-            if streams.stdin_stream:
-                _widen(self.inp)
         if streams.pipe_stderr:
             posix.close(err_w)
-            posix.set_blocking(self.err, False)
-        posix.set_blocking(self.out, False)
+            posix.set_blocking(err_r, False)
+            self.flows.append(Flow(err_r, streams.stderr))
         self.status: int | None = None
         # The loop's state.
         self.watch: detect.Watch | None = None
         self.poller = select.poll()
-        self.open_out: set[int] = set()
         self.stdin_on = False
         self.last_out = time.monotonic()
         self.in_watch = -1  # which fd we poll on for stdin: ours (0) or the child's (inp), or none
@@ -451,24 +529,23 @@ class Launch:
         return self.status is not None
 
     def close(self) -> None:
-        for fd in (self.inp, self.out, self.err):
+        for fd in (self.inp, *(flow.src for flow in self.flows)):
             if fd >= 0:
                 try:
                     posix.close(fd)
                 except OSError:
                     pass
-        self.inp = self.out = self.err = -1
+        self.inp = -1
+        for flow in self.flows:
+            flow.src = -1
 
     def relay(self, watch: detect.Watch | None) -> int:
         """Relay until the child has exited; its waitpid status."""
         s = self.streams
         self.watch = watch
         self.poller.register(s.signals.wake_r, select.POLLIN)
-        self.open_out.add(self.out)
-        self.poller.register(self.out, select.POLLIN)
-        if self.err >= 0:
-            self.open_out.add(self.err)
-            self.poller.register(self.err, select.POLLIN)
+        for flow in self.flows:
+            self._want_output(flow)
         self.stdin_on = s.pipe_stdin and not s.copy.eof
         if s.pipe_stdin and s.copy.eof and not s.has_pending():
             self._close_inp()
@@ -476,7 +553,8 @@ class Launch:
         turns = 0
         while True:
             turns += 1
-            if (self.check or not self.open_out or turns % 64 == 0) and self.reap():
+            ended = all(flow.src < 0 for flow in self.flows)
+            if (self.check or ended or turns % 64 == 0) and self.reap():
                 self._drain_outputs()
                 assert self.status is not None
                 return self.status
@@ -489,23 +567,38 @@ class Launch:
                 if fd == s.signals.wake_r:
                     s.signals.drain()
                     self.check = True
-                elif fd in self.open_out:
-                    self._pump(fd)
                 elif fd == 0 and self.in_watch == 0:
                     self._take_stdin()
                     self._want_stdin()
                 elif fd == self.inp and self.in_watch == self.inp:
                     self._child_ready(ev)
+                else:
+                    for flow in self.flows:
+                        if fd == flow.polled:
+                            self._step(flow)
+                            break
 
     def _drain_outputs(self) -> None:
-        # Gone: take what it left in the pipes, but do not wait for EOF: a grandchild may hold
-        # them open for as long as it lives.
-        for fd in list(self.open_out):
-            for _ in range(64):  # bounded: a grandchild may keep writing
-                if self._pump(fd) != MORE:
-                    break
-            if fd in self.open_out:
-                self._close_out(fd)
+        """Gone: take what it left in the pipes, but do not wait for EOF (a grandchild may hold
+        them open for as long as it lives), and pass it on as our outputs have room."""
+        s = self.streams
+        for flow in self.flows:
+            sink = flow.sink
+            turns = 64  # bounded: a grandchild may keep writing
+            left = False  # a signal came while our consumer had no room: leave the rest
+            while flow.src >= 0 and not sink.broken and turns and not left:
+                if sink.waiting():
+                    left = not s.wait_room(sink)
+                    if not left:
+                        self._step(flow)
+                elif self._pump(flow) == MORE:
+                    turns -= 1
+                elif not sink.full:
+                    break  # nothing more there now
+            if not left:
+                s.flush(sink)
+            if flow.src >= 0:
+                self._close_src(flow)
 
     def _timeout(self) -> float:
         """Seconds until the loop has something to do unasked (-1: nothing): the end of a stop
@@ -521,13 +614,88 @@ class Launch:
                 s.signals.stop_at = None  # a later stop signal starts another grace
             else:
                 timeout = s.signals.stop_at - now
-        if watch is not None and watch.holding and self.stdin_on and self.out >= 0:
+        if watch is not None and watch.holding and self.stdin_on and self.out.src >= 0:
             left = self.last_out + s.quiet - now
             if left <= 0:
-                s.stdout.write(watch.release())
+                s.stdout.add(watch.release())
+                self._want_output(self.out)
             else:
                 timeout = left if timeout < 0 else min(timeout, left)
         return timeout
+
+    # --- the child's outputs ---------------------------------------------------------------------
+
+    def _want_output(self, flow: Flow) -> None:
+        sink = flow.sink
+        target = sink.fd if sink.waiting() else flow.src
+        if target == flow.polled:
+            return
+        if flow.polled >= 0:
+            self.poller.unregister(flow.polled)
+        if target >= 0:
+            self.poller.register(target, select.POLLOUT if target == sink.fd else select.POLLIN)
+        flow.polled = target
+
+    def _step(self, flow: Flow) -> None:
+        """What the flow polled is ready: our output has room, or the child's pipe has data."""
+        sink = flow.sink
+        if sink.pending:
+            sink.send()
+        else:
+            sink.full = False
+            self._pump(flow)
+        if sink.broken and flow.src >= 0:
+            # Our consumer went away: let the child find that out itself, as it would have
+            # without us (EPIPE or SIGPIPE on its next write).
+            self._close_src(flow)
+        self._want_output(flow)
+
+    def _pump(self, flow: Flow) -> str:
+        """Take what there is on one of the child's outputs for ours: MORE, IDLE or EOF."""
+        watch, sink, src = self.watch, flow.sink, flow.src
+        # Once the watcher has let go (a healthy run), the kernel moves the bytes.
+        if sink.splice and (watch is None or flow is not self.out or watch.state == detect.HEALTHY):
+            try:
+                n = _moved(src, sink.fd)
+            except OSError as exc:
+                sink.fail(exc)  # our consumer went away
+                return EOF
+            if n is None:
+                # Our pipe is empty or the consumer's is full (splice cannot tell which): wait
+                # for the consumer only when there is something to give it.
+                sink.full = _ready(src, select.POLLIN, 0)
+                return IDLE
+            if n > 0:
+                sink.passed += n
+                return MORE
+            if n == 0:
+                self._close_src(flow)
+                return EOF
+            sink.splice = False
+        try:
+            data = posix.read(src, CHUNK)
+        except BlockingIOError:
+            return IDLE
+        if not data:
+            self._close_src(flow)
+            return EOF
+        if flow is self.out:
+            self.last_out = time.monotonic()
+            if watch is not None:
+                data = watch.feed(data)
+        sink.add(data)
+        return MORE
+
+    def _close_src(self, flow: Flow) -> None:
+        self.check = True
+        if flow.polled == flow.src:
+            self.poller.unregister(flow.src)
+            flow.polled = -1
+        posix.close(flow.src)
+        flow.src = -1
+        flow.sink.full = False
+
+    # --- stdin -----------------------------------------------------------------------------------
 
     def _want_stdin(self) -> None:
         target = -1
@@ -543,119 +711,76 @@ class Launch:
             self.poller.register(target, select.POLLOUT if target == self.inp else select.POLLIN)
         self.in_watch = target
 
-    def _close_out(self, fd: int) -> None:
-        self.check = True
-        self.open_out.discard(fd)
-        self.poller.unregister(fd)
-        posix.close(fd)
-        if fd == self.out:
-            self.out = -1
-        else:
-            self.err = -1
-
     def _close_inp(self) -> None:
         if self.inp >= 0:
             posix.close(self.inp)
             self.inp = -1
 
-    def _pump(self, fd: int) -> str:
-        """Relay what there is to read on one of the child's outputs: MORE, IDLE or EOF."""
-        s, watch = self.streams, self.watch
-        sink = s.stdout if fd == self.out else s.stderr
-        # Once the watcher has let go (a healthy run), the kernel moves the bytes.
-        if sink.splice and (watch is None or sink is s.stderr or watch.state == detect.HEALTHY):
-            n = sink.move_from(fd)
-            if n:
-                return MORE
-            if n == 0 or sink.broken:
-                self._close_out(fd)  # end of file, or our consumer went away (see below)
-                return EOF
-            if sink.splice:
-                return IDLE
-        try:
-            data = posix.read(fd, CHUNK)
-        except BlockingIOError:
-            return IDLE
-        if not data:
-            self._close_out(fd)
-            return EOF
-        if fd == self.out:
-            self.last_out = time.monotonic()
-            if watch is not None:
-                data = watch.feed(data)
-        sink.write(data)
-        if sink.broken:
-            # Our consumer went away: let the child find that out itself, as it would have
-            # without us (EPIPE or SIGPIPE on its next write).
-            self._close_out(fd)
-            return EOF
-        return MORE
-
     def _take_stdin(self) -> None:
-        """fd 0 is readable: give what it has to the child (through the copy, while kept).
-        Up to TURNS moves before polling again: a busy stdin keeps them all full."""
+        """fd 0 is ready (poll said so): take from it once, and give that to the child (through
+        the copy, while it is kept). Once: a second read of a stdin kept open and idle would
+        wait for its next message, and the relay with it."""
         s, watch = self.streams, self.watch
         copy = s.copy
-        if copy.on and (watch is None or watch.state == detect.HEALTHY or s.stderr.written):
+        if copy.on and (watch is None or watch.state == detect.HEALTHY or s.stderr.passed):
             copy.stop()  # no retry can happen any more: no replay to keep
-        for turn in range(TURNS):
-            if copy.on:
-                moved = self._copy_stdin()
-                if moved is None:
+        if copy.on:
+            n = self._copy_stdin()
+            if n is None:
+                return
+            if n > 0:
+                self._feed_child()
+                return
+        else:
+            n = self._splice_stdin() if s.splice_in else -1
+            if n is None or n > 0:
+                return
+            if n < 0:
+                data = read_stdin()
+                if data is None:
                     return
-                if moved > 0:
-                    self._feed_child()
-                    if copy.backlog or self.inp < 0 or not s.splice_in:
-                        # The child is full (or gone): poll for it. Or fd 0 was read, not
-                        # spliced: a blocking read must wait for poll to say it is ready, or it
-                        # stalls the whole relay on a client that keeps stdin open and idle.
-                        return
-                    continue
-            else:
-                data = b""
-                if s.splice_in:
-                    try:
-                        moved = _moved(0, self.inp)
-                    except OSError as exc:
-                        if exc.errno == errno.EPIPE:
-                            self._child_stdin_gone()
-                            return
-                        moved = -1  # a read error, perhaps: let read say what it is
-                    if moved is None:
-                        # The child is full, or fd 0 had nothing after all (then we come back);
-                        # after a move in this turn, most likely the latter.
-                        self.child_full = turn == 0
-                        return
-                    if moved > 0:
-                        continue
-                    if moved < 0:
-                        s.splice_in = False
-                        data = read_stdin()
-                else:
-                    data = read_stdin()
                 if data:
                     s.pending = memoryview(data)
                     self._feed_child()
                     return
-            copy.eof = True
-            self.stdin_on = False
-            if not s.has_pending():
-                self._close_inp()
-            return
+        copy.eof = True
+        self.stdin_on = False
+        if not s.has_pending():
+            self._close_inp()
 
     def _copy_stdin(self) -> int | None:
         """Take what fd 0 has into the replay copy: the count (0: its end), None: nothing now."""
         s = self.streams
         try:
-            moved = s.copy.take_from(0) if s.splice_in else -1
+            n = s.copy.take_from(0) if s.splice_in else -1
         except OSError:
-            moved = -1  # a read error, perhaps: let read say what it is
-        if moved is not None and moved < 0:
+            n = -1  # a read error, perhaps: let read say what it is
+        if n is not None and n < 0:
             s.splice_in = False
             data = read_stdin()
+            if data is None:
+                return None
             s.copy.add(data)
-            moved = len(data)
-        return moved
+            n = len(data)
+        return n
+
+    def _splice_stdin(self) -> int | None:
+        """Move what stdin's pipe has to the child's: the count (0: its end), None: nothing to do
+        now, -1: read it instead."""
+        s = self.streams
+        try:
+            n = _moved(0, self.inp)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                self._child_stdin_gone()
+                return None
+            n = -1  # a read error, perhaps: let read say what it is
+        if n is None:
+            # Ours had something (poll said so): the child's is full.
+            self.child_full = True
+        elif n < 0:
+            s.splice_in = False
+        return n
 
     def _child_ready(self, ev: int) -> None:
         """The child's stdin has room (or is gone)."""

@@ -71,6 +71,7 @@ class Relay:
         finally:
             self.signals.restore()
             self.copy.free()
+            self.streams.close()
 
     def _stays_open(self) -> bool:
         return self.streams.pipe_stdin and _stream_json_input(self.args)
@@ -100,21 +101,21 @@ class Relay:
                 preflight_failed = repaired = False
                 continue
             if verdict != detect.FAILURE:
-                self.stdout.write(failed)
+                self._show(failed)
                 return process.Outcome(code)
             now = recover.file_identity(self.env)
             if recover.already_tried(self.env, launched, preflight_failed):
-                self.stdout.write(failed)  # the pre-flight's line on stderr already said why
+                self._show(failed)  # the pre-flight's line on stderr already said why
                 return process.Outcome(code)
             if repaired and now == launched:
                 # Refused again, on the very file our repair left: another repair would only
                 # spend another token on whatever claude has against it. Show it as it is.
-                self.stdout.write(failed)
+                self._show(failed)
                 return process.Outcome(
                     code, [f"claude said {watch.message!r} again after the login was repaired"]
                 )
             if attempt == MAX_LAUNCHES:
-                self.stdout.write(failed)
+                self._show(failed)
                 return process.Outcome(
                     code,
                     [
@@ -151,13 +152,13 @@ class Relay:
                     self.env, launched, refused=detect.needs_force(watch.message), run=attempt
                 )
             except Interrupted as exc:
-                self.stdout.write(failed)
+                self._show(failed)
                 return process.Outcome(-exc.signum)
         if self.signals.stopped_by is not None:
             why_not = "we were told to stop"
         if problem is None and why_not is None:
             return None
-        self.stdout.write(failed)
+        self._show(failed)
         if problem is not None:
             return process.Outcome(
                 code, [f"claude said {watch.message!r}; could not repair the login: {problem}"]
@@ -184,7 +185,7 @@ class Relay:
             why_not = recover.await_lock(self.env, lambda: self.signals.stopped_by is not None)
         if why_not is None:
             return None
-        self.stdout.write(failed)
+        self._show(failed)
         if self.signals.stopped_by is not None:
             return process.Outcome(code)
         return process.Outcome(
@@ -195,10 +196,14 @@ class Relay:
             ],
         )
 
+    def _show(self, held: bytes) -> None:
+        """What the last run left held goes out after all (it is its output)."""
+        self.streams.write(self.stdout, held)
+
     def _why_no_retry(self) -> str | None:
         if self.copy.dropped:
             return f"more than {self.copy.limit} bytes on stdin, set CLAUDE_WRAP_REPLAY_LIMIT"
-        if self.streams.stderr.written:
+        if self.streams.stderr.passed:
             return "it had already written to stderr"
         if self.stdout.broken:
             return "stdout was closed"

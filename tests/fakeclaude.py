@@ -343,7 +343,8 @@ def main() -> int:
     print_mode = "-p" in args or "--print" in args
     stdin = b""
     streaming_in = option(args, "--input-format", "text") == "stream-json"
-    if print_mode and not sys.stdin.isatty() and not streaming_in:
+    # No sys.stdin when fd 0 is closed: as empty input.
+    if print_mode and sys.stdin is not None and not sys.stdin.isatty() and not streaming_in:
         stdin = sys.stdin.buffer.read()
     oauth = stored_login() or {}
     record = env.get("FAKE_CLAUDE_RECORD")
@@ -413,7 +414,7 @@ def main() -> int:
         return fail(fmt, problem, session)
     if print_mode and streaming_in:
         stream_line({"type": "system", "subtype": "init", "session_id": session})
-        for line in sys.stdin:
+        for line in sys.stdin or ():
             message = {"model": "claude-sonnet-4-5", "content": [{"text": "echo " + line.strip()}]}
             # Like the real one, it reads the stored login again for each prompt; what it found
             # goes in a field of our own (tests of the guard look, no wording is invented).

@@ -98,3 +98,16 @@ def test_the_watch_suite_reports_what_watching_adds_as_a_difference_and_a_ratio(
     assert figures["imports"]["forbidden_imported"] == []
     (row,) = doc["table"]
     assert row["benchmark"] == "watching"
+
+
+def test_the_relays_throughput_is_a_figure_and_its_size_a_target(tmp_path: Path) -> None:
+    """Issue 25: stdin's and stdout's throughput through the relay are reported, not judged; the
+    wrapper's peak size keeps its target."""
+    done, doc = bench(tmp_path, "--only", "stdout,stdin")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for label in ("stdout relay", "stdin relay"):
+        rows = {row["figure"]: row for row in doc["table"] if row["benchmark"] == label}
+        (throughput,) = [row for figure, row in rows.items() if "throughput" in figure]
+        assert (throughput["target"], throughput["verdict"]) == ("", "")
+        assert rows["wrapper peak RSS (MiB) by size"]["target"] == "< 40 MiB"
+        assert rows["wrapper peak RSS (MiB) by size"]["verdict"] in ("met", "MISSED")
