@@ -27,9 +27,10 @@ MINUTE_MS = 60_000
 OAUTH_EXTRA = {"clientId": "9d1c250a-e61b-44d9-88ed-5944d1962f5e",
                "refreshTokenExpiresAt": 1_900_000_000_000}
 
-# The logins the shim must repair before the real binary reads them.
+# The logins the shim must refresh before the real binary reads them. (Stripped of its scopes
+# with a good token, a login is repaired locally, no token request: test_repair_real.py.)
 LOGINS: dict[str, dict[str, Any]] = {
-    "no-scopes": {"scopes": None},  # valid for 8 hours, but Claude Code calls it logged out
+    "no-scopes": {"scopes": None, "expires_at_in_ms": -MINUTE_MS},  # stripped and expired
     "expired": {"expires_at_in_ms": -MINUTE_MS},
     "expires-in-2-min": {"expires_at_in_ms": 2 * MINUTE_MS},  # inside Claude Code's 5-min buffer
 }
