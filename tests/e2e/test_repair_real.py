@@ -39,6 +39,7 @@ def stripped(home: ClaudeHome) -> dict[str, object]:
     return home.write_credentials(new_tokens(), scopes=None, oauth_extra=EXTRA)
 
 
+@pytest.mark.capability("stripped login never seen: local repair ({output})")
 @pytest.mark.parametrize("output", list(FORMATS))
 def test_a_stripped_login_never_seen_is_answered_with_no_token_request(
     shim: Shim,
@@ -70,6 +71,7 @@ def test_a_stripped_login_never_seen_is_answered_with_no_token_request(
     assert (claude_home.credentials_path.stat().st_mode & 0o777) == 0o600
 
 
+@pytest.mark.capability("stripped login never seen: local repair (auth status)")
 def test_auth_status_of_a_stripped_login_never_seen_is_logged_in_through_the_shim(
     shim: Shim, claude_home: ClaudeHome, token_server: TokenServer
 ) -> None:
