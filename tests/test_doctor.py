@@ -60,6 +60,9 @@ def test_it_says_when_the_real_claude_is_newer_than_the_newest_tested(sandbox: S
         f"was tested with ({versions.newest_tested()})"
     )
     assert "scripts/compat latest" in lines[at + 1]
+    # What to do with a FAIL: report it with the table, pin the last release that passed.
+    assert "report it with the table" in lines[at + 1]
+    assert f"@anthropic-ai/claude-code@{versions.newest_tested()}" in lines[at + 1]
     # The newest tested release itself: no such line.
     same = sandbox.wrap(
         "doctor", env={**sandbox.shim_env(), "FAKE_CLAUDE_VERSION": versions.newest_tested()}

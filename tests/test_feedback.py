@@ -48,7 +48,7 @@ def test_refresh_in_a_terminal_shows_the_line_then_erases_it(
 def test_the_shim_preflight_spinner_is_gone_before_claude_writes(
     sandbox: Sandbox, token_server: TokenServer
 ) -> None:
-    sandbox.write(login_doc(scopes=None))
+    sandbox.write(login_doc(scopes=None, expires_in_s=-60))  # due: a refresh, not a local repair
     slow(token_server)
     child = spawn([str(sandbox.shim), "--print", "hi"], sandbox.shim_env())
     try:

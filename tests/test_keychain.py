@@ -87,7 +87,7 @@ def assert_no_secret_in_argv(kc: Keychain, secrets: list[str]) -> None:
 def test_refresh_repairs_the_keychain_item_and_keeps_every_field(
     sandbox: Sandbox, keychain: Keychain, token_server: TokenServer
 ) -> None:
-    keychain.put(login_doc(scopes=None, extra_top={"note": "größe"}))
+    keychain.put(login_doc(scopes=None, expires_in_s=-60, extra_top={"note": "größe"}))
     # The trap: an MCP-only item under the same service name with account "unknown".
     keychain.put({"mcpOAuth": {"other": 1}}, account="unknown")
 

@@ -66,7 +66,7 @@ def lock_dirs(sandbox: Sandbox) -> list[Path]:
 def test_adopts_the_token_the_holder_wrote_with_no_request(
     sandbox: Sandbox, token_server: TokenServer
 ) -> None:
-    sandbox.write(login_doc(scopes=None))
+    sandbox.write(login_doc(scopes=None, expires_in_s=-60))  # due: not a local repair
     fresh = login_doc(access="sk-ant-oat01-written-by-claude-code-XXXX")
     holder = start_holder(sandbox, 1.5, fresh)
     result = sandbox.wrap("refresh", "--json")

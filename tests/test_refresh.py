@@ -36,6 +36,23 @@ def test_status_says_missing_scopes_in_one_line_and_refresh_fixes_it(
     assert first.startswith("login: missing_scopes (no scopes are stored)")
     assert "claude-wrap refresh" in first
 
+    # The access token is good: the scopes are put back locally, though this login was never
+    # seen whole (issue 28): the ones the release in use asks for (fakeclaude: 2.1.197).
+    result = sandbox.wrap("refresh")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("repaired without a refresh: restored scopes")
+    assert token_server.requests == []
+    oauth = sandbox.oauth()
+    assert oauth["scopes"] == ["user:profile", "user:inference", "user:sessions:claude_code",
+                               "user:mcp_servers", "user:file_upload"]
+    assert oauth["accessToken"] == ACCESS
+    assert sandbox.wrap("status").returncode == 0
+
+
+def test_a_stripped_and_expired_login_is_refreshed_and_scopes_written(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    sandbox.write(login_doc(scopes=None, expires_in_s=-60))
     result = sandbox.wrap("refresh")
     assert result.returncode == 0, result.stderr
     assert "scopes written" in result.stdout
@@ -165,7 +182,7 @@ def test_refresh_window_is_configurable(sandbox: Sandbox, token_server: TokenSer
 def test_invalid_grant_is_never_retried_and_never_blanks_the_file(
     sandbox: Sandbox, token_server: TokenServer
 ) -> None:
-    raw = sandbox.write(login_doc(scopes=None))
+    raw = sandbox.write(login_doc(scopes=None, expires_in_s=-60))
     token_server.script(invalid_grant(400))
     result = sandbox.wrap("refresh")
     assert result.returncode == 4

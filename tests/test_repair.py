@@ -156,6 +156,12 @@ def test_a_strip_while_the_token_is_expired_refreshes_exactly_once(
     assert sandbox.oauth()["scopes"] == DEFAULT_SCOPE.split()  # the server's answer says
 
 
+# What the fake claude's release asks for in its own refresh (binary.refresh_scopes): 2.1.197 the
+# five claude.ai scopes, later releases user:plugins too, unless Claude Code's OAuth is customised.
+BASE = ["user:profile", "user:inference", "user:sessions:claude_code", "user:mcp_servers",
+        "user:file_upload"]
+
+
 def test_a_stripped_login_of_another_subscription_is_not_given_the_old_fields(
     sandbox: Sandbox, token_server: TokenServer
 ) -> None:
@@ -165,17 +171,69 @@ def test_a_stripped_login_of_another_subscription_is_not_given_the_old_fields(
     sandbox.write(other)
     result = sandbox.wrap("refresh")
     assert result.returncode == 0, result.stderr
-    assert len(token_server.requests) == 1  # no memory applies: the server says
-    assert "user:plugins" not in sandbox.oauth()["scopes"]
-    assert sandbox.oauth()["subscriptionType"] == "pro"
+    assert token_server.requests == []  # repaired as a login never seen (issue 28)
+    oauth = sandbox.oauth()
+    assert oauth["scopes"] == BASE  # the release's (2.1.197), not the other account's plugins
+    assert oauth["subscriptionType"] == "pro"
 
 
-def test_without_a_memory_a_stripped_login_is_refreshed_as_before(
+@pytest.mark.parametrize(
+    ("version", "extra", "scopes"),
+    [
+        ("2.1.197", {}, BASE),
+        ("2.1.332", {}, [*BASE, "user:plugins"]),
+        ("2.1.337", {}, [*BASE, "user:plugins"]),
+        ("2.1.332", {"CLAUDE_CODE_CUSTOM_OAUTH_URL": "https://127.0.0.1:9/x"}, BASE),
+        ("2.1.332", {"CLAUDE_CODE_OAUTH_CLIENT_ID": "another-client"}, BASE),
+    ],
+    ids=["2.1.197", "2.1.332", "2.1.337", "custom-url", "custom-client"],
+)
+def test_a_stripped_login_never_seen_gets_the_scopes_its_release_asks_for(
+    sandbox: Sandbox, token_server: TokenServer, version: str, extra: dict[str, str],
+    scopes: list[str],
+) -> None:
+    # Issue 28: no memory of this login (claude-wrap never saw it whole), access token good.
+    doc = login_doc(scopes=None)
+    doc["claudeAiOauth"]["someFutureField"] = {"keep": True}
+    sandbox.write(doc)
+    env = {"FAKE_CLAUDE_VERSION": version, **extra}
+    result = sandbox.claude("-p", "hi", env=sandbox.shim_env(**env))  # through the shim
+    assert result.returncode == 0, result.stderr
+    assert b"Not logged in" not in result.stdout, result.stdout
+    assert token_server.requests == []
+    oauth = sandbox.oauth()
+    assert oauth["scopes"] == scopes
+    assert (oauth["accessToken"], oauth["refreshToken"]) == (ACCESS, REFRESH)
+    assert oauth["someFutureField"] == {"keep": True}
+    assert sandbox.read()["mcpOAuth"] == {"server": {"token": "keep"}}
+    assert stat.S_IMODE(sandbox.creds.stat().st_mode) == 0o600
+    assert "repaired locally: restored scopes" in sandbox.log.read_text()
+    # The next refresh asks for the union and stores what the server answered.
+    token_server.script(ok(scope="user:inference user:profile user:granted"))
+    forced = sandbox.wrap("refresh", "--force", env=env)
+    assert forced.returncode == 0, forced.stderr
+    (request,) = token_server.requests
+    assert request.body is not None
+    assert request.body["scope"].split() == scopes
+    assert sandbox.oauth()["scopes"] == ["user:inference", "user:profile", "user:granted"]
+
+
+def test_a_local_repair_never_narrows_the_scopes_a_login_kept(
     sandbox: Sandbox, token_server: TokenServer
 ) -> None:
-    sandbox.write(login_doc(scopes=None))
+    sandbox.write(login_doc(scopes=["user:profile", "user:some-other"]))  # no user:inference
+    result = sandbox.wrap("refresh")
+    assert result.returncode == 0, result.stderr
+    assert token_server.requests == []
+    assert sandbox.oauth()["scopes"] == [*BASE, "user:some-other"]
+
+
+def test_an_expired_stripped_login_never_seen_is_refreshed(
+    sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    sandbox.write(login_doc(scopes=None, expires_in_s=-60))
     assert sandbox.wrap("refresh").returncode == 0
-    assert len(token_server.requests) == 1
+    assert len(token_server.requests) == 1  # a due token: the refresh's job, as before
     assert memory_files(sandbox)  # the refreshed login is remembered from now on
 
 

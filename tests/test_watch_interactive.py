@@ -203,7 +203,7 @@ def test_a_repair_that_fails_in_the_tui_is_said_once_the_session_ends(
 def test_a_login_the_preflight_could_not_repair_is_not_tried_again_in_the_tui(
     tui: Any, sandbox: Sandbox, token_server: TokenServer
 ) -> None:
-    sandbox.write(login_doc(scopes=None))
+    sandbox.write(login_doc(scopes=None, expires_in_s=-60))  # due: a refresh, not a local repair
     token_server.script(invalid_grant())
     term = tui()
     # The TUI's own status line, not the pre-flight's line on stderr (which names /login too):

@@ -50,7 +50,7 @@ def test_the_first_argument_is_the_binary_to_run(
     (run,) = sandbox.runs()
     assert run["argv"][1:] == ["--print", "--output-format", "stream-json", "--verbose", "hi"]
     assert run["active"] == "1"
-    assert len(token_server.requests) == 1
+    assert token_server.requests == []  # a good token: repaired locally (issue 28)
     assert "user:inference" in sandbox.oauth()["scopes"]
 
 
@@ -134,7 +134,7 @@ def test_an_editor_with_a_minimal_path_still_finds_claude_and_repairs(
 
     assert result.returncode == 0, result.stderr
     assert b"fake answer" in result.stdout
-    assert len(token_server.requests) == 1
+    assert token_server.requests == []  # a good token: repaired locally (issue 28)
     assert "user:inference" in sandbox.oauth()["scopes"]
 
 

@@ -198,7 +198,10 @@ def check_real_binary(env: Mapping[str, str], shim: str | None) -> list[Finding]
                 OK,
                 f"Claude Code {number} is newer than the newest release claude-wrap was tested "
                 f"with ({versions.newest_tested()})",
-                "test it with `scripts/compat latest` (in a claude-wrap checkout)",
+                "test it with `scripts/compat latest` (in a claude-wrap checkout, as root); on a "
+                "FAIL, report it with the table and meanwhile pin the last release that passed "
+                f"(`npm install -g {binary.PACKAGE}@{versions.newest_tested()}`, "
+                "DISABLE_AUTOUPDATER=1)",
                 version=number,
             )
         )

@@ -7,7 +7,9 @@ the process moves into a network namespace that has only loopback (as root, or t
 and the test token server on 127.0.0.1, makes a throwaway HOME holding a login without `scopes`
 (what third-party refreshers leave behind), installs the shim into that folder, and shows:
 `claude auth status` failing directly and passing through the shim, and `echo hello | claude
---print` answering through the shim. Your own ~/.claude is never read or written.
+--print` answering through the shim. The access token is good, so the shim repairs the login
+locally, with no token request, although it has never seen that login before: it writes back the
+scopes this release asks for (issue 28). Your own ~/.claude is never read or written.
 
 Run it as `./scripts/demo` (which sets up .venv first), or `python -m tests.e2e.demo`;
 `--claude-version=2.1.87` runs it against another release than the newest tested.
@@ -145,7 +147,10 @@ def demo(claude: ClaudeBinary, root: Path) -> int:
         stored = after["claudeAiOauth"]
         step("what the shim did")
         say(f"  requests to the token endpoint: {len(tokens.requests)}")
-        say(f"  scopes now stored: {' '.join(stored.get('scopes') or [])}")
+        same = stored.get("accessToken") == oauth.get("accessToken")
+        say(f"  access token: {'the same, still good' if same else 'a new one'}")
+        say(f"  scopes now stored: {' '.join(stored.get('scopes') or [])}   (what claude "
+            f"{claude.version} asks for)")
         kept = sorted(k for k, v in oauth.items() if stored.get(k) == v) + sorted(
             k for k, v in written.items() if k != "claudeAiOauth" and after.get(k) == v)
         say(f"  fields kept as they were: {', '.join(kept)}")
@@ -159,10 +164,12 @@ def demo(claude: ClaudeBinary, root: Path) -> int:
         and status.returncode == 0
         and json.loads(status.stdout).get("loggedIn") is True
         and (answered.returncode, answered.out) == (0, ANSWER + "\n")
-        and len(tokens.requests) == 1
+        and not tokens.requests  # a good access token: repaired locally, nothing spent
+        and stored.get("accessToken") == oauth.get("accessToken")
         and INFERENCE in (stored.get("scopes") or [])
     )
-    step("done: the shim repaired the login" if ok else "FAILED: see the output above")
+    step("done: the shim repaired the login locally, with no token request" if ok
+         else "FAILED: see the output above")
     return 0 if ok else 1
 
 

@@ -37,7 +37,7 @@ def test_the_demo_shows_the_shim_repairing_a_login(
     out = done.stdout.decode()
     assert (done.returncode, done.stderr.decode()) == (0, ""), out
     # The narrated transcript, in order: logged out directly, logged in and answering through
-    # the shim, one token request.
+    # the shim, repaired locally: no token request, the same access token (issue 28).
     expected = [
         "$ claude auth status    # the real binary, directly",
         '"loggedIn": false',
@@ -48,8 +48,11 @@ def test_the_demo_shows_the_shim_repairing_a_login(
         "(exit status 0)",
         "$ echo hello | claude --print    # through the shim",
         ANSWER,
-        "requests to the token endpoint: 1",
-        "done: the shim repaired the login",
+        "requests to the token endpoint: 0",
+        "access token: the same, still good",
+        "scopes now stored: user:profile user:inference",
+        "repaired locally: restored scopes",
+        "done: the shim repaired the login locally, with no token request",
     ]
     at = 0
     for text in expected:

@@ -162,7 +162,10 @@ def test_a_login_the_preflight_could_not_repair_is_not_tried_again(
 ) -> None:
     # No scopes, and the endpoint down for the pre-flight: the real binary says Not logged in.
     # The pre-flight said why; the watcher must not try the same refresh token again.
-    claude_home.write_credentials(new_tokens(), scopes=None)
+    # (Due too, 8 minutes left: with a token good beyond the refresh window the pre-flight
+    # repairs it locally, issue 28; not expired, which would make the direct run refresh.)
+    claude_home.write_credentials(new_tokens(), scopes=None,
+                                  expires_at=int(time.time() * 1000) + 8 * 60_000)
     token_server.script(Reply(503, {"error": "down"}, headers={"Retry-After": "3600"}))
     direct = claude.run(claude_home, "--print", input=b"hello\n")
     run = shim.run("--print")

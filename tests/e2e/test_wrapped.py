@@ -27,9 +27,12 @@ MINUTE_MS = 60_000
 OAUTH_EXTRA = {"clientId": "9d1c250a-e61b-44d9-88ed-5944d1962f5e",
                "refreshTokenExpiresAt": 1_900_000_000_000}
 
-# The logins the shim must repair before the real binary reads them.
+# The logins the shim must refresh before the real binary reads them. (Stripped of its scopes
+# with a token good beyond the refresh window, a login is repaired locally, no token request:
+# test_repair_real.py.) 8 minutes: due for claude-wrap (10), not for Claude Code (5), whose
+# own refresh attempt (the proxy is off) would leave its lock folder in the shim's way.
 LOGINS: dict[str, dict[str, Any]] = {
-    "no-scopes": {"scopes": None},  # valid for 8 hours, but Claude Code calls it logged out
+    "no-scopes": {"scopes": None, "expires_at_in_ms": 8 * MINUTE_MS},  # stripped, and due
     "expired": {"expires_at_in_ms": -MINUTE_MS},
     "expires-in-2-min": {"expires_at_in_ms": 2 * MINUTE_MS},  # inside Claude Code's 5-min buffer
 }

@@ -39,7 +39,11 @@ def stripped_setup(
     """A login lacking scopes, and the shim's env with the stripping stand-in as the real
     claude; returns (env, marker file, the login as written)."""
     tokens = new_tokens()
-    written = home.write_credentials(tokens, scopes=None, oauth_extra=OAUTH_EXTRA)
+    # Due too (8 minutes left, inside the 10-minute refresh window), so that the pre-flight
+    # refreshes it (with a token good beyond it, it would repair it locally, issue 28); the
+    # stand-in strips the new login after the pre-flight.
+    written = home.write_credentials(tokens, scopes=None, oauth_extra=OAUTH_EXTRA,
+                                     expires_at=int(time.time() * 1000) + 8 * 60_000)
     stand_in, marker = strip_scopes_once(home.root / "standin", claude.path)
     env = shim.env(home, token_server.url, CLAUDE_WRAP_REAL_CLAUDE=str(stand_in))
     return env, marker, written
