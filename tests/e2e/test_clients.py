@@ -30,7 +30,8 @@ from ..tokenserver import DEFAULT_SCOPE, TokenServer
 from .acp import AcpClient
 from .clients import ACP_ADAPTER, PY_DRIVER, TS_DRIVER
 from .fakeapi import FakeAnthropicAPI
-from .isolation import ClaudeHome, new_tokens
+from .isolation import ClaudeHome, new_tokens, now_ms
+from .test_repair_real import release_scopes
 from .test_wrapped import OAUTH_EXTRA
 from .test_wrapped_watch import wait_for
 from .tlsproxy import OAuthProxy
@@ -204,13 +205,34 @@ def test_a_healthy_login_answers(
     assert fake_api.tokens_used() == [tokens.access]
 
 
-def test_a_login_without_scopes_is_repaired_and_answers(
+def test_a_login_without_scopes_is_repaired_locally_and_answers(
     clients: Opener, shim: Shim, claude_home: ClaudeHome, fake_api: FakeAnthropicAPI,
-    token_server: TokenServer,
+    token_server: TokenServer, claude_version: str,
 ) -> None:
+    # Another tool rewrote a good login without its scopes, one claude-wrap never saw: the
+    # scopes the release asks for are put back with the stored token, no token request.
     fake_api.answer = f"repaired ({clients.kind})"
     tokens = new_tokens()
     written = claude_home.write_credentials(tokens, scopes=None, oauth_extra=OAUTH_EXTRA)
+    answer = one_shot(clients, shim.env(claude_home, token_server.url), "hello")
+    assert answer == fake_api.answer
+    assert token_server.requests == []
+    assert fake_api.tokens_used() == [tokens.access]
+    stored = claude_home.read_credentials()
+    assert stored["claudeAiOauth"]["scopes"] == release_scopes(claude_version)
+    assert {k: stored["claudeAiOauth"][k] for k in OAUTH_EXTRA} == OAUTH_EXTRA
+    assert stored["mcpOAuth"] == written["mcpOAuth"]
+
+
+def test_a_due_login_without_scopes_is_refreshed_and_answers(
+    clients: Opener, shim: Shim, claude_home: ClaudeHome, fake_api: FakeAnthropicAPI,
+    token_server: TokenServer,
+) -> None:
+    fake_api.answer = f"refreshed ({clients.kind})"
+    tokens = new_tokens()
+    written = claude_home.write_credentials(
+        tokens, scopes=None, oauth_extra=OAUTH_EXTRA, expires_at=now_ms() - 60_000
+    )
     fake_api.expire(tokens.access)  # only a refreshed token is answered
     answer = one_shot(clients, shim.env(claude_home, token_server.url), "hello")
     assert answer == fake_api.answer
