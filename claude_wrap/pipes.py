@@ -628,13 +628,8 @@ class Launch:
     def _want_output(self, flow: Flow) -> None:
         sink = flow.sink
         target = sink.fd if sink.waiting() else flow.src
-        if target == flow.polled:
-            return
-        if flow.polled >= 0:
-            self.poller.unregister(flow.polled)
-        if target >= 0:
-            self.poller.register(target, select.POLLOUT if target == sink.fd else select.POLLIN)
-        flow.polled = target
+        events = select.POLLOUT if target == sink.fd else select.POLLIN
+        flow.polled = self._repoll(flow.polled, target, events)
 
     def _step(self, flow: Flow) -> None:
         """What the flow polled is ready: our output has room, or the child's pipe has data."""
@@ -703,13 +698,18 @@ class Launch:
             target = self.inp
         elif self.inp >= 0 and self.stdin_on:
             target = 0
-        if target == self.in_watch:
-            return
-        if self.in_watch >= 0:
-            self.poller.unregister(self.in_watch)
-        if target >= 0:
-            self.poller.register(target, select.POLLOUT if target == self.inp else select.POLLIN)
-        self.in_watch = target
+        self.in_watch = self._repoll(
+            self.in_watch, target, select.POLLOUT if target == self.inp else select.POLLIN
+        )
+
+    def _repoll(self, polled: int, target: int, events: int) -> int:
+        """Poll `target` for `events` instead of `polled` (-1: none); returns what is polled now."""
+        if target != polled:
+            if polled >= 0:
+                self.poller.unregister(polled)
+            if target >= 0:
+                self.poller.register(target, events)
+        return target
 
     def _close_inp(self) -> None:
         if self.inp >= 0:
