@@ -12,6 +12,7 @@ kernel cannot tell us.
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from claude_wrap import backends, filewatch, paths, recover
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
     from claude_wrap.store import Storage
 
 DEFAULT_PERIOD_S = paths.DEFAULT_GUARD_PERIOD_S
+# The warm-up waits this long into the session: at its very start, its imports (loguru: ~57 ms of
+# CPU) and the GIL they hold compete with claude's own start and the relay's first exchange, and a
+# client's first answer came later by about that much (docs/performance.md, bench/run client). A
+# change to the login before then is repaired cold: as right, some 0.4 s slower.
+WARM_AFTER_S = 3.0
 
 
 def period(env: Mapping[str, str]) -> float:
@@ -76,9 +82,17 @@ class Guard:
         # No file to be told about (the Keychain): wake each period and compare identities.
         timeout = None if watcher.files else self.period
         last = storage.identity()
-        warm_up(self.env)
+        warm_by: float | None = time.monotonic() + WARM_AFTER_S
         while not watcher.interrupted:
-            watcher.wait(timeout)
+            wait = timeout
+            if warm_by is not None:
+                left = warm_by - time.monotonic()
+                if left <= 0:
+                    warm_up(self.env)
+                    warm_by = None
+                else:
+                    wait = left if wait is None else min(wait, left)
+            watcher.wait(wait)
             ident = storage.identity()
             if ident == last or watcher.interrupted:
                 continue
