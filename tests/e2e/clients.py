@@ -2,8 +2,10 @@
 
 Pinned here and nowhere else:
 - npm: Zed's ACP adapter and the TypeScript Agent SDK it depends on (one install folder, the
-  SDK at the adapter's own pin, so the TS SDK driver and the adapter share one copy; the newest
-  SDK, 0.3.x, ships a ~400 MB native Claude Code of its own beside it and is not installed).
+  SDK at the adapter's own pin, so the TS SDK driver and the adapter share one copy); and the
+  newest TS SDK in a folder of its own, without its optional dependencies: those are a ~400 MB
+  native Claude Code per platform, which a client that names its executable never runs (the
+  issue's hang was seen on 0.3.333; 69 MB installed so).
 - PyPI: the Python Agent SDK, into a virtual environment of its own in the cache. Not the dev
   extras: its wheel is ~190 MB (it bundles a Claude Code binary), which every fresh CI venv
   would download again; the cached venv is made once and reused by later runs, like the npm
@@ -29,6 +31,7 @@ from .install import NPM_TIMEOUT, InstallError, cache_root
 ACP_ADAPTER = "@zed-industries/claude-agent-acp"
 TS_SDK = "@anthropic-ai/claude-agent-sdk"
 NPM_PINS = {ACP_ADAPTER: "0.23.1", TS_SDK: "0.2.83"}
+NEWEST_TS_PINS = {TS_SDK: "0.3.337"}
 PY_SDK = ("claude-agent-sdk", "0.2.190")
 
 DRIVERS = Path(__file__).resolve().parent / "drivers"
@@ -37,9 +40,9 @@ PY_DRIVER = DRIVERS / "sdk_py.py"
 DONE = ".installed"
 
 
-def npm_folder() -> Path:
+def npm_folder(pins: dict[str, str] = NPM_PINS) -> Path:
     return cache_root() / ("clients-npm-" + "-".join(f"{n.split('/')[-1]}@{v}"
-                                                for n, v in sorted(NPM_PINS.items())))
+                                                for n, v in sorted(pins.items())))
 
 
 def venv_folder() -> Path:
@@ -72,24 +75,33 @@ def installed_as_pinned(folder: Path, pins: object) -> bool:
 
 def ensure_npm_clients() -> Path:
     """The node_modules folder holding the pinned ACP adapter and TS SDK (npm if needed)."""
-    folder = npm_folder()
+    return _ensure_npm(NPM_PINS)
+
+
+def ensure_newest_ts_sdk() -> Path:
+    """The node_modules folder holding the newest TS SDK, without its bundled Claude Code."""
+    return _ensure_npm(NEWEST_TS_PINS, "--omit=optional")
+
+
+def _ensure_npm(pins: dict[str, str], *flags: str) -> Path:
+    folder = npm_folder(pins)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not installed_as_pinned(folder, NPM_PINS):
+        if not installed_as_pinned(folder, pins):
             npm = shutil.which("npm")
             if npm is None:
-                raise InstallError("npm is not on PATH: cannot install " + ", ".join(NPM_PINS))
+                raise InstallError("npm is not on PATH: cannot install " + ", ".join(pins))
             (folder / DONE).unlink(missing_ok=True)
-            _run([npm, "install", "--no-audit", "--no-fund", "--save-exact", "--prefix",
-                  str(folder), *(f"{n}@{v}" for n, v in NPM_PINS.items())], "the npm clients")
-            for name, version in NPM_PINS.items():
+            _run([npm, "install", "--no-audit", "--no-fund", "--save-exact", *flags, "--prefix",
+                  str(folder), *(f"{n}@{v}" for n, v in pins.items())], "the npm clients")
+            for name, version in pins.items():
                 meta = folder / "node_modules" / name / "package.json"
                 found = json.loads(meta.read_text()).get("version") if meta.exists() else None
                 if found != version:
                     raise InstallError(f"after npm install, {meta} says version {found!r}, "
                                        f"not {version}: delete {folder} and run again")
-            (folder / DONE).write_text(json.dumps(NPM_PINS))
+            (folder / DONE).write_text(json.dumps(pins))
     return folder / "node_modules"
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from ..tokenserver import TokenServer
-from .clients import ensure_npm_clients, ensure_python_sdk
+from .clients import ensure_newest_ts_sdk, ensure_npm_clients, ensure_python_sdk
 from .fakeapi import FakeAnthropicAPI
 from .install import InstallError, e2e_versions, ensure_claude
 from .isolation import ClaudeBinary, ClaudeHome
@@ -82,7 +82,11 @@ def _installs(_e2e_enabled: None) -> dict[str, Path | str]:
 
 
 # The clients' fixtures, each with its installer (clients.py).
-_CLIENT_INSTALLERS = {"npm_clients": ensure_npm_clients, "python_sdk": ensure_python_sdk}
+_CLIENT_INSTALLERS = {
+    "npm_clients": ensure_npm_clients,
+    "newest_ts_sdk": ensure_newest_ts_sdk,
+    "python_sdk": ensure_python_sdk,
+}
 
 
 @pytest.fixture(scope="session")
@@ -113,6 +117,12 @@ def _client(name: str, installs: dict[str, Path | str]) -> Path:
 def npm_clients(_client_installs: dict[str, Path | str], loopback_only: str) -> Path:
     """node_modules with Zed's ACP adapter and the TypeScript Agent SDK (clients.py)."""
     return _client("npm_clients", _client_installs)
+
+
+@pytest.fixture(scope="session")
+def newest_ts_sdk(_client_installs: dict[str, Path | str], loopback_only: str) -> Path:
+    """node_modules with the newest TypeScript Agent SDK, without its own Claude Code."""
+    return _client("newest_ts_sdk", _client_installs)
 
 
 @pytest.fixture(scope="session")

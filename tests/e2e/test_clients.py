@@ -40,7 +40,8 @@ from .wrapped import Shim
 # A turn answered by the fake API takes a second or two (2.1.87 under node: a few more); a
 # stalled relay never answers. This bounds the hang, it times nothing.
 DEADLINE = 90
-CLIENTS = ["ts-sdk", "py-sdk", "acp"]
+# ts-sdk: the SDK at the version Zed's adapter pins; ts-sdk-newest: the newest release.
+CLIENTS = ["ts-sdk", "ts-sdk-newest", "py-sdk", "acp"]
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -149,16 +150,20 @@ def client_kind(request: pytest.FixtureRequest) -> str:
 class Opener:
     """Starts the chosen client on the shim in one test's home."""
 
-    def __init__(self, kind: str, shim: Shim, home: ClaudeHome, npm: Path, python: Path) -> None:
-        self.kind, self.shim, self.home, self.npm, self.python = kind, shim, home, npm, python
+    def __init__(
+        self, kind: str, shim: Shim, home: ClaudeHome, npm: Path, newest: Path, python: Path
+    ) -> None:
+        self.kind, self.shim, self.home, self.python = kind, shim, home, python
+        self.npm, self.newest = npm, newest
         self.opened: list[Client] = []
 
     def open(self, env: dict[str, str], *, session: bool) -> Client:
         mode = "session" if session else "once"
         executable = str(self.shim.path)
         client: Client
-        if self.kind == "ts-sdk":
-            client = SdkDriver(["node", str(TS_DRIVER), str(self.npm), executable, mode],
+        if self.kind in ("ts-sdk", "ts-sdk-newest"):
+            modules = self.npm if self.kind == "ts-sdk" else self.newest
+            client = SdkDriver(["node", str(TS_DRIVER), str(modules), executable, mode],
                                self.home, env)
         elif self.kind == "py-sdk":
             client = SdkDriver([str(self.python), str(PY_DRIVER), executable, mode],
@@ -172,9 +177,10 @@ class Opener:
 
 @pytest.fixture
 def clients(
-    client_kind: str, shim: Shim, claude_home: ClaudeHome, npm_clients: Path, python_sdk: Path
+    client_kind: str, shim: Shim, claude_home: ClaudeHome, npm_clients: Path,
+    newest_ts_sdk: Path, python_sdk: Path,
 ) -> Iterator[Opener]:
-    opener = Opener(client_kind, shim, claude_home, npm_clients, python_sdk)
+    opener = Opener(client_kind, shim, claude_home, npm_clients, newest_ts_sdk, python_sdk)
     yield opener
     for client in opener.opened:
         if isinstance(client, ZedAdapter):
