@@ -211,6 +211,14 @@ def test_a_healthy_login_answers(
     assert fake_api.tokens_used() == [tokens.access]
 
 
+def assert_stored(home: ClaudeHome, written: dict[str, Any], scopes: list[str]) -> None:
+    """The login on disk has `scopes`, and every other field as written."""
+    stored = home.read_credentials()
+    assert stored["claudeAiOauth"]["scopes"] == scopes
+    assert {k: stored["claudeAiOauth"][k] for k in OAUTH_EXTRA} == OAUTH_EXTRA
+    assert stored["mcpOAuth"] == written["mcpOAuth"]
+
+
 def test_a_login_without_scopes_is_repaired_locally_and_answers(
     clients: Opener, shim: Shim, claude_home: ClaudeHome, fake_api: FakeAnthropicAPI,
     token_server: TokenServer, claude_version: str,
@@ -224,10 +232,7 @@ def test_a_login_without_scopes_is_repaired_locally_and_answers(
     assert answer == fake_api.answer
     assert token_server.requests == []
     assert fake_api.tokens_used() == [tokens.access]
-    stored = claude_home.read_credentials()
-    assert stored["claudeAiOauth"]["scopes"] == release_scopes(claude_version)
-    assert {k: stored["claudeAiOauth"][k] for k in OAUTH_EXTRA} == OAUTH_EXTRA
-    assert stored["mcpOAuth"] == written["mcpOAuth"]
+    assert_stored(claude_home, written, release_scopes(claude_version))
 
 
 def test_a_due_login_without_scopes_is_refreshed_and_answers(
@@ -245,10 +250,7 @@ def test_a_due_login_without_scopes_is_refreshed_and_answers(
     assert token_server.refresh_tokens_seen == [tokens.refresh]
     [issued] = token_server.issued
     assert fake_api.tokens_used() == [issued["access_token"]]
-    stored = claude_home.read_credentials()
-    assert stored["claudeAiOauth"]["scopes"] == DEFAULT_SCOPE.split(" ")
-    assert {k: stored["claudeAiOauth"][k] for k in OAUTH_EXTRA} == OAUTH_EXTRA
-    assert stored["mcpOAuth"] == written["mcpOAuth"]
+    assert_stored(claude_home, written, DEFAULT_SCOPE.split(" "))
 
 
 def test_scopes_stripped_between_two_turns_are_restored_without_a_token_request(
