@@ -29,12 +29,12 @@ HOT = """
 import json, os, sys, time
 sys.path.insert(0, {repo!r})
 from pyinstrument import Profiler
-from claude_wrap import shim
+from claude_wrap.shim import launch
 args, me, n = ["auth", "status"], {shim!r}, {n}
 def once():
-    real = shim.find_real(os.environ, me)
-    if shim.uses_stored_login(args, os.environ):
-        shim.preflight(os.environ)
+    real = launch.find_real(os.environ, me)
+    if launch.uses_stored_login(args, os.environ):
+        launch.preflight(os.environ)
     child = dict(os.environ)
     child["CLAUDE_WRAP_ACTIVE"] = "1"
 once()
@@ -58,8 +58,8 @@ from pyinstrument import Profiler
 p = Profiler(interval=0.0005)
 p.start()
 t = time.perf_counter()
-from claude_wrap import shim
-shim.preflight(os.environ)
+from claude_wrap.shim import launch
+launch.preflight(os.environ)
 elapsed_ms = (time.perf_counter() - t) * 1000
 p.stop()
 print(json.dumps({{"elapsed_ms": elapsed_ms}}))

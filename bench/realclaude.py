@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from claude_wrap import versions
+from claude_wrap.config import versions
 
 VERSIONS = versions.TESTED  # every release users run that we test: bench/run measures each
 CLAUDE_CODE_VERSION = "2.1.197"  # the default of ensure() and binary_path()

@@ -52,15 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"]:
         # The alias path (alias claude='claude-wrap run --') is a hot path: no argparse.
-        from claude_wrap import shim  # noqa: PLC0415
+        from claude_wrap.shim import launch  # noqa: PLC0415
 
         args = argv[1:]
         if args[:1] == ["--"]:
             args = args[1:]
-        shim.run(args, shim=None)
+        launch.run(args, shim=None)
     if argv == ["status", "--short"]:
         # Run by shell prompts before every command line: no argparse, no JSON (shortstatus.py).
-        from claude_wrap import shortstatus  # noqa: PLC0415
+        from claude_wrap.commands import shortstatus  # noqa: PLC0415
 
         return shortstatus.main()
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = _parser()
     ns = parser.parse_args(argv)
-    from claude_wrap import log  # noqa: PLC0415
+    from claude_wrap.logfile import log  # noqa: PLC0415
 
     log.set_role({"keep": "keeper"}.get(ns.command, ns.command))
     try:
@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as exc:
         return 128 + exc.signum
     except Exception as exc:  # noqa: BLE001 - the one place that catches everything
-        from claude_wrap import paths  # noqa: PLC0415
-        from claude_wrap.log import logger  # noqa: PLC0415
+        from claude_wrap.config import paths  # noqa: PLC0415
+        from claude_wrap.logfile.log import logger  # noqa: PLC0415
 
         try:
             logger().opt(exception=exc).error("claude-wrap {} failed", ns.command)

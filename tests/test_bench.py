@@ -55,7 +55,7 @@ def test_quick_run_writes_every_figure_as_json(tmp_path: Path) -> None:
     }
     # What the healthy hot path imported: our light modules, none of the heavy ones.
     imports = doc["results"]["wrapper"]["imports"]
-    assert "claude_wrap.shim" in imports["claude_wrap_modules"]
+    assert "claude_wrap.shim.launch" in imports["claude_wrap_modules"]
     assert imports["forbidden_imported"] == []
     for key in ("httpx", "loguru", "json", "typing"):
         assert key not in imports["modules"]
@@ -94,7 +94,7 @@ def test_the_watch_suite_reports_what_watching_adds_as_a_difference_and_a_ratio(
     figures = doc["results"]["watch"]
     for key in ("added_paired_median", "ratio", "direct_median", "wrapped_median"):
         assert figures["cpu"][key] is not None
-    assert "claude_wrap.relay" in figures["imports"]["claude_wrap_modules"]
+    assert "claude_wrap.watch.relay" in figures["imports"]["claude_wrap_modules"]
     assert figures["imports"]["forbidden_imported"] == []
     (row,) = doc["table"]
     assert row["benchmark"] == "watching"

@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from claude_wrap import binary, protocol
+from claude_wrap.config import protocol
+from claude_wrap.refresh import binary
 
 # A stand-in claude that answers --version and counts how often it was asked.
 COUNTING = """#!{python}

@@ -45,7 +45,7 @@ def test_a_healthy_setup_exits_zero(sandbox: Sandbox) -> None:
 
 
 def test_it_says_when_the_real_claude_is_newer_than_the_newest_tested(sandbox: Sandbox) -> None:
-    from claude_wrap import versions
+    from claude_wrap.config import versions
 
     sandbox.write(login_doc())
     newest = versions.parse(versions.newest_tested())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_wrap import fspath
+from claude_wrap.config import fspath
 
 PARTS = ["", "/", "//", "///", ".", "..", "a", "a/", "/a", "//a", "a//b", "a/./b", "a/../b",
          "../a", "./a", "/a/b/", "a/b//", "/..", "/../a", "//..", "a/..", "a/../..", "...",

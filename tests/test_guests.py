@@ -155,9 +155,11 @@ def test_a_healthy_guest_run_stays_on_the_hot_path(
     assert guest.claude("--print", "hi").returncode == 0  # pulls, remembers the verdict
     assert sshd.logins() == 1
     names = imported_modules(guest, guest.shim_env())
-    heavy = {"httpx", "loguru", "psutil", "pexpect", "json", "subprocess", "claude_wrap.guest"}
+    heavy = {
+        "httpx", "loguru", "psutil", "pexpect", "json", "subprocess", "claude_wrap.guests.guest"
+    }
     assert not heavy & names, heavy & names
-    assert "claude_wrap.rollover" in names  # the session would still roll over
+    assert "claude_wrap.guests.rollover" in names  # the session would still roll over
     assert sshd.logins() == 1
 
 

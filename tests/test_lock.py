@@ -173,7 +173,7 @@ def test_sigterm_mid_refresh_releases_the_locks(
 
 # Claude Code 2.1.332's owner record (protocol.md section 9), written here by hand for a holder.
 def owner_record(sandbox: Sandbox, pid: int, *, birth_offset_ms: float = 0.0) -> None:
-    from claude_wrap import lockowner
+    from claude_wrap.locks import lockowner
 
     ns = os.readlink("/proc/self/ns/pid")
     with open("/etc/machine-id") as f:
@@ -256,7 +256,7 @@ def test_a_record_whose_birth_time_does_not_match_is_ignored(
 def test_while_holding_the_locks_it_writes_claude_codes_owner_record(
     sandbox: Sandbox, token_server: TokenServer
 ) -> None:
-    from claude_wrap import lockowner
+    from claude_wrap.locks import lockowner
     from tests.tokenserver import Reply
 
     sandbox.write(login_doc(expires_in_s=-5))

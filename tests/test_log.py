@@ -13,7 +13,8 @@ from tests.conftest import REPO
 TWO_AT_ONCE = r"""
 import sys, threading
 sys.path.insert(0, sys.argv[1])
-from claude_wrap import log, paths
+from claude_wrap.logfile import log
+from claude_wrap.config import paths
 barrier = threading.Barrier(2, timeout=2)
 make_dirs = paths.make_private_dirs
 def both_inside(folder):

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from claude_wrap import login
-from claude_wrap.protocol import DEFAULT_SCOPES
+from claude_wrap.config.protocol import DEFAULT_SCOPES
+from claude_wrap.judging import login
 
 NOW = 1_800_000_000_000
 WINDOW = 600_000

@@ -241,7 +241,7 @@ def test_a_hang_is_an_unknown_outcome_and_the_token_is_not_sent_again(
 # One process calling ensure_fresh twice, as the shim does (its pre-flight, then the output
 # watcher's repair after claude fails): it prints what each call raised.
 TWICE = """
-from claude_wrap import refresher
+from claude_wrap.refresh import refresher
 for _ in range(2):
     try:
         refresher.ensure_fresh()
@@ -331,7 +331,7 @@ def test_no_home_falls_back_to_the_password_database(tmp_path: os.PathLike[str])
 
     env = {"PATH": "/usr/bin:/bin", "XDG_STATE_HOME": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-c", "from claude_wrap import paths; print(paths.credentials_file())"],
+        [sys.executable, "-c", "from claude_wrap.config import paths; print(paths.credentials_file())"],
         env=env,
         capture_output=True,
         text=True,
@@ -401,7 +401,7 @@ def test_status_json_shows_no_secret(sandbox: Sandbox) -> None:
 # The refresher no longer knows guests (issue 16: renewal.py picks, so the two import nothing of
 # each other): called for a guest anyway, it must stop before anything is read or sent.
 GUEST_CALLS_REFRESHER = """
-from claude_wrap import refresher
+from claude_wrap.refresh import refresher
 try:
     refresher.ensure_fresh()
 except RuntimeError as exc:
@@ -430,7 +430,7 @@ def test_a_failing_sent_callback_never_keeps_the_answer_from_being_read(
 ) -> None:
     """`sent` runs once the token is on the wire (the shim opens its gate there): were it to
     fail, the answer must still be read, or the new token would be lost with the old one spent."""
-    from claude_wrap import oauth  # in-process: the callback is ours to break
+    from claude_wrap.refresh import oauth  # in-process: the callback is ours to break
 
     def broken() -> None:
         raise OSError("the gate's fd was gone")

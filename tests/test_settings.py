@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_wrap import errors, paths, protocol
+from claude_wrap import errors
+from claude_wrap.config import paths, protocol
 from tests.test_architecture import PACKAGE, module_name
 
 # Modules whose reads other branches of issue 16 move into paths.py (the process layer: shim,
@@ -58,7 +59,7 @@ def test_only_paths_reads_the_environment() -> None:
     offenders = {
         name: reads
         for name, tree in sources()
-        if name not in {"claude_wrap.paths", *PENDING}
+        if name not in {"claude_wrap.config.paths", *PENDING}
         for reads in [environment_reads(tree)]
         if reads
     }
@@ -99,7 +100,7 @@ def test_claude_codes_names_are_spelled_in_protocol_py_alone() -> None:
     assert {"CLIENT_ID", "TOKEN_URL", "KEYCHAIN_SERVICE", "REFRESH_LOCK_NAME"} <= set(wanted)
     spelled = []
     for name, tree in sources():
-        if name == "claude_wrap.protocol":
+        if name == "claude_wrap.config.protocol":
             continue
         docs = _docstring_nodes(tree)
         for node in ast.walk(tree):
@@ -129,7 +130,7 @@ def test_one_setting_error() -> None:
 
 def test_paths_leaves_errors_py_off_the_hot_path() -> None:
     code = (
-        "import sys, claude_wrap.paths as p\n"
+        "import sys, claude_wrap.config.paths as p\n"
         "p.credentials_file({'HOME': '/h'}); p.refresh_window({})\n"
         "print('claude_wrap.errors' in sys.modules)\n"
     )

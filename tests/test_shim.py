@@ -273,7 +273,7 @@ def test_healthy_run_imports_no_heavy_module(sandbox: Sandbox) -> None:
     second = imported_modules(sandbox, env)  # the remembered verdict: no JSON parsing at all
     assert not heavy & second
     assert "json" not in second
-    assert "claude_wrap.shim" in second
+    assert "claude_wrap.shim.launch" in second
 
 
 # `os` and what only it brings: ~1.1 ms of CPU of every healthy run (fspath.py).
@@ -283,11 +283,11 @@ OS_AND_ITS_OWN = {"os", "posixpath", "genericpath", "_collections_abc"}
 @pytest.mark.parametrize(
     ("setting", "args", "last"),
     [
-        ({"CLAUDE_WRAP_WATCH": "0"}, ("--print",), "claude_wrap.process"),
-        ({}, ("--version",), "claude_wrap.process"),
-        ({"CLAUDE_WRAP_DISABLE": "1"}, ("--print",), "claude_wrap.process"),
-        ({"CLAUDE_WRAP_ACTIVE": "1"}, ("--print",), "claude_wrap.process"),
-        ({}, ("--print",), "claude_wrap.relay"),  # watched: stdout is a pipe here
+        ({"CLAUDE_WRAP_WATCH": "0"}, ("--print",), "claude_wrap.watch.process"),
+        ({}, ("--version",), "claude_wrap.watch.process"),
+        ({"CLAUDE_WRAP_DISABLE": "1"}, ("--print",), "claude_wrap.watch.process"),
+        ({"CLAUDE_WRAP_ACTIVE": "1"}, ("--print",), "claude_wrap.watch.process"),
+        ({}, ("--print",), "claude_wrap.watch.relay"),  # watched: stdout is a pipe here
     ],
     ids=["unwatched", "version", "disabled", "nested", "watched"],
 )

@@ -4,7 +4,7 @@ the holder leaves the login fine, it runs claude without them and without a toke
 not, it judges and refreshes as usual. Real processes, a real token server, real files.
 
 Each test learns that the shim has reached the flock from its own `-X importtime` lines (it has
-imported claude_wrap.flock), so the holder lets go only once the shim is waiting: no timing.
+imported claude_wrap.locks.flock), so the holder lets go only once the shim is waiting: no timing.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import IO
 from tests.conftest import REPO, Sandbox, login_doc
 from tests.tokenserver import Reply, Request, TokenServer, ok
 
-HEAVY = ("site", "claude_wrap.refresher", "httpx", "loguru", "json", "pathlib")
+HEAVY = ("site", "claude_wrap.refresh.refresher", "httpx", "loguru", "json", "pathlib")
 # Not even os before the turn (fspath.py): ~1.1 ms of CPU of each of a herd of shims.
 OS_AND_ITS_OWN = {"os", "posixpath", "genericpath", "_collections_abc"}
 
@@ -65,11 +65,11 @@ def _imported(line: bytes) -> str:
 
 
 def _until_at_the_flock(stderr: IO[bytes]) -> list[bytes]:
-    """Read the shim's stderr until it has imported claude_wrap.flock (it is about to wait)."""
+    """Read the shim's stderr until it has imported claude_wrap.locks.flock (about to wait)."""
     lines = []
     for line in iter(stderr.readline, b""):
         lines.append(line)
-        if _imported(line) == "claude_wrap.flock":
+        if _imported(line) == "claude_wrap.locks.flock":
             return lines
     raise AssertionError(b"".join(lines).decode(errors="replace"))
 
@@ -149,7 +149,7 @@ def test_a_waiting_shim_refreshes_itself_when_the_holder_left_the_login_due(
     out, said = _finish(shim, seen)
     assert out.startswith(b"fake answer")
     assert len(token_server.requests) == 1
-    assert "claude_wrap.refresher" in said
+    assert "claude_wrap.refresh.refresher" in said
     assert sandbox.oauth()["accessToken"] == token_server.issued[0]["access_token"]
 
 
@@ -178,7 +178,7 @@ def test_a_flock_held_past_the_lock_wait_is_one_line_and_claude_runs(
 GATE_HOLDER = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
-from claude_wrap import flock
+from claude_wrap.locks import flock
 held = flock.take_turn(sys.argv[2], 30, sys.argv[3])
 print("held" if held is not None else "not first", flush=True)
 sys.stdin.readline()
@@ -190,7 +190,7 @@ held.release()
 GATE_WAITER = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
-from claude_wrap import flock
+from claude_wrap.locks import flock
 turn = flock.take_turn(sys.argv[2], 30, sys.argv[3], lambda: print("warm", flush=True))
 print("turn" if turn is None else "first", flush=True)
 """
@@ -369,9 +369,9 @@ def test_the_refreshing_shim_opens_its_gate_once_its_request_is_out_and_a_waiter
         seen = []
         for line in iter(second.stderr.readline, b""):
             seen.append(line)
-            if _imported(line) == "claude_wrap.relay":
+            if _imported(line) == "claude_wrap.watch.relay":
                 break
-        assert _imported(seen[-1]) == "claude_wrap.relay", b"".join(seen)
+        assert _imported(seen[-1]) == "claude_wrap.watch.relay", b"".join(seen)
         _until_blocked_on(second, sandbox.cfg)  # warmed up, waiting for its turn
     finally:
         answer.set()

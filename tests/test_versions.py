@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from claude_wrap import versions
+from claude_wrap.config import versions
 from tests.e2e import compat
 from tests.e2e.install import InstallError, e2e_versions
 

@@ -117,8 +117,11 @@ def test_status_short_on_a_healthy_login_parses_nothing(sandbox: Sandbox) -> Non
     )
     assert run.stdout == "2d\n"
     imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if "|" in line}
-    assert "claude_wrap.fastpath" in imported
-    for heavy in ("json", "claude_wrap.refresher", "claude_wrap.login", "httpx", "argparse"):
+    assert "claude_wrap.shim.fastpath" in imported
+    heavy_modules = (
+        "json", "claude_wrap.refresh.refresher", "claude_wrap.judging.login", "httpx", "argparse"
+    )
+    for heavy in heavy_modules:
         assert heavy not in imported, heavy
 
 

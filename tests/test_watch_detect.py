@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_wrap import detect
+from claude_wrap.judging import detect
 
 NLI = "Not logged in · Please run /login"
 E401 = (
@@ -252,7 +252,7 @@ TUI_SAMPLES = [f"{v}/tui_logged_out.bin" for v in VERSIONS
 
 
 def test_every_version_of_the_matrix_has_samples() -> None:
-    from claude_wrap.versions import TESTED
+    from claude_wrap.config.versions import TESTED
 
     for version in TESTED:
         assert f"{version}/print_logged_out.txt" in FAILED_SAMPLES
@@ -505,7 +505,7 @@ FORM_SAMPLES = [
 
 
 def test_every_version_of_the_matrix_has_the_forms_samples() -> None:
-    from claude_wrap.versions import TESTED
+    from claude_wrap.config.versions import TESTED
 
     for name, per_version in FORM_VERDICTS.items():
         assert set(per_version) == set(TESTED), name

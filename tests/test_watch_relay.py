@@ -469,7 +469,7 @@ def test_a_healthy_watched_run_imports_nothing_heavy(logged_in: Sandbox) -> None
     )
     assert result.returncode == 0 and result.stdout.startswith(b"fake answer")
     imported = {line.split("|")[-1].strip() for line in result.stderr.decode().splitlines()}
-    assert "claude_wrap.relay" in imported  # it was watched
+    assert "claude_wrap.watch.relay" in imported  # it was watched
     heavy_modules = (
         "json",
         "enum",

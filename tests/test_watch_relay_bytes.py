@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_wrap import pipes
+from claude_wrap.watch import pipes
 from tests.conftest import Sandbox, login_doc
 from tests.tokenserver import TokenServer
 

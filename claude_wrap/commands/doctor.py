@@ -17,23 +17,17 @@ import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import (
-    backends,
-    binary,
-    filestore,
-    keeper,
-    locate,
-    lock,
-    login,
-    paths,
-    refresher,
-    store,
-    versions,
-)
 from claude_wrap.commands.status import ADVICE
+from claude_wrap.config import paths, versions
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK, StorageUnavailableError
-from claude_wrap.flock import FolderFlock
-from claude_wrap.processes import UNREADABLE, running_claudes
+from claude_wrap.judging import login
+from claude_wrap.keeper import service
+from claude_wrap.locks import lock
+from claude_wrap.locks.flock import FolderFlock
+from claude_wrap.refresh import binary, refresher
+from claude_wrap.shim import locate
+from claude_wrap.storage import backends, filestore, store
+from claude_wrap.system.processes import UNREADABLE, running_claudes
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -325,7 +319,7 @@ def check_login(env: Mapping[str, str], storage: store.Storage) -> list[Finding]
 
 def _login_end(env: Mapping[str, str], verdict: login.Verdict) -> list[Finding]:
     """A warning when the login's hard end (refreshTokenExpiresAt) is within the window."""
-    from claude_wrap import loginend  # noqa: PLC0415
+    from claude_wrap.judging import loginend  # noqa: PLC0415
 
     now = int(time.time() * 1000)
     ends_at = verdict.login_ends_at
@@ -495,16 +489,16 @@ def check_log(env: Mapping[str, str]) -> Finding:
 
 def check_keeper(env: Mapping[str, str]) -> Finding:
     """Informational: the keeper is optional, needed only for launches that bypass the shim."""
-    manager = keeper.default_manager()
-    found = keeper.installed(manager, env)
+    manager = service.default_manager()
+    found = service.installed(manager, env)
     if found:
-        mode = keeper.installed_mode(manager, env)
+        mode = service.installed_mode(manager, env)
         detail = f"installed ({manager}, {mode}): {', '.join(found)}"
         running = None
-        if mode == keeper.WATCH:
-            from claude_wrap import keepwatch  # noqa: PLC0415
+        if mode == service.WATCH:
+            from claude_wrap.keeper import watch  # noqa: PLC0415
 
-            running = keepwatch.running()
+            running = watch.running()
             detail += f"; running (pid {running})" if running else "; not running now"
         return Finding("keeper", OK, detail, files=found, mode=mode, running=running)
     return Finding(

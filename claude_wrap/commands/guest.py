@@ -8,8 +8,9 @@ import os
 import sys
 from typing import Any
 
-from claude_wrap import guest, paths
+from claude_wrap.config import paths
 from claude_wrap.errors import EXIT_OK, SettingError
+from claude_wrap.guests import guest
 
 
 def register(sub: Any) -> None:

@@ -13,8 +13,10 @@ import sys
 from typing import Any
 
 import claude_wrap
-from claude_wrap import keeper, locate, paths
+from claude_wrap.config import paths
 from claude_wrap.errors import EXIT_OK, WrapError
+from claude_wrap.keeper import service
+from claude_wrap.shim import locate
 
 SHIM_TEMPLATE = """#!{python} -IS
 # {marker}: installed by `claude-wrap install`; `claude-wrap uninstall` removes it.
@@ -53,9 +55,9 @@ def register(sub: Any) -> None:
         parser.add_argument(
             "--keeper",
             nargs="?",
-            const=keeper.DEFAULT_MODE,
+            const=service.DEFAULT_MODE,
             default=None,
-            choices=keeper.MODES,
+            choices=service.MODES,
             help="the background keeper instead: --keeper (=watch) a user service that repairs "
             "each change to the login within milliseconds and refreshes ahead of expiry; "
             "--keeper=timer a systemd timer or launchd job that runs `claude-wrap keep --all` "
@@ -63,7 +65,7 @@ def register(sub: Any) -> None:
         )
         parser.add_argument(
             "--manager",
-            choices=keeper.MANAGERS,
+            choices=service.MANAGERS,
             default=None,
             help="service manager for --keeper (default: launchd on macOS, else systemd)",
         )
@@ -107,7 +109,7 @@ def uninstall(folder: str) -> bool:
 
 def run_install(ns: argparse.Namespace) -> int:
     if ns.keeper:
-        return install_keeper(ns.manager or keeper.default_manager(), ns.keeper)
+        return install_keeper(ns.manager or service.default_manager(), ns.keeper)
     folder = os.path.abspath(ns.dir or default_dir())
     try:
         path, changed = install(folder)
@@ -124,7 +126,7 @@ def run_install(ns: argparse.Namespace) -> int:
 
 def run_uninstall(ns: argparse.Namespace) -> int:
     if ns.keeper:
-        return uninstall_keeper(ns.manager or keeper.default_manager())
+        return uninstall_keeper(ns.manager or service.default_manager())
     folder = os.path.abspath(ns.dir or default_dir())
     try:
         removed = uninstall(folder)
@@ -134,17 +136,17 @@ def run_uninstall(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def install_keeper(manager: str, mode: str = keeper.TIMER) -> int:
-    other = keeper.TIMER if mode == keeper.WATCH else keeper.WATCH
-    if keeper.installed(manager, mode=other):
+def install_keeper(manager: str, mode: str = service.TIMER) -> int:
+    other = service.TIMER if mode == service.WATCH else service.WATCH
+    if service.installed(manager, mode=other):
         # One keeper at a time: the other mode's files go (and its job stops) first.
         _remove_keeper(manager, other)
-    folder, texts = keeper.files(manager, mode=mode)
+    folder, texts = service.files(manager, mode=mode)
     try:
-        if manager == keeper.LAUNCHD:
+        if manager == service.LAUNCHD:
             # launchd opens the job's output files but does not create their folder.
             os.makedirs(paths.state_dir(), mode=0o700, exist_ok=True)
-        written = keeper.write(folder, texts)
+        written = service.write(folder, texts)
     except FileExistsError as exc:
         raise InstallError(
             f"{exc} exists and was not written by claude-wrap; refusing to overwrite it"
@@ -153,45 +155,45 @@ def install_keeper(manager: str, mode: str = keeper.TIMER) -> int:
         raise InstallError(f"cannot write the keeper into {folder}: {exc.strerror}") from None
     for path, changed in written:
         print(f"{'installed' if changed else 'already installed'}: {path}")
-    commands = keeper.start_commands(manager, mode=mode)
+    commands = service.start_commands(manager, mode=mode)
     shown = "\n".join("  " + " ".join(argv) for argv in commands)
-    if not keeper.reachable(manager):
+    if not service.reachable(manager):
         print(f"{manager} is not reachable from this session; to start the keeper, run:\n{shown}")
         return EXIT_OK
-    problem = keeper.run(commands, tolerate_first=manager == keeper.LAUNCHD)
+    problem = service.run(commands, tolerate_first=manager == service.LAUNCHD)
     if problem:
         raise InstallError(f"the keeper files are written but could not be started: {problem}")
-    if mode == keeper.WATCH:
+    if mode == service.WATCH:
         print("started: `claude-wrap keep --all --watch` runs as a user service; it repairs each "
               "change to the login at once and refreshes ahead of expiry")
     else:
-        print(f"started: it runs `claude-wrap keep --all` every {keeper.INTERVAL_S // 60} minutes")
+        print(f"started: it runs `claude-wrap keep --all` every {service.INTERVAL_S // 60} minutes")
     return EXIT_OK
 
 
 def uninstall_keeper(manager: str) -> int:
-    if not keeper.installed(manager):
+    if not service.installed(manager):
         print("no keeper to remove")
         return EXIT_OK
-    for mode in keeper.MODES:
+    for mode in service.MODES:
         _remove_keeper(manager, mode, reload=False)
-    if manager == keeper.SYSTEMD and keeper.reachable(manager):
-        keeper.run([["systemctl", "--user", "daemon-reload"]])
+    if manager == service.SYSTEMD and service.reachable(manager):
+        service.run([["systemctl", "--user", "daemon-reload"]])
     return EXIT_OK
 
 
 def _remove_keeper(manager: str, mode: str, *, reload: bool = True) -> None:
-    found = keeper.installed(manager, mode=mode)
+    found = service.installed(manager, mode=mode)
     if not found:
         return
-    if keeper.reachable(manager):
+    if service.reachable(manager):
         # not loaded is fine: the files go anyway
-        keeper.run(keeper.stop_commands(manager, mode=mode))
+        service.run(service.stop_commands(manager, mode=mode))
     for path in found:
         try:
             os.unlink(path)
         except OSError as exc:
             raise InstallError(f"cannot remove {path}: {exc.strerror}") from None
         print(f"removed: {path}")
-    if reload and manager == keeper.SYSTEMD and keeper.reachable(manager):
-        keeper.run([["systemctl", "--user", "daemon-reload"]])
+    if reload and manager == service.SYSTEMD and service.reachable(manager):
+        service.run([["systemctl", "--user", "daemon-reload"]])

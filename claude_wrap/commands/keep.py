@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from claude_wrap import backends, configs, login, notify, paths, refresher, renewal
+from claude_wrap.config import paths
 from claude_wrap.errors import (
     EXIT_OK,
     EXIT_WRITE,
@@ -20,6 +20,11 @@ from claude_wrap.errors import (
     SettingError,
     WrapError,
 )
+from claude_wrap.judging import login
+from claude_wrap.keeper import notify
+from claude_wrap.refresh import refresher, renewal
+from claude_wrap.storage import backends
+from claude_wrap.system import configs
 
 
 def register(sub: Any) -> None:
@@ -49,13 +54,13 @@ def run(ns: argparse.Namespace) -> int:
         else [configs.ConfigDir(paths.config_dir(), dict(os.environ), current=True)]
     )
     if getattr(ns, "watch", False):
-        from claude_wrap import keepwatch  # noqa: PLC0415
+        from claude_wrap.keeper import watch  # noqa: PLC0415
 
         def one(folder: configs.ConfigDir) -> int:
             # A change to the owner's login (a refresh) goes to its shared folders at once.
             return keep_one(folder, skip_missing=ns.all) or publish_shared()
 
-        return keepwatch.watch(found, one, configs.find if ns.all else None)
+        return watch.watch(found, one, configs.find if ns.all else None)
     status = EXIT_OK
     for folder in found:
         result = keep_one(folder, skip_missing=ns.all)
@@ -67,7 +72,7 @@ def publish_shared() -> int:
     """The owner's shared folders (guest.py): rewrite their token-only files. Not on a guest."""
     if paths.guest_setting():
         return EXIT_OK
-    from claude_wrap import guest  # noqa: PLC0415 - the owner's shared folders
+    from claude_wrap.guests import guest  # noqa: PLC0415 - the owner's shared folders
 
     status = EXIT_OK
     for problem in guest.publish(os.environ):

@@ -6,8 +6,9 @@ import argparse
 import sys
 from typing import Any
 
-from claude_wrap import eventlog, paths
+from claude_wrap.config import paths
 from claude_wrap.errors import EXIT_OK
+from claude_wrap.logfile import eventlog
 
 
 def register(sub: Any) -> None:

@@ -7,8 +7,9 @@ import json
 import sys
 from typing import Any
 
-from claude_wrap import feedback, refresher, renewal
+from claude_wrap import feedback
 from claude_wrap.errors import EXIT_OK
+from claude_wrap.refresh import refresher, renewal
 
 
 def register(sub: Any) -> None:

@@ -9,8 +9,12 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap import backends, configs, filestore, login, loginend, paths, refresher
+from claude_wrap.config import paths
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK
+from claude_wrap.judging import login, loginend
+from claude_wrap.refresh import refresher
+from claude_wrap.storage import backends, filestore
+from claude_wrap.system import configs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -114,7 +118,7 @@ def examine(env: Mapping[str, str], now: int) -> tuple[dict[str, Any], login.Ver
 
 def run(ns: argparse.Namespace) -> int:
     if ns.short:
-        from claude_wrap import shortstatus  # noqa: PLC0415
+        from claude_wrap.commands import shortstatus  # noqa: PLC0415
 
         return shortstatus.main()
     now = int(time.time() * 1000)

@@ -17,8 +17,9 @@ import shutil
 import sys
 from typing import Any
 
-from claude_wrap import guest, paths
+from claude_wrap.config import paths
 from claude_wrap.errors import EXIT_OK, EXIT_USAGE, SettingError
+from claude_wrap.guests import guest
 
 FD_VAR = paths.TOKEN_FD_ENV
 ENV_VAR = paths.TOKEN_ENV
@@ -72,7 +73,9 @@ def _credential(value: float | None) -> dict[str, Any]:
     if owner:
         # A guest hands on what its owner gave it (pulled when due): a guest of a guest.
         guest.ensure_fresh(os.environ, owner)
-        from claude_wrap import filestore, login, refresher  # noqa: PLC0415
+        from claude_wrap.judging import login  # noqa: PLC0415
+        from claude_wrap.refresh import refresher  # noqa: PLC0415
+        from claude_wrap.storage import filestore  # noqa: PLC0415
 
         storage = filestore.FileStorage(paths.credentials_file())
         snap, verdict = refresher.assess(storage, 0)

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from claude_wrap import versions
+from claude_wrap.config import versions
 
 PACKAGE = "@anthropic-ai/claude-code"
 # The version a single-version run (scripts/demo, bench/soak) uses unless told otherwise.

@@ -47,8 +47,8 @@ from typing import Any
 
 import pexpect
 
-from claude_wrap import login as judge_login
-from claude_wrap import paths
+from claude_wrap.config import paths
+from claude_wrap.judging import login as judge_login
 
 from ..tokenserver import RELAYED_AGENT, TokenFamilies, TokenServer
 from .fakeapi import ApiRequest, FakeAnthropicAPI
@@ -637,7 +637,7 @@ def shim_watches_output() -> bool:
     claude's own read is beyond the shim's reach."""
     import importlib.util
 
-    return importlib.util.find_spec("claude_wrap.relay") is not None
+    return importlib.util.find_spec("claude_wrap.watch.relay") is not None
 
 
 def goal_failures(

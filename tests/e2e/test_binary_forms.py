@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_wrap import versions
+from claude_wrap.config import versions
 
 from ..tokenserver import Reply, TokenServer
 from .fakeapi import FakeAnthropicAPI

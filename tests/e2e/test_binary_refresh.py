@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from claude_wrap import detect
+from claude_wrap.judging import detect
 
 from ..tokenserver import DEFAULT_SCOPE, Reply, Request, TokenServer, invalid_grant, ok
 from .fakeapi import EXPIRED_MESSAGE, FakeAnthropicAPI

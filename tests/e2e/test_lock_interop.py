@@ -18,7 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from claude_wrap import binary, lockowner, versions
+from claude_wrap.config import versions
+from claude_wrap.locks import lockowner
+from claude_wrap.refresh import binary
 
 from ..tokenserver import Reply, TokenServer
 from .fakeapi import FakeAnthropicAPI

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from claude_wrap import versions
+from claude_wrap.config import versions
 
 from ..tokenserver import TokenServer
 from .fakeapi import FakeAnthropicAPI

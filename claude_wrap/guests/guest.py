@@ -1,0 +1,347 @@
+"""Guests: machines and containers that borrow an owner's login, and the owner's side of it.
+
+Refresh tokens are single-use and of one family: two machines holding copies of one login kill
+each other's at the first refresh. So only the owner ever holds (and spends) the refresh token;
+a guest keeps a credentials file with an access token and the scopes, and no refresh token at
+all, pulled from the owner before it is due:
+
+- over OpenSSH: `ssh HOST claude-wrap token --json` (a forced command in the owner's
+  authorized_keys makes that key good for nothing else);
+- from a folder the owner's keeper keeps a token file in (`claude-wrap share DIR`), mounted into
+  containers on the owner's machine.
+
+Claude Code 2.1.87, 2.1.197 and 2.1.332 accept a stored login without a refresh token, and a
+running Claude Code re-reads a changed file (protocol.md section 5), so a long session rolls
+over to each new token by itself. A guest never refreshes: when the owner cannot be reached it
+says so in one line, and the token it has keeps working until it expires.
+
+The credential travels in the shape of a kubectl exec credential plugin's answer, with our own
+top-level `claudeWrap` object for what Kubernetes has no field for (the scopes): fields added
+inside `status` could collide with ones Kubernetes defines later, a key of our own cannot.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shlex
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+from claude_wrap.config import paths
+from claude_wrap.errors import EXIT_OWNER_UNREACHABLE, CredentialsError, WrapError
+from claude_wrap.judging import login
+from claude_wrap.locks import lock
+from claude_wrap.refresh import refresher
+from claude_wrap.storage import backends, filestore
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+API_VERSION = "client.authentication.k8s.io/v1"
+KIND = "ExecCredential"
+EXTRA_KEY = "claudeWrap"
+SHARE_NAME = "claude-wrap-token.json"
+# What a guest asks for beyond its own window: the owner refreshes when less than this is left,
+# so that what the guest gets is good for longer than the guest's next pull is away.
+MARGIN_S = 300.0
+# Fields of the owner's login a guest may copy: never refreshToken.
+COPIED = ("subscriptionType", "rateLimitTier")
+
+
+class OwnerUnreachableError(WrapError):
+    """The owner could not be asked (ssh failed, no share file) or gave no usable answer."""
+
+    exit_code = EXIT_OWNER_UNREACHABLE
+
+    def __init__(self, owner: str, reason: str, expires_at: int | None = None) -> None:
+        super().__init__(owner, reason, expires_at)
+        self.owner = owner
+        self.reason = reason
+        self.expires_at = expires_at
+
+    def __str__(self) -> str:
+        text = f"cannot get a token from the owner of this login ({self.owner}): {self.reason}"
+        if self.expires_at is not None and self.expires_at > refresher.now_ms():
+            when = datetime.datetime.fromtimestamp(self.expires_at / 1000, datetime.timezone.utc)
+            return f"{text}; the last token still works until {when:%Y-%m-%d %H:%M} UTC"
+        return f"{text}; there is no token left that works: reach the owner, then run again"
+
+
+# The owner's side --------------------------------------------------------------------------
+
+
+def credential(env: Mapping[str, str], min_valid_s: float) -> dict[str, Any]:
+    """An access token good for at least `min_valid_s`, refreshed under Claude Code's locks when
+    needed (refresher.ensure_fresh: one request however many ask at once), as an ExecCredential.
+    Never holds the refresh token."""
+    refresher.ensure_fresh(paths.with_refresh_window(env, min_valid_s))
+    storage = backends.open_storage(env)
+    snap, verdict = refresher.assess(storage, int(min_valid_s * 1000))
+    if not verdict.usable or verdict.state != login.OK:
+        # ensure_fresh returned, so nothing a refresh can do: say what the login is.
+        raise CredentialsError(
+            storage.where, verdict.detail or f"the login is {verdict.state}", login_hint()
+        )
+    oauth = login.oauth_section(snap.doc) or {}
+    return make_credential(
+        str(oauth["accessToken"]), verdict.expires_at, verdict.scopes or [], oauth
+    )
+
+
+def login_hint() -> str:
+    from claude_wrap.errors import LOGIN_HINT  # noqa: PLC0415
+
+    return LOGIN_HINT
+
+
+def make_credential(
+    token: str, expires_at: int | None, scopes: list[str], oauth: Mapping[str, Any]
+) -> dict[str, Any]:
+    status: dict[str, Any] = {"token": token}
+    if expires_at is not None:
+        when = datetime.datetime.fromtimestamp(expires_at / 1000, datetime.timezone.utc)
+        status["expirationTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    extra: dict[str, Any] = {"scopes": list(scopes), "expiresAt": expires_at}
+    for key in COPIED:
+        if isinstance(oauth.get(key), str):
+            extra[key] = oauth[key]
+    return {"apiVersion": API_VERSION, "kind": KIND, "status": status, EXTRA_KEY: extra}
+
+
+def write_share(folder: str, cred: dict[str, Any], *, group: bool = False) -> str:
+    """The token-only file in a shared folder, atomically (temp file, fsync, rename): a guest
+    reading it sees the old token or the new one, never half of either. 0600, or 0640 with
+    `group` (a container running as another user of the folder's group)."""
+    path = os.path.join(folder, SHARE_NAME)
+    mode = 0o640 if group else 0o600
+    tmp = os.path.join(folder, f".{SHARE_NAME}.tmp.{os.getpid()}")
+    data = (json.dumps(cred, indent=2) + "\n").encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)  # the umask may have narrowed it; never widened past `mode`
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def shares(env: Mapping[str, str] = os.environ) -> list[tuple[str, bool]]:
+    """[(folder, group)] the owner's keeper keeps a token in (`claude-wrap share`)."""
+    try:
+        with open(paths.shares_file(env), encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        flag, _, folder = line.partition(" ")
+        if folder:
+            out.append((folder, flag == "group"))
+    return out
+
+
+def save_shares(env: Mapping[str, str], entries: list[tuple[str, bool]]) -> None:
+    path = paths.shares_file(env)
+    paths.make_private_dirs(os.path.dirname(path))
+    text = "".join(f"{'group' if g else 'user'} {d}\n" for d, g in entries)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def publish(env: Mapping[str, str]) -> list[str]:
+    """Refresh each shared folder's token file (the owner's keeper runs this): problems, one
+    line each. The token written is good for two keeper periods past a guest's window."""
+    from claude_wrap.keeper import service  # noqa: PLC0415
+
+    entries = shares(env)
+    if not entries:
+        return []
+    min_valid = paths.refresh_window(env) + 2 * service.INTERVAL_S
+    from claude_wrap.errors import SettingError  # noqa: PLC0415 - beside WrapError's catch
+
+    try:
+        cred = credential(env, min_valid)
+    except SettingError:
+        raise  # a setting of ours, not a problem of the shared folders: the entry point says it
+    except WrapError as exc:
+        return [f"shared folders not updated: {exc}"]
+    problems = []
+    for folder, group in entries:
+        try:
+            write_share(folder, cred, group=group)
+        except OSError as exc:
+            problems.append(f"{folder}: cannot write {SHARE_NAME}: {exc.strerror or exc}")
+    return problems
+
+
+# The guest's side --------------------------------------------------------------------------
+
+
+def fetch(env: Mapping[str, str], owner: str, min_valid_s: float) -> dict[str, Any]:
+    """The owner's ExecCredential, parsed and checked. Raises OwnerUnreachableError."""
+    kind, _, target = owner.partition(":")
+    if kind == "folder":
+        path = os.path.join(target, SHARE_NAME)
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(filestore.MAX_BYTES)
+        except FileNotFoundError:
+            raise OwnerUnreachableError(
+                owner, f"{path} does not exist (has the owner run `claude-wrap share {target}`?)"
+            ) from None
+        except OSError as exc:
+            raise OwnerUnreachableError(owner, f"cannot read {path}: {exc.strerror}") from None
+    else:
+        raw = _ssh(env, owner, target, min_valid_s)
+    return parse_credential(owner, raw)
+
+
+def _ssh(env: Mapping[str, str], owner: str, host: str, min_valid_s: float) -> bytes:
+    timeout = paths.guest_timeout(env)
+    remote = f"{paths.guest_remote_command(env)} --min-valid {int(min_valid_s)}"
+    argv = [
+        *shlex.split(paths.guest_ssh_command(env)),
+        "-o", "BatchMode=yes",
+        "-o", f"ConnectTimeout={max(1, int(timeout / 2))}",
+        "-T", "--", host, remote,
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(  # ssh, with the user's own settings
+            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+        )
+    except FileNotFoundError:
+        raise OwnerUnreachableError(owner, f"{argv[0]}: command not found") from None
+    except subprocess.TimeoutExpired:
+        raise OwnerUnreachableError(owner, f"ssh gave no answer in {timeout:g} s") from None
+    if result.returncode != 0:
+        lines = [ln for ln in result.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+        last = lines[-1].strip() if lines else f"exit status {result.returncode}"
+        if result.returncode == 255:  # ssh's own failure status
+            raise OwnerUnreachableError(owner, f"ssh failed: {last}")
+        raise OwnerUnreachableError(owner, f"the owner said: {last.removeprefix('claude-wrap: ')}")
+    return result.stdout
+
+
+def parse_credential(owner: str, raw: bytes) -> dict[str, Any]:
+    """{"token", "expiresAt", "scopes", ...copied fields} from an ExecCredential; never echoes
+    what it was given (it may hold a token)."""
+    from claude_wrap.config import protocol  # noqa: PLC0415 - Claude Code's default scopes
+
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise OwnerUnreachableError(owner, "the answer is not JSON") from None
+    status = doc.get("status") if isinstance(doc, dict) else None
+    token = status.get("token") if isinstance(status, dict) else None
+    if not isinstance(doc, dict) or not isinstance(status, dict) or doc.get("kind") != KIND:
+        raise OwnerUnreachableError(owner, f"the answer is not an {KIND}")
+    if not isinstance(token, str) or not token:
+        raise OwnerUnreachableError(owner, f"the answer is not an {KIND} with a token")
+    found = doc.get(EXTRA_KEY)
+    extra: dict[str, Any] = found if isinstance(found, dict) else {}
+    expires = extra.get("expiresAt")
+    if not isinstance(expires, int) or isinstance(expires, bool):
+        expires = _rfc3339_ms(status.get("expirationTimestamp"))
+    scopes = extra.get("scopes")
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        scopes = list(protocol.DEFAULT_SCOPES)
+    out: dict[str, Any] = {"accessToken": token, "expiresAt": expires, "scopes": scopes}
+    for key in COPIED:
+        if isinstance(extra.get(key), str):
+            out[key] = extra[key]
+    return out
+
+
+def _rfc3339_ms(value: object) -> int | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return int(when.timestamp() * 1000)
+
+
+def store_pulled(env: Mapping[str, str], pulled: dict[str, Any]) -> tuple[bool, bool]:
+    """Write the pulled token into the guest's credentials file, under Claude Code's write lock,
+    atomically, every other field kept. (changed, removed_refresh_token).
+
+    A refresh token found in a guest's file (a copy of the owner's, most likely) is removed and
+    never sent: spending it would rotate the owner's family and log the owner out, and left in
+    place the guest's own Claude Code would spend it as the access token nears its end."""
+    path = paths.credentials_file(env)
+    cfg = os.path.dirname(path)
+    paths.make_private_dirs(cfg)
+    with lock.write_lock(paths.write_lock(cfg), records=paths.lock_records(env)):
+        snap = filestore.read(path)  # a malformed file raises: reported, left as it is
+        found = snap.doc if snap is not None else None
+        doc: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
+        old = doc.get(login.OAUTH_KEY)
+        oauth = dict(old) if isinstance(old, dict) else {}
+        removed = bool(oauth.pop("refreshToken", None))
+        fields = {k: v for k, v in pulled.items() if v is not None}
+        if pulled.get("expiresAt") is None:
+            oauth.pop("expiresAt", None)
+        new = {**oauth, **fields}
+        if new == old:
+            return False, False
+        doc[login.OAUTH_KEY] = new
+        with filestore.PendingWrite(path) as pending:
+            pending.commit(doc, token_spent=False)
+    return True, removed
+
+
+def ensure_fresh(
+    env: Mapping[str, str], owner: str, *, force: bool = False
+) -> refresher.Outcome:
+    """The guest's ensure_fresh: pull from the owner when the token is due (or `force`: Claude
+    Code refused it). Never refreshes. Raises OwnerUnreachableError, carrying the expiry of the
+    token the guest still has."""
+    path = paths.credentials_file(env)
+    storage = filestore.FileStorage(path)
+    window_s = paths.refresh_window(env)
+    window_ms = int(window_s * 1000)
+    _, before = refresher.look(storage, window_ms)
+    has_refresh = before.has_refresh_token
+    if before.state == login.OK and not force and not has_refresh:
+        return refresher.Outcome(refresher.NONE, before, before, [])
+    try:
+        pulled = fetch(env, owner, window_s + MARGIN_S)
+    except OwnerUnreachableError as exc:
+        exc.expires_at = before.expires_at if before.usable else None
+        raise
+    changed, removed = store_pulled(env, pulled)
+    _, after = refresher.look(storage, window_ms)
+    warnings = []
+    if removed:
+        warnings.append(
+            f"{path} held a refresh token; a guest never refreshes, so it was removed unsent "
+            "(the owner keeps the login's only refresh token)"
+        )
+    if not after.usable:
+        raise OwnerUnreachableError(owner, "the owner's token is expired or lacks scopes")
+    changes = ["new access token from the owner"] if changed else []
+    return refresher.Outcome(
+        refresher.ADOPTED if changed else refresher.NONE, before, after, changes, warnings
+    )
+
+
+def setting(env: Mapping[str, str]) -> str:
+    """The owner this machine borrows its login from, or "" (see paths.guest_setting)."""
+    return paths.guest_setting(env)
+

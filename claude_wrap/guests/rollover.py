@@ -1,0 +1,70 @@
+"""While a session runs on a guest, pull a new token before the running claude's is due, so that
+claude re-reads the changed file (protocol.md section 5) and rolls over by itself.
+
+On the hot path of every healthy guest run, so it imports nothing heavy: a `_thread` (builtin,
+no `threading` import), one os.stat and one small read of the verdict cache per period; guest.py
+(json, subprocess, ssh) only once the token is due.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import time
+
+from claude_wrap.config import paths
+from claude_wrap.shim import fastpath
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+class Rollover:
+    def __init__(self, env: Mapping[str, str], owner: str, period: float) -> None:
+        self.env = env
+        self.owner = owner
+        self.period = period
+        self.stopped = False
+        self._said = False
+
+    def __enter__(self) -> Rollover:
+        if self.period > 0:
+            _thread.start_new_thread(self._run, ())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped = True  # the thread ends at its next look, or with the process
+
+    def _run(self) -> None:
+        cred = paths.credentials_file(self.env)
+        window_ms = int(paths.refresh_window(self.env) * 1000)
+        while True:
+            time.sleep(self.period)
+            if self.stopped:
+                return
+            if fastpath.still_ok(cred, window_ms, int(time.time() * 1000), self.env):
+                continue
+            self.pull()
+
+    def pull(self) -> None:
+        try:
+            from claude_wrap.guests import guest  # noqa: PLC0415 - only when due
+            from claude_wrap.shim import sitepath  # noqa: PLC0415 - only when due
+
+            sitepath.enable_site()
+            guest.ensure_fresh(self.env, self.owner)
+            self._said = False
+        except Exception as exc:  # noqa: BLE001 - the session goes on; the next period retries
+            from claude_wrap.errors import WrapError  # noqa: PLC0415
+
+            if isinstance(exc, WrapError) and not self._said:  # one line per outage
+                _say(f"{exc} (the session goes on)")
+                self._said = True
+
+
+def _say(message: str) -> None:
+    try:
+        os.write(2, f"claude-wrap: {message}\n".encode())
+    except OSError:
+        pass

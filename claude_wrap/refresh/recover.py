@@ -1,0 +1,152 @@
+"""Repair the login after Claude Code refused it mid-run: the one step between "claude printed
+`Not logged in`" and "run it again" (headless) or "the next prompt works" (TUI).
+
+The pre-flight judged the file before claude started, so a refusal means something changed or
+the server disagreed: another program stripped the scopes or spent the refresh token, or a token
+that looked fine was refused. So: re-read first (another process may just have fixed it, or be
+in the middle of it: ensure_fresh waits on the locks and adopts its token), and force a refresh
+only when the file is exactly the one claude was started with.
+"""
+
+from __future__ import annotations
+
+from claude_wrap.config import paths
+from claude_wrap.shim import fastpath, sitepath
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+
+def file_identity(env: Mapping[str, str]) -> tuple[int, ...] | None:
+    """The stored login's identity now, file or Keychain item (the storage layer's, as
+    backends.identity gives it), None when there is none. For the file only os.stat, and no
+    module imported that a healthy run has not already: this runs before every watched launch,
+    on the hot path."""
+    try:
+        if paths.storage_kind(env) == "file":
+            return fastpath.file_identity(paths.credentials_file(env))
+    except ValueError:  # a bad setting: the pre-flight has said so already
+        return None
+    from claude_wrap.storage import backends  # noqa: PLC0415 - the Keychain: off the file's hot path
+
+    return backends.identity(env)
+
+
+def already_tried(env: Mapping[str, str], launched: tuple[int, ...] | None, failed: bool) -> bool:
+    """The pre-flight tried to repair this very file and could not, and said why. Trying again
+    now would fail the same way, or spend a refresh token the endpoint just refused
+    (invalid_grant) or may already have spent: never. A file changed since is a new case."""
+    return failed and launched is not None and file_identity(env) == launched
+
+
+def repair(
+    env: Mapping[str, str], launched: tuple[int, ...] | None, *, refused: bool, run: int = 1
+) -> str | None:
+    """Make the stored login usable again. Returns None when it is, else one line saying why not.
+
+    `launched` is the login's identity when claude was started (file_identity); `refused` says
+    the failure was the server refusing a token (a 401, a revocation) rather than claude finding
+    no usable login.
+    """
+    sitepath.enable_site()
+    from claude_wrap.errors import Interrupted, WrapError  # noqa: PLC0415
+    from claude_wrap.judging import login  # noqa: PLC0415
+    from claude_wrap.logfile.log import logger  # noqa: PLC0415
+    from claude_wrap.refresh import refresher, renewal  # noqa: PLC0415
+    from claude_wrap.storage import backends  # noqa: PLC0415
+
+    log = logger(env)
+    try:
+        storage = backends.open_storage(env)
+        unchanged = launched is not None and storage.identity() == launched
+        if not refused:
+            # "Not logged in" while the login looks fine and is the one claude read: claude and
+            # we disagree about it, and only a new token can settle that.
+            _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000))
+            refused = verdict.state == login.OK
+        force = refused and unchanged
+        log.info(
+            "watch: claude refused the login (run {}); repairing ({} {}, force={})",
+            run,
+            storage.kind,
+            "unchanged" if unchanged else "changed since launch",
+            force,
+        )
+        outcome = renewal.ensure_fresh(env, force=force)
+    except Interrupted:
+        raise
+    except WrapError as exc:
+        log.warning("watch: repair failed: {}", exc)
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug here must not hide claude's own output
+        log.opt(exception=exc).error("watch: repair crashed")
+        return f"internal error while repairing the login, see {paths.log_file(env)}"
+    log.info("watch: repair done: {}", outcome.action)
+    return None
+
+
+def heal(env: Mapping[str, str]) -> None:
+    """The credentials file changed under a running session: when the change broke the login in
+    a way a refresh fixes (scopes dropped by a third-party tool, above all), fix it now, before
+    claude's next request meets it. Never forced, never raises: a failure here is logged, and
+    the watcher still acts on what claude says."""
+    sitepath.enable_site()
+    from claude_wrap.errors import WrapError  # noqa: PLC0415
+    from claude_wrap.judging import login  # noqa: PLC0415
+    from claude_wrap.logfile.log import logger  # noqa: PLC0415
+    from claude_wrap.refresh import refresher, renewal  # noqa: PLC0415
+    from claude_wrap.storage import backends  # noqa: PLC0415
+
+    log = logger(env)
+    try:
+        window_ms = int(paths.refresh_window(env) * 1000)
+        _, verdict = refresher.assess(backends.open_storage(env), window_ms)
+        if verdict.state not in login.REFRESHABLE and verdict.state != login.OK:
+            return
+        if verdict.state != login.OK:
+            log.info("guard: the credentials file changed and is {} ({}); repairing",
+                     verdict.state, verdict.detail)
+        # A usable login may still lack fields another tool dropped (subscriptionType): the
+        # local repair puts them back; a login that lacks nothing is left alone.
+        outcome = renewal.ensure_fresh(env)
+        if outcome.action == refresher.NONE:
+            return
+    except WrapError as exc:
+        log.warning("guard: repair failed: {}", exc)
+        return
+    except Exception as exc:  # noqa: BLE001 - a bug here must not end the session
+        log.opt(exception=exc).error("guard: repair crashed")
+        return
+    log.info("guard: repair done: {}", outcome.action)
+
+
+def await_lock(env: Mapping[str, str], stopped: Callable[[], bool]) -> str | None:
+    """claude said another Claude Code process is refreshing the login: it holds the refresh
+    lock, or left it when it exited mid-refresh (protocol.md section 10). Wait, up to the lock
+    wait (CLAUDE_WRAP_LOCK_TIMEOUT), until no lock of the config folder is held by a holder
+    that may be alive, by the rules `lock` applies (gone, stale, or its holder proven gone, which
+    claude takes over itself). Nothing is taken, removed or sent: never a refresh over another
+    process's lock. Returns None when the run may be retried, else one line saying why not."""
+    import os  # noqa: PLC0415 - only after claude said the lock was busy (no `os` on the hot path)
+    import time  # noqa: PLC0415
+
+    from claude_wrap.locks import lock  # noqa: PLC0415
+
+    cfg = paths.config_dir(env)
+    refresh_path, legacy_path = paths.refresh_lock(cfg), paths.legacy_lock(cfg)
+    held = [
+        lock.DirLock(refresh_path, owner=(cfg, legacy_path)),
+        lock.DirLock(legacy_path),
+    ]
+    wait_s = paths.lock_wait(env)
+    deadline = time.monotonic() + wait_s
+    while True:
+        busy = [d.path for d in held if os.path.isdir(d.path) and not d.judge()]
+        if not busy:
+            return None
+        if stopped():
+            return "we were told to stop"
+        if time.monotonic() >= deadline:
+            return f"{busy[0]} was still held after {wait_s:g} s"
+        time.sleep(lock.POLL_S)

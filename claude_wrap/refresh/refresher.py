@@ -1,0 +1,495 @@
+"""ensure_fresh: judge the login, and when a refresh can fix it, refresh it under Claude Code's
+locks and store the result straight back. The one place where reading, locking, HTTP and writing
+meet; each of those lives in its own module."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from claude_wrap.config import paths
+from claude_wrap.errors import (
+    LOGIN_HINT,
+    CredentialsError,
+    Interrupted,
+    RefreshOutcomeUnknownError,
+    RefreshRejectedError,
+    StorageUnavailableError,
+)
+from claude_wrap.judging import login
+from claude_wrap.locks import lock
+from claude_wrap.logfile.log import event, logger
+from claude_wrap.refresh import binary, restore
+from claude_wrap.shim import fastpath
+from claude_wrap.storage import backends, filestore, memory, store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+
+    from claude_wrap.locks.flock import FolderFlock
+    from claude_wrap.storage.store import Storage
+
+NONE = "none"
+REFRESHED = "refreshed"
+ADOPTED = "adopted"  # another process (Claude Code, another shim) had already refreshed it
+REPAIRED = "repaired"  # put back locally what another tool stripped; no token request (restore.py)
+
+# Refresh tokens this process must not send again, with the error that settled it: the endpoint
+# rejected them (invalid_grant), or a request with them left and no answer came back (maybe
+# spent). The shim can call ensure_fresh twice in one run (its pre-flight, then the output
+# watcher's repair after claude fails): the second call gets the first one's error, and the
+# token endpoint never sees a dead or possibly-spent token twice. Memory only, never on disk.
+_failed_tokens: dict[str, RefreshRejectedError | RefreshOutcomeUnknownError] = {}
+
+
+class _Replaced(Exception):  # noqa: N818 - control flow, never shown
+    """Right before our request went out, the file held a usable login someone else made."""
+
+
+class _Log:
+    """The log, set up when first written to (see ensure_fresh)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(logger(self.env), name)
+
+
+def _note(env: Mapping[str, str], message: str, *args: object) -> None:
+    """A line worth having only when debugging: waiting and adopting are not events."""
+    if paths.debug(env):
+        logger(env).info(message, *args)
+
+
+class Outcome:
+    __slots__ = ("action", "after", "before", "changes", "warnings")
+
+    def __init__(
+        self,
+        action: str,
+        before: login.Verdict,
+        after: login.Verdict,
+        changes: list[str],
+        warnings: list[str] | None = None,
+    ) -> None:
+        self.action = action
+        self.before = before
+        self.after = after
+        self.changes = changes
+        self.warnings = warnings or []  # one line each, for the user (never a token)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def assess(
+    source: str | Storage, window_ms: int, at_ms: int | None = None
+) -> tuple[Any, login.Verdict]:
+    """(snapshot or None, verdict) for the login as it is now (a file path, or a storage).
+    Pure: it reads and judges, and writes nothing (`status` and `doctor` only look; see
+    `remember` for the paths that run claude). Never raises for a bad file;
+    StorageUnavailableError when the Keychain cannot be asked."""
+    at_ms = now_ms() if at_ms is None else at_ms
+    storage = filestore.FileStorage(source) if isinstance(source, str) else source
+    try:
+        snap = storage.read()
+    except StorageUnavailableError:
+        raise  # not a verdict on the login: nobody could read it
+    except CredentialsError as exc:
+        return None, login.Verdict(login.MALFORMED, exc.problem)
+    if snap is None:
+        what = "file" if storage.kind == "file" else "Keychain item"
+        return None, login.Verdict(login.MISSING, f"there is no credentials {what}")
+    return snap, login.judge(snap.doc, at_ms, window_ms)
+
+
+def remember(
+    storage: Storage, snap: Any, verdict: login.Verdict, window_ms: int, at_ms: int | None = None
+) -> None:
+    """Note a usable login for the runs to come: the memory of its scopes and fields (written
+    only when they changed) and, for a file, the verdict cache the shim's healthy runs trust
+    instead of parsing the file (fastpath.py). Only on the paths that run claude or renew the
+    login (the shim, its watcher, a guest's pull, `refresh`, `keep`) and on `status --short`,
+    which reads the cache like the shim; never on one that only looks (`status`, `doctor`).
+    Off the hot path: a healthy shim run trusts the cache and never gets here."""
+    if snap is None or verdict.state != login.OK:
+        return
+    at_ms = now_ms() if at_ms is None else at_ms
+    memory.note(storage.where, snap.doc)
+    if storage.kind == "file":
+        fastpath.remember(
+            storage.where, snap.ident, verdict.expires_at, window_ms, at_ms, verdict.login_ends_at
+        )
+
+
+def look(
+    source: str | Storage, window_ms: int, at_ms: int | None = None
+) -> tuple[Any, login.Verdict]:
+    """assess, then remember what it found: for the paths that run claude or read the verdict
+    cache themselves (a guest's pull, `status --short` for prompts)."""
+    at_ms = now_ms() if at_ms is None else at_ms
+    storage = filestore.FileStorage(source) if isinstance(source, str) else source
+    snap, verdict = assess(storage, window_ms, at_ms)
+    remember(storage, snap, verdict, window_ms, at_ms)
+    return snap, verdict
+
+
+def unfixable(path: str, verdict: login.Verdict) -> CredentialsError | None:
+    """The error to report when no refresh can fix this state, else None."""
+    if verdict.state in login.REFRESHABLE or verdict.state == login.OK:
+        return None
+    if verdict.state == login.MALFORMED:
+        return CredentialsError(path, verdict.detail, "fix or remove it, then run `claude /login`")
+    if verdict.state == login.MISSING:
+        return CredentialsError(path, "does not exist: no login is stored", LOGIN_HINT)
+    return CredentialsError(path, verdict.detail, LOGIN_HINT)
+
+
+def _token_of(snap: Any) -> str:
+    oauth = login.oauth_section(snap.doc) if snap is not None else None
+    value = oauth.get("refreshToken") if oauth else None
+    return value if isinstance(value, str) else ""
+
+
+def settled(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
+    """The login as it is now, once it has settled (store.settle: waited for a moment while it
+    cannot be parsed and may be half-way through a rewrite), remembered when usable (see
+    `remember`): the shim's judgement of a login it found due or not judged yet."""
+    snap, verdict = _settle(storage, window_ms)
+    remember(storage, snap, verdict, window_ms)
+    return snap, verdict
+
+
+def _settle(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
+    """assess (pure like it), waited out while the login may be half-way through a rewrite."""
+    return store.settle(
+        storage, lambda: assess(storage, window_ms), lambda got: got[1].state == login.MALFORMED
+    )
+
+
+def _access(snap: Any) -> str:
+    oauth = login.oauth_section(snap.doc) if snap is not None else None
+    value = oauth.get("accessToken") if oauth else None
+    return value if isinstance(value, str) else ""
+
+
+@contextlib.contextmanager
+def _handled(signums: tuple[int, ...], handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """`handler` for `signums` while inside, the previous handlers again after. Only the main
+    thread can set handlers; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for s, old in saved.items():
+            signal.signal(s, old)
+
+
+def _signals_raise() -> contextlib.AbstractContextManager[None]:
+    """Inside the locked section, SIGTERM and SIGHUP unwind through `finally` (locks released,
+    temp file removed) instead of killing us mid-way."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    return _handled((signal.SIGTERM, signal.SIGHUP), handler)
+
+
+# The signals a user or a service manager stops us with; SIGKILL cannot be held.
+_STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """From just before our refresh token may reach the server until its successor is stored,
+    SIGINT, SIGTERM and SIGHUP wait, then the first of them is delivered as it would have been.
+
+    The server spends the token the moment it reads it. Stopped in between, we would keep the
+    spent token and lose its successor in flight: the next refresh gets invalid_grant and, with
+    the real service, the whole login is revoked (a Ctrl-C or a `systemctl stop` during a
+    refresh did exactly that, traced with TokenFamilies). Held, the stop comes at most the
+    request's budget (CLAUDE_WRAP_REFRESH_TIMEOUT) and the write later, with the new login on
+    disk. Main thread only (_handled)."""
+    held: list[int] = []
+    try:
+        with _handled(_STOPPING, lambda signum, _frame: held.append(signum)):
+            yield
+    finally:
+        if held:  # also when the refresh failed: the stop was asked for all the same
+            # Through the handler now restored: KeyboardInterrupt for SIGINT, Interrupted inside
+            # _signals_raise, the default action (death) where nobody handles it.
+            signal.raise_signal(held[0])
+
+
+def describe(before: Any, after: Any) -> list[str]:
+    """What a refresh changed, in words; never a token."""
+    old = login.oauth_section(before) or {}
+    new = login.oauth_section(after) or {}
+    changes = []
+    if new.get("accessToken") != old.get("accessToken"):
+        changes.append("new access token")
+    if new.get("refreshToken") != old.get("refreshToken"):
+        changes.append("refresh token rotated")
+    if new.get("scopes") != old.get("scopes"):
+        added = [s for s in new.get("scopes") or [] if s not in (old.get("scopes") or [])]
+        changes.append("scopes written" + (f" (added {', '.join(added)})" if added else ""))
+    if new.get("expiresAt") != old.get("expiresAt"):
+        changes.append(f"expiresAt {old.get('expiresAt')} -> {new.get('expiresAt')}")
+    return changes
+
+
+def ensure_fresh(
+    env: Mapping[str, str] = os.environ,
+    *,
+    force: bool = False,
+    on_slow: Callable[[], None] | None = None,
+    held: FolderFlock | None = None,
+) -> Outcome:
+    """Make the stored login one Claude Code accepts, refreshing only when needed.
+
+    `force` refreshes a login that looks fine (the server refused it), unless another process
+    has replaced its access token meanwhile: then that token is adopted and nothing is spent.
+    `held`: our flock of the lock folder, when the caller holds it already (the shim).
+    Raises a WrapError subclass when it cannot; the file is then exactly as it was.
+    The owner's side only: a guest pulls instead (renewal.ensure_fresh picks).
+    """
+    if paths.guest_setting(env):  # a bug, never the user's doing: a guest must never refresh
+        raise RuntimeError("refresher.ensure_fresh called for a guest; use renewal.ensure_fresh")
+    storage = backends.open_storage(env)
+    path = storage.where
+    cfg = storage.lock_dir
+    window_ms = int(paths.refresh_window(env) * 1000)
+    snap, before = settled(storage, window_ms)
+    if not force and snap is not None and before.state in (login.OK, login.MISSING_SCOPES):
+        local = _repair_locally(env, storage, snap, before, window_ms)
+        if local is not None:
+            return local
+    if before.state == login.OK and not force:
+        return Outcome(NONE, before, before, [])
+    error = unfixable(path, before)
+    if error is not None:
+        raise error
+
+    from claude_wrap.refresh import oauth  # noqa: PLC0415 - httpx stays off the healthy path
+
+    url = oauth.check_url(paths.token_url(env))
+    # loguru on first use only: of a herd of shims on one expired login, all but one just wait and
+    # adopt, and importing httpx and loguru before waiting made the herd CPU-bound (bench/run).
+    log = _Log(env)
+    seen = _access(snap)
+    _note(env, "login is {} ({}); refreshing under the locks", before.state, before.detail)
+
+    def changed_and_ok() -> bool:
+        snap2, verdict = assess(storage, window_ms)
+        return verdict.state == login.OK and _access(snap2) != seen
+
+    try:
+        with (
+            _signals_raise(),
+            lock.refresh_locks(
+                cfg,
+                refresh_path=paths.refresh_lock(cfg),
+                legacy_path=paths.legacy_lock(cfg),
+                wait_s=paths.lock_wait(env),
+                on_wait=changed_and_ok,
+                records=paths.lock_records(env),
+                held=held,
+            ) as taken_locks,
+        ):
+            for taken in taken_locks:
+                if taken.taken_over:
+                    _note(env, "took over the {} lock folder {}", taken.taken_over, taken.path)
+            # Re-read under the lock: whoever held it may have just refreshed.
+            snap, current = settled(storage, window_ms)
+            if current.state == login.OK and (not force or _access(snap) != seen):
+                action = ADOPTED if _access(snap) != seen else NONE
+                _note(env, "login is usable after taking the lock: {}", action)
+                if action == ADOPTED:
+                    _adopted(env, before)
+                return Outcome(action, before, current, [])
+            if not force and current.state == login.MISSING_SCOPES:
+                local = _repair_locally(env, storage, snap, current, window_ms)
+                if local is not None:
+                    return local
+            error = unfixable(path, current)
+            if error is not None:
+                raise error
+            return _refresh(env, storage, snap, before, url, log, on_slow, held)
+    except lock.WaitEnded:
+        snap, current = look(storage, window_ms)
+        _note(env, "another process refreshed the login while we waited; adopted")
+        _adopted(env, before)
+        return Outcome(ADOPTED, before, current, [])
+    except _Replaced:
+        snap, current = look(storage, window_ms)
+        _note(env, "another process refreshed the login just before our request; adopted")
+        _adopted(env, before)
+        return Outcome(ADOPTED, before, current, [])
+
+
+def _adopted(env: Mapping[str, str], before: login.Verdict) -> None:
+    event("adopt", paths.config_dir(env), f"login was {before.state}; another process had "
+          "renewed it, nothing spent", env)
+
+
+def _repair_locally(
+    env: Mapping[str, str], storage: Storage, snap: Any, before: login.Verdict, window_ms: int
+) -> Outcome | None:
+    """Restore what was stripped when the access token is still good (restore.py); None when
+    that is not the fix (no memory, a due token, the file changed meanwhile)."""
+    restored = restore.repair(storage, snap, env, now_ms(), window_ms)
+    if restored is None:
+        return None
+    _, after = look(storage, window_ms)
+    event("repair", paths.config_dir(env), f"login was {before.state}; restored "
+          f"{', '.join(restored)} locally, no token request", env)
+    return Outcome(REPAIRED, before, after, [f"restored {', '.join(restored)} locally"])
+
+
+def _refresh(  # noqa: PLR0917 - private, called once
+    env: Mapping[str, str],
+    storage: Storage,
+    snap: Any,
+    before: login.Verdict,
+    url: str,
+    log: Any,
+    on_slow: Callable[[], None] | None,
+    held: FolderFlock | None,
+) -> Outcome:
+    from claude_wrap.refresh import oauth  # noqa: PLC0415
+
+    cfg = storage.lock_dir
+    window_ms = int(paths.refresh_window(env) * 1000)
+    path = storage.where
+    log.info("login is {} ({}); refreshing", before.state, before.detail)
+    oauth_doc = login.oauth_section(snap.doc) or {}
+    refresh_token = oauth_doc.get("refreshToken")
+    assert isinstance(refresh_token, str) and refresh_token  # unfixable() checked
+    failed = _failed_tokens.get(refresh_token)
+    if failed is not None:
+        log.info("not sending the refresh token again: it already failed in this run ({})",
+                 type(failed).__name__)
+        raise failed
+    sent = snap
+    # Ask as the release in use asks: its User-Agent, and its scopes added to the stored ones
+    # (never fewer than the login has: a refresh that asks for fewer narrows it).
+    release = binary.in_use(env)
+    asked = binary.refresh_scopes(release, env)
+    log.info("the real claude is {}; sending its request's form", release or "of unknown version")
+
+    remembered = memory.applicable(oauth_doc, memory.recall(storage.where))
+    remembered_scopes = remembered.scopes if remembered is not None else []
+
+    def scopes_of(doc: object) -> list[str]:
+        return binary.union(login.request_scopes(doc, remembered_scopes), asked)
+
+    def freshest() -> tuple[str, list[str]]:
+        """The token to send, read from the file at the last moment (see oauth.refresh_tokens).
+
+        Tools that take no lock (the old third-party refreshers) spend the token and rewrite the
+        file whenever they like. Caught by the soak (issue 9): a shim read the file, built its
+        HTTP client for a second on a loaded machine, and sent a token such a tool had spent
+        meanwhile; the server took that for a replay and revoked the whole login.
+        """
+        nonlocal sent
+        current, verdict = _settle(storage, window_ms)
+        if verdict.state == login.MALFORMED:
+            # It parsed under the lock, so someone is writing it now, most likely with the
+            # token we hold already spent: sending it could revoke the login (the soak saw it).
+            raise CredentialsError(
+                storage.where,
+                "was being rewritten by another program when the refresh was due (it did not parse,"
+                f" and still did not after up to {store.SETTLE_LIMIT_S:g} s); nothing was sent",
+                "run again in a moment",
+            )
+        if verdict.state == login.OK and _access(current) != _access(snap):
+            raise _Replaced
+        if verdict.state in login.REFRESHABLE and _token_of(current):
+            sent = current  # rotated behind our back: send the new one, merge into its file
+        token = _token_of(sent)
+        failed_now = _failed_tokens.get(token)
+        if failed_now is not None:
+            raise failed_now
+        return token, scopes_of(sent.doc)
+
+    storage.tidy()
+    try:
+        # Whatever we would write must be writable JSON before the token is spent.
+        store.serialise(snap.doc)
+    except ValueError as exc:
+        raise CredentialsError(
+            path, f"holds a value JSON cannot store ({exc})", "fix or remove that value"
+        ) from None
+    mode = _mode(path) if storage.kind == "file" else 0o600
+    # Reserve the new file's space before the token is spent: a full disk fails here, harmlessly.
+    with storage.pending(reserve=len(snap.raw) + 65536) as pending, _signals_held():
+        timer = threading.Timer(1.0, on_slow) if on_slow else None
+        if timer:
+            timer.daemon = True
+            timer.start()
+        try:
+            response = oauth.refresh_tokens(
+                refresh_token,
+                scopes_of(snap.doc),
+                url=url,
+                client_id=paths.client_id(env),
+                budget_s=paths.refresh_budget(env),
+                latest=freshest,
+                user_agent=binary.user_agent(release),
+                # The request is out: our waiting shims may use the CPU now (flock.py).
+                sent=held.open_gate if held is not None else None,
+            )
+        except (RefreshRejectedError, RefreshOutcomeUnknownError) as exc:
+            _failed_tokens[_token_of(sent)] = exc
+            event("failure", paths.config_dir(env), str(exc), env)
+            raise
+        finally:
+            if timer:
+                timer.cancel()
+        snap = sent
+        with lock.write_lock(paths.write_lock(cfg), records=paths.lock_records(env)):
+            # Merge into the file as it is now: keep anything another writer changed meanwhile.
+            try:
+                latest = storage.read()
+            except CredentialsError:
+                latest = None
+            base = latest.doc if latest is not None and isinstance(latest.doc, dict) else snap.doc
+            asked = scopes_of(sent.doc)  # what the request asked for: granted, when it says not
+            new_doc = login.merged(base, response, now_ms(), asked)
+            # A stripped login gets its subscriptionType and the like back with its new token.
+            section, _ = restore.fill(new_doc[login.OAUTH_KEY], remembered, restore_scopes=False)
+            new_doc[login.OAUTH_KEY] = section
+            pending.commit(new_doc, token_spent=True)
+    _, after = look(storage, window_ms)
+    if held is not None:
+        # The new login is stored and in the verdict cache: let the shims of ours waiting on the
+        # flock (flock.take_turn) go on now, while we log, remove our lock folders and start
+        # claude, instead of after all that (bench/run contention). Safe: the refresh token is
+        # spent and its successor stored, and whoever finds the login still due takes Claude
+        # Code's lock folders next, which we hold until the end, then re-reads the file.
+        held.release()
+    changes = describe(snap.doc, new_doc)
+    log.info("refreshed: {}", "; ".join(changes))
+    # A repair: the login looked fine to us but was refused, or had lost its scopes.
+    kind = "repair" if before.state in (login.MISSING_SCOPES, login.OK) else "refresh"
+    event(kind, paths.config_dir(env), f"login was {before.state}: {'; '.join(changes)}", env)
+    warnings = []
+    if mode & 0o077:
+        warnings.append(f"{path} was readable by other users (mode {mode:04o}); it is now 0600")
+    return Outcome(REFRESHED, before, after, changes, warnings)
+
+
+def _mode(path: str) -> int:
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        return 0

@@ -1,0 +1,92 @@
+"""A remembered verdict, so that a healthy run neither reads nor parses the credentials file.
+
+Parsing JSON means importing `json`, and with it `re` and `enum`: about 12 ms on a small machine,
+most of the shim's budget. The verdict is a pure function of the file's content and the clock, so
+we remember "the file with this identity (device, inode, size, mtime, ctime) is fine until T".
+Any write to the file, by anyone, changes its ctime, and the next run judges it afresh. The cache
+holds no secret: a path, stat numbers and a time.
+
+`posix`, not `os`: the shim imports this module before its turn on the folder flock (fspath.py).
+"""
+
+from __future__ import annotations
+
+import posix
+
+from claude_wrap.config import paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from os import stat_result
+
+FAR_MS = 3_600_000  # a login with no expiry is re-judged hourly
+
+
+# The storage layer's identity of a file is defined here, not in store.py, only because the
+# healthy hot path imports this module and no other of the layer (a module more costs ~0.3 ms);
+# store.py hands these on as its own, and everyone else asks store.
+def identity(st: stat_result) -> tuple[int, ...]:
+    """A file's identity: any write to it, by anyone, changes its ctime, a rename its inode."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def file_identity(path: str) -> tuple[int, ...] | None:
+    """The identity of the file at `path` now, None when there is none. One stat."""
+    try:
+        return identity(posix.stat(path))
+    except (OSError, ValueError):
+        return None
+
+
+def _key(cred: str, ident: tuple[int, ...], window_ms: int) -> str:
+    return f"{cred}|{'|'.join(map(str, ident))}|{window_ms}"
+
+
+def still_ok(cred: str, window_ms: int, now_ms: int, env: Mapping[str, str]) -> bool:
+    """True when the file is unchanged since it was judged fine and that verdict still holds."""
+    return judged(cred, window_ms, now_ms, env)[0]
+
+
+def judged(
+    cred: str, window_ms: int, now_ms: int, env: Mapping[str, str]
+) -> tuple[bool, int | None]:
+    """(still_ok, the login's end in ms or None when unknown), from the cache alone. The login's
+    end (refreshTokenExpiresAt) is kept here so that the shim and `status --short` can warn of it
+    without parsing the file."""
+    ident = file_identity(cred)
+    if ident is None:
+        return False, None
+    try:
+        with open(paths.verdict_cache(env), "rb") as f:
+            data = f.read(8192).decode("utf-8", "replace")
+    except OSError:
+        return False, None
+    key, _, rest = data.partition("\n")
+    until, _, end = rest.partition("\n")
+    if key != _key(cred, ident, window_ms):
+        return False, None
+    try:
+        if now_ms >= int(until):
+            return False, None
+        return True, int(end) if end else None
+    except ValueError:
+        return False, None
+
+
+def remember(  # noqa: PLR0917 - one line of the cache each
+    cred: str,
+    ident: tuple[int, ...],
+    expires_at: int | None,
+    window_ms: int,
+    now_ms: int,
+    login_ends_at: int | None = None,
+) -> None:
+    until = now_ms + FAR_MS if expires_at is None else expires_at - window_ms
+    from claude_wrap.storage import privatefile  # noqa: PLC0415 - only when judged afresh, off the hot path
+
+    end = "" if login_ends_at is None else str(login_ends_at)
+    # Only a cache: without it the next run parses the file again, nothing worse.
+    privatefile.replace(
+        paths.verdict_cache(), f"{_key(cred, ident, window_ms)}\n{until}\n{end}".encode()
+    )

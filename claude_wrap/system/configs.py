@@ -1,0 +1,48 @@
+"""Every Claude Code config folder on this machine, each with the environment that selects it.
+
+People keep several logins side by side: `~/.claude`, and folders such as `~/.claude-work` used
+through `CLAUDE_CONFIG_DIR`. `status --all`, `keep --all` and `doctor` look at each of them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from claude_wrap.config import paths
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+class ConfigDir:
+    __slots__ = ("current", "env", "path")
+
+    def __init__(self, path: str, env: dict[str, str], *, current: bool) -> None:
+        self.path = path
+        self.env = env
+        self.current = current
+
+
+def find(env: Mapping[str, str] = os.environ) -> list[ConfigDir]:
+    """The current folder first (even when it does not exist), then `~/.claude` and every
+    `~/.claude-*` folder, each once."""
+    current = paths.config_dir(env)
+    found = [ConfigDir(current, dict(env), current=True)]
+    seen = {os.path.realpath(current)}
+    home = paths.home(env)
+    candidates = [os.path.join(home, ".claude")]
+    try:
+        names = sorted(os.listdir(home))
+    except OSError:
+        names = []
+    candidates += [os.path.join(home, n) for n in names if n.startswith(".claude-")]
+    default = os.path.join(home, ".claude")
+    for path in candidates:
+        real = os.path.realpath(path)
+        if real in seen or not os.path.isdir(path):
+            continue
+        seen.add(real)
+        # ~/.claude is Claude Code's default: selected by *no* CLAUDE_CONFIG_DIR.
+        sub = paths.selecting(env, None if path == default else path)
+        found.append(ConfigDir(path, sub, current=False))
+    return found
