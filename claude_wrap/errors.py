@@ -147,6 +147,23 @@ class LockTimeoutError(WrapError, TimeoutError):
         )
 
 
+class FlockTimeoutError(LockTimeoutError):
+    """Another process of ours held the flock of a config folder (locks/flock.py) past our wait:
+    most likely refreshing this login. The kernel drops an flock when its holder ends, even by
+    SIGKILL, so there is nothing to remove by hand: only waiting helps."""
+
+    def __init__(self, folder: str, waited: float) -> None:
+        super().__init__(f"the claude-wrap refresh flock of {folder}", waited)
+        self.folder = folder
+
+    def __str__(self) -> str:
+        return (
+            f"another process held {self.path} for {self.waited:.0f} s (another claude-wrap, most "
+            "likely refreshing this login); the lock goes when that process ends: wait a moment "
+            "and try again"
+        )
+
+
 class LockUnavailableError(WrapError):
     """A lock folder cannot be created at all (read-only or full folder): nobody holds it."""
 
@@ -162,6 +179,65 @@ class LockUnavailableError(WrapError):
             f"cannot create the lock folder {self.path}: {self.reason}; nothing was refreshed "
             "and the file was left as it was"
         )
+
+
+class ClaudeNotFoundError(WrapError, FileNotFoundError):
+    """No real claude behind the shim: not on PATH (the shim's own folder aside) nor in the
+    usual install places (shim/locate.py). The shim says `claude: command not found` for it, as a
+    shell would, and exits 127."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def __str__(self) -> str:
+        return (
+            "no real claude found on PATH or in the usual places; install Claude Code, or set "
+            "CLAUDE_WRAP_REAL_CLAUDE to its executable"
+        )
+
+
+class ClaudeStartError(WrapError, OSError):
+    """The real claude was found but could not be started (watch/relay.py): `status` is the
+    shell's for it (127 gone, 126 not executable), `reason` the system's word."""
+
+    def __init__(self, real: str, reason: str, status: int) -> None:
+        super().__init__(real, reason, status)
+        self.real = real
+        self.reason = reason
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"cannot run {self.real}: {self.reason}"
+
+
+class InstallError(WrapError, RuntimeError):
+    """`claude-wrap install` or `uninstall` could not do its work (commands/install.py): the
+    message names the file or folder and what to do about it. Not an OSError: install.py turns
+    the OSErrors of its file operations into this one, and must not catch its own."""
+
+
+class OwnerUnreachableError(WrapError, ConnectionError):
+    """A guest could not get a token from its owner (guests/guest.py): the owner could not be
+    asked (ssh failed, no share file) or gave no usable answer. `expires_at` (ms) is the end of
+    the last token the guest still holds, if any."""
+
+    exit_code = EXIT_OWNER_UNREACHABLE
+
+    def __init__(self, owner: str, reason: str, expires_at: int | None = None) -> None:
+        super().__init__(owner, reason, expires_at)
+        self.owner = owner
+        self.reason = reason
+        self.expires_at = expires_at
+
+    def __str__(self) -> str:
+        import datetime  # noqa: PLC0415 - only to say when the last token ends
+        import time  # noqa: PLC0415
+
+        text = f"cannot get a token from the owner of this login ({self.owner}): {self.reason}"
+        if self.expires_at is not None and self.expires_at > int(time.time() * 1000):
+            when = datetime.datetime.fromtimestamp(self.expires_at / 1000, datetime.timezone.utc)
+            return f"{text}; the last token still works until {when:%Y-%m-%d %H:%M} UTC"
+        return f"{text}; there is no token left that works: reach the owner, then run again"
 
 
 class Interrupted(BaseException):

@@ -9,6 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from claude_wrap.errors import LockTimeoutError
+from claude_wrap.locks import flock
 from tests.conftest import REPO, Sandbox, login_doc
 from tests.tokenserver import TokenServer
 
@@ -295,3 +299,24 @@ def test_while_holding_the_locks_it_writes_claude_codes_owner_record(
     result = sandbox.wrap("refresh", env={"CLAUDE_WRAP_LOCK_TIMEOUT": "2"})
     assert result.returncode == 0, result.stderr
     assert not (sandbox.cfg / ".oauth_refresh.lock.owner").exists()
+
+
+def test_a_flock_timeout_says_what_is_held_and_that_waiting_helps(tmp_path: Path) -> None:
+    # The kernel drops an flock when its holder ends: the message must never send the user to
+    # remove a folder (their config folder!), only say what is held and that waiting helps.
+    folder = tmp_path / "config"
+    folder.mkdir()
+    holder = flock.FolderFlock(str(folder))  # its own open file: it conflicts with ours
+    assert holder.try_acquire()
+    try:
+        with pytest.raises(TimeoutError) as caught:
+            flock.take_turn(str(folder), 0.2, warm=lambda: None)
+    finally:
+        holder.release()
+    assert isinstance(caught.value, LockTimeoutError)
+    message = str(caught.value)
+    assert message.startswith(f"another process held the claude-wrap refresh flock of {folder}")
+    assert "wait" in message
+    assert "remove" not in message
+    assert "doctor" not in message
+    assert folder.is_dir()

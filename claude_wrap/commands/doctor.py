@@ -160,7 +160,7 @@ def check_real_binary(env: Mapping[str, str], shim: str | None) -> list[Finding]
     else:
         try:
             real = locate.find_real_claude(env, shim)
-        except locate.NotFoundError:
+        except locate.ClaudeNotFoundError:
             return [
                 Finding(
                     name,

@@ -14,7 +14,7 @@ from typing import Any
 
 import claude_wrap
 from claude_wrap.config import paths
-from claude_wrap.errors import EXIT_OK, WrapError
+from claude_wrap.errors import EXIT_OK, InstallError
 from claude_wrap.keeper import service
 from claude_wrap.shim import locate
 
@@ -25,10 +25,6 @@ sys.path.insert(0, {root!r})
 from claude_wrap.shim import main
 main()
 """
-
-
-class InstallError(WrapError):
-    pass
 
 
 def default_dir() -> str:

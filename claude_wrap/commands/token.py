@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from claude_wrap.config import paths
-from claude_wrap.errors import EXIT_OK, EXIT_USAGE, SettingError
+from claude_wrap.errors import EXIT_OK, EXIT_USAGE, OwnerUnreachableError, SettingError
 from claude_wrap.guests import guest
 
 FD_VAR = paths.TOKEN_FD_ENV
@@ -81,7 +81,7 @@ def _credential(value: float | None) -> dict[str, Any]:
         snap, verdict = refresher.assess(storage, 0)
         oauth = login.oauth_section(snap.doc) if snap is not None else None
         if not oauth or not verdict.usable:
-            raise guest.OwnerUnreachableError(owner, "no usable token was pulled")
+            raise OwnerUnreachableError(owner, "no usable token was pulled")
         return guest.make_credential(
             str(oauth["accessToken"]), verdict.expires_at, verdict.scopes or [], oauth
         )

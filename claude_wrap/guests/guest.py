@@ -30,7 +30,7 @@ import subprocess
 from typing import TYPE_CHECKING, Any
 
 from claude_wrap.config import paths
-from claude_wrap.errors import EXIT_OWNER_UNREACHABLE, CredentialsError, WrapError
+from claude_wrap.errors import CredentialsError, OwnerUnreachableError, WrapError
 from claude_wrap.judging import login
 from claude_wrap.locks import lock
 from claude_wrap.refresh import refresher
@@ -48,25 +48,6 @@ SHARE_NAME = "claude-wrap-token.json"
 MARGIN_S = 300.0
 # Fields of the owner's login a guest may copy: never refreshToken.
 COPIED = ("subscriptionType", "rateLimitTier")
-
-
-class OwnerUnreachableError(WrapError):
-    """The owner could not be asked (ssh failed, no share file) or gave no usable answer."""
-
-    exit_code = EXIT_OWNER_UNREACHABLE
-
-    def __init__(self, owner: str, reason: str, expires_at: int | None = None) -> None:
-        super().__init__(owner, reason, expires_at)
-        self.owner = owner
-        self.reason = reason
-        self.expires_at = expires_at
-
-    def __str__(self) -> str:
-        text = f"cannot get a token from the owner of this login ({self.owner}): {self.reason}"
-        if self.expires_at is not None and self.expires_at > refresher.now_ms():
-            when = datetime.datetime.fromtimestamp(self.expires_at / 1000, datetime.timezone.utc)
-            return f"{text}; the last token still works until {when:%Y-%m-%d %H:%M} UTC"
-        return f"{text}; there is no token left that works: reach the owner, then run again"
 
 
 # The owner's side --------------------------------------------------------------------------

@@ -116,7 +116,8 @@ def take_turn(
     gate, call `warm`, wait for the flock, then None, the flock released again (judge the login
     afresh: it is most likely fine now).
 
-    Raises OSError when the folder cannot be opened, LockTimeoutError after `wait_s` in all.
+    Raises OSError when the folder cannot be opened, FlockTimeoutError (a
+    LockTimeoutError) after `wait_s` in all.
     """
     flock = FolderFlock(folder)
     deadline = time.monotonic() + wait_s
@@ -170,8 +171,8 @@ def _wait(fd: int, folder: str, deadline: float, wait_s: float) -> None:
         finally:
             _signal.setitimer(_signal.ITIMER_REAL, 0)
     except _Late:
-        from claude_wrap.errors import LockTimeoutError  # noqa: PLC0415 - rare
+        from claude_wrap.errors import FlockTimeoutError  # noqa: PLC0415 - rare
 
-        raise LockTimeoutError(f"the claude-wrap refresh flock of {folder}", wait_s) from None
+        raise FlockTimeoutError(folder, wait_s) from None
     finally:
         _signal.signal(_signal.SIGALRM, old)

@@ -49,7 +49,7 @@ def real_path(env: Mapping[str, str]) -> str | None:
         return override
     try:
         return locate.find_real_claude(env, None)
-    except locate.NotFoundError:
+    except locate.ClaudeNotFoundError:
         return None
 
 

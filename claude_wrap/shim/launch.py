@@ -241,7 +241,7 @@ def find_real(env: Mapping[str, str], shim: str | None) -> str:
         say(f"CLAUDE_WRAP_REAL_CLAUDE={override} {problem}; looking on PATH instead")
     try:
         return locate.find_real_claude(env, shim)
-    except locate.NotFoundError:
+    except locate.ClaudeNotFoundError:
         say("claude: command not found")
         from claude_wrap.watch import process  # noqa: PLC0415 - only when there is no claude
 

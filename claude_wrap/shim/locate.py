@@ -18,12 +18,21 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
+    from claude_wrap import errors
+
 MARKER = b"claude-wrap-shim"
 _SHIM_MAX = 65536  # a shim is a few hundred bytes; the real binary is a few hundred megabytes
 
 
-class NotFoundError(Exception):
-    pass
+def __getattr__(name: str) -> type[errors.ClaudeNotFoundError]:
+    # errors.py owns ClaudeNotFoundError; `locate.ClaudeNotFoundError` is a name for it that does
+    # not import errors.py on the hot path (paths.SettingError says how): only a missing claude,
+    # or an `except locate.ClaudeNotFoundError` that meets an exception, loads it.
+    if name == "ClaudeNotFoundError":
+        from claude_wrap.errors import ClaudeNotFoundError  # noqa: PLC0415
+
+        return ClaudeNotFoundError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_shim(path: str, shim: str | None = None) -> bool:
@@ -59,7 +68,7 @@ def usual_places(env: Mapping[str, str]) -> Iterator[str]:
 
 
 def find_real_claude(env: Mapping[str, str], shim: str | None) -> str:
-    """The real claude's path. Raises NotFoundError when there is none."""
+    """The real claude's path. Raises errors.ClaudeNotFoundError when there is none."""
     shim_dir = fspath.file_id(fspath.dirname(shim)) if shim else None
     seen: set[str] = set()
     for folder in paths.path_folders(env):
@@ -76,7 +85,9 @@ def find_real_claude(env: Mapping[str, str], shim: str | None) -> str:
     for candidate in usual_places(env):
         if _executable(candidate) and not is_shim(candidate, shim):
             return candidate
-    raise NotFoundError
+    from claude_wrap.errors import ClaudeNotFoundError  # noqa: PLC0415 - only when none
+
+    raise ClaudeNotFoundError
 
 
 def on_path(env: Mapping[str, str]) -> list[str]:

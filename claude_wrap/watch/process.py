@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any, NoReturn
 
+    from claude_wrap.errors import ClaudeStartError
+
 NOT_FOUND = 127  # as a shell: `claude: command not found`
 CANNOT_EXECUTE = 126  # there, but not executable (permissions, a directory, a bad format)
 STOP_SIGNALS = (_signal.SIGTERM, _signal.SIGHUP)
@@ -51,10 +53,18 @@ def launch_status(exc: OSError) -> int:
     return NOT_FOUND if exc.errno == errno.ENOENT else CANNOT_EXECUTE
 
 
-def cannot_run(real: str, exc: OSError) -> Outcome:
+def start_error(real: str, exc: OSError) -> ClaudeStartError:
+    """`exc`, met starting claude, as the error we report for it."""
+    from claude_wrap.errors import ClaudeStartError  # noqa: PLC0415 - only when claude cannot start
+
     # ptyprocess (under pexpect) raises the child's errno with a text of its own: say errno's.
     why = posix.strerror(exc.errno) if exc.errno else str(exc)
-    return Outcome(launch_status(exc), (f"cannot run {real}: {why}",))
+    return ClaudeStartError(real, why, launch_status(exc))
+
+
+def cannot_run(real: str, exc: OSError) -> Outcome:
+    error = start_error(real, exc)
+    return Outcome(error.status, (str(error),))
 
 
 def check_runnable(real: str) -> OSError | None:

@@ -32,14 +32,6 @@ if TYPE_CHECKING:
 MAX_LAUNCHES = 4
 
 
-class CannotStartError(Exception):
-    """The real claude could not be started: what to end with instead."""
-
-    def __init__(self, outcome: process.Outcome) -> None:
-        super().__init__(*outcome.messages)
-        self.outcome = outcome
-
-
 class Relay:
     """One headless invocation: launches of claude until one is not a login failure we can
     repair and retry, then what to end with."""
@@ -69,8 +61,13 @@ class Relay:
                 with guard.Guard(self.env, heal, paths.guard_period(self.env)):
                     return self._attempts()
             return self._attempts()
-        except CannotStartError as exc:
-            return exc.outcome
+        except OSError as exc:
+            # errors.py only when claude cannot start: not on every watched run.
+            from claude_wrap.errors import ClaudeStartError  # noqa: PLC0415
+
+            if not isinstance(exc, ClaudeStartError):
+                raise
+            return process.Outcome(exc.status, (str(exc),))
         finally:
             self.signals.restore()
             self.copy.free()
@@ -216,7 +213,7 @@ class Relay:
         try:
             launch = pipes.Launch(self.real, self.args, self.env, self.streams)
         except OSError as exc:
-            raise CannotStartError(process.cannot_run(self.real, exc)) from None
+            raise process.start_error(self.real, exc) from None
         self.signals.pid = launch.pid
         if self.signals.stopped_by is not None:
             # It arrived while we were between runs.
