@@ -2,7 +2,7 @@
 
 The shim runs this package's own interpreter with -I -S: isolated from PYTHON* variables and
 without the cost of `site` (3 ms here). It puts the package's folder on sys.path itself; the
-slow path turns `site` on when it needs httpx and friends (see shim.enable_site).
+slow path turns `site` on when it needs httpx and friends (see shim/sitepath.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ which is the seam tests use. A value we cannot use raises errors.SettingError na
 Claude Code's own names and values (file and lock names, the token endpoint) are protocol.py's.
 This module is on the hot path of every `claude` run: it imports nothing beyond `posix`, `sys`,
 protocol.py and fspath.py, not even `os` (fspath.py says why); the shim hands each function its
-environment, decoded from `posix.environ` (shim.process_environ).
+environment, decoded from `posix.environ` (shim/launch.py: process_environ).
 """
 
 from __future__ import annotations
@@ -387,7 +387,7 @@ SERVICE_NOT_CARRIED = (ACTIVE_ENV, "CLAUDE_WRAP_DISABLE", "CLAUDE_WRAP_DEBUG")
 
 def service_settings(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The variables the keeper's service file sets: the folder selectors, then every non-empty
-    CLAUDE_WRAP_ setting but those that belong to one shell (keeper.py)."""
+    CLAUDE_WRAP_ setting but those that belong to one shell (keeper/service.py)."""
     env = environ(env)
     out = {k: env[k] for k in SERVICE_CARRIED if env.get(k)}
     for key in sorted(env):
@@ -504,7 +504,7 @@ DEFAULT_RESCAN_S = 300.0  # as often as the keeper timer runs
 
 def rescan_period(env: Mapping[str, str] | None = None) -> float:
     """CLAUDE_WRAP_RESCAN: how often `keep --watch --all` looks for config folders made since it
-    started (keepwatch.watch); 0: never."""
+    started (keeper/watch.py: watch); 0: never."""
     env = environ(env)
     return _seconds(env, "CLAUDE_WRAP_RESCAN", DEFAULT_RESCAN_S)
 
@@ -515,7 +515,7 @@ def guest_timeout(env: Mapping[str, str] | None = None) -> float:
 
 
 def guest_period(env: Mapping[str, str] | None = None) -> float:
-    """How often a session on a guest looks whether its token is due (guest.Rollover)."""
+    """How often a session on a guest looks whether its token is due (rollover.Rollover)."""
     env = environ(env)
     return _seconds(env, "CLAUDE_WRAP_GUEST_PERIOD", 30.0)
 

@@ -321,8 +321,3 @@ def ensure_fresh(
         refresher.ADOPTED if changed else refresher.NONE, before, after, changes, warnings
     )
 
-
-def setting(env: Mapping[str, str]) -> str:
-    """The owner this machine borrows its login from, or "" (see paths.guest_setting)."""
-    return paths.guest_setting(env)
-

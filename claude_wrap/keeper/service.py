@@ -3,7 +3,7 @@
 - watch (the default): a long-running user service, `claude-wrap keep --all --watch` (a systemd
   user service with Restart=on-failure, a launchd agent with KeepAlive). It repairs each change
   to a credentials file within milliseconds and refreshes ahead of expiry, and blocks in the
-  kernel while idle (keepwatch.py).
+  kernel while idle (keeper/watch.py).
 - timer: for those who want no daemon, a systemd user timer or a launchd StartInterval job that
   runs `claude-wrap keep --all` every few minutes.
 

@@ -24,7 +24,7 @@ shim before `site`, and all it does before the wait is on the critical path of a
 
 from __future__ import annotations
 
-# `_signal`, not `signal`: that one imports enum (see shim._python_signals).
+# `_signal`, not `signal`: that one imports enum (see process.python_signals).
 import _signal  # type: ignore[import-not-found]  # no typeshed stub
 import errno
 import fcntl

@@ -25,16 +25,11 @@ if TYPE_CHECKING:
 
     from claude_wrap.storage.store import Storage
 
-DEFAULT_PERIOD_S = paths.DEFAULT_GUARD_PERIOD_S
 # The warm-up waits this long into the session: at its very start, its imports (loguru: ~57 ms of
 # CPU) and the GIL they hold compete with claude's own start and the relay's first exchange, and a
 # client's first answer came later by about that much (docs/performance.md, bench/run client). A
 # change to the login before then is repaired cold: as right, some 0.4 s slower.
 WARM_AFTER_S = 3.0
-
-
-def period(env: Mapping[str, str]) -> float:
-    return paths.guard_period(env)
 
 
 class Guard:

@@ -184,7 +184,7 @@ _prctl_found: list[Callable[..., int] | None] = []  # looked up once: the answer
 
 def prepare_spawn() -> None:
     """Do now what `spawn` would do first (look prctl up), for a process with time to spare
-    (shim._warm_up)."""
+    (shim/launch.py: _warm_up)."""
     _prctl()
 
 

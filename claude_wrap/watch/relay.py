@@ -10,7 +10,7 @@ the failed run or the retried one, never a mix, and never anything of a run it w
 
 This module is the policy: when to retry, and what to say when not. The bytes are moved by
 pipes.py, the process is started and reaped by process.py, and what happened goes back to the
-entry point (shim.run) as a process.Outcome: it alone speaks and exits.
+entry point (shim/launch.py: run) as a process.Outcome: it alone speaks and exits.
 """
 
 from __future__ import annotations
