@@ -11,33 +11,19 @@ only when the file is exactly the one claude was started with.
 from __future__ import annotations
 
 from claude_wrap.config import paths
-from claude_wrap.shim import fastpath, sitepath
+from claude_wrap.shim import sitepath
+from claude_wrap.storage import backends
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
 
-def file_identity(env: Mapping[str, str]) -> tuple[int, ...] | None:
-    """The stored login's identity now, file or Keychain item (the storage layer's, as
-    backends.identity gives it), None when there is none. For the file only os.stat, and no
-    module imported that a healthy run has not already: this runs before every watched launch,
-    on the hot path."""
-    try:
-        if paths.storage_kind(env) == "file":
-            return fastpath.file_identity(paths.credentials_file(env))
-    except ValueError:  # a bad setting: the pre-flight has said so already
-        return None
-    from claude_wrap.storage import backends  # noqa: PLC0415 - the Keychain: off the file's hot path
-
-    return backends.identity(env)
-
-
 def already_tried(env: Mapping[str, str], launched: tuple[int, ...] | None, failed: bool) -> bool:
     """The pre-flight tried to repair this very file and could not, and said why. Trying again
     now would fail the same way, or spend a refresh token the endpoint just refused
     (invalid_grant) or may already have spent: never. A file changed since is a new case."""
-    return failed and launched is not None and file_identity(env) == launched
+    return failed and launched is not None and backends.identity(env) == launched
 
 
 def repair(
@@ -45,7 +31,7 @@ def repair(
 ) -> str | None:
     """Make the stored login usable again. Returns None when it is, else one line saying why not.
 
-    `launched` is the login's identity when claude was started (file_identity); `refused` says
+    `launched` is the login's identity when claude was started (backends.identity); `refused` says
     the failure was the server refusing a token (a 401, a revocation) rather than claude finding
     no usable login.
     """
@@ -54,7 +40,6 @@ def repair(
     from claude_wrap.judging import login  # noqa: PLC0415
     from claude_wrap.logfile.log import logger  # noqa: PLC0415
     from claude_wrap.refresh import refresher, renewal  # noqa: PLC0415
-    from claude_wrap.storage import backends  # noqa: PLC0415
 
     log = logger(env)
     try:
@@ -96,7 +81,6 @@ def heal(env: Mapping[str, str]) -> None:
     from claude_wrap.judging import login  # noqa: PLC0415
     from claude_wrap.logfile.log import logger  # noqa: PLC0415
     from claude_wrap.refresh import refresher, renewal  # noqa: PLC0415
-    from claude_wrap.storage import backends  # noqa: PLC0415
 
     log = logger(env)
     try:

@@ -11,32 +11,14 @@ holds no secret: a path, stat numbers and a time.
 
 from __future__ import annotations
 
-import posix
-
 from claude_wrap.config import paths
+from claude_wrap.storage.identity import file_identity
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from os import stat_result
 
 FAR_MS = 3_600_000  # a login with no expiry is re-judged hourly
-
-
-# The storage layer's identity of a file is defined here, not in store.py, only because the
-# healthy hot path imports this module and no other of the layer (a module more costs ~0.3 ms);
-# store.py hands these on as its own, and everyone else asks store.
-def identity(st: stat_result) -> tuple[int, ...]:
-    """A file's identity: any write to it, by anyone, changes its ctime, a rename its inode."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def file_identity(path: str) -> tuple[int, ...] | None:
-    """The identity of the file at `path` now, None when there is none. One stat."""
-    try:
-        return identity(posix.stat(path))
-    except (OSError, ValueError):
-        return None
 
 
 def _key(cred: str, ident: tuple[int, ...], window_ms: int) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from claude_wrap.shim.fastpath import file_identity, identity
+from claude_wrap.storage.identity import Ident, content_identity, file_identity, identity
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -66,7 +66,6 @@ if TYPE_CHECKING:
             """Remove what killed writes of ours left behind."""
 
 
-Ident = tuple[int, ...]  # a login's identity: equal identities, the same stored login
 MAX_BYTES = 1 << 20  # a real login is under 4 KiB; anything past 1 MiB is not Claude Code's
 
 
@@ -94,16 +93,8 @@ __all__ = [
     "serialise",
     "settle",
 ]
-# identity(stat) and file_identity(path), a file's identity, are fastpath's (see there): the
-# healthy hot path must not import this module for them.
-
-
-def content_identity(raw: bytes) -> Ident:
-    """The identity of a login that has no file (the Keychain): its length and a hash of it."""
-    import hashlib  # noqa: PLC0415 - off the hot path: the file's identity needs no hash
-
-    digest = hashlib.sha256(raw).digest()
-    return (len(raw), int.from_bytes(digest[:8], "big"))
+# identity(stat), file_identity(path) and content_identity(raw) are identity.py's (see there):
+# the healthy hot path imports that module, never this one.
 
 
 def parse(where: str, raw: bytes) -> Any:

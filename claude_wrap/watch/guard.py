@@ -34,7 +34,7 @@ WARM_AFTER_S = 3.0
 
 class Guard:
     """Calls `on_change(identity)` in its own thread for each change of the login's identity
-    (the storage layer's, as recover.file_identity gives it). `on_change` runs in the guard's
+    (the storage layer's, as backends.identity gives it). `on_change` runs in the guard's
     thread; changes that happen meanwhile are seen after it."""
 
     def __init__(

@@ -36,6 +36,7 @@ from claude_wrap.config import paths
 from claude_wrap.errors import Interrupted
 from claude_wrap.judging import detect
 from claude_wrap.refresh import recover
+from claude_wrap.storage import backends
 from claude_wrap.watch import guard, process
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class Repairer:
 
     def __init__(self, env: Mapping[str, str], *, preflight_failed: bool) -> None:
         self.env = env
-        self.known = recover.file_identity(env)
+        self.known = backends.identity(env)
         # The pre-flight could not repair this file (and said why): count that as our one try.
         self.repairs = 1 if recover.already_tried(env, self.known, preflight_failed) else 0
         self.problem: str | None = None
@@ -74,7 +75,7 @@ class Repairer:
             busy = self._thread is not None and self._thread.is_alive()
             if busy and not self._healing:
                 return  # a repair of a failure is under way
-            ident = recover.file_identity(self.env)
+            ident = backends.identity(self.env)
             if self.repairs and ident == self.known:
                 return
             self.repairs += 1
@@ -103,14 +104,14 @@ class Repairer:
         if after is not None:
             after.join()
         self.problem = recover.repair(self.env, launched, refused=detect.needs_force(message))
-        self.known = recover.file_identity(self.env)
+        self.known = backends.identity(self.env)
 
     def _heal(self) -> None:
         recover.heal(self.env)
 
     def unresolved(self) -> str | None:
         """Why the last repair failed, unless the file changed since (a /login in the TUI)."""
-        if self.problem is not None and recover.file_identity(self.env) == self.known:
+        if self.problem is not None and backends.identity(self.env) == self.known:
             return self.problem
         return None
 

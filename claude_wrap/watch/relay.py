@@ -20,6 +20,7 @@ import posix
 from claude_wrap.config import paths
 from claude_wrap.judging import detect
 from claude_wrap.refresh import recover
+from claude_wrap.storage import backends
 from claude_wrap.watch import pipes, process
 
 TYPE_CHECKING = False
@@ -77,7 +78,7 @@ class Relay:
         return self.streams.pipe_stdin and _stream_json_input(self.args)
 
     def _attempts(self) -> process.Outcome:
-        launched = recover.file_identity(self.env)
+        launched = backends.identity(self.env)
         preflight_failed = self.preflight_failed
         repaired = False  # the last launch followed a repair of ours (not a wait for a lock)
         for attempt in range(1, MAX_LAUNCHES + 1):
@@ -97,13 +98,13 @@ class Relay:
                 if stopped is not None:
                     return stopped
                 self.copy.rewind()
-                launched = recover.file_identity(self.env)
+                launched = backends.identity(self.env)
                 preflight_failed = repaired = False
                 continue
             if verdict != detect.FAILURE:
                 self._show(failed)
                 return process.Outcome(code)
-            now = recover.file_identity(self.env)
+            now = backends.identity(self.env)
             if recover.already_tried(self.env, launched, preflight_failed):
                 self._show(failed)  # the pre-flight's line on stderr already said why
                 return process.Outcome(code)
@@ -128,7 +129,7 @@ class Relay:
             if stopped is not None:
                 return stopped
             self.copy.rewind()
-            launched = recover.file_identity(self.env)
+            launched = backends.identity(self.env)
             preflight_failed, repaired = False, True
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
 
