@@ -83,7 +83,7 @@ def _credential(value: float | None) -> dict[str, Any]:
         if not oauth or not verdict.usable:
             raise OwnerUnreachableError(owner, "no usable token was pulled")
         return guest.make_credential(
-            str(oauth["accessToken"]), verdict.expires_at, verdict.scopes or [], oauth
+            login.access_token(snap.doc), verdict.expires_at, verdict.scopes or [], oauth
         )
     return guest.credential(os.environ, _seconds(value))
 

@@ -67,7 +67,7 @@ def credential(env: Mapping[str, str], min_valid_s: float) -> dict[str, Any]:
         )
     oauth = login.oauth_section(snap.doc) or {}
     return make_credential(
-        str(oauth["accessToken"]), verdict.expires_at, verdict.scopes or [], oauth
+        login.access_token(snap.doc), verdict.expires_at, verdict.scopes or [], oauth
     )
 
 

@@ -89,6 +89,23 @@ def _describe(value: object) -> str:
     )
 
 
+def access_token(doc: object) -> str:
+    """The stored access token, "" when there is none (no document, no login, not a string);
+    ValueError when the document's shape is wrong (oauth_section). The one reader of it."""
+    return _token(doc, "accessToken")
+
+
+def refresh_token(doc: object) -> str:
+    """The stored refresh token, as access_token reads the access token."""
+    return _token(doc, "refreshToken")
+
+
+def _token(doc: object, key: str) -> str:
+    oauth = oauth_section(doc) if doc is not None else None
+    value = oauth.get(key) if oauth else None
+    return value if isinstance(value, str) else ""
+
+
 def oauth_section(doc: object) -> dict[str, Any] | None:
     """The `claudeAiOauth` object, None when absent; ValueError when the shape is wrong."""
     if not isinstance(doc, dict):

@@ -1,19 +1,22 @@
-"""The login's hard end (refreshTokenExpiresAt), in words: for status, doctor and the keeper.
+"""The login's hard end (refreshTokenExpiresAt), in words: for status, doctor, the keeper and
+the shim's warning (one sentence for all of them).
 
 A refresh renews the access token, never the login itself: about a month after `/login` the
 refresh token stops working and only `claude /login` helps. Logins without the field say nothing.
+
+`time`, not `datetime`: the shim says the sentence, and imports nothing dear.
 """
 
 from __future__ import annotations
 
-import datetime
+import time
 
 DAY_MS = 86_400_000
 
 
 def when(ends_at: int) -> str:
     """The local date and time, to the minute."""
-    return datetime.datetime.fromtimestamp(ends_at / 1000).astimezone().strftime("%Y-%m-%d %H:%M")
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ends_at / 1000))
 
 
 def left(ends_at: int, now_ms: int) -> str:

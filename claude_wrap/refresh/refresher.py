@@ -152,9 +152,7 @@ def unfixable(path: str, verdict: login.Verdict) -> CredentialsError | None:
 
 
 def _token_of(snap: Any) -> str:
-    oauth = login.oauth_section(snap.doc) if snap is not None else None
-    value = oauth.get("refreshToken") if oauth else None
-    return value if isinstance(value, str) else ""
+    return login.refresh_token(snap.doc) if snap is not None else ""
 
 
 def settled(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
@@ -174,9 +172,7 @@ def _settle(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
 
 
 def _access(snap: Any) -> str:
-    oauth = login.oauth_section(snap.doc) if snap is not None else None
-    value = oauth.get("accessToken") if oauth else None
-    return value if isinstance(value, str) else ""
+    return login.access_token(snap.doc) if snap is not None else ""
 
 
 @contextlib.contextmanager

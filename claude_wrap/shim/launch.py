@@ -114,21 +114,15 @@ def preflight(env: Mapping[str, str]) -> bool:
 def login_end_notice(ends_at: int, now_ms: int, env: Mapping[str, str]) -> None:
     """One line on stderr (never stdout: scripts parse it) when the login ends within a day, at
     most once an hour across all shims: the stamp file's mtime says when it was last said."""
-    import time  # noqa: PLC0415 - builtin module, cheap
-
     stamp = paths.shim_notice_stamp(env)
     try:
         if now_ms / 1000 - posix.stat(stamp).st_mtime < NOTICE_EVERY_S:
             return
     except OSError:
         pass
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(ends_at / 1000))
-    left_s = (ends_at - now_ms) // 1000
-    if left_s <= 0:
-        say(f"warning: this login ended at {when}; run `claude /login` to log in again")
-    else:
-        h, m = divmod(left_s // 60, 60)
-        say(f"warning: this login ends in {h}h{m:02d}m ({when}): run `claude /login` before then")
+    from claude_wrap.judging import loginend  # noqa: PLC0415 - only when it is said
+
+    say(f"warning: this {loginend.sentence(ends_at, now_ms)}")
     try:
         paths.make_private_dirs(fspath.dirname(stamp))
         posix.close(posix.open(stamp, posix.O_WRONLY | posix.O_CREAT | posix.O_CLOEXEC, 0o600))

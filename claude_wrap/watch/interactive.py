@@ -173,7 +173,7 @@ def run(
     try:
         child = pexpect.spawn(
             real, args, env=dict(env), dimensions=window_size(),
-            preexec_fn=process.reset_child_signals,
+            preexec_fn=process.python_signals,
         )
     except OSError as exc:
         return process.cannot_run(real, exc)

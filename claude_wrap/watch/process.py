@@ -109,11 +109,12 @@ def exec_real(real: str, args: list[str], env: Mapping[str, str]) -> Outcome:
     raise AssertionError("unreachable")  # pragma: no cover - execve returns only by raising
 
 
-def python_signals(*, restore_defaults: bool) -> None:
+def python_signals(*, restore_defaults: bool = True) -> None:
     """Python starts by ignoring SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across
     exec: before exec put them back to their defaults, as the shell left them, so that claude
     behaves the same behind us (`claude -p ... | head -1` ends it by SIGPIPE). Found by bench/run:
-    SigIgn of the exec'd claude was 0x1001000."""
+    SigIgn of the exec'd claude was 0x1001000. The one reset of them: before our own exec, and
+    in a child we start (spawn, and pexpect's preexec_fn), before its exec."""
     for name in ("SIGPIPE", "SIGXFSZ"):
         number = getattr(_signal, name, None)
         if number is not None:
@@ -171,12 +172,6 @@ def kill_tree(pid: int) -> None:
             proc.kill()
         except psutil.Error:
             pass
-
-
-def reset_child_signals() -> None:
-    """In a child, before exec: Python ignores these itself; the real claude gets the defaults."""
-    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
-    _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
 
 
 _prctl_found: list[Callable[..., int] | None] = []  # looked up once: the answer never changes
@@ -253,7 +248,7 @@ def spawn(path: str, argv: list[str], env: dict[str, str], plan: list[tuple[int,
                     posix._exit(128 + _signal.SIGKILL)
             for target, fd in plan:
                 posix.dup2(fd, target)
-            reset_child_signals()
+            python_signals()
             posix.execve(path, argv, env)
         except OSError as exc:
             posix.write(errors_w, str(exc.errno).encode())
