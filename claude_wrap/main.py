@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from claude_wrap import console
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(ns.func(ns))
     except WrapError as exc:  # a bad setting too (errors.SettingError: EXIT_USAGE)
-        _say(str(exc))
+        console.say(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -88,9 +90,5 @@ def main(argv: list[str] | None = None) -> int:
             logger().opt(exception=exc).error("claude-wrap {} failed", ns.command)
         except Exception:  # noqa: BLE001, S110 - the report below matters more than the log
             pass
-        _say(f"internal error ({type(exc).__name__}); details are in {paths.log_file()}")
+        console.say(f"internal error ({type(exc).__name__}); details are in {paths.log_file()}")
         return 70
-
-
-def _say(message: str) -> None:
-    print(f"claude-wrap: {message}", file=sys.stderr)

@@ -17,6 +17,7 @@ import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
+from claude_wrap import console
 from claude_wrap.commands.status import ADVICE
 from claude_wrap.config import paths, versions
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK, StorageUnavailableError
@@ -84,9 +85,9 @@ def run(ns: argparse.Namespace) -> int:
     healthy = all(f.level == OK for f in findings)
     if ns.json:
         data = {"healthy": healthy, "findings": [f.as_dict() for f in findings]}
-        print(json.dumps(data, indent=2))
+        console.out(json.dumps(data, indent=2))
     else:
-        print(render(findings, healthy))
+        console.out(render(findings, healthy))
     return EXIT_OK if healthy else EXIT_NOT_USABLE
 
 

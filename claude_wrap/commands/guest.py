@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Any
 
+from claude_wrap import console
 from claude_wrap.config import paths
 from claude_wrap.errors import EXIT_OK, SettingError
 from claude_wrap.guests import guest
@@ -31,14 +31,16 @@ def run_guest(ns: argparse.Namespace) -> int:
     path = paths.guest_file()
     if ns.ssh is None and ns.folder is None and not ns.off:
         current = paths.guest_setting()
-        print(f"guest of {current}" if current else "not a guest: this machine holds its own login")
+        console.out(
+            f"guest of {current}" if current else "not a guest: this machine holds its own login"
+        )
         return EXIT_OK
     if ns.off:
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        print("not a guest any more; `claude /login` to log in on this machine")
+        console.out("not a guest any more; `claude /login` to log in on this machine")
         return EXIT_OK
     if ns.folder is not None and not os.path.isabs(ns.folder):
         raise SettingError(
@@ -52,8 +54,8 @@ def run_guest(ns: argparse.Namespace) -> int:
     os.replace(tmp, path)
     outcome = guest.ensure_fresh(paths.without_guest(os.environ), value, force=True)
     for warning in outcome.warnings:
-        print(f"claude-wrap: warning: {warning}", file=sys.stderr)
-    print(f"guest of {value}: the login is {outcome.after.state}")
+        console.say(f"warning: {warning}")
+    console.out(f"guest of {value}: the login is {outcome.after.state}")
     return EXIT_OK
 
 
@@ -66,7 +68,7 @@ def run_share(ns: argparse.Namespace) -> int:
             os.unlink(os.path.join(folder, guest.SHARE_NAME))
         except FileNotFoundError:
             pass
-        print(f"{folder}: no longer shared")
+        console.out(f"{folder}: no longer shared")
         return EXIT_OK
     if not os.path.isdir(folder):
         raise SettingError("DIR", folder, message=f"{folder} is not a folder")
@@ -74,8 +76,9 @@ def run_share(ns: argparse.Namespace) -> int:
     guest.save_shares(os.environ, entries)
     problems = guest.publish(os.environ)
     for problem in problems:
-        print(f"claude-wrap: {problem}", file=sys.stderr)
+        console.say(f"{problem}")
     if problems:
         return 7
-    print(f"{os.path.join(folder, guest.SHARE_NAME)}: written; `claude-wrap keep` keeps it fresh")
+    shared = os.path.join(folder, guest.SHARE_NAME)
+    console.out(f"{shared}: written; `claude-wrap keep` keeps it fresh")
     return EXIT_OK

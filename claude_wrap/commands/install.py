@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 import claude_wrap
+from claude_wrap import console
 from claude_wrap.config import paths
 from claude_wrap.errors import EXIT_OK, InstallError
 from claude_wrap.keeper import service
@@ -111,12 +112,12 @@ def run_install(ns: argparse.Namespace) -> int:
         path, changed = install(folder)
     except OSError as exc:
         raise InstallError(f"cannot write the shim into {folder}: {exc.strerror}") from None
-    print(f"{'installed' if changed else 'already installed'}: {path}")
+    console.out(f"{'installed' if changed else 'already installed'}: {path}")
     wrap = os.path.join(os.path.dirname(sys.executable), "claude-wrap")
-    print("Put it first on PATH (add this line to your shell's rc file):")
-    print(f'  export PATH="{folder}:$PATH"')
-    print("or use an alias instead:")
-    print(f"  alias claude='{wrap} run --'")
+    console.out("Put it first on PATH (add this line to your shell's rc file):")
+    console.out(f'  export PATH="{folder}:$PATH"')
+    console.out("or use an alias instead:")
+    console.out(f"  alias claude='{wrap} run --'")
     return EXIT_OK
 
 
@@ -128,7 +129,7 @@ def run_uninstall(ns: argparse.Namespace) -> int:
         removed = uninstall(folder)
     except OSError as exc:
         raise InstallError(f"cannot remove the shim from {folder}: {exc.strerror}") from None
-    print(f"removed: {os.path.join(folder, 'claude')}" if removed else "no shim to remove")
+    console.out(f"removed: {os.path.join(folder, 'claude')}" if removed else "no shim to remove")
     return EXIT_OK
 
 
@@ -150,26 +151,29 @@ def install_keeper(manager: str, mode: str = service.TIMER) -> int:
     except OSError as exc:
         raise InstallError(f"cannot write the keeper into {folder}: {exc.strerror}") from None
     for path, changed in written:
-        print(f"{'installed' if changed else 'already installed'}: {path}")
+        console.out(f"{'installed' if changed else 'already installed'}: {path}")
     commands = service.start_commands(manager, mode=mode)
     shown = "\n".join("  " + " ".join(argv) for argv in commands)
     if not service.reachable(manager):
-        print(f"{manager} is not reachable from this session; to start the keeper, run:\n{shown}")
+        console.out(
+            f"{manager} is not reachable from this session; to start the keeper, run:\n{shown}"
+        )
         return EXIT_OK
     problem = service.run(commands, tolerate_first=manager == service.LAUNCHD)
     if problem:
         raise InstallError(f"the keeper files are written but could not be started: {problem}")
     if mode == service.WATCH:
-        print("started: `claude-wrap keep --all --watch` runs as a user service; it repairs each "
-              "change to the login at once and refreshes ahead of expiry")
+        console.out("started: `claude-wrap keep --all --watch` runs as a user service; it repairs "
+                    "each change to the login at once and refreshes ahead of expiry")
     else:
-        print(f"started: it runs `claude-wrap keep --all` every {service.INTERVAL_S // 60} minutes")
+        minutes = service.INTERVAL_S // 60
+        console.out(f"started: it runs `claude-wrap keep --all` every {minutes} minutes")
     return EXIT_OK
 
 
 def uninstall_keeper(manager: str) -> int:
     if not service.installed(manager):
-        print("no keeper to remove")
+        console.out("no keeper to remove")
         return EXIT_OK
     for mode in service.MODES:
         _remove_keeper(manager, mode, reload=False)
@@ -190,6 +194,6 @@ def _remove_keeper(manager: str, mode: str, *, reload: bool = True) -> None:
             os.unlink(path)
         except OSError as exc:
             raise InstallError(f"cannot remove {path}: {exc.strerror}") from None
-        print(f"removed: {path}")
+        console.out(f"removed: {path}")
     if reload and manager == service.SYSTEMD and service.reachable(manager):
         service.run([["systemctl", "--user", "daemon-reload"]])

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Any
 
+from claude_wrap import console
 from claude_wrap.config import paths
 from claude_wrap.errors import (
     EXIT_OK,
@@ -76,7 +76,7 @@ def publish_shared() -> int:
 
     status = EXIT_OK
     for problem in guest.publish(os.environ):
-        print(f"claude-wrap: {problem}", file=sys.stderr, flush=True)
+        console.say(problem)
         status = EXIT_WRITE
     return status
 
@@ -91,18 +91,18 @@ def keep_one(folder: configs.ConfigDir, *, skip_missing: bool = False) -> int:
     except SettingError:
         raise  # ours, not the folder's: one line from the entry point, not one per folder
     except WrapError as exc:
-        print(f"claude-wrap: {folder.path}: {exc}", file=sys.stderr, flush=True)
+        console.say(f"{folder.path}: {exc}")
         if isinstance(exc, RefreshRejectedError) and exc.error == "invalid_grant":
             notify.consider(folder.env, folder.path, ends_at=None, dead=True)
         return exc.exit_code
     notify.consider(folder.env, folder.path, ends_at=outcome.after.login_ends_at, dead=False)
     if outcome.action == refresher.REFRESHED:
-        print(f"{folder.path}: refreshed: {'; '.join(outcome.changes)}", flush=True)
+        console.out(f"{folder.path}: refreshed: {'; '.join(outcome.changes)}", flush=True)
     elif outcome.action == refresher.REPAIRED:
-        print(f"{folder.path}: repaired without a refresh: {'; '.join(outcome.changes)}",
-              flush=True)
+        console.out(f"{folder.path}: repaired without a refresh: {'; '.join(outcome.changes)}",
+                    flush=True)
     elif outcome.action == refresher.ADOPTED:
-        print(
+        console.out(
             f"{folder.path}: another process had refreshed the login; "
             f"it is {outcome.after.state}",
             flush=True,

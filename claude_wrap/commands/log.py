@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
+from claude_wrap import console
 from claude_wrap.config import paths
 from claude_wrap.errors import EXIT_OK
 from claude_wrap.logfile import eventlog
@@ -24,13 +24,13 @@ def run(ns: argparse.Namespace) -> int:
     path = paths.log_file()
     home = paths.home()
     for line in eventlog.last(path, ns.n, home):
-        print(line)
+        console.out(line)
     if not ns.follow:
         return EXIT_OK
-    sys.stdout.flush()
+    console.flush()
     try:
         for line in eventlog.follow(path, home):
-            print(line, flush=True)
+            console.out(line, flush=True)
     except KeyboardInterrupt:
         return 130  # Ctrl-C is how -f ends: quietly
     return EXIT_OK

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from claude_wrap import feedback
+from claude_wrap import console, feedback
 from claude_wrap.errors import EXIT_OK
 from claude_wrap.refresh import refresher, renewal
 
@@ -23,7 +22,7 @@ def run(ns: argparse.Namespace) -> int:
     with feedback.Spinner() as spinner:
         outcome = renewal.ensure_fresh(force=ns.force, on_slow=spinner.start)
     for warning in outcome.warnings:
-        print(f"claude-wrap: warning: {warning}", file=sys.stderr)
+        console.say(f"warning: {warning}")
     data = {
         "action": outcome.action,
         "state_before": outcome.before.state,
@@ -32,16 +31,16 @@ def run(ns: argparse.Namespace) -> int:
         "expires_at": outcome.after.expires_at,
     }
     if ns.json:
-        print(json.dumps(data, indent=2))
+        console.out(json.dumps(data, indent=2))
     elif outcome.action == refresher.REFRESHED:
-        print(
+        console.out(
             f"refreshed ({outcome.before.state} -> {outcome.after.state}): "
             + "; ".join(outcome.changes)
         )
     elif outcome.action == refresher.REPAIRED:
-        print(f"repaired without a refresh: {'; '.join(outcome.changes)}")
+        console.out(f"repaired without a refresh: {'; '.join(outcome.changes)}")
     elif outcome.action == refresher.ADOPTED:
-        print(f"another process had already refreshed the login; it is {outcome.after.state}")
+        console.out(f"another process had already refreshed the login; it is {outcome.after.state}")
     else:
-        print(f"nothing to do: the login is {outcome.after.state}")
+        console.out(f"nothing to do: the login is {outcome.after.state}")
     return EXIT_OK

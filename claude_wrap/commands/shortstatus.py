@@ -17,8 +17,8 @@ modules. Only when the cache cannot answer is the login judged (which refills th
 from __future__ import annotations
 
 import os
-import sys
 
+from claude_wrap import console
 from claude_wrap.config import paths
 from claude_wrap.shim import fastpath
 
@@ -74,8 +74,7 @@ def _judge(env: Mapping[str, str], window_ms: int, now: int) -> str:
 
 def main(env: Mapping[str, str] = os.environ) -> int:
     try:
-        sys.stdout.write(compute(env) + "\n")
-        sys.stdout.flush()
+        console.out(compute(env), flush=True)
     except (OSError, ValueError):
         return 1
     return 0

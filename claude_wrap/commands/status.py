@@ -9,6 +9,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from claude_wrap import console
 from claude_wrap.config import paths
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK
 from claude_wrap.judging import login, loginend
@@ -126,9 +127,9 @@ def run(ns: argparse.Namespace) -> int:
         return run_all(ns, now)
     data, verdict = examine(os.environ, now)
     if ns.json:
-        print(json.dumps(data, indent=2))
+        console.out(json.dumps(data, indent=2))
     else:
-        print(render(data))
+        console.out(render(data))
     return EXIT_OK if verdict.usable else EXIT_NOT_USABLE
 
 
@@ -143,14 +144,14 @@ def run_all(ns: argparse.Namespace, now: int) -> int:
         rows.append(data)
         usable = usable and verdict.usable
     if ns.json:
-        print(json.dumps(rows, indent=2))
+        console.out(json.dumps(rows, indent=2))
     else:
         blocks = []
         for data in rows:
             mark = " (current)" if data["current"] else ""
             body = "\n".join("  " + line for line in render(data).splitlines())
             blocks.append(f"{data['config_dir']}{mark}\n{body}")
-        print("\n\n".join(blocks))
+        console.out("\n\n".join(blocks))
     return EXIT_OK if usable else EXIT_NOT_USABLE
 
 

@@ -14,9 +14,9 @@ import argparse
 import json
 import os
 import shutil
-import sys
 from typing import Any
 
+from claude_wrap import console
 from claude_wrap.config import paths
 from claude_wrap.errors import EXIT_OK, EXIT_USAGE, OwnerUnreachableError, SettingError
 from claude_wrap.guests import guest
@@ -91,8 +91,7 @@ def _credential(value: float | None) -> dict[str, Any]:
 def run_token(ns: argparse.Namespace) -> int:
     cred = _credential(ns.min_valid)
     out = json.dumps(cred, indent=2) if ns.json else cred["status"]["token"]
-    sys.stdout.write(out + "\n")
-    sys.stdout.flush()
+    console.out(out, flush=True)
     return EXIT_OK
 
 
@@ -101,7 +100,7 @@ def run_exec(ns: argparse.Namespace) -> int:
     if cmd[:1] == ["--"]:
         cmd = cmd[1:]
     if not cmd:
-        print("claude-wrap: exec needs a command: claude-wrap exec -- CMD ...", file=sys.stderr)
+        console.say("exec needs a command: claude-wrap exec -- CMD ...")
         return EXIT_USAGE
     program = shutil.which(cmd[0]) or cmd[0]
     token = _credential(ns.min_valid)["status"]["token"]
@@ -117,11 +116,10 @@ def run_exec(ns: argparse.Namespace) -> int:
             os.close(write_end)
         os.set_inheritable(read_end, True)
         env = paths.with_access_token(os.environ, fd=read_end)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    console.flush()
     try:
         os.execvpe(program, cmd, env)  # noqa: S606 - the user's command, by design
     except OSError as exc:
-        print(f"claude-wrap: cannot run {cmd[0]}: {exc.strerror}", file=sys.stderr)
+        console.say(f"cannot run {cmd[0]}: {exc.strerror}")
         return 127 if isinstance(exc, FileNotFoundError) else 126
     return EXIT_OK  # not reached

@@ -9,7 +9,6 @@ no `threading` import), one os.stat and one small read of the verdict cache per 
 from __future__ import annotations
 
 import _thread
-import os
 import time
 
 from claude_wrap.config import paths
@@ -59,12 +58,7 @@ class Rollover:
             from claude_wrap.errors import WrapError  # noqa: PLC0415
 
             if isinstance(exc, WrapError) and not self._said:  # one line per outage
-                _say(f"{exc} (the session goes on)")
+                from claude_wrap import console  # noqa: PLC0415
+
+                console.say(f"{exc} (the session goes on)")
                 self._said = True
-
-
-def _say(message: str) -> None:
-    try:
-        os.write(2, f"claude-wrap: {message}\n".encode())
-    except OSError:
-        pass

@@ -20,6 +20,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from claude_wrap import console
 from claude_wrap.config import paths
 from claude_wrap.judging import loginend
 from claude_wrap.storage import privatefile
@@ -70,7 +71,7 @@ def send(env: Mapping[str, str], body: str, *, urgent: bool) -> str:
                 return how
         except (OSError, subprocess.TimeoutExpired):
             pass
-    print(f"claude-wrap: {body}", file=sys.stderr)
+    console.say(body)
     return "stderr"
 
 

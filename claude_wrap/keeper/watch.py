@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from typing import TYPE_CHECKING
 
+from claude_wrap import console
 from claude_wrap.config import paths
 from claude_wrap.errors import EXIT_OK, Interrupted, WrapError
 from claude_wrap.judging import login
@@ -135,7 +135,7 @@ def watch(
                     failed_at.pop(folder.path, None)
             if stopping:
                 break
-            sys.stdout.flush()
+            console.flush()
             timeout = _next_wait(found, failed_at)
             changed = watcher.wait(min(timeout, period) if period else timeout)
             if stopping:
@@ -187,8 +187,8 @@ def _open(files: list[str], kind: str) -> filewatch.Watcher:
 
 
 def _say_watching(files: list[str], watcher: filewatch.Watcher) -> None:
-    print(f"claude-wrap keep --watch: watching {len(files)} credentials file(s) "
-          f"({watcher.kind}); pid {os.getpid()}", file=sys.stderr, flush=True)
+    console.line(f"claude-wrap keep --watch: watching {len(files)} credentials file(s) "
+                 f"({watcher.kind}); pid {os.getpid()}")
 
 
 def _next_wait(found: list[ConfigDir], failed_at: dict[str, float]) -> float:

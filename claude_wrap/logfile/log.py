@@ -77,8 +77,10 @@ def _set_up(env: Mapping[str, str]) -> Logger:
     except OSError:
         pass  # no log file is no reason to stand between the user and claude
     if paths.debug(env):
+        from claude_wrap import console  # noqa: PLC0415 - debugging only
+
         base.add(
-            sys.stderr,
+            console.write,
             level="DEBUG",
             diagnose=False,
             format="claude-wrap: {level}: {message}",
@@ -135,7 +137,6 @@ def event(kind: str, config_dir: str, detail: str, env: Mapping[str, str] = os.e
     except OSError:
         pass
     if paths.debug(env):
-        try:
-            sys.stderr.write(f"claude-wrap: INFO: event {kind}: {config_dir}: {mask(detail)}\n")
-        except (OSError, ValueError):
-            pass
+        from claude_wrap import console  # noqa: PLC0415 - debugging only
+
+        console.say(f"INFO: event {kind}: {config_dir}: {mask(detail)}")

@@ -90,6 +90,7 @@ def exit_status(status: int) -> int:
 
 
 def _flush() -> None:
+    # Not console.flush: this is the healthy hot path, which does not import console.py.
     try:
         sys.stdout.flush()
         sys.stderr.flush()
