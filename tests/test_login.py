@@ -27,42 +27,42 @@ def doc(**oauth: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("content", "state", "usable"),
     [
-        (doc(), login.OK, True),
-        (doc(expiresAt=NOW + WINDOW - 1), login.EXPIRING, True),
-        (doc(expiresAt=NOW + WINDOW), login.EXPIRING, True),
-        (doc(expiresAt=NOW + WINDOW + 1), login.OK, True),
-        (doc(expiresAt=NOW), login.EXPIRED, False),
-        (doc(expiresAt=NOW - 1), login.EXPIRED, False),
-        (doc(scopes=...), login.MISSING_SCOPES, False),
-        (doc(scopes=None), login.MISSING_SCOPES, False),
-        (doc(scopes=["user:profile"]), login.MISSING_SCOPES, False),
-        (doc(scopes="user:inference user:profile"), login.MISSING_SCOPES, False),
-        (doc(accessToken="", refreshToken="", expiresAt=0), login.LOGGED_OUT, False),
-        (doc(accessToken=""), login.EXPIRED, False),
-        (doc(refreshToken=..., expiresAt=NOW - 1), login.NO_REFRESH_TOKEN, False),
-        (doc(refreshToken=..., scopes=...), login.NO_REFRESH_TOKEN, False),
+        (doc(), login.State.OK, True),
+        (doc(expiresAt=NOW + WINDOW - 1), login.State.EXPIRING, True),
+        (doc(expiresAt=NOW + WINDOW), login.State.EXPIRING, True),
+        (doc(expiresAt=NOW + WINDOW + 1), login.State.OK, True),
+        (doc(expiresAt=NOW), login.State.EXPIRED, False),
+        (doc(expiresAt=NOW - 1), login.State.EXPIRED, False),
+        (doc(scopes=...), login.State.MISSING_SCOPES, False),
+        (doc(scopes=None), login.State.MISSING_SCOPES, False),
+        (doc(scopes=["user:profile"]), login.State.MISSING_SCOPES, False),
+        (doc(scopes="user:inference user:profile"), login.State.MISSING_SCOPES, False),
+        (doc(accessToken="", refreshToken="", expiresAt=0), login.State.LOGGED_OUT, False),
+        (doc(accessToken=""), login.State.EXPIRED, False),
+        (doc(refreshToken=..., expiresAt=NOW - 1), login.State.NO_REFRESH_TOKEN, False),
+        (doc(refreshToken=..., scopes=...), login.State.NO_REFRESH_TOKEN, False),
         # Fine as it is, even without a refresh token: Claude Code accepts it.
-        (doc(refreshToken=...), login.OK, True),
-        (doc(expiresAt=...), login.OK, True),
-        ({"mcpOAuth": {}}, login.LOGGED_OUT, False),
-        ([], login.MALFORMED, False),
-        ("text", login.MALFORMED, False),
-        ({"claudeAiOauth": []}, login.MALFORMED, False),
-        (doc(expiresAt="1800000000000"), login.MALFORMED, False),
-        (doc(expiresAt=1_800_000_000), login.MALFORMED, False),  # seconds, not ms
-        (doc(expiresAt=-5), login.MALFORMED, False),
-        (doc(expiresAt=10**20), login.MALFORMED, False),
-        (doc(expiresAt=True), login.MALFORMED, False),
-        (doc(expiresAt=float("nan")), login.MALFORMED, False),
-        (doc(accessToken=12), login.MALFORMED, False),
-        (doc(refreshToken=["x"]), login.MALFORMED, False),
+        (doc(refreshToken=...), login.State.OK, True),
+        (doc(expiresAt=...), login.State.OK, True),
+        ({"mcpOAuth": {}}, login.State.LOGGED_OUT, False),
+        ([], login.State.MALFORMED, False),
+        ("text", login.State.MALFORMED, False),
+        ({"claudeAiOauth": []}, login.State.MALFORMED, False),
+        (doc(expiresAt="1800000000000"), login.State.MALFORMED, False),
+        (doc(expiresAt=1_800_000_000), login.State.MALFORMED, False),  # seconds, not ms
+        (doc(expiresAt=-5), login.State.MALFORMED, False),
+        (doc(expiresAt=10**20), login.State.MALFORMED, False),
+        (doc(expiresAt=True), login.State.MALFORMED, False),
+        (doc(expiresAt=float("nan")), login.State.MALFORMED, False),
+        (doc(accessToken=12), login.State.MALFORMED, False),
+        (doc(refreshToken=["x"]), login.State.MALFORMED, False),
     ],
 )
 def test_states(content: Any, state: str, usable: bool) -> None:
     verdict = login.judge(content, NOW, WINDOW)
     assert verdict.state == state, verdict.detail
     assert verdict.usable is usable
-    if state not in (login.OK,):
+    if state not in (login.State.OK,):
         assert verdict.detail
 
 

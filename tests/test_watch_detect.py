@@ -93,7 +93,7 @@ def judge(chunks: list[bytes], status: int) -> tuple[str, bytes]:
     watch = detect.Watch()
     out = b"".join(watch.feed(c) for c in chunks)
     verdict = watch.finish(status)
-    if verdict == detect.HEALTHY:
+    if verdict == detect.Output.HEALTHY:
         out += watch.release()
     return verdict, out
 
@@ -105,13 +105,13 @@ def test_a_failure_is_held_whole_and_recognised_at_every_split(name: str) -> Non
         watch = detect.Watch()
         released = b"".join(watch.feed(c) for c in chunks)
         assert released == b"", (name, chunks)
-        assert watch.finish(1) == detect.FAILURE, (name, chunks)
+        assert watch.finish(1) == detect.Output.FAILURE, (name, chunks)
         assert watch.release() == data
 
 
 @pytest.mark.parametrize("name", FAILURES)
 def test_the_same_output_with_exit_0_is_healthy_and_passes_unchanged(name: str) -> None:
-    assert judge([FAILURES[name]], 0) == (detect.HEALTHY, FAILURES[name])
+    assert judge([FAILURES[name]], 0) == (detect.Output.HEALTHY, FAILURES[name])
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ def test_the_same_output_with_exit_0_is_healthy_and_passes_unchanged(name: str) 
 )
 def test_runs_that_only_look_like_a_failure_are_healthy_even_with_exit_1(data: bytes) -> None:
     for chunks in split_everywhere(data):
-        assert judge(chunks, 1) == (detect.HEALTHY, data)
+        assert judge(chunks, 1) == (detect.Output.HEALTHY, data)
 
 
 def test_healthy_text_goes_through_from_the_first_byte() -> None:
@@ -265,8 +265,8 @@ def test_the_real_binarys_failures_are_recognised(name: str) -> None:
     data = (SAMPLES / name).read_bytes()
     for size in (1, 7, 100, len(data)):
         chunks = [data[i : i + size] for i in range(0, len(data), size)]
-        assert judge(chunks, 1) == (detect.FAILURE, b""), size
-        assert judge(chunks, 0) == (detect.HEALTHY, data)
+        assert judge(chunks, 1) == (detect.Output.FAILURE, b""), size
+        assert judge(chunks, 0) == (detect.Output.HEALTHY, data)
 
 
 @pytest.mark.parametrize("name", OK_SAMPLES)
@@ -277,7 +277,7 @@ def test_the_real_binarys_healthy_stream_goes_through_once_the_model_answers(nam
     assert watch.feed(init) == b""
     out = b"".join(watch.feed(line) for line in rest)
     assert out == data  # init included, released once a real model's message came
-    assert watch.finish(0) == detect.HEALTHY
+    assert watch.finish(0) == detect.Output.HEALTHY
 
 
 @pytest.mark.parametrize("name", TUI_SAMPLES)
@@ -315,10 +315,10 @@ def test_the_newest_wordings_are_login_failures_in_text_json_and_the_tui(text: s
     assert detect.is_failure_text(text.upper())  # case-tolerant
     assert not detect.needs_force(text)  # a re-read or a due refresh may fix these locally
     line = (text + "\n").encode()
-    assert judge([line], 1) == (detect.FAILURE, b"")
-    assert judge([line], 0) == (detect.HEALTHY, line)
+    assert judge([line], 1) == (detect.Output.FAILURE, b"")
+    assert judge([line], 0) == (detect.Output.HEALTHY, line)
     result = compact({"type": "result", "subtype": "success", "is_error": True, "result": text})
-    assert judge([result], 1) == (detect.FAILURE, b"")
+    assert judge([result], 1) == (detect.Output.FAILURE, b"")
     # The TUI, with real spaces inside colour escapes as 2.1.332 draws its status line.
     drawn = b"\x1b[38;5;211m" + text.encode().replace(b" ", b"\x1b[39m \x1b[38;5;211m")
     assert detect.TuiMatcher().feed(drawn + b"\x1b[39m\r\n") is not None
@@ -335,16 +335,16 @@ def test_the_newest_wordings_are_login_failures_in_text_json_and_the_tui(text: s
 )
 def test_a_busy_lock_and_quotes_of_the_newest_wordings_are_not_failures(text: str) -> None:
     line = (text + "\n").encode()
-    assert judge([line], 1) == (detect.HEALTHY, line)
+    assert judge([line], 1) == (detect.Output.HEALTHY, line)
 
 
 def test_a_json_result_with_api_status_401_is_a_failure_whatever_its_wording() -> None:
     result = compact({"type": "result", "is_error": True, "api_error_status": 401,
                       "terminal_reason": "api_error", "result": "API Error: something new"})
-    assert judge([result], 1) == (detect.FAILURE, b"")
+    assert judge([result], 1) == (detect.Output.FAILURE, b"")
     healthy = compact({"type": "result", "is_error": False, "api_error_status": None,
                        "result": "Session expired. Please run /login to sign in again."})
-    assert judge([healthy], 0) == (detect.HEALTHY, healthy)
+    assert judge([healthy], 0) == (detect.Output.HEALTHY, healthy)
 
 
 # --- protocol.md section 10: the forms of 2.1.332 and 2.1.337, structural signals first --------
@@ -410,20 +410,20 @@ def test_a_busy_lock_is_held_whole_and_judged_busy_at_every_split(data: bytes) -
     for chunks in [*split_everywhere(data), [bytes([b]) for b in data]]:
         watch = detect.Watch()
         assert b"".join(watch.feed(c) for c in chunks) == b"", chunks
-        assert watch.finish(1) == detect.BUSY, chunks
+        assert watch.finish(1) == detect.Output.BUSY, chunks
         assert watch.message == BUSY_PRINT
         assert watch.release() == data
-    assert judge([data], 0) == (detect.HEALTHY, data)
+    assert judge([data], 0) == (detect.Output.HEALTHY, data)
 
 
 def test_an_ordinary_server_error_is_not_a_busy_lock() -> None:
     data = stream_of("API Error: 500 Internal server error", "server_error")
-    assert judge([data], 1) == (detect.HEALTHY, data)
+    assert judge([data], 1) == (detect.Output.HEALTHY, data)
     data = stream_of("API Error: 529 Overloaded", "server_error")
-    assert judge([data], 1) == (detect.HEALTHY, data)
+    assert judge([data], 1) == (detect.Output.HEALTHY, data)
     # a busy synthetic line whose result says something else is no busy lock either
     mixed = INIT + synthetic(BUSY_PRINT, error="server_error") + json_failure("API Error: 500")
-    assert judge([mixed], 1) == (detect.HEALTHY, mixed)
+    assert judge([mixed], 1) == (detect.Output.HEALTHY, mixed)
 
 
 def test_the_revoked_print_form_is_a_failure_to_repair_with_a_new_token() -> None:
@@ -431,7 +431,7 @@ def test_the_revoked_print_form_is_a_failure_to_repair_with_a_new_token() -> Non
     assert detect.needs_force(REVOKED_PRINT)
     for data in ((REVOKED_PRINT + "\n").encode(), json_failure(REVOKED_PRINT),
                  stream_of(REVOKED_PRINT, "authentication_failed")):
-        assert judge([data], 1) == (detect.FAILURE, b"")
+        assert judge([data], 1) == (detect.Output.FAILURE, b"")
     assert detect.TuiMatcher().feed(REVOKED_PRINT.encode()) is not None
 
 
@@ -448,7 +448,7 @@ def test_the_time_limit_and_organization_forms_go_through_whatever_their_tags(te
         compact({"type": "result", "is_error": True, "api_error_status": 401, "result": text}),
     ):
         for chunks in split_everywhere(data):
-            assert judge(chunks, 1) == (detect.HEALTHY, data)
+            assert judge(chunks, 1) == (detect.Output.HEALTHY, data)
     drawn = b"\x1b[38;5;211m" + text.encode().replace(b" ", b"\x1b[39m \x1b[38;5;211m")
     assert detect.TuiMatcher().feed(drawn + b"\x1b[39m\r\n") is None
 
@@ -461,9 +461,9 @@ def test_the_tui_busy_form_starts_no_repair() -> None:
 def test_api_error_of_a_login_is_a_failure_whatever_the_wording(value: str) -> None:
     result = compact({"type": "result", "is_error": True, "api_error": value,
                       "result": "Something worded anew"})
-    assert judge([result], 1) == (detect.FAILURE, b"")
+    assert judge([result], 1) == (detect.Output.FAILURE, b"")
     stream = stream_of("Something worded anew", "invalid_request", api_error=value)
-    assert judge([stream], 1) == (detect.FAILURE, b"")
+    assert judge([stream], 1) == (detect.Output.FAILURE, b"")
 
 
 @pytest.mark.parametrize(
@@ -479,22 +479,23 @@ def test_any_other_api_error_is_no_login_failure_whatever_the_wording(value: str
                  "api_error_status": 401, "result": E401}),
         stream_of(NLI, "authentication_failed", api_error=value),
     ):
-        assert judge([data], 1) == (detect.HEALTHY, data)
+        assert judge([data], 1) == (detect.Output.HEALTHY, data)
 
 
 # The same cases run against the real binaries (tests/e2e/test_binary_forms.py), each version in
 # each format. The forms of section 10 exist from 2.1.332 on; what the older releases print in
 # the same case is judged as what it is.
+Output = detect.Output
 FORM_VERDICTS = {
     # Busy lock: 2.1.87 and 2.1.197 give up on the lock and answer with the stored token.
-    "print_busy_lock": {"2.1.87": (0, detect.HEALTHY), "2.1.197": (0, detect.HEALTHY),
-                        "2.1.332": (1, detect.BUSY), "2.1.337": (1, detect.BUSY)},
+    "print_busy_lock": {"2.1.87": (0, Output.HEALTHY), "2.1.197": (0, Output.HEALTHY),
+                        "2.1.332": (1, Output.BUSY), "2.1.337": (1, Output.BUSY)},
     # Revoked: every release fails; 2.1.87 and 2.1.197 with the API's 401.
-    "print_revoked": {v: (1, detect.FAILURE) for v in ("2.1.87", "2.1.197", "2.1.332", "2.1.337")},
+    "print_revoked": {v: (1, Output.FAILURE) for v in ("2.1.87", "2.1.197", "2.1.332", "2.1.337")},
     # The time limit: 2.1.332 and later pass it through (only /login helps); 2.1.197 prints "Not
     # logged in" (it has no such form), 2.1.87 never refreshes on a 401 and prints the 401.
-    "print_time_limit": {"2.1.87": (1, detect.FAILURE), "2.1.197": (1, detect.FAILURE),
-                         "2.1.332": (1, detect.HEALTHY), "2.1.337": (1, detect.HEALTHY)},
+    "print_time_limit": {"2.1.87": (1, Output.FAILURE), "2.1.197": (1, Output.FAILURE),
+                         "2.1.332": (1, Output.HEALTHY), "2.1.337": (1, Output.HEALTHY)},
 }
 FORM_SAMPLES = [
     (f"{version}/{name}.{ext}", status, verdict)

@@ -311,7 +311,7 @@ def check_login(env: Mapping[str, str], storage: store.Storage) -> list[Finding]
     detail = f" ({verdict.detail})" if verdict.detail else ""
     text = f"{verdict.state}{detail} in {storage.where}"
     ends = _login_end(env, verdict)
-    if verdict.state == login.OK:
+    if verdict.state == login.State.OK:
         return [Finding(name, OK, text, state=verdict.state, where=storage.where), *ends]
     level = WARN if verdict.state in login.REFRESHABLE else FAIL
     fix = ADVICE[verdict.state]
@@ -496,7 +496,7 @@ def check_keeper(env: Mapping[str, str]) -> Finding:
         mode = service.installed_mode(manager, env)
         detail = f"installed ({manager}, {mode}): {', '.join(found)}"
         running = None
-        if mode == service.WATCH:
+        if mode == service.Mode.WATCH:
             from claude_wrap.keeper import watch  # noqa: PLC0415
 
             running = watch.running()

@@ -133,14 +133,14 @@ def run_uninstall(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def install_keeper(manager: str, mode: str = service.TIMER) -> int:
-    other = service.TIMER if mode == service.WATCH else service.WATCH
+def install_keeper(manager: str, mode: str = service.Mode.TIMER) -> int:
+    other = service.Mode.TIMER if mode == service.Mode.WATCH else service.Mode.WATCH
     if service.installed(manager, mode=other):
         # One keeper at a time: the other mode's files go (and its job stops) first.
         _remove_keeper(manager, other)
     folder, texts = service.files(manager, mode=mode)
     try:
-        if manager == service.LAUNCHD:
+        if manager == service.Manager.LAUNCHD:
             # launchd opens the job's output files but does not create their folder.
             os.makedirs(paths.state_dir(), mode=0o700, exist_ok=True)
         written = service.write(folder, texts)
@@ -159,10 +159,10 @@ def install_keeper(manager: str, mode: str = service.TIMER) -> int:
             f"{manager} is not reachable from this session; to start the keeper, run:\n{shown}"
         )
         return EXIT_OK
-    problem = service.run(commands, tolerate_first=manager == service.LAUNCHD)
+    problem = service.run(commands, tolerate_first=manager == service.Manager.LAUNCHD)
     if problem:
         raise InstallError(f"the keeper files are written but could not be started: {problem}")
-    if mode == service.WATCH:
+    if mode == service.Mode.WATCH:
         console.out("started: `claude-wrap keep --all --watch` runs as a user service; it repairs "
                     "each change to the login at once and refreshes ahead of expiry")
     else:
@@ -177,7 +177,7 @@ def uninstall_keeper(manager: str) -> int:
         return EXIT_OK
     for mode in service.MODES:
         _remove_keeper(manager, mode, reload=False)
-    if manager == service.SYSTEMD and service.reachable(manager):
+    if manager == service.Manager.SYSTEMD and service.reachable(manager):
         service.run([["systemctl", "--user", "daemon-reload"]])
     return EXIT_OK
 
@@ -195,5 +195,5 @@ def _remove_keeper(manager: str, mode: str, *, reload: bool = True) -> None:
         except OSError as exc:
             raise InstallError(f"cannot remove {path}: {exc.strerror}") from None
         console.out(f"removed: {path}")
-    if reload and manager == service.SYSTEMD and service.reachable(manager):
+    if reload and manager == service.Manager.SYSTEMD and service.reachable(manager):
         service.run([["systemctl", "--user", "daemon-reload"]])

@@ -96,12 +96,12 @@ def keep_one(folder: configs.ConfigDir, *, skip_missing: bool = False) -> int:
             notify.consider(folder.env, folder.path, ends_at=None, dead=True)
         return exc.exit_code
     notify.consider(folder.env, folder.path, ends_at=outcome.after.login_ends_at, dead=False)
-    if outcome.action == refresher.REFRESHED:
+    if outcome.action == refresher.Action.REFRESHED:
         console.out(f"{folder.path}: refreshed: {'; '.join(outcome.changes)}", flush=True)
-    elif outcome.action == refresher.REPAIRED:
+    elif outcome.action == refresher.Action.REPAIRED:
         console.out(f"{folder.path}: repaired without a refresh: {'; '.join(outcome.changes)}",
                     flush=True)
-    elif outcome.action == refresher.ADOPTED:
+    elif outcome.action == refresher.Action.ADOPTED:
         console.out(
             f"{folder.path}: another process had refreshed the login; "
             f"it is {outcome.after.state}",
@@ -112,4 +112,4 @@ def keep_one(folder: configs.ConfigDir, *, skip_missing: bool = False) -> int:
 
 def _no_login(env: dict[str, str]) -> bool:
     _, verdict = refresher.assess(backends.open_storage(env), int(paths.refresh_window(env) * 1000))
-    return verdict.state == login.MISSING
+    return verdict.state == login.State.MISSING

@@ -32,14 +32,14 @@ def run(ns: argparse.Namespace) -> int:
     }
     if ns.json:
         console.out(json.dumps(data, indent=2))
-    elif outcome.action == refresher.REFRESHED:
+    elif outcome.action == refresher.Action.REFRESHED:
         console.out(
             f"refreshed ({outcome.before.state} -> {outcome.after.state}): "
             + "; ".join(outcome.changes)
         )
-    elif outcome.action == refresher.REPAIRED:
+    elif outcome.action == refresher.Action.REPAIRED:
         console.out(f"repaired without a refresh: {'; '.join(outcome.changes)}")
-    elif outcome.action == refresher.ADOPTED:
+    elif outcome.action == refresher.Action.ADOPTED:
         console.out(f"another process had already refreshed the login; it is {outcome.after.state}")
     else:
         console.out(f"nothing to do: the login is {outcome.after.state}")

@@ -58,7 +58,7 @@ def _judge(env: Mapping[str, str], window_ms: int, now: int) -> str:
     # Remembered (the verdict cache), as the shim's path does: a prompt asks every few seconds,
     # and the next call then reads the cache instead of parsing the file.
     _, verdict = refresher.look(backends.open_storage(env), window_ms, now)
-    if verdict.state == login.OK:
+    if verdict.state == login.State.OK:
         return _word(verdict.login_ends_at, now, env)
     if verdict.login_ends_at is not None and verdict.login_ends_at <= now:
         return "end"
@@ -67,7 +67,7 @@ def _judge(env: Mapping[str, str], window_ms: int, now: int) -> str:
 
         # The keeper met invalid_grant for it: no refresh will help, only /login.
         return "login" if notify.known_dead(env, paths.config_dir(env)) else "exp"
-    if verdict.state == login.MALFORMED:
+    if verdict.state == login.State.MALFORMED:
         return "bad"
     return "login"
 

@@ -21,24 +21,26 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 ADVICE = {
-    login.OK: "Claude Code accepts it",
-    login.EXPIRING: "still accepted; `claude-wrap refresh` renews it now",
-    login.EXPIRED: "run `claude-wrap refresh` (or any claude through the shim) to renew it",
-    login.MISSING_SCOPES: (
+    login.State.OK: "Claude Code accepts it",
+    login.State.EXPIRING: "still accepted; `claude-wrap refresh` renews it now",
+    login.State.EXPIRED: "run `claude-wrap refresh` (or any claude through the shim) to renew it",
+    login.State.MISSING_SCOPES: (
         'Claude Code refuses a login without "user:inference"; run `claude-wrap refresh` to fix it'
     ),
-    login.LOGGED_OUT: "run `claude /login` to log in again",
-    login.NO_REFRESH_TOKEN: "it cannot be renewed; run `claude /login`",
-    login.MISSING: "no login is stored; run `claude /login`",
-    login.MALFORMED: "the file is not a login Claude Code can read; fix or remove it",
+    login.State.LOGGED_OUT: "run `claude /login` to log in again",
+    login.State.NO_REFRESH_TOKEN: "it cannot be renewed; run `claude /login`",
+    login.State.MISSING: "no login is stored; run `claude /login`",
+    login.State.MALFORMED: "the file is not a login Claude Code can read; fix or remove it",
 }
 
 # On a guest, what renews the login is a pull from its owner, never `/login` here.
 GUEST_ADVICE = {
-    login.OK: "Claude Code accepts it (borrowed from {owner})",
-    login.NO_REFRESH_TOKEN: "borrowed from {owner}: `claude-wrap refresh` pulls a fresh token",
-    login.MISSING: "borrowed from {owner}: `claude-wrap refresh` pulls one",
-    login.MISSING_SCOPES: "borrowed from {owner}: `claude-wrap refresh` pulls a whole one",
+    login.State.OK: "Claude Code accepts it (borrowed from {owner})",
+    login.State.NO_REFRESH_TOKEN: (
+        "borrowed from {owner}: `claude-wrap refresh` pulls a fresh token"
+    ),
+    login.State.MISSING: "borrowed from {owner}: `claude-wrap refresh` pulls one",
+    login.State.MISSING_SCOPES: "borrowed from {owner}: `claude-wrap refresh` pulls a whole one",
 }
 
 
@@ -159,7 +161,7 @@ def render(data: dict[str, Any]) -> str:
     detail = f" ({data['detail']})" if data["detail"] else ""
     where = "file" if data.get("storage", "file") == "file" else "stored in"
     lines = [f"login: {data['state']}{detail}: {data['advice']}", f"{where}: {data['file']}"]
-    if data["state"] not in (login.MISSING, login.MALFORMED):
+    if data["state"] not in (login.State.MISSING, login.State.MALFORMED):
         lines.append(f"expires: {data['expires']} ({data['time_left']} left)")
         scopes = data["scopes"]
         lines.append(f"scopes: {' '.join(scopes) if scopes else '(none)'}")

@@ -60,7 +60,7 @@ def credential(env: Mapping[str, str], min_valid_s: float) -> dict[str, Any]:
     refresher.ensure_fresh(paths.with_refresh_window(env, min_valid_s))
     storage = backends.open_storage(env)
     snap, verdict = refresher.assess(storage, int(min_valid_s * 1000))
-    if not verdict.usable or verdict.state != login.OK:
+    if not verdict.usable or verdict.state != login.State.OK:
         # ensure_fresh returned, so nothing a refresh can do: say what the login is.
         raise CredentialsError(
             storage.where, verdict.detail or f"the login is {verdict.state}", login_hint()
@@ -289,7 +289,7 @@ def store_pulled(env: Mapping[str, str], pulled: dict[str, Any]) -> tuple[bool, 
 
 def ensure_fresh(
     env: Mapping[str, str], owner: str, *, force: bool = False
-) -> refresher.Outcome:
+) -> refresher.FreshnessReport:
     """The guest's ensure_fresh: pull from the owner when the token is due (or `force`: Claude
     Code refused it). Never refreshes. Raises OwnerUnreachableError, carrying the expiry of the
     token the guest still has."""
@@ -299,8 +299,8 @@ def ensure_fresh(
     window_ms = int(window_s * 1000)
     _, before = refresher.look(storage, window_ms)
     has_refresh = before.has_refresh_token
-    if before.state == login.OK and not force and not has_refresh:
-        return refresher.Outcome(refresher.NONE, before, before, [])
+    if before.state == login.State.OK and not force and not has_refresh:
+        return refresher.FreshnessReport(refresher.Action.NONE, before, before, [])
     try:
         pulled = fetch(env, owner, window_s + MARGIN_S)
     except OwnerUnreachableError as exc:
@@ -317,7 +317,11 @@ def ensure_fresh(
     if not after.usable:
         raise OwnerUnreachableError(owner, "the owner's token is expired or lacks scopes")
     changes = ["new access token from the owner"] if changed else []
-    return refresher.Outcome(
-        refresher.ADOPTED if changed else refresher.NONE, before, after, changes, warnings
+    return refresher.FreshnessReport(
+        refresher.Action.ADOPTED if changed else refresher.Action.NONE,
+        before,
+        after,
+        changes,
+        warnings,
     )
 

@@ -27,12 +27,18 @@ TYPE_CHECKING = False  # typing stays off the hot path (see paths.py)
 if TYPE_CHECKING:
     from typing import Any
 
-UNDECIDED = "undecided"
-HEALTHY = "healthy"
-FAILURE = "failure"
-# The run printed exactly "another Claude Code process is refreshing the login": not a login
-# failure; wait for that process's lock, never refresh over it (relay.py).
-BUSY = "busy"
+
+
+class Output:
+    """What a run's output is, as the Watch sees it so far (strings: see login.State)."""
+
+    UNDECIDED = "undecided"
+    HEALTHY = "healthy"
+    FAILURE = "failure"
+    # The run printed exactly "another Claude Code process is refreshing the login": not a login
+    # failure; wait for that process's lock, never refresh over it (relay.py).
+    BUSY = "busy"
+
 
 # Beginnings of the one-line failures (protocol.md sections 6, 8 and 9), as printed. "Invalid API
 # key" is not here: it concerns ANTHROPIC_API_KEY, which no refresh of the stored login can fix.
@@ -126,8 +132,8 @@ def _text_kind(text: object) -> str | None:
     if not isinstance(text, str):
         return None
     if is_failure_text(text):
-        return FAILURE
-    return BUSY if is_busy_lock(text) else None
+        return Output.FAILURE
+    return Output.BUSY if is_busy_lock(text) else None
 
 
 def _api_error_kind(obj: Any) -> str | None:
@@ -136,7 +142,7 @@ def _api_error_kind(obj: Any) -> str | None:
     value = obj.get("api_error")
     if not isinstance(value, str):
         return None
-    return FAILURE if value in API_LOGIN_FAILURES else HEALTHY
+    return Output.FAILURE if value in API_LOGIN_FAILURES else Output.HEALTHY
 
 
 def _result_kind(obj: Any) -> str | None:
@@ -145,13 +151,13 @@ def _result_kind(obj: Any) -> str | None:
         return None
     by_api = _api_error_kind(obj)
     if by_api is not None:
-        return FAILURE if by_api == FAILURE else None
+        return Output.FAILURE if by_api == Output.FAILURE else None
     text = obj.get("result")
     if isinstance(text, str) and is_beyond_refresh(text):
         return None
     # 2.1.332's results carry the API's status (section 9): a structural signal, before wording.
     if obj.get("api_error_status") == 401:
-        return FAILURE
+        return Output.FAILURE
     return _text_kind(text)
 
 
@@ -168,7 +174,7 @@ def _synthetic_kind(obj: Any) -> str | None:
         return None
     by_api = _api_error_kind(obj)
     if by_api is not None:
-        return FAILURE if by_api == FAILURE else None
+        return Output.FAILURE if by_api == Output.FAILURE else None
     content = message.get("content")
     texts = [
         t for t in (
@@ -181,10 +187,10 @@ def _synthetic_kind(obj: Any) -> str | None:
     if any(is_busy_lock(t) for t in texts):
         # Tagged `"error": "server_error"` (section 10), as an API's 5xx is: only the text
         # tells the busy lock apart, whatever the tag.
-        return BUSY
+        return Output.BUSY
     if obj.get("error") == "authentication_failed":
-        return FAILURE
-    return FAILURE if any(is_failure_text(t) for t in texts) else None
+        return Output.FAILURE
+    return Output.FAILURE if any(is_failure_text(t) for t in texts) else None
 
 
 def _is_auth_retry(obj: Any) -> bool:
@@ -215,17 +221,17 @@ class Watch:
     """Incremental judge of one headless run's stdout.
 
     `feed(chunk)` returns the bytes that may go to the consumer now; `finish(status)` ends the
-    run and returns FAILURE (the held output is exactly the failure: retry instead of showing
-    it), BUSY (exactly the busy-lock message: wait for the lock, then retry) or HEALTHY (then
-    `release()` gives whatever is still held).
+    run and returns Output.FAILURE (the held output is exactly the failure: retry instead of
+    showing it), BUSY (exactly the busy-lock message: wait for the lock, then retry) or HEALTHY
+    (then `release()` gives whatever is still held).
     """
 
     __slots__ = ("_held", "_lines", "kind", "message", "state")
 
     def __init__(self) -> None:
-        self.state = UNDECIDED
+        self.state = Output.UNDECIDED
         self.message = ""  # the failure's text, once seen
-        self.kind = FAILURE  # or BUSY: what the message is
+        self.kind = Output.FAILURE  # or BUSY: what the message is
         self._held = bytearray()
         self._lines: list[Any] = []  # judgements of the complete lines held so far
 
@@ -234,32 +240,32 @@ class Watch:
         return bool(self._held)
 
     def feed(self, chunk: bytes) -> bytes:
-        if self.state == HEALTHY:
+        if self.state == Output.HEALTHY:
             return chunk
         self._held += chunk
         self._judge(final=False)
-        return self.release() if self.state == HEALTHY else b""
+        return self.release() if self.state == Output.HEALTHY else b""
 
     def release(self) -> bytes:
         """Give up watching: everything held goes to the consumer, and so does all that follows."""
-        self.state = HEALTHY
+        self.state = Output.HEALTHY
         out = bytes(self._held)
         self._held.clear()
         return out
 
     def finish(self, status: int) -> str:
-        if self.state == UNDECIDED and self._held:
+        if self.state == Output.UNDECIDED and self._held:
             self._judge(final=True)
-        if self.state == UNDECIDED and self._held and status == 1 and self.message:
+        if self.state == Output.UNDECIDED and self._held and status == 1 and self.message:
             self.state = self.kind
-        elif self.state != HEALTHY:
-            self.state = HEALTHY
+        elif self.state != Output.HEALTHY:
+            self.state = Output.HEALTHY
         return self.state
 
     def _judge(self, *, final: bool) -> None:
         buf = bytes(self._held)
         if len(buf) > MAX_HOLD:
-            self.state = HEALTHY
+            self.state = Output.HEALTHY
             return
         if buf.startswith(b"{"):
             self._judge_json(buf, final=final)
@@ -269,17 +275,17 @@ class Watch:
     def _judge_text(self, buf: bytes, *, final: bool) -> None:
         first, newline, rest = buf.partition(b"\n")
         if not any(h.startswith(first) or first.startswith(h) for h in _HEADS):
-            self.state = HEALTHY
+            self.state = Output.HEALTHY
             return
         if not newline and not final:
             return  # the first line is still coming
         if rest:
-            self.state = HEALTHY  # more than the one failure line
+            self.state = Output.HEALTHY  # more than the one failure line
             return
         text = first.decode("utf-8", "replace").rstrip("\r")
         kind = _text_kind(text)
         if kind is None:
-            self.state = HEALTHY
+            self.state = Output.HEALTHY
         else:
             self.message, self.kind = text, kind
 
@@ -290,7 +296,7 @@ class Watch:
             lines.append(partial)
             partial = b""
         if partial and not partial.startswith(b"{"):
-            self.state = HEALTHY
+            self.state = Output.HEALTHY
             return
         self.message = ""
         phase = "start"
@@ -309,18 +315,18 @@ class Watch:
             elif phase == "init" and (said := _synthetic_kind(obj)) is not None:
                 phase = "synthetic"
             elif phase == "synthetic" and _is_error_result(obj) and (
-                said == FAILURE or _result_kind(obj) == BUSY
+                said == Output.FAILURE or _result_kind(obj) == Output.BUSY
             ):
                 kind, phase = said, "done"
             else:
-                self.state = HEALTHY
+                self.state = Output.HEALTHY
                 return
             if phase == "done":
                 if i != len(lines) - 1 or partial:
-                    self.state = HEALTHY  # something follows the failure
+                    self.state = Output.HEALTHY  # something follows the failure
                     return
                 result = obj.get("result")
-                self.kind = kind or FAILURE
+                self.kind = kind or Output.FAILURE
                 self.message = result if isinstance(result, str) else "authentication failed"
 
 

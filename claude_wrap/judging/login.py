@@ -16,16 +16,25 @@ TYPE_CHECKING = False  # see paths.py: typing stays off the hot path
 if TYPE_CHECKING:
     from typing import Any
 
-OK = "ok"
-EXPIRING = "expiring"
-EXPIRED = "expired"
-MISSING_SCOPES = "missing_scopes"
-LOGGED_OUT = "logged_out"
-NO_REFRESH_TOKEN = "no_refresh_token"  # noqa: S105 - a state name, not a secret
-MISSING = "missing"
-MALFORMED = "malformed"
+
+class State:
+    """What a stored login is now, as judge() finds it. States are strings grouped in a class
+    namespace, the project's one kind for them: `enum` would cost its import (~5 ms with
+    functools and collections) on paths that are timed, and the strings are what status --json
+    and the log show."""
+
+    OK = "ok"
+    EXPIRING = "expiring"
+    EXPIRED = "expired"
+    MISSING_SCOPES = "missing_scopes"
+    LOGGED_OUT = "logged_out"
+    NO_REFRESH_TOKEN = "no_refresh_token"  # noqa: S105 - a state name, not a secret
+    MISSING = "missing"
+    MALFORMED = "malformed"
+
+
 # States a refresh can fix.
-REFRESHABLE = (EXPIRING, EXPIRED, MISSING_SCOPES)
+REFRESHABLE = (State.EXPIRING, State.EXPIRED, State.MISSING_SCOPES)
 # Why a login is LOGGED_OUT once it reached its time limit (refreshTokenExpiresAt, or Claude Code's
 # `loginEnded: "time_limit"`): one line for `claude-wrap status` and the watcher's messages.
 TIME_LIMIT_DETAIL = "the login reached its time limit: no refresh renews it, only `claude /login`"
@@ -133,9 +142,9 @@ def judge(doc: object, now_ms: int, window_ms: int) -> Verdict:
     try:
         oauth = oauth_section(doc)
     except ValueError as exc:
-        return Verdict(MALFORMED, str(exc))
+        return Verdict(State.MALFORMED, str(exc))
     if oauth is None:
-        return Verdict(LOGGED_OUT, f"no {OAUTH_KEY} login is stored")
+        return Verdict(State.LOGGED_OUT, f"no {OAUTH_KEY} login is stored")
 
     access = oauth.get("accessToken")
     refresh = oauth.get("refreshToken")
@@ -144,18 +153,18 @@ def judge(doc: object, now_ms: int, window_ms: int) -> Verdict:
     sub = oauth.get("subscriptionType")
     for name, value in (("accessToken", access), ("refreshToken", refresh)):
         if value is not None and not isinstance(value, str):
-            return Verdict(MALFORMED, f"{name} is {_describe(value)}, not a string")
+            return Verdict(State.MALFORMED, f"{name} is {_describe(value)}, not a string")
     if expires is not None:
         if isinstance(expires, bool) or not isinstance(expires, (int, float)):
-            return Verdict(MALFORMED, f"expiresAt is {_describe(expires)}, not a number")
+            return Verdict(State.MALFORMED, f"expiresAt is {_describe(expires)}, not a number")
         if not math.isfinite(expires) or expires < 0:
-            return Verdict(MALFORMED, f"expiresAt is {expires}, not a time")
+            return Verdict(State.MALFORMED, f"expiresAt is {expires}, not a time")
         if 0 < expires < MIN_PLAUSIBLE_MS:
             return Verdict(
-                MALFORMED, f"expiresAt is {expires}: seconds, not the milliseconds expected"
+                State.MALFORMED, f"expiresAt is {expires}: seconds, not the milliseconds expected"
             )
         if expires > MAX_PLAUSIBLE_MS:
-            return Verdict(MALFORMED, f"expiresAt is {expires}, far past any plausible time")
+            return Verdict(State.MALFORMED, f"expiresAt is {expires}, far past any plausible time")
         expires = int(expires)
 
     scope_list = [s for s in scopes if isinstance(s, str)] if isinstance(scopes, list) else None
@@ -178,8 +187,8 @@ def judge(doc: object, now_ms: int, window_ms: int) -> Verdict:
         if oauth.get("loginEnded") == "time_limit":
             # Claude Code 2.1.332+ blanks the login so when the endpoint said its refresh token
             # reached the login's time limit (protocol.md section 10).
-            return verdict(LOGGED_OUT, TIME_LIMIT_DETAIL)
-        return verdict(LOGGED_OUT, "the stored tokens are blank (the login was revoked)")
+            return verdict(State.LOGGED_OUT, TIME_LIMIT_DETAIL)
+        return verdict(State.LOGGED_OUT, "the stored tokens are blank (the login was revoked)")
 
     has_scope = scope_list is not None and INFERENCE_SCOPE in scope_list
     if not has_scope:
@@ -189,24 +198,24 @@ def judge(doc: object, now_ms: int, window_ms: int) -> Verdict:
             why = f"scopes is {_describe(scopes)}, not a list"
         else:
             why = f'the stored scopes lack "{INFERENCE_SCOPE}"'
-        state, detail = MISSING_SCOPES, why
+        state, detail = State.MISSING_SCOPES, why
     elif not access:
-        state, detail = EXPIRED, "the access token is blank"
+        state, detail = State.EXPIRED, "the access token is blank"
     elif expires is not None and now_ms >= expires:
-        state, detail = EXPIRED, "the access token has expired"
+        state, detail = State.EXPIRED, "the access token has expired"
     elif expires is not None and now_ms + window_ms >= expires:
-        state, detail = EXPIRING, "the access token expires soon"
+        state, detail = State.EXPIRING, "the access token expires soon"
     else:
-        state, detail = OK, ""
+        state, detail = State.OK, ""
 
     usable = has_scope and bool(access) and (expires is None or now_ms < expires)
     ends_at = login_end(oauth)
-    if state in (EXPIRING, EXPIRED) and ends_at is not None and now_ms >= ends_at:
+    if state in (State.EXPIRING, State.EXPIRED) and ends_at is not None and now_ms >= ends_at:
         # refreshTokenExpiresAt passed: the endpoint would only answer invalid_grant. No token
         # request of ours; claude itself may still try, and says what it got.
-        return verdict(LOGGED_OUT, f"{detail}, and {TIME_LIMIT_DETAIL}", usable)
-    if state != OK and not refresh:
-        state, detail = NO_REFRESH_TOKEN, f"{detail} and no refresh token is stored"
+        return verdict(State.LOGGED_OUT, f"{detail}, and {TIME_LIMIT_DETAIL}", usable)
+    if state != State.OK and not refresh:
+        state, detail = State.NO_REFRESH_TOKEN, f"{detail} and no refresh token is stored"
     return verdict(state, detail, usable)
 
 

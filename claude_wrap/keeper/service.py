@@ -24,27 +24,39 @@ from claude_wrap.config import paths
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-SYSTEMD = "systemd"
-LAUNCHD = "launchd"
-MANAGERS = (SYSTEMD, LAUNCHD)
+
+class Manager:
+    """The service managers the keeper can be installed with (strings: see login.State)."""
+
+    SYSTEMD = "systemd"
+    LAUNCHD = "launchd"
+
+
+class Mode:
+    """How the keeper runs: watch, a long-running service; timer, a run every INTERVAL_S."""
+
+    WATCH = "watch"
+    TIMER = "timer"
+
+
+MANAGERS = (Manager.SYSTEMD, Manager.LAUNCHD)
 NAME = "claude-wrap-keeper"
 LABEL = "io.github.claude-wrap.keeper"
 WATCH_NAME = "claude-wrap-keeper-watch"
 WATCH_LABEL = "io.github.claude-wrap.keeper-watch"
-WATCH, TIMER = "watch", "timer"
-MODES = (WATCH, TIMER)
-DEFAULT_MODE = WATCH
+MODES = (Mode.WATCH, Mode.TIMER)
+DEFAULT_MODE = Mode.WATCH
 MARKER = "claude-wrap-keeper"
 INTERVAL_S = 300
 
 
 def default_manager() -> str:
-    return LAUNCHD if sys.platform == "darwin" else SYSTEMD
+    return Manager.LAUNCHD if sys.platform == "darwin" else Manager.SYSTEMD
 
 
-def command(mode: str = TIMER) -> list[str]:
+def command(mode: str = Mode.TIMER) -> list[str]:
     """What the keeper runs: this very interpreter, which has claude-wrap installed."""
-    watch = ["--watch"] if mode == WATCH else []
+    watch = ["--watch"] if mode == Mode.WATCH else []
     return [sys.executable, "-m", "claude_wrap", "keep", "--all", *watch]
 
 
@@ -63,13 +75,13 @@ def _sd_quote(word: str, *, command: bool = True) -> str:
     return '"' + (escaped.replace("$", "$$") if command else escaped) + '"'
 
 
-def systemd_units(env: Mapping[str, str] = os.environ, mode: str = TIMER) -> dict[str, str]:
+def systemd_units(env: Mapping[str, str] = os.environ, mode: str = Mode.TIMER) -> dict[str, str]:
     """{file name: text}: the .service and the .timer, or (watch) the long-running .service."""
     carried = paths.service_settings(env)
     environment = "".join(
         f"Environment={_sd_quote(f'{k}={v}', command=False)}\n" for k, v in carried.items()
     )
-    if mode == WATCH:
+    if mode == Mode.WATCH:
         watch = (
             f"# {MARKER}: written by `claude-wrap install --keeper`; "
             "`claude-wrap uninstall --keeper` removes it.\n"
@@ -80,7 +92,7 @@ def systemd_units(env: Mapping[str, str] = os.environ, mode: str = TIMER) -> dic
             "[Service]\n"
             "Type=simple\n"
             f"{environment}"
-            f"ExecStart={' '.join(_sd_quote(w) for w in command(WATCH))}\n"
+            f"ExecStart={' '.join(_sd_quote(w) for w in command(Mode.WATCH))}\n"
             "Restart=on-failure\n"
             "RestartSec=5\n"
             "\n"
@@ -123,14 +135,14 @@ def launchd_dir(env: Mapping[str, str] = os.environ) -> str:
     return os.path.join(paths.home(env), "Library", "LaunchAgents")
 
 
-def launchd_plist(env: Mapping[str, str] = os.environ, mode: str = TIMER) -> dict[str, str]:
-    label = WATCH_LABEL if mode == WATCH else LABEL
+def launchd_plist(env: Mapping[str, str] = os.environ, mode: str = Mode.TIMER) -> dict[str, str]:
+    label = WATCH_LABEL if mode == Mode.WATCH else LABEL
     job: dict[str, object] = {
         "Label": label,
         "Comment": f"{MARKER}: written by `claude-wrap install --keeper`",
         "ProgramArguments": command(mode),
         # watch: launchd starts it again whenever it exits; timer: every INTERVAL_S.
-        **({"KeepAlive": True} if mode == WATCH else {"StartInterval": INTERVAL_S}),
+        **({"KeepAlive": True} if mode == Mode.WATCH else {"StartInterval": INTERVAL_S}),
         "RunAtLoad": True,
         "ProcessType": "Background",
         # launchd keeps no journal: what `keep` says goes to files beside the log.
@@ -147,10 +159,10 @@ def launchd_plist(env: Mapping[str, str] = os.environ, mode: str = TIMER) -> dic
 
 
 def files(
-    manager: str, env: Mapping[str, str] = os.environ, mode: str = TIMER
+    manager: str, env: Mapping[str, str] = os.environ, mode: str = Mode.TIMER
 ) -> tuple[str, dict[str, str]]:
     """(folder, {file name: text}) of the keeper for this service manager and mode."""
-    if manager == SYSTEMD:
+    if manager == Manager.SYSTEMD:
         return systemd_dir(env), systemd_units(env, mode)
     return launchd_dir(env), launchd_plist(env, mode)
 
@@ -195,7 +207,7 @@ def installed(
 ) -> list[str]:
     """Our keeper files found for this manager: of `mode`, or of both modes."""
     out = []
-    for m in (TIMER, WATCH) if mode is None else (mode,):
+    for m in (Mode.TIMER, Mode.WATCH) if mode is None else (mode,):
         folder, texts = files(manager, env, m)
         out += [p for p in (os.path.join(folder, n) for n in texts) if ours(p)]
     return out
@@ -216,7 +228,7 @@ def reachable(manager: str, env: Mapping[str, str] = os.environ) -> bool:
     ssh without lingering, or in tests)."""
     import shutil  # noqa: PLC0415
 
-    if manager == SYSTEMD:
+    if manager == Manager.SYSTEMD:
         runtime = paths.runtime_dir(env)
         return bool(
             runtime
@@ -229,15 +241,15 @@ def reachable(manager: str, env: Mapping[str, str] = os.environ) -> bool:
 
 
 def start_commands(
-    manager: str, env: Mapping[str, str] = os.environ, mode: str = TIMER
+    manager: str, env: Mapping[str, str] = os.environ, mode: str = Mode.TIMER
 ) -> list[list[str]]:
-    if manager == SYSTEMD:
-        unit = f"{WATCH_NAME}.service" if mode == WATCH else f"{NAME}.timer"
+    if manager == Manager.SYSTEMD:
+        unit = f"{WATCH_NAME}.service" if mode == Mode.WATCH else f"{NAME}.timer"
         return [
             ["systemctl", "--user", "daemon-reload"],
             ["systemctl", "--user", "enable", "--now", unit],
         ]
-    label = WATCH_LABEL if mode == WATCH else LABEL
+    label = WATCH_LABEL if mode == Mode.WATCH else LABEL
     plist = os.path.join(launchd_dir(env), f"{label}.plist")
     # bootout first so that a changed plist is loaded afresh (it fails harmlessly when not loaded).
     return [
@@ -249,12 +261,12 @@ def start_commands(
 def stop_commands(
     manager: str,
     env: Mapping[str, str] = os.environ,  # noqa: ARG001
-    mode: str = TIMER,
+    mode: str = Mode.TIMER,
 ) -> list[list[str]]:
-    if manager == SYSTEMD:
-        unit = f"{WATCH_NAME}.service" if mode == WATCH else f"{NAME}.timer"
+    if manager == Manager.SYSTEMD:
+        unit = f"{WATCH_NAME}.service" if mode == Mode.WATCH else f"{NAME}.timer"
         return [["systemctl", "--user", "disable", "--now", unit]]
-    label = WATCH_LABEL if mode == WATCH else LABEL
+    label = WATCH_LABEL if mode == Mode.WATCH else LABEL
     return [["launchctl", "bootout", f"gui/{os.getuid()}/{label}"]]
 
 

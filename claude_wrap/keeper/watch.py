@@ -85,7 +85,7 @@ def due_in(folder: ConfigDir, now_ms: int) -> float | None:
         _, verdict = refresher.assess(backends.open_storage(env), window_ms, now_ms)
     except WrapError:
         return RETRY_S
-    if verdict.expires_at is None or verdict.state in (login.MISSING, login.MALFORMED):
+    if verdict.expires_at is None or verdict.state in (login.State.MISSING, login.State.MALFORMED):
         return None
     return max(0.0, (verdict.expires_at - window_ms - now_ms) / 1000)
 

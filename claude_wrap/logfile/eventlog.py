@@ -14,7 +14,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap.logfile.log import EVENT_PREFIX
+from claude_wrap.logfile.log import EVENT_PREFIX, Event
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -22,7 +22,12 @@ if TYPE_CHECKING:
 # `<date> <time> <pid> <LEVEL> <message>`: loguru's format in log.py, and log.event()'s.
 LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)? (\d+) ([A-Z]+) (.*)$")
 SHOWN_LEVELS = ("WARNING", "ERROR", "CRITICAL")
-WORDS = {"refresh": "refreshed", "repair": "repaired", "adopt": "adopted", "failure": "FAILED"}
+WORDS = {
+    Event.REFRESH: "refreshed",
+    Event.REPAIR: "repaired",
+    Event.ADOPT: "adopted",
+    Event.FAILURE: "FAILED",
+}
 
 
 class Reader:

@@ -96,6 +96,17 @@ def _set_up(env: Mapping[str, str]) -> Logger:
 # pay loguru's import each (bench/run contention). O_APPEND keeps each line whole; loguru's
 # rotation renames the file and the next event opens the new one by its name.
 EVENT_PREFIX = "event\t"
+
+
+class Event:
+    """The kinds of event `claude-wrap log` shows, one line each (strings: see login.State)."""
+
+    REFRESH = "refresh"
+    REPAIR = "repair"
+    ADOPT = "adopt"
+    FAILURE = "failure"
+
+
 _role: str | None = None
 
 

@@ -49,7 +49,7 @@ def repair(
             # "Not logged in" while the login looks fine and is the one claude read: claude and
             # we disagree about it, and only a new token can settle that.
             _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000))
-            refused = verdict.state == login.OK
+            refused = verdict.state == login.State.OK
         force = refused and unchanged
         log.info(
             "watch: claude refused the login (run {}); repairing ({} {}, force={})",
@@ -86,15 +86,15 @@ def heal(env: Mapping[str, str]) -> None:
     try:
         window_ms = int(paths.refresh_window(env) * 1000)
         _, verdict = refresher.assess(backends.open_storage(env), window_ms)
-        if verdict.state not in login.REFRESHABLE and verdict.state != login.OK:
+        if verdict.state not in login.REFRESHABLE and verdict.state != login.State.OK:
             return
-        if verdict.state != login.OK:
+        if verdict.state != login.State.OK:
             log.info("guard: the credentials file changed and is {} ({}); repairing",
                      verdict.state, verdict.detail)
         # A usable login may still lack fields another tool dropped (subscriptionType): the
         # local repair puts them back; a login that lacks nothing is left alone.
         outcome = renewal.ensure_fresh(env)
-        if outcome.action == refresher.NONE:
+        if outcome.action == refresher.Action.NONE:
             return
     except WrapError as exc:
         log.warning("guard: repair failed: {}", exc)

@@ -22,7 +22,7 @@ from claude_wrap.errors import (
 )
 from claude_wrap.judging import login
 from claude_wrap.locks import lock
-from claude_wrap.logfile.log import event, logger
+from claude_wrap.logfile.log import Event, event, logger
 from claude_wrap.refresh import binary, restore
 from claude_wrap.shim import fastpath
 from claude_wrap.storage import backends, filestore, memory, store
@@ -33,10 +33,16 @@ if TYPE_CHECKING:
     from claude_wrap.locks.flock import FolderFlock
     from claude_wrap.storage.store import Storage
 
-NONE = "none"
-REFRESHED = "refreshed"
-ADOPTED = "adopted"  # another process (Claude Code, another shim) had already refreshed it
-REPAIRED = "repaired"  # put back locally what another tool stripped; no token request (restore.py)
+
+
+class Action:
+    """What ensure_fresh did to the login (strings: see login.State; `refresh --json` says it)."""
+
+    NONE = "none"
+    REFRESHED = "refreshed"
+    ADOPTED = "adopted"  # another process (Claude Code, another shim) had already refreshed it
+    REPAIRED = "repaired"  # put back locally what another tool stripped; no request (restore.py)
+
 
 # Refresh tokens this process must not send again, with the error that settled it: the endpoint
 # rejected them (invalid_grant), or a request with them left and no answer came back (maybe
@@ -66,7 +72,10 @@ def _note(env: Mapping[str, str], message: str, *args: object) -> None:
         logger(env).info(message, *args)
 
 
-class Outcome:
+class FreshnessReport:
+    """What ensure_fresh did (`action`), the login's verdicts before and after, the changes it
+    made and what to warn of. Not process.RunEnd: that one is how a run of claude ended."""
+
     __slots__ = ("action", "after", "before", "changes", "warnings")
 
     def __init__(
@@ -102,10 +111,10 @@ def assess(
     except StorageUnavailableError:
         raise  # not a verdict on the login: nobody could read it
     except CredentialsError as exc:
-        return None, login.Verdict(login.MALFORMED, exc.problem)
+        return None, login.Verdict(login.State.MALFORMED, exc.problem)
     if snap is None:
         what = "file" if storage.kind == "file" else "Keychain item"
-        return None, login.Verdict(login.MISSING, f"there is no credentials {what}")
+        return None, login.Verdict(login.State.MISSING, f"there is no credentials {what}")
     return snap, login.judge(snap.doc, at_ms, window_ms)
 
 
@@ -118,7 +127,7 @@ def remember(
     login (the shim, its watcher, a guest's pull, `refresh`, `keep`) and on `status --short`,
     which reads the cache like the shim; never on one that only looks (`status`, `doctor`).
     Off the hot path: a healthy shim run trusts the cache and never gets here."""
-    if snap is None or verdict.state != login.OK:
+    if snap is None or verdict.state != login.State.OK:
         return
     at_ms = now_ms() if at_ms is None else at_ms
     memory.note(storage.where, snap.doc)
@@ -142,11 +151,11 @@ def look(
 
 def unfixable(path: str, verdict: login.Verdict) -> CredentialsError | None:
     """The error to report when no refresh can fix this state, else None."""
-    if verdict.state in login.REFRESHABLE or verdict.state == login.OK:
+    if verdict.state in login.REFRESHABLE or verdict.state == login.State.OK:
         return None
-    if verdict.state == login.MALFORMED:
+    if verdict.state == login.State.MALFORMED:
         return CredentialsError(path, verdict.detail, "fix or remove it, then run `claude /login`")
-    if verdict.state == login.MISSING:
+    if verdict.state == login.State.MISSING:
         return CredentialsError(path, "does not exist: no login is stored", LOGIN_HINT)
     return CredentialsError(path, verdict.detail, LOGIN_HINT)
 
@@ -167,7 +176,9 @@ def settled(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
 def _settle(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
     """assess (pure like it), waited out while the login may be half-way through a rewrite."""
     return store.settle(
-        storage, lambda: assess(storage, window_ms), lambda got: got[1].state == login.MALFORMED
+        storage,
+        lambda: assess(storage, window_ms),
+        lambda got: got[1].state == login.State.MALFORMED,
     )
 
 
@@ -249,7 +260,7 @@ def ensure_fresh(
     force: bool = False,
     on_slow: Callable[[], None] | None = None,
     held: FolderFlock | None = None,
-) -> Outcome:
+) -> FreshnessReport:
     """Make the stored login one Claude Code accepts, refreshing only when needed.
 
     `force` refreshes a login that looks fine (the server refused it), unless another process
@@ -265,12 +276,13 @@ def ensure_fresh(
     cfg = storage.lock_dir
     window_ms = int(paths.refresh_window(env) * 1000)
     snap, before = settled(storage, window_ms)
-    if not force and snap is not None and before.state in (login.OK, login.MISSING_SCOPES):
+    fixable_here = (login.State.OK, login.State.MISSING_SCOPES)
+    if not force and snap is not None and before.state in fixable_here:
         local = _repair_locally(env, storage, snap, before, window_ms)
         if local is not None:
             return local
-    if before.state == login.OK and not force:
-        return Outcome(NONE, before, before, [])
+    if before.state == login.State.OK and not force:
+        return FreshnessReport(Action.NONE, before, before, [])
     error = unfixable(path, before)
     if error is not None:
         raise error
@@ -286,7 +298,7 @@ def ensure_fresh(
 
     def changed_and_ok() -> bool:
         snap2, verdict = assess(storage, window_ms)
-        return verdict.state == login.OK and _access(snap2) != seen
+        return verdict.state == login.State.OK and _access(snap2) != seen
 
     try:
         with (
@@ -306,13 +318,13 @@ def ensure_fresh(
                     _note(env, "took over the {} lock folder {}", taken.taken_over, taken.path)
             # Re-read under the lock: whoever held it may have just refreshed.
             snap, current = settled(storage, window_ms)
-            if current.state == login.OK and (not force or _access(snap) != seen):
-                action = ADOPTED if _access(snap) != seen else NONE
+            if current.state == login.State.OK and (not force or _access(snap) != seen):
+                action = Action.ADOPTED if _access(snap) != seen else Action.NONE
                 _note(env, "login is usable after taking the lock: {}", action)
-                if action == ADOPTED:
+                if action == Action.ADOPTED:
                     _adopted(env, before)
-                return Outcome(action, before, current, [])
-            if not force and current.state == login.MISSING_SCOPES:
+                return FreshnessReport(action, before, current, [])
+            if not force and current.state == login.State.MISSING_SCOPES:
                 local = _repair_locally(env, storage, snap, current, window_ms)
                 if local is not None:
                     return local
@@ -324,31 +336,32 @@ def ensure_fresh(
         snap, current = look(storage, window_ms)
         _note(env, "another process refreshed the login while we waited; adopted")
         _adopted(env, before)
-        return Outcome(ADOPTED, before, current, [])
+        return FreshnessReport(Action.ADOPTED, before, current, [])
     except _Replaced:
         snap, current = look(storage, window_ms)
         _note(env, "another process refreshed the login just before our request; adopted")
         _adopted(env, before)
-        return Outcome(ADOPTED, before, current, [])
+        return FreshnessReport(Action.ADOPTED, before, current, [])
 
 
 def _adopted(env: Mapping[str, str], before: login.Verdict) -> None:
-    event("adopt", paths.config_dir(env), f"login was {before.state}; another process had "
+    event(Event.ADOPT, paths.config_dir(env), f"login was {before.state}; another process had "
           "renewed it, nothing spent", env)
 
 
 def _repair_locally(
     env: Mapping[str, str], storage: Storage, snap: Any, before: login.Verdict, window_ms: int
-) -> Outcome | None:
+) -> FreshnessReport | None:
     """Restore what was stripped when the access token is still good (restore.py); None when
     that is not the fix (no memory, a due token, the file changed meanwhile)."""
     restored = restore.repair(storage, snap, env, now_ms(), window_ms)
     if restored is None:
         return None
     _, after = look(storage, window_ms)
-    event("repair", paths.config_dir(env), f"login was {before.state}; restored "
+    event(Event.REPAIR, paths.config_dir(env), f"login was {before.state}; restored "
           f"{', '.join(restored)} locally, no token request", env)
-    return Outcome(REPAIRED, before, after, [f"restored {', '.join(restored)} locally"])
+    restored_text = f"restored {', '.join(restored)} locally"
+    return FreshnessReport(Action.REPAIRED, before, after, [restored_text])
 
 
 def _refresh(  # noqa: PLR0917 - private, called once
@@ -360,7 +373,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
     log: Any,
     on_slow: Callable[[], None] | None,
     held: FolderFlock | None,
-) -> Outcome:
+) -> FreshnessReport:
     from claude_wrap.refresh import oauth  # noqa: PLC0415
 
     cfg = storage.lock_dir
@@ -398,7 +411,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
         """
         nonlocal sent
         current, verdict = _settle(storage, window_ms)
-        if verdict.state == login.MALFORMED:
+        if verdict.state == login.State.MALFORMED:
             # It parsed under the lock, so someone is writing it now, most likely with the
             # token we hold already spent: sending it could revoke the login (the soak saw it).
             raise CredentialsError(
@@ -407,7 +420,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
                 f" and still did not after up to {store.SETTLE_LIMIT_S:g} s); nothing was sent",
                 "run again in a moment",
             )
-        if verdict.state == login.OK and _access(current) != _access(snap):
+        if verdict.state == login.State.OK and _access(current) != _access(snap):
             raise _Replaced
         if verdict.state in login.REFRESHABLE and _token_of(current):
             sent = current  # rotated behind our back: send the new one, merge into its file
@@ -446,7 +459,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
             )
         except (RefreshRejectedError, RefreshOutcomeUnknownError) as exc:
             _failed_tokens[_token_of(sent)] = exc
-            event("failure", paths.config_dir(env), str(exc), env)
+            event(Event.FAILURE, paths.config_dir(env), str(exc), env)
             raise
         finally:
             if timer:
@@ -476,12 +489,13 @@ def _refresh(  # noqa: PLR0917 - private, called once
     changes = describe(snap.doc, new_doc)
     log.info("refreshed: {}", "; ".join(changes))
     # A repair: the login looked fine to us but was refused, or had lost its scopes.
-    kind = "repair" if before.state in (login.MISSING_SCOPES, login.OK) else "refresh"
+    repaired = before.state in (login.State.MISSING_SCOPES, login.State.OK)
+    kind = Event.REPAIR if repaired else Event.REFRESH
     event(kind, paths.config_dir(env), f"login was {before.state}: {'; '.join(changes)}", env)
     warnings = []
     if mode & 0o077:
         warnings.append(f"{path} was readable by other users (mode {mode:04o}); it is now 0600")
-    return Outcome(REFRESHED, before, after, changes, warnings)
+    return FreshnessReport(Action.REFRESHED, before, after, changes, warnings)
 
 
 def _mode(path: str) -> int:

@@ -23,7 +23,7 @@ def ensure_fresh(
     force: bool = False,
     on_slow: Callable[[], None] | None = None,
     held: FolderFlock | None = None,
-) -> refresher.Outcome:
+) -> refresher.FreshnessReport:
     """refresher.ensure_fresh's contract (see there), on a guest the guest's pull."""
     owner = paths.guest_setting(env)
     if owner:  # a guest borrows its owner's login: it pulls, it never refreshes (guest.py)

@@ -7,7 +7,7 @@ one small cache file; it imports only `posix`, `sys` and our own light modules: 
 
 Then it runs claude one of two ways. Watched (the default, for runs that use the stored login),
 claude is our child: relay.py for headless runs, interactive.py under a pty for a terminal; they
-watch it for a login failure, repair and retry, and return what happened (process.Outcome).
+watch it for a login failure, repair and retry, and return what happened (process.RunEnd).
 Otherwise (CLAUDE_WRAP_WATCH=0, CLAUDE_WRAP_DISABLE, a nested or a login-free run) it execs
 claude (process.exec_real). This is the entry point: only here is anything said or exited with.
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
     from claude_wrap.locks.flock import FolderFlock
-    from claude_wrap.watch.process import Outcome
+    from claude_wrap.watch.process import RunEnd
 
 ACTIVE = paths.ACTIVE_ENV
 # Runs that never use the stored login: no point in checking it first.
@@ -195,9 +195,9 @@ def _slow_preflight(env: Mapping[str, str], held: FolderFlock | None) -> None:
     storage = backends.open_storage(env)
     path = storage.where
     _, verdict = refresher.settled(storage, int(paths.refresh_window(env) * 1000))
-    if verdict.state == login.OK:
+    if verdict.state == login.State.OK:
         return
-    if verdict.state in (login.MISSING, login.LOGGED_OUT):
+    if verdict.state in (login.State.MISSING, login.State.LOGGED_OUT):
         return  # nothing to repair: claude itself says "Please run /login", and that is right
     if verdict.state not in login.REFRESHABLE:
         error = refresher.unfixable(path, verdict)
@@ -308,13 +308,13 @@ def _watch(real: str, args: list[str], env: Mapping[str, str], *, preflight_fail
 
                 outcome = relay.run(real, args, env, preflight_failed=preflight_failed)
     except KeyboardInterrupt:
-        outcome = process.Outcome(130)
+        outcome = process.RunEnd(130)
     except paths.SettingError as exc:
         say(f"{exc} (running claude unwatched)")
         return
     except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the trace in the log
         log = _log_failure(env, exc, trace=True)
-        outcome = process.Outcome(70, [f"internal error while watching claude, see {log}"])
+        outcome = process.RunEnd(70, [f"internal error while watching claude, see {log}"])
     _end(outcome)
 
 
@@ -345,7 +345,7 @@ def _exec(real: str, args: list[str], env: Mapping[str, str]) -> NoReturn:
     _end(process.exec_real(real, args, env))
 
 
-def _end(outcome: Outcome) -> NoReturn:
+def _end(outcome: RunEnd) -> NoReturn:
     """Say what the run came to, then end with its status: the one place that does both."""
     from claude_wrap.watch import process  # noqa: PLC0415 - builtins only
 

@@ -3,7 +3,7 @@ terminal wired straight through, its screen watched for the login failure.
 
 pexpect's `interact` with no escape character copies keys and screen both ways; we forward
 window size changes (SIGWINCH), restore the terminal on every way out (signals included), and
-return how claude ended, with what to tell the user (process.Outcome), to the entry point.
+return how claude ended, with what to tell the user (process.RunEnd), to the entry point.
 
 When the TUI shows `Not logged in · Run /login` (or a 401), the credentials file is repaired in
 place, in the background: a running Claude Code re-reads a changed file (shared/protocol.md
@@ -150,7 +150,7 @@ def _terminal_kept() -> Iterator[None]:
 
 def run(
     real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool = False
-) -> process.Outcome:
+) -> process.RunEnd:
     """The session, to its end: how claude ended, and what to tell the user about the login."""
     grace = paths.kill_grace(env)
     repairer = Repairer(env, preflight_failed=preflight_failed)
@@ -178,7 +178,7 @@ def run(
     except OSError as exc:
         return process.cannot_run(real, exc)
     except pexpect.ExceptionPexpect as exc:
-        return process.Outcome(process.CANNOT_EXECUTE, [f"cannot run {real}: {exc}"])
+        return process.RunEnd(process.CANNOT_EXECUTE, [f"cannot run {real}: {exc}"])
 
     def on_winch(_signum: int, _frame: object) -> None:
         with contextlib.suppress(OSError):
@@ -232,14 +232,14 @@ def run(
     child.close(force=True)
     problem = repairer.unresolved()
     if problem is not None:
-        return process.Outcome(
+        return process.RunEnd(
             status, [f"claude said it is not logged in; could not repair the login: {problem}"]
         )
     if repairer.repairs and repairer.problem is None and status != 0:
-        return process.Outcome(
+        return process.RunEnd(
             status, ["claude said it is not logged in; the login is repaired now: run it again"]
         )
-    return process.Outcome(status)
+    return process.RunEnd(status)
 
 
 def _drain(child: Any, watch: Any) -> None:

@@ -651,7 +651,8 @@ class Launch:
         """Take what there is on one of the child's outputs for ours: MORE, IDLE or EOF."""
         watch, sink, src = self.watch, flow.sink, flow.src
         # Once the watcher has let go (a healthy run), the kernel moves the bytes.
-        if sink.splice and (watch is None or flow is not self.out or watch.state == detect.HEALTHY):
+        healthy = watch is None or flow is not self.out or watch.state == detect.Output.HEALTHY
+        if sink.splice and healthy:
             try:
                 n = _moved(src, sink.fd)
             except OSError as exc:
@@ -724,7 +725,7 @@ class Launch:
         wait for its next message, and the relay with it."""
         s, watch = self.streams, self.watch
         copy = s.copy
-        if copy.on and (watch is None or watch.state == detect.HEALTHY or s.stderr.passed):
+        if copy.on and (watch is None or watch.state == detect.Output.HEALTHY or s.stderr.passed):
             copy.stop()  # no retry can happen any more: no replay to keep
         if copy.on:
             n = self._copy_stdin()

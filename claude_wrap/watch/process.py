@@ -34,8 +34,8 @@ STOP_SIGNALS = (_signal.SIGTERM, _signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
 
 
-class Outcome:
-    """What a watched run came to, for the entry point to act on: the status to end with (-N:
+class RunEnd:
+    """How a run of claude ended, for the entry point to act on: the status to end with (-N:
     die of signal N, as claude did) and the lines to say on stderr first."""
 
     __slots__ = ("messages", "status")
@@ -45,7 +45,7 @@ class Outcome:
         self.messages = tuple(messages)
 
     def __repr__(self) -> str:
-        return f"Outcome({self.status!r}, {self.messages!r})"
+        return f"RunEnd({self.status!r}, {self.messages!r})"
 
 
 def launch_status(exc: OSError) -> int:
@@ -62,9 +62,9 @@ def start_error(real: str, exc: OSError) -> ClaudeStartError:
     return ClaudeStartError(real, why, launch_status(exc))
 
 
-def cannot_run(real: str, exc: OSError) -> Outcome:
+def cannot_run(real: str, exc: OSError) -> RunEnd:
     error = start_error(real, exc)
-    return Outcome(error.status, (str(error),))
+    return RunEnd(error.status, (str(error),))
 
 
 def check_runnable(real: str) -> OSError | None:
@@ -98,7 +98,7 @@ def _flush() -> None:
         pass
 
 
-def exec_real(real: str, args: list[str], env: Mapping[str, str]) -> Outcome:
+def exec_real(real: str, args: list[str], env: Mapping[str, str]) -> RunEnd:
     """Become the real claude. Returns only when exec failed: what to say and exit with."""
     _flush()
     python_signals(restore_defaults=True)

@@ -10,7 +10,7 @@ the failed run or the retried one, never a mix, and never anything of a run it w
 
 This module is the policy: when to retry, and what to say when not. The bytes are moved by
 pipes.py, the process is started and reaped by process.py, and what happened goes back to the
-entry point (shim/launch.py: run) as a process.Outcome: it alone speaks and exits.
+entry point (shim/launch.py: run) as a process.RunEnd: it alone speaks and exits.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Relay:
         self.copy = self.streams.copy
         self.signals = self.streams.signals
 
-    def run(self) -> process.Outcome:
+    def run(self) -> process.RunEnd:
         self.signals.install(self.grace)
         try:
             if self._stays_open():
@@ -68,7 +68,7 @@ class Relay:
 
             if not isinstance(exc, ClaudeStartError):
                 raise
-            return process.Outcome(exc.status, (str(exc),))
+            return process.RunEnd(exc.status, (str(exc),))
         finally:
             self.signals.restore()
             self.copy.free()
@@ -77,7 +77,7 @@ class Relay:
     def _stays_open(self) -> bool:
         return self.streams.pipe_stdin and _stream_json_input(self.args)
 
-    def _attempts(self) -> process.Outcome:
+    def _attempts(self) -> process.RunEnd:
         launched = backends.identity(self.env)
         preflight_failed = self.preflight_failed
         repaired = False  # the last launch followed a repair of ours (not a wait for a lock)
@@ -91,7 +91,7 @@ class Relay:
             code = process.exit_status(status)
             verdict = watch.finish(code)
             failed = watch.release()
-            if verdict == detect.BUSY:
+            if verdict == detect.Output.BUSY:
                 # Another Claude Code process is refreshing: wait for its lock, then run again
                 # (that process's new token, or claude's own refresh, serves the retry).
                 stopped = self._await_lock(watch, failed, code, attempt)
@@ -101,23 +101,23 @@ class Relay:
                 launched = backends.identity(self.env)
                 preflight_failed = repaired = False
                 continue
-            if verdict != detect.FAILURE:
+            if verdict != detect.Output.FAILURE:
                 self._show(failed)
-                return process.Outcome(code)
+                return process.RunEnd(code)
             now = backends.identity(self.env)
             if recover.already_tried(self.env, launched, preflight_failed):
                 self._show(failed)  # the pre-flight's line on stderr already said why
-                return process.Outcome(code)
+                return process.RunEnd(code)
             if repaired and now == launched:
                 # Refused again, on the very file our repair left: another repair would only
                 # spend another token on whatever claude has against it. Show it as it is.
                 self._show(failed)
-                return process.Outcome(
+                return process.RunEnd(
                     code, [f"claude said {watch.message!r} again after the login was repaired"]
                 )
             if attempt == MAX_LAUNCHES:
                 self._show(failed)
-                return process.Outcome(
+                return process.RunEnd(
                     code,
                     [
                         f"claude said {watch.message!r}; the login was repaired and the run "
@@ -140,7 +140,7 @@ class Relay:
         failed: bytes,
         code: int,
         attempt: int,
-    ) -> process.Outcome | None:
+    ) -> process.RunEnd | None:
         """Repair the login after a failed run. None: retry; else what to end with (the failed
         run's output already written and, when it helps, one line saying why)."""
         why_not = self._why_no_retry()
@@ -154,29 +154,29 @@ class Relay:
                 )
             except Interrupted as exc:
                 self._show(failed)
-                return process.Outcome(-exc.signum)
+                return process.RunEnd(-exc.signum)
         if self.signals.stopped_by is not None:
             why_not = "we were told to stop"
         if problem is None and why_not is None:
             return None
         self._show(failed)
         if problem is not None:
-            return process.Outcome(
+            return process.RunEnd(
                 code, [f"claude said {watch.message!r}; could not repair the login: {problem}"]
             )
         if self.signals.stopped_by is None:
-            return process.Outcome(
+            return process.RunEnd(
                 code,
                 [
                     f"claude said {watch.message!r}; the login is repaired, but the run was "
                     f"not retried ({why_not}); run it again"
                 ],
             )
-        return process.Outcome(code)
+        return process.RunEnd(code)
 
     def _await_lock(
         self, watch: detect.Watch, failed: bytes, code: int, attempt: int
-    ) -> process.Outcome | None:
+    ) -> process.RunEnd | None:
         """claude found the refresh lock busy. None: it is free now, retry; else what to end
         with (the run's output written as it was). Never a token request of ours."""
         why_not = self._why_no_retry()
@@ -188,8 +188,8 @@ class Relay:
             return None
         self._show(failed)
         if self.signals.stopped_by is not None:
-            return process.Outcome(code)
-        return process.Outcome(
+            return process.RunEnd(code)
+        return process.RunEnd(
             code,
             [
                 f"claude said {watch.message!r}; the run was not retried ({why_not}); "
@@ -235,5 +235,5 @@ def _stream_json_input(args: list[str]) -> bool:
 
 def run(
     real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool = False
-) -> process.Outcome:
+) -> process.RunEnd:
     return Relay(real, args, env, preflight_failed=preflight_failed).run()

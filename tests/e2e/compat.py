@@ -271,7 +271,7 @@ def judge_detection(folder: Path) -> list[str]:
         watch = detect.Watch()
         out = b"".join(watch.feed(c) for c in chunks)
         found = watch.finish(status)
-        if found == detect.HEALTHY:
+        if found == detect.Output.HEALTHY:
             out += watch.release()
         return found, out
 
@@ -283,10 +283,10 @@ def judge_detection(folder: Path) -> list[str]:
         data = path.read_bytes()
         for size in (1, 7, 100, max(len(data), 1)):
             chunks = [data[i : i + size] for i in range(0, len(data), size)]
-            if verdict(chunks, 1) != (detect.FAILURE, b""):
+            if verdict(chunks, 1) != (detect.Output.FAILURE, b""):
                 problems.append(f"{name}: not recognised as a login failure (chunks of {size})")
                 break
-            if verdict(chunks, 0) != (detect.HEALTHY, data):
+            if verdict(chunks, 0) != (detect.Output.HEALTHY, data):
                 problems.append(f"{name}: with exit 0 not passed through unchanged")
                 break
     ok = folder / "print_ok.stream.jsonl"
@@ -294,7 +294,7 @@ def judge_detection(folder: Path) -> list[str]:
         data = ok.read_bytes()
         watch = detect.Watch()
         out = b"".join(watch.feed(line) for line in data.splitlines(keepends=True))
-        if out != data or watch.finish(0) != detect.HEALTHY:
+        if out != data or watch.finish(0) != detect.Output.HEALTHY:
             problems.append("print_ok.stream.jsonl: a healthy stream held back or judged failed")
     tui = folder / "tui_logged_out.bin"
     if tui.exists():
