@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from claude_wrap.errors import LockTimeoutError
-from claude_wrap.locks import flock
+from claude_wrap.locks import flock, lock
 from tests.conftest import REPO, Sandbox, login_doc
 from tests.tokenserver import TokenServer
 
@@ -320,3 +320,29 @@ def test_a_flock_timeout_says_what_is_held_and_that_waiting_helps(tmp_path: Path
     assert "remove" not in message
     assert "doctor" not in message
     assert folder.is_dir()
+
+
+def test_a_refresh_that_waits_out_our_flock_says_that_waiting_helps(tmp_path: Path) -> None:
+    # The wait `claude-wrap refresh` and the shim's slow path make (lock.refresh_locks): the same
+    # flock, the same advice (the line the shim prints, tests/test_shim_turn.py).
+    folder = tmp_path / "config"
+    folder.mkdir()
+    holder = flock.FolderFlock(str(folder))
+    assert holder.try_acquire()
+    try:
+        with pytest.raises(TimeoutError) as caught, lock.refresh_locks(
+            str(folder),
+            refresh_path=str(folder / ".oauth_refresh.lock"),
+            legacy_path=str(tmp_path / ".claude.lock"),
+            wait_s=0.2,
+        ):
+            pass
+    finally:
+        holder.release()
+    assert isinstance(caught.value, LockTimeoutError)
+    message = str(caught.value)
+    assert message.startswith(f"another process held the claude-wrap refresh flock of {folder}")
+    assert "wait" in message
+    assert "remove" not in message
+    assert "doctor" not in message
+    assert list(folder.iterdir()) == []  # no lock folder was made

@@ -37,7 +37,7 @@ import time
 from claude_wrap.config import paths
 from claude_wrap.config.paths import make_private_dirs
 from claude_wrap.config.protocol import LOCK_STALE_S, WRITE_LOCK_STALE_S
-from claude_wrap.errors import LockTimeoutError, LockUnavailableError
+from claude_wrap.errors import FlockTimeoutError, LockTimeoutError, LockUnavailableError
 from claude_wrap.locks import lockowner
 from claude_wrap.locks.flock import FolderFlock, HeldFlock
 from claude_wrap.system.processes import pid_alive
@@ -424,8 +424,9 @@ def refresh_locks(
 
     `on_wait` is called between polls while a lock is held elsewhere; when it returns True (it
     saw the holder's result on disk) the wait ends with `WaitEnded` and nothing is held. A wait
-    past `wait_s` raises `LockTimeoutError`. Everything taken is released in reverse order on
-    every exit path. Yields the folder locks (to report any taken over).
+    past `wait_s` raises `LockTimeoutError` (`FlockTimeoutError` for our flock). Everything
+    taken is released in reverse order on every exit path. Yields the folder locks (to report
+    any taken over).
     """
     deadline = time.monotonic() + wait_s
     flock = FolderFlock(cfg) if held is None else HeldFlock(held)
@@ -436,9 +437,11 @@ def refresh_locks(
     beat = _Heartbeat(locks)
     noted: float | None = None
     try:
-        _wait_for(
-            flock.try_acquire, "the claude-wrap refresh flock of " + cfg, deadline, wait_s, on_wait
-        )
+        try:
+            _wait_for(flock.try_acquire, cfg, deadline, wait_s, on_wait)
+        except LockTimeoutError:
+            # The kernel drops an flock with its holder: waiting helps, removing a folder never.
+            raise FlockTimeoutError(cfg, wait_s) from None
         for lock in locks:
             _wait_for(lock.try_acquire, lock.path, deadline, wait_s, on_wait)
         beat.start()
