@@ -60,7 +60,7 @@ class CredentialsError(WrapError):
         return f"{text}; {self.hint}" if self.hint else text
 
 
-class StorageUnavailableError(CredentialsError):
+class StorageUnavailableError(CredentialsError, OSError):
     """The place the login lives (the macOS Keychain) could not be asked at all: a problem of
     access, not of content, so no "fix or remove it" advice applies."""
 
@@ -84,7 +84,7 @@ class RefreshRejectedError(RefreshError):
         )
 
 
-class RefreshUnavailableError(RefreshError):
+class RefreshUnavailableError(RefreshError, ConnectionError):
     exit_code = EXIT_UNAVAILABLE
 
     def __init__(self, reason: str, attempts: int, retry_after: float | None = None) -> None:
@@ -99,7 +99,7 @@ class RefreshUnavailableError(RefreshError):
         return f"the token endpoint is unavailable ({self.reason}, {tries}); {when}"
 
 
-class RefreshOutcomeUnknownError(RefreshError):
+class RefreshOutcomeUnknownError(RefreshError, ConnectionError):
     """The request went out but no usable answer came back: the refresh token may be spent."""
 
     exit_code = EXIT_UNKNOWN_OUTCOME
@@ -116,7 +116,7 @@ class RefreshOutcomeUnknownError(RefreshError):
         )
 
 
-class WriteError(WrapError):
+class WriteError(WrapError, OSError):
     exit_code = EXIT_WRITE
 
     def __init__(self, path: str, reason: str, *, token_spent: bool) -> None:
@@ -164,7 +164,7 @@ class FlockTimeoutError(LockTimeoutError):
         )
 
 
-class LockUnavailableError(WrapError):
+class LockUnavailableError(WrapError, OSError):
     """A lock folder cannot be created at all (read-only or full folder): nobody holds it."""
 
     exit_code = EXIT_LOCKED
