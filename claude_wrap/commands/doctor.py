@@ -387,9 +387,9 @@ def check_locks(cfg: str, env: Mapping[str, str], *, fix: bool) -> list[Finding]
                 Finding(name, OK, f"{path} is held by a running refresh ({age:.0f} s old)")
             )
             continue
-        if verdict == lock.ABANDONED:
+        if verdict == lock.TakeOver.ABANDONED:
             why = "left by a claude-wrap process that is gone"
-        elif verdict == lock.HOLDER_GONE:
+        elif verdict == lock.TakeOver.HOLDER_GONE:
             why = "its owner record names a Claude Code process that is gone"
         elif age < 0:
             why = f"its mtime is {-age:.0f} s in the future (the clock moved)"

@@ -53,10 +53,15 @@ FUTURE_S = 60.0  # an mtime this far ahead is a clock change, not a live holder
 HEARTBEAT_S = 2.0  # 2.1.332 touches every 5 s (protocol.LOCK_UPDATE_S) and expects no less
 POLL_S = 0.05
 
-# Why a lock folder's holder is gone (DirLock.judge), each by the rule that takes it over.
-STALE = "stale"  # its mtime is too old, or too far ahead (the clock moved)
-ABANDONED = "abandoned"  # our holder record: a claude-wrap process made it and is dead
-HOLDER_GONE = "holder gone"  # Claude Code's owner record proves its holder gone (lockowner.py)
+
+class TakeOver:
+    """Why a lock folder's holder is gone (DirLock.judge), each by the rule that takes it over
+    (strings: see login.State; doctor shows them)."""
+
+    STALE = "stale"  # its mtime is too old, or too far ahead (the clock moved)
+    ABANDONED = "abandoned"  # our holder record: a claude-wrap process made it and is dead
+    HOLDER_GONE = "holder gone"  # Claude Code's owner record proves its holder gone (lockowner)
+
 
 
 class DirLock:
@@ -91,11 +96,11 @@ class DirLock:
         its holder may be alive (or there is no folder): the rule `try_acquire` applies, for
         those who only look (doctor), so that nobody removes a lock this module respects."""
         if self.is_stale():
-            return STALE
+            return TakeOver.STALE
         if self.abandoned():
-            return ABANDONED
+            return TakeOver.ABANDONED
         if self.owner is not None and _gone_by_record(*self._owner_paths()) is not None:
-            return HOLDER_GONE
+            return TakeOver.HOLDER_GONE
         return ""
 
     def _owner_paths(self) -> tuple[str, str, str]:
@@ -106,7 +111,7 @@ class DirLock:
         """Remove the folder when its holder is gone by `judge`'s rule; returns why ("" when
         it was left alone). Claude Code's owner record takes the legacy lock and the record
         with it (owner_takeover)."""
-        why = STALE if self.is_stale() else ABANDONED if self.abandoned() else ""
+        why = TakeOver.STALE if self.is_stale() else TakeOver.ABANDONED if self.abandoned() else ""
         if why:
             # Stale (the holder died or the clock moved) or left by a dead claude-wrap:
             # proper-lockfile removes it and retries, and so do we.
@@ -114,7 +119,7 @@ class DirLock:
                 os.rmdir(self.path)
             return why
         if self.owner is not None and owner_takeover(*self._owner_paths()):
-            return HOLDER_GONE  # removed already, with the legacy lock and the record
+            return TakeOver.HOLDER_GONE  # removed already, with the legacy lock and the record
         return ""
 
     def try_acquire(self) -> bool:

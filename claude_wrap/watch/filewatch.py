@@ -51,10 +51,21 @@ EVENT = struct.Struct("iIII")
 _identity = store.file_identity
 
 
-class Watcher:
-    """Watches some files; `kind` says how: "inotify", "kqueue" or "poll"."""
+class Notify:
+    """How a Watcher learns of a change (CLAUDE_WRAP_NOTIFY's values, paths.WATCH_KINDS): the
+    kernel's inotify or kqueue, or a stat every period; auto, the kernel's where it can
+    (strings: see login.State)."""
 
-    kind = "poll"
+    AUTO = "auto"
+    INOTIFY = "inotify"
+    KQUEUE = "kqueue"
+    POLL = "poll"
+
+
+class Watcher:
+    """Watches some files; `kind` (a Notify) says how."""
+
+    kind = Notify.POLL
 
     def __init__(self, files: Iterable[str], period: float = 0.5) -> None:
         self.files = list(dict.fromkeys(files))
@@ -107,7 +118,7 @@ class Watcher:
 
 
 class InotifyWatcher(Watcher):
-    kind = "inotify"
+    kind = Notify.INOTIFY
 
     def __init__(self, files: Iterable[str], period: float = 0.5) -> None:
         super().__init__(files, period)
@@ -174,7 +185,7 @@ class InotifyWatcher(Watcher):
 
 
 class KqueueWatcher(Watcher):
-    kind = "kqueue"
+    kind = Notify.KQUEUE
 
     def __init__(self, files: Iterable[str], period: float = 0.5) -> None:
         super().__init__(files, period)
@@ -236,19 +247,19 @@ class KqueueWatcher(Watcher):
         super().close()
 
 
-def open_watcher(files: Iterable[str], period: float = 0.5, kind: str = "auto") -> Watcher:
+def open_watcher(files: Iterable[str], period: float = 0.5, kind: str = Notify.AUTO) -> Watcher:
     """The best watcher this system has (or `kind`: inotify, kqueue, poll)."""
     files = list(files)
-    if kind in ("auto", "inotify") and sys.platform.startswith("linux"):
+    if kind in (Notify.AUTO, Notify.INOTIFY) and sys.platform.startswith("linux"):
         try:
             return InotifyWatcher(files, period)
         except (OSError, AttributeError):
-            if kind == "inotify":
+            if kind == Notify.INOTIFY:
                 raise
-    if kind in ("auto", "kqueue") and hasattr(select, "kqueue"):
+    if kind in (Notify.AUTO, Notify.KQUEUE) and hasattr(select, "kqueue"):
         try:
             return KqueueWatcher(files, period)
         except OSError:
-            if kind == "kqueue":
+            if kind == Notify.KQUEUE:
                 raise
     return Watcher(files, period)
