@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pexpect
 
 from claude_wrap.config import paths
-from claude_wrap.errors import Interrupted
+from claude_wrap.errors import ClaudeStartError, Interrupted
 from claude_wrap.judging import detect
 from claude_wrap.refresh import recover
 from claude_wrap.storage import backends
@@ -178,7 +178,8 @@ def run(
     except OSError as exc:
         return process.cannot_run(real, exc)
     except pexpect.ExceptionPexpect as exc:
-        return process.RunEnd(process.CANNOT_EXECUTE, [f"cannot run {real}: {exc}"])
+        error = ClaudeStartError(real, str(exc), process.CANNOT_EXECUTE)
+        return process.RunEnd(error.status, [str(error)])
 
     def on_winch(_signum: int, _frame: object) -> None:
         with contextlib.suppress(OSError):
