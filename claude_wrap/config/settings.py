@@ -375,10 +375,10 @@ class Settings:
 
     @once
     def token_url(self) -> str:
-        """Where refresh tokens go: CLAUDE_WRAP_TOKEN_URL (checked: see checked_token_url),
+        """Where refresh tokens go: CLAUDE_WRAP_TOKEN_URL (checked: see _checked_token_url),
         else Claude Code's own endpoint."""
         raw = self.env.get(TOKEN_URL_ENV)
-        return checked_token_url(raw) if raw else protocol.TOKEN_URL
+        return _checked_token_url(raw) if raw else protocol.TOKEN_URL
 
     @once
     def client_id(self) -> str:
@@ -483,6 +483,10 @@ class Settings:
         except OSError:
             return ""
 
+    def learn_stored_guest(self, line: str) -> None:
+        """The guest file's line, as the verdict cache kept it (fastpath.judged): no open."""
+        self.__dict__.setdefault("stored_guest", line)
+
     @once
     def guest_setting(self) -> str:
         """"ssh:HOST", "folder:/path" or "" (not a guest): CLAUDE_WRAP_GUEST, which wins
@@ -564,23 +568,27 @@ class Settings:
     def unnested(self) -> Settings:
         """The settings of a claude we run only to ask it something (`--version`), or that the
         shim runs: marked as nested, so that a shim among them does no pre-flight."""
-        return self._with({**self.env, ACTIVE_ENV: "1"})
+        out = self._with({**self.env, ACTIVE_ENV: "1"})
+        # Only `nested` reads CLAUDE_WRAP_ACTIVE: what these settings have worked out already
+        # (the guest a cache hit told, say) holds for the child's as well, and is not redone.
+        out.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("env", "nested")})
+        return out
 
 
 # Helpers that need no environment ---------------------------------------------------------
 
 
-def refresh_lock(cfg: str) -> str:
+def refresh_lock_dir(cfg: str) -> str:
     return fspath.join(cfg, protocol.REFRESH_LOCK_NAME)
 
 
-def legacy_lock(cfg: str) -> str:
+def legacy_lock_dir(cfg: str) -> str:
     import os  # noqa: PLC0415 - realpath: only under the locks, off the hot path
 
     return os.path.realpath(cfg) + protocol.LEGACY_LOCK_SUFFIX
 
 
-def write_lock(cfg: str) -> str:
+def write_lock_dir(cfg: str) -> str:
     return fspath.join(cfg, protocol.WRITE_LOCK_NAME)
 
 
@@ -589,10 +597,10 @@ def python_for_shim() -> str:
     return sys.executable
 
 
-def checked_token_url(url: str) -> str:
+def _checked_token_url(url: str) -> str:
     """`url` when a refresh token may be sent to it: https anywhere, plain http only to a
     loopback host (the tests' servers). Else SettingError, naming CLAUDE_WRAP_TOKEN_URL. The one
-    check of a token URL: Settings.token_url makes it, once."""
+    check of a token URL: Settings.token_url makes it, once per Settings."""
     import ipaddress  # noqa: PLC0415 - only when refreshing
     import urllib.parse  # noqa: PLC0415
 
