@@ -32,14 +32,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pexpect
 
-from claude_wrap.config import paths
+from claude_wrap.config.settings import Settings
 from claude_wrap.errors import Interrupted
 from claude_wrap.judging import detect
 from claude_wrap.refresh import recover
 from claude_wrap.watch import guard, process
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator
 
 
 def window_size(fd: int = 1) -> tuple[int, int]:
@@ -59,11 +59,11 @@ class Repairer:
     keeps saying so). A file changed since is judged again, and refreshed only if unusable.
     """
 
-    def __init__(self, env: Mapping[str, str], *, preflight_failed: bool) -> None:
-        self.env = env
-        self.known = recover.file_identity(env)
+    def __init__(self, settings: Settings, *, preflight_failed: bool) -> None:
+        self.settings = settings
+        self.known = recover.file_identity(settings)
         # The pre-flight could not repair this file (and said why): count that as our one try.
-        self.repairs = 1 if recover.already_tried(env, self.known, preflight_failed) else 0
+        self.repairs = 1 if recover.already_tried(settings, self.known, preflight_failed) else 0
         self.problem: str | None = None
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()  # the screen watcher and the guard both start repairs
@@ -74,7 +74,7 @@ class Repairer:
             busy = self._thread is not None and self._thread.is_alive()
             if busy and not self._healing:
                 return  # a repair of a failure is under way
-            ident = recover.file_identity(self.env)
+            ident = recover.file_identity(self.settings)
             if self.repairs and ident == self.known:
                 return
             self.repairs += 1
@@ -102,15 +102,15 @@ class Repairer:
     ) -> None:
         if after is not None:
             after.join()
-        self.problem = recover.repair(self.env, launched, refused=detect.needs_force(message))
-        self.known = recover.file_identity(self.env)
+        self.problem = recover.repair(self.settings, launched, refused=detect.needs_force(message))
+        self.known = recover.file_identity(self.settings)
 
     def _heal(self) -> None:
-        recover.heal(self.env)
+        recover.heal(self.settings)
 
     def unresolved(self) -> str | None:
         """Why the last repair failed, unless the file changed since (a /login in the TUI)."""
-        if self.problem is not None and recover.file_identity(self.env) == self.known:
+        if self.problem is not None and recover.file_identity(self.settings) == self.known:
             return self.problem
         return None
 
@@ -123,12 +123,12 @@ class Guard(guard.Guard):
     """The guard of a TUI session (guard.py): each change of the file that our own last repair
     did not leave has the repairer judge (and, if need be, repair) it, in its thread."""
 
-    def __init__(self, env: Mapping[str, str], repairer: Repairer, period: float) -> None:
+    def __init__(self, settings: Settings, repairer: Repairer, period: float) -> None:
         def on_change(ident: tuple[int, ...] | None) -> None:
             if ident is not None and ident != repairer.known:
                 repairer.heal()
 
-        super().__init__(env, on_change, period)
+        super().__init__(settings, on_change, period)
         self.repairer = repairer
 
 
@@ -148,11 +148,11 @@ def _terminal_kept() -> Iterator[None]:
 
 
 def run(
-    real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool = False
+    real: str, args: list[str], settings: Settings, *, preflight_failed: bool = False
 ) -> process.Outcome:
     """The session, to its end: how claude ended, and what to tell the user about the login."""
-    grace = paths.kill_grace(env)
-    repairer = Repairer(env, preflight_failed=preflight_failed)
+    grace = settings.kill_grace
+    repairer = Repairer(settings, preflight_failed=preflight_failed)
     matcher = detect.TuiMatcher()
 
     def watch(data: bytes) -> bytes:
@@ -171,7 +171,7 @@ def run(
         return process.cannot_run(real, refused)
     try:
         child = pexpect.spawn(
-            real, args, env=dict(env), dimensions=window_size(),
+            real, args, env=settings.child_env(), dimensions=window_size(),
             preexec_fn=process.reset_child_signals,
         )
     except OSError as exc:
@@ -200,7 +200,7 @@ def run(
             saved[signum] = signal.signal(signum, on_stop)
     stopped_by = None
     try:
-        with _terminal_kept(), Guard(env, repairer, paths.guard_period(env)):
+        with _terminal_kept(), Guard(settings, repairer, settings.guard_period):
             try:
                 # types-pexpect says str; without an encoding pexpect passes bytes.
                 child.interact(escape_character=None, output_filter=cast("Any", watch))
