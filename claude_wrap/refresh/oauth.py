@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     import httpx
 
 from claude_wrap import __version__
-from claude_wrap.config import paths
 from claude_wrap.errors import (
     RefreshOutcomeUnknownError,
     RefreshRejectedError,
@@ -27,11 +26,6 @@ CONNECT_TIMEOUT_S = 5.0
 MAX_ATTEMPTS = 4
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
 RETRY_AFTER_CAP_S = 10.0
-
-
-def check_url(url: str) -> str:
-    """https anywhere; plain http only to a loopback host (paths.checked_token_url)."""
-    return paths.checked_token_url(url)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -109,8 +103,6 @@ def refresh_tokens(
     `sent`, when given, is called once a request has left in full (before its answer).
     """
     import httpx  # noqa: PLC0415 - only a process that really refreshes pays for it
-
-    url = check_url(url)
 
     def body(token: str, wanted: list[str]) -> str:
         return json.dumps(

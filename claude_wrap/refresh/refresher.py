@@ -11,7 +11,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap.config import paths
+from claude_wrap.config.settings import Settings, legacy_lock_dir, refresh_lock_dir, write_lock_dir
 from claude_wrap.errors import (
     LOGIN_HINT,
     CredentialsError,
@@ -28,7 +28,7 @@ from claude_wrap.shim import fastpath
 from claude_wrap.storage import backends, filestore, memory, store
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Iterator
 
     from claude_wrap.locks.flock import FolderFlock
     from claude_wrap.storage.store import Storage
@@ -53,17 +53,17 @@ class _Replaced(Exception):  # noqa: N818 - control flow, never shown
 class _Log:
     """The log, set up when first written to (see ensure_fresh)."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(logger(self.env), name)
+        return getattr(logger(self.settings), name)
 
 
-def _note(env: Mapping[str, str], message: str, *args: object) -> None:
+def _note(settings: Settings, message: str, *args: object) -> None:
     """A line worth having only when debugging: waiting and adopting are not events."""
-    if paths.debug(env):
-        logger(env).info(message, *args)
+    if settings.debug:
+        logger(settings).info(message, *args)
 
 
 class Outcome:
@@ -109,8 +109,13 @@ def assess(
     return snap, login.judge(snap.doc, at_ms, window_ms)
 
 
-def remember(
-    storage: Storage, snap: Any, verdict: login.Verdict, window_ms: int, at_ms: int | None = None
+def remember(  # noqa: PLR0917 - one settings, then what was judged
+    settings: Settings,
+    storage: Storage,
+    snap: Any,
+    verdict: login.Verdict,
+    window_ms: int,
+    at_ms: int | None = None,
 ) -> None:
     """Note a usable login for the runs to come: the memory of its scopes and fields (written
     only when they changed) and, for a file, the verdict cache the shim's healthy runs trust
@@ -121,22 +126,23 @@ def remember(
     if snap is None or verdict.state != login.OK:
         return
     at_ms = now_ms() if at_ms is None else at_ms
-    memory.note(storage.where, snap.doc)
+    memory.note(storage.where, snap.doc, settings)
     if storage.kind == "file":
         fastpath.remember(
+            settings,
             storage.where, snap.ident, verdict.expires_at, window_ms, at_ms, verdict.login_ends_at
         )
 
 
 def look(
-    source: str | Storage, window_ms: int, at_ms: int | None = None
+    settings: Settings, source: str | Storage, window_ms: int, at_ms: int | None = None
 ) -> tuple[Any, login.Verdict]:
     """assess, then remember what it found: for the paths that run claude or read the verdict
     cache themselves (a guest's pull, `status --short` for prompts)."""
     at_ms = now_ms() if at_ms is None else at_ms
     storage = filestore.FileStorage(source) if isinstance(source, str) else source
     snap, verdict = assess(storage, window_ms, at_ms)
-    remember(storage, snap, verdict, window_ms, at_ms)
+    remember(settings, storage, snap, verdict, window_ms, at_ms)
     return snap, verdict
 
 
@@ -157,12 +163,12 @@ def _token_of(snap: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def settled(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
+def settled(settings: Settings, storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
     """The login as it is now, once it has settled (store.settle: waited for a moment while it
     cannot be parsed and may be half-way through a rewrite), remembered when usable (see
     `remember`): the shim's judgement of a login it found due or not judged yet."""
     snap, verdict = _settle(storage, window_ms)
-    remember(storage, snap, verdict, window_ms)
+    remember(settings, storage, snap, verdict, window_ms)
     return snap, verdict
 
 
@@ -248,7 +254,7 @@ def describe(before: Any, after: Any) -> list[str]:
 
 
 def ensure_fresh(
-    env: Mapping[str, str] = os.environ,
+    settings: Settings,
     *,
     force: bool = False,
     on_slow: Callable[[], None] | None = None,
@@ -262,15 +268,15 @@ def ensure_fresh(
     Raises a WrapError subclass when it cannot; the file is then exactly as it was.
     The owner's side only: a guest pulls instead (renewal.ensure_fresh picks).
     """
-    if paths.guest_setting(env):  # a bug, never the user's doing: a guest must never refresh
+    if settings.guest_setting:  # a bug, never the user's doing: a guest must never refresh
         raise RuntimeError("refresher.ensure_fresh called for a guest; use renewal.ensure_fresh")
-    storage = backends.open_storage(env)
+    storage = backends.open_storage(settings)
     path = storage.where
     cfg = storage.lock_dir
-    window_ms = int(paths.refresh_window(env) * 1000)
-    snap, before = settled(storage, window_ms)
+    window_ms = settings.refresh_window_ms
+    snap, before = settled(settings, storage, window_ms)
     if not force and snap is not None and before.state in (login.OK, login.MISSING_SCOPES):
-        local = _repair_locally(env, storage, snap, before, window_ms)
+        local = _repair_locally(settings, storage, snap, before, window_ms)
         if local is not None:
             return local
     if before.state == login.OK and not force:
@@ -279,14 +285,12 @@ def ensure_fresh(
     if error is not None:
         raise error
 
-    from claude_wrap.refresh import oauth  # noqa: PLC0415 - httpx stays off the healthy path
-
-    url = oauth.check_url(paths.token_url(env))
+    url = settings.token_url  # checked once, there: https, or http to a loopback host
     # loguru on first use only: of a herd of shims on one expired login, all but one just wait and
     # adopt, and importing httpx and loguru before waiting made the herd CPU-bound (bench/run).
-    log = _Log(env)
+    log = _Log(settings)
     seen = _access(snap)
-    _note(env, "login is {} ({}); refreshing under the locks", before.state, before.detail)
+    _note(settings, "login is {} ({}); refreshing under the locks", before.state, before.detail)
 
     def changed_and_ok() -> bool:
         snap2, verdict = assess(storage, window_ms)
@@ -297,66 +301,66 @@ def ensure_fresh(
             _signals_raise(),
             lock.refresh_locks(
                 cfg,
-                refresh_path=paths.refresh_lock(cfg),
-                legacy_path=paths.legacy_lock(cfg),
-                wait_s=paths.lock_wait(env),
+                refresh_path=refresh_lock_dir(cfg),
+                legacy_path=legacy_lock_dir(cfg),
+                wait_s=settings.lock_wait,
                 on_wait=changed_and_ok,
-                records=paths.lock_records(env),
+                records=settings.lock_records,
                 held=held,
             ) as taken_locks,
         ):
             for taken in taken_locks:
                 if taken.taken_over:
-                    _note(env, "took over the {} lock folder {}", taken.taken_over, taken.path)
+                    _note(settings, "took over the {} lock folder {}", taken.taken_over, taken.path)
             # Re-read under the lock: whoever held it may have just refreshed.
-            snap, current = settled(storage, window_ms)
+            snap, current = settled(settings, storage, window_ms)
             if current.state == login.OK and (not force or _access(snap) != seen):
                 action = ADOPTED if _access(snap) != seen else NONE
-                _note(env, "login is usable after taking the lock: {}", action)
+                _note(settings, "login is usable after taking the lock: {}", action)
                 if action == ADOPTED:
-                    _adopted(env, before)
+                    _adopted(settings, before)
                 return Outcome(action, before, current, [])
             if not force and current.state == login.MISSING_SCOPES:
-                local = _repair_locally(env, storage, snap, current, window_ms)
+                local = _repair_locally(settings, storage, snap, current, window_ms)
                 if local is not None:
                     return local
             error = unfixable(path, current)
             if error is not None:
                 raise error
-            return _refresh(env, storage, snap, before, url, log, on_slow, held)
+            return _refresh(settings, storage, snap, before, url, log, on_slow, held)
     except lock.WaitEnded:
-        snap, current = look(storage, window_ms)
-        _note(env, "another process refreshed the login while we waited; adopted")
-        _adopted(env, before)
+        snap, current = look(settings, storage, window_ms)
+        _note(settings, "another process refreshed the login while we waited; adopted")
+        _adopted(settings, before)
         return Outcome(ADOPTED, before, current, [])
     except _Replaced:
-        snap, current = look(storage, window_ms)
-        _note(env, "another process refreshed the login just before our request; adopted")
-        _adopted(env, before)
+        snap, current = look(settings, storage, window_ms)
+        _note(settings, "another process refreshed the login just before our request; adopted")
+        _adopted(settings, before)
         return Outcome(ADOPTED, before, current, [])
 
 
-def _adopted(env: Mapping[str, str], before: login.Verdict) -> None:
-    event("adopt", paths.config_dir(env), f"login was {before.state}; another process had "
-          "renewed it, nothing spent", env)
+def _adopted(settings: Settings, before: login.Verdict) -> None:
+    event("adopt", settings.config_dir, f"login was {before.state}; another process had "
+          "renewed it, nothing spent", settings)
 
 
 def _repair_locally(
-    env: Mapping[str, str], storage: Storage, snap: Any, before: login.Verdict, window_ms: int
+    settings: Settings, storage: Storage, snap: Any, before: login.Verdict, window_ms: int
 ) -> Outcome | None:
     """Restore what was stripped when the access token is still good (restore.py); None when
     that is not the fix (no memory, a due token, the file changed meanwhile)."""
-    restored = restore.repair(storage, snap, env, now_ms(), window_ms)
+    restored = restore.repair(storage, snap, settings, now_ms(), window_ms)
     if restored is None:
         return None
-    _, after = look(storage, window_ms)
-    event("repair", paths.config_dir(env), f"login was {before.state}; restored "
-          f"{', '.join(restored)} locally, no token request", env)
+    _, after = look(settings, storage, window_ms)
+    event("repair", settings.config_dir, f"login was {before.state}; restored "
+          f"{', '.join(restored)} locally, no token request", settings)
     return Outcome(REPAIRED, before, after, [f"restored {', '.join(restored)} locally"])
 
 
 def _refresh(  # noqa: PLR0917 - private, called once
-    env: Mapping[str, str],
+    settings: Settings,
     storage: Storage,
     snap: Any,
     before: login.Verdict,
@@ -368,7 +372,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
     from claude_wrap.refresh import oauth  # noqa: PLC0415
 
     cfg = storage.lock_dir
-    window_ms = int(paths.refresh_window(env) * 1000)
+    window_ms = settings.refresh_window_ms
     path = storage.where
     log.info("login is {} ({}); refreshing", before.state, before.detail)
     oauth_doc = login.oauth_section(snap.doc) or {}
@@ -382,11 +386,11 @@ def _refresh(  # noqa: PLR0917 - private, called once
     sent = snap
     # Ask as the release in use asks: its User-Agent, and its scopes added to the stored ones
     # (never fewer than the login has: a refresh that asks for fewer narrows it).
-    release = binary.in_use(env)
-    asked = binary.refresh_scopes(release, env)
+    release = binary.in_use(settings)
+    asked = binary.refresh_scopes(release, settings)
     log.info("the real claude is {}; sending its request's form", release or "of unknown version")
 
-    remembered = memory.applicable(oauth_doc, memory.recall(storage.where))
+    remembered = memory.applicable(oauth_doc, memory.recall(storage.where, settings))
     remembered_scopes = remembered.scopes if remembered is not None else []
 
     def scopes_of(doc: object) -> list[str]:
@@ -441,8 +445,8 @@ def _refresh(  # noqa: PLR0917 - private, called once
                 refresh_token,
                 scopes_of(snap.doc),
                 url=url,
-                client_id=paths.client_id(env),
-                budget_s=paths.refresh_budget(env),
+                client_id=settings.client_id,
+                budget_s=settings.refresh_budget,
                 latest=freshest,
                 user_agent=binary.user_agent(release),
                 # The request is out: our waiting shims may use the CPU now (flock.py).
@@ -450,13 +454,13 @@ def _refresh(  # noqa: PLR0917 - private, called once
             )
         except (RefreshRejectedError, RefreshOutcomeUnknownError) as exc:
             _failed_tokens[_token_of(sent)] = exc
-            event("failure", paths.config_dir(env), str(exc), env)
+            event("failure", settings.config_dir, str(exc), settings)
             raise
         finally:
             if timer:
                 timer.cancel()
         snap = sent
-        with lock.write_lock(paths.write_lock(cfg), records=paths.lock_records(env)):
+        with lock.write_lock(write_lock_dir(cfg), records=settings.lock_records):
             # Merge into the file as it is now: keep anything another writer changed meanwhile.
             try:
                 latest = storage.read()
@@ -469,7 +473,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
             section, _ = restore.fill(new_doc[login.OAUTH_KEY], remembered, restore_scopes=False)
             new_doc[login.OAUTH_KEY] = section
             pending.commit(new_doc, token_spent=True)
-    _, after = look(storage, window_ms)
+    _, after = look(settings, storage, window_ms)
     if held is not None:
         # The new login is stored and in the verdict cache: let the shims of ours waiting on the
         # flock (flock.take_turn) go on now, while we log, remove our lock folders and start
@@ -481,7 +485,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
     log.info("refreshed: {}", "; ".join(changes))
     # A repair: the login looked fine to us but was refused, or had lost its scopes.
     kind = "repair" if before.state in (login.MISSING_SCOPES, login.OK) else "refresh"
-    event(kind, paths.config_dir(env), f"login was {before.state}: {'; '.join(changes)}", env)
+    event(kind, settings.config_dir, f"login was {before.state}: {'; '.join(changes)}", settings)
     warnings = []
     if mode & 0o077:
         warnings.append(f"{path} was readable by other users (mode {mode:04o}); it is now 0600")
