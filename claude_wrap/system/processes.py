@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from claude_wrap.config import paths
+from claude_wrap.config.settings import Settings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,14 +34,14 @@ def is_claude(name: str, cmdline: list[str]) -> bool:
     return False
 
 
-def login_of(proc_env: Mapping[str, str], env: Mapping[str, str]) -> tuple[str, str]:
+def login_of(proc_env: Mapping[str, str], settings: Settings) -> tuple[str, str]:
     """(config folder, credentials file) of a process with environment `proc_env`. A process
-    started without HOME (by an editor, say) is taken to have ours, from `env`."""
-    seen = paths.with_home(proc_env, paths.home(env))
-    return paths.config_dir(seen), paths.credentials_file(seen)
+    started without HOME (by an editor, say) is taken to have ours, from `settings`."""
+    seen = Settings(proc_env).with_home(settings.home)
+    return seen.config_dir, seen.credentials_file
 
 
-def running_claudes(env: Mapping[str, str]) -> list[dict[str, object]]:
+def running_claudes(settings: Settings) -> list[dict[str, object]]:
     """One row per running Claude Code process: its pid, config folder and credentials file
     (UNREADABLE for another user's process, whose environment we may not read)."""
     import psutil  # noqa: PLC0415 - doctor only
@@ -52,7 +52,7 @@ def running_claudes(env: Mapping[str, str]) -> list[dict[str, object]]:
             if not is_claude(proc.info["name"] or "", proc.info["cmdline"] or []):
                 continue
             try:
-                cfg, creds = login_of(proc.environ(), env)
+                cfg, creds = login_of(proc.environ(), settings)
             except (psutil.AccessDenied, psutil.ZombieProcess):
                 cfg = creds = UNREADABLE
             rows.append({"pid": proc.info["pid"], "config_dir": cfg, "credentials": creds})
