@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from claude_wrap.commands.status import ADVICE
-from claude_wrap.config import paths, versions
+from claude_wrap.config import versions
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK, StorageUnavailableError
 from claude_wrap.judging import login
 from claude_wrap.keeper import service
@@ -30,7 +30,7 @@ from claude_wrap.storage import backends, filestore, store
 from claude_wrap.system.processes import UNREADABLE, running_claudes
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from claude_wrap.config.settings import Settings
 
 OK = "ok"
 WARN = "warn"
@@ -79,8 +79,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(ns: argparse.Namespace) -> int:
-    findings = examine(os.environ, fix=ns.fix)
+def run(ns: argparse.Namespace, settings: Settings) -> int:
+    findings = examine(settings, fix=ns.fix)
     healthy = all(f.level == OK for f in findings)
     if ns.json:
         data = {"healthy": healthy, "findings": [f.as_dict() for f in findings]}
@@ -100,36 +100,36 @@ def render(findings: list[Finding], healthy: bool) -> str:
     return "\n".join(lines)
 
 
-def examine(env: Mapping[str, str], *, fix: bool = False) -> list[Finding]:
-    first = first_on_path(env)
+def examine(settings: Settings, *, fix: bool = False) -> list[Finding]:
+    first = first_on_path(settings)
     shim = first if first is not None and locate.is_shim(first) else None
     findings = [
-        *check_real_binary(env, shim),
-        *check_path(env, first, shim),
-        *check_recursion(env),
+        *check_real_binary(settings, shim),
+        *check_path(settings, first, shim),
+        *check_recursion(settings),
     ]
-    storage = backends.open_storage(env)
-    findings += check_login(env, storage)
+    storage = backends.open_storage(settings)
+    findings += check_login(settings, storage)
     if storage.kind == "file":
         findings += check_mode(storage.where, fix=fix)
-    findings += check_locks(storage.lock_dir, env, fix=fix)
+    findings += check_locks(storage.lock_dir, settings, fix=fix)
     if storage.kind == "file":
         findings += check_temps(storage.where, fix=fix)
-    findings += [check_log(env), check_keeper(env), check_processes(env)]
+    findings += [check_log(settings), check_keeper(settings), check_processes(settings)]
     return findings
 
 
 # the binary and PATH -----------------------------------------------------------------------
 
 
-def first_on_path(env: Mapping[str, str]) -> str | None:
-    found = locate.on_path(env)
+def first_on_path(settings: Settings) -> str | None:
+    found = locate.on_path(settings)
     return found[0] if found else None
 
 
-def version_of(real: str, env: Mapping[str, str]) -> tuple[str | None, str]:
+def version_of(real: str, settings: Settings) -> tuple[str | None, str]:
     """(version line or None, why not)."""
-    child = paths.unnested(env)  # should it be a shim after all, no pre-flight
+    child = settings.unnested().child_env()  # should it be a shim after all, no pre-flight
     try:
         result = subprocess.run(
             [real, "--version"], capture_output=True, text=True, timeout=20, env=child, check=False
@@ -142,9 +142,9 @@ def version_of(real: str, env: Mapping[str, str]) -> tuple[str | None, str]:
     return lines[0], ""
 
 
-def check_real_binary(env: Mapping[str, str], shim: str | None) -> list[Finding]:
+def check_real_binary(settings: Settings, shim: str | None) -> list[Finding]:
     name = "real claude"
-    override = paths.real_claude_override(env)
+    override = settings.real_claude_override
     if override:
         problem = locate.check_override(override, shim)
         if problem is not None:
@@ -159,7 +159,7 @@ def check_real_binary(env: Mapping[str, str], shim: str | None) -> list[Finding]
         real = override
     else:
         try:
-            real = locate.find_real_claude(env, shim)
+            real = locate.find_real_claude(settings, shim)
         except locate.NotFoundError:
             return [
                 Finding(
@@ -170,7 +170,7 @@ def check_real_binary(env: Mapping[str, str], shim: str | None) -> list[Finding]
                     "CLAUDE_WRAP_REAL_CLAUDE to its executable",
                 )
             ]
-    version, why = version_of(real, env)
+    version, why = version_of(real, settings)
     if version is None:
         return [
             Finding(
@@ -202,8 +202,8 @@ def check_real_binary(env: Mapping[str, str], shim: str | None) -> list[Finding]
     return found
 
 
-def alias_in_rc(env: Mapping[str, str]) -> str | None:
-    home = paths.home(env)
+def alias_in_rc(settings: Settings) -> str | None:
+    home = settings.home
     for name in RC_FILES:
         path = os.path.join(home, name)
         try:
@@ -218,14 +218,14 @@ def alias_in_rc(env: Mapping[str, str]) -> str | None:
     return None
 
 
-def check_path(env: Mapping[str, str], first: str | None, shim: str | None) -> list[Finding]:
+def check_path(settings: Settings, first: str | None, shim: str | None) -> list[Finding]:
     name = "shim"
     if shim is not None:
         return [Finding(name, OK, f"the shim comes first on PATH: {shim}", path=shim)]
-    rc = alias_in_rc(env)
+    rc = alias_in_rc(settings)
     if rc is not None:
         return [Finding(name, OK, f"`claude` is an alias to claude-wrap (set in {rc})", rc=rc)]
-    later = [p for p in locate.on_path(env) if locate.is_shim(p)]
+    later = [p for p in locate.on_path(settings) if locate.is_shim(p)]
     if later and first is not None:
         return [
             Finding(
@@ -252,10 +252,10 @@ def check_path(env: Mapping[str, str], first: str | None, shim: str | None) -> l
     ]
 
 
-def check_recursion(env: Mapping[str, str]) -> list[Finding]:
+def check_recursion(settings: Settings) -> list[Finding]:
     name = "recursion"
     found = []
-    if paths.nested(env):
+    if settings.nested:
         found.append(
             Finding(
                 name,
@@ -266,7 +266,7 @@ def check_recursion(env: Mapping[str, str]) -> list[Finding]:
                 "rc file and open a new shell",
             )
         )
-    for path in locate.on_path(env):
+    for path in locate.on_path(settings):
         if not locate.is_shim(path):
             continue
         python = shim_python(path)
@@ -279,7 +279,7 @@ def check_recursion(env: Mapping[str, str]) -> list[Finding]:
                     "reinstall claude-wrap, then run `claude-wrap install` again",
                 )
             )
-    shims = [p for p in locate.on_path(env) if locate.is_shim(p)]
+    shims = [p for p in locate.on_path(settings) if locate.is_shim(p)]
     if not found:
         detail = f" ({len(shims)} shims on PATH; each skips the others)" if len(shims) > 1 else ""
         found.append(Finding(name, OK, f"no loop: the shim never runs itself{detail}"))
@@ -301,15 +301,15 @@ def shim_python(path: str) -> str | None:
 # the login and its files -------------------------------------------------------------------
 
 
-def check_login(env: Mapping[str, str], storage: store.Storage) -> list[Finding]:
+def check_login(settings: Settings, storage: store.Storage) -> list[Finding]:
     name = "login"
     try:
-        _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000))
+        _, verdict = refresher.assess(storage, settings.refresh_window_ms)
     except StorageUnavailableError as exc:
         return [Finding(name, FAIL, str(exc), exc.hint or None, where=storage.where)]
     detail = f" ({verdict.detail})" if verdict.detail else ""
     text = f"{verdict.state}{detail} in {storage.where}"
-    ends = _login_end(env, verdict)
+    ends = _login_end(settings, verdict)
     if verdict.state == login.OK:
         return [Finding(name, OK, text, state=verdict.state, where=storage.where), *ends]
     level = WARN if verdict.state in login.REFRESHABLE else FAIL
@@ -317,13 +317,13 @@ def check_login(env: Mapping[str, str], storage: store.Storage) -> list[Finding]
     return [Finding(name, level, text, fix, state=verdict.state, where=storage.where), *ends]
 
 
-def _login_end(env: Mapping[str, str], verdict: login.Verdict) -> list[Finding]:
+def _login_end(settings: Settings, verdict: login.Verdict) -> list[Finding]:
     """A warning when the login's hard end (refreshTokenExpiresAt) is within the window."""
     from claude_wrap.judging import loginend  # noqa: PLC0415
 
     now = int(time.time() * 1000)
     ends_at = verdict.login_ends_at
-    window_ms = int(paths.login_end_window(env) * 1000)
+    window_ms = settings.login_end_window_ms
     if ends_at is None or not loginend.within(ends_at, now, window_ms):
         return []
     return [Finding("login end", WARN, loginend.sentence(ends_at, now), "run `claude /login`")]
@@ -353,13 +353,13 @@ def check_mode(path: str, *, fix: bool) -> list[Finding]:
     ]
 
 
-def check_locks(cfg: str, env: Mapping[str, str], *, fix: bool) -> list[Finding]:
+def check_locks(cfg: str, settings: Settings, *, fix: bool) -> list[Finding]:
     """Each lock folder judged by lock.py's own rules (its stale times, the clock-change margin,
     our holder records and Claude Code's owner record), so --fix never removes a lock a refresh
     respects."""
     name = "locks"
     found = []
-    for held in lock.config_locks(cfg, paths.lock_records(env)):
+    for held in lock.config_locks(cfg, settings.lock_records):
         path = held.path
         found += _check_leftovers(path, fix=fix)
         try:
@@ -478,8 +478,8 @@ def check_temps(path: str, *, fix: bool) -> list[Finding]:
 # the log and the running processes ---------------------------------------------------------
 
 
-def check_log(env: Mapping[str, str]) -> Finding:
-    path = paths.log_file(env)
+def check_log(settings: Settings) -> Finding:
+    path = settings.log_file
     try:
         size = os.path.getsize(path)
     except OSError:
@@ -487,18 +487,18 @@ def check_log(env: Mapping[str, str]) -> Finding:
     return Finding("log", OK, f"{path} ({size} bytes)", path=path)
 
 
-def check_keeper(env: Mapping[str, str]) -> Finding:
+def check_keeper(settings: Settings) -> Finding:
     """Informational: the keeper is optional, needed only for launches that bypass the shim."""
     manager = service.default_manager()
-    found = service.installed(manager, env)
+    found = service.installed(manager, settings)
     if found:
-        mode = service.installed_mode(manager, env)
+        mode = service.installed_mode(manager, settings)
         detail = f"installed ({manager}, {mode}): {', '.join(found)}"
         running = None
         if mode == service.WATCH:
             from claude_wrap.keeper import watch  # noqa: PLC0415
 
-            running = watch.running()
+            running = watch.running(settings)
             detail += f"; running (pid {running})" if running else "; not running now"
         return Finding("keeper", OK, detail, files=found, mode=mode, running=running)
     return Finding(
@@ -510,8 +510,8 @@ def check_keeper(env: Mapping[str, str]) -> Finding:
     )
 
 
-def check_processes(env: Mapping[str, str]) -> Finding:
-    rows = running_claudes(env)
+def check_processes(settings: Settings) -> Finding:
+    rows = running_claudes(settings)
     if not rows:
         return Finding("processes", OK, "no Claude Code process is running", processes=[])
     listed = ", ".join(f"{r['pid']} ({_where(r)})" for r in rows)

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 import claude_wrap
-from claude_wrap.config import paths
+from claude_wrap.config.settings import Settings, python_for_shim
 from claude_wrap.errors import EXIT_OK, WrapError
 from claude_wrap.keeper import service
 from claude_wrap.shim import locate
@@ -31,14 +31,14 @@ class InstallError(WrapError):
     pass
 
 
-def default_dir() -> str:
-    return os.path.join(paths.home(), ".local", "share", "claude-wrap", "bin")
+def default_dir(settings: Settings) -> str:
+    return os.path.join(settings.home, ".local", "share", "claude-wrap", "bin")
 
 
 def shim_text() -> str:
     root = os.path.dirname(os.path.dirname(os.path.abspath(claude_wrap.__file__)))
     return SHIM_TEMPLATE.format(
-        python=paths.python_for_shim(), marker=locate.MARKER.decode(), root=root
+        python=python_for_shim(), marker=locate.MARKER.decode(), root=root
     )
 
 
@@ -107,10 +107,10 @@ def uninstall(folder: str) -> bool:
     return True
 
 
-def run_install(ns: argparse.Namespace) -> int:
+def run_install(ns: argparse.Namespace, settings: Settings) -> int:
     if ns.keeper:
-        return install_keeper(ns.manager or service.default_manager(), ns.keeper)
-    folder = os.path.abspath(ns.dir or default_dir())
+        return install_keeper(settings, ns.manager or service.default_manager(), ns.keeper)
+    folder = os.path.abspath(ns.dir or default_dir(settings))
     try:
         path, changed = install(folder)
     except OSError as exc:
@@ -124,10 +124,10 @@ def run_install(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_uninstall(ns: argparse.Namespace) -> int:
+def run_uninstall(ns: argparse.Namespace, settings: Settings) -> int:
     if ns.keeper:
-        return uninstall_keeper(ns.manager or service.default_manager())
-    folder = os.path.abspath(ns.dir or default_dir())
+        return uninstall_keeper(settings, ns.manager or service.default_manager())
+    folder = os.path.abspath(ns.dir or default_dir(settings))
     try:
         removed = uninstall(folder)
     except OSError as exc:
@@ -136,16 +136,16 @@ def run_uninstall(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def install_keeper(manager: str, mode: str = service.TIMER) -> int:
+def install_keeper(settings: Settings, manager: str, mode: str = service.TIMER) -> int:
     other = service.TIMER if mode == service.WATCH else service.WATCH
-    if service.installed(manager, mode=other):
+    if service.installed(manager, settings, mode=other):
         # One keeper at a time: the other mode's files go (and its job stops) first.
-        _remove_keeper(manager, other)
-    folder, texts = service.files(manager, mode=mode)
+        _remove_keeper(settings, manager, other)
+    folder, texts = service.files(manager, settings, mode=mode)
     try:
         if manager == service.LAUNCHD:
             # launchd opens the job's output files but does not create their folder.
-            os.makedirs(paths.state_dir(), mode=0o700, exist_ok=True)
+            os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
         written = service.write(folder, texts)
     except FileExistsError as exc:
         raise InstallError(
@@ -155,12 +155,12 @@ def install_keeper(manager: str, mode: str = service.TIMER) -> int:
         raise InstallError(f"cannot write the keeper into {folder}: {exc.strerror}") from None
     for path, changed in written:
         print(f"{'installed' if changed else 'already installed'}: {path}")
-    commands = service.start_commands(manager, mode=mode)
+    commands = service.start_commands(manager, settings, mode=mode)
     shown = "\n".join("  " + " ".join(argv) for argv in commands)
-    if not service.reachable(manager):
+    if not service.reachable(manager, settings):
         print(f"{manager} is not reachable from this session; to start the keeper, run:\n{shown}")
         return EXIT_OK
-    problem = service.run(commands, tolerate_first=manager == service.LAUNCHD)
+    problem = service.run(commands, settings, tolerate_first=manager == service.LAUNCHD)
     if problem:
         raise InstallError(f"the keeper files are written but could not be started: {problem}")
     if mode == service.WATCH:
@@ -171,29 +171,29 @@ def install_keeper(manager: str, mode: str = service.TIMER) -> int:
     return EXIT_OK
 
 
-def uninstall_keeper(manager: str) -> int:
-    if not service.installed(manager):
+def uninstall_keeper(settings: Settings, manager: str) -> int:
+    if not service.installed(manager, settings):
         print("no keeper to remove")
         return EXIT_OK
     for mode in service.MODES:
-        _remove_keeper(manager, mode, reload=False)
-    if manager == service.SYSTEMD and service.reachable(manager):
-        service.run([["systemctl", "--user", "daemon-reload"]])
+        _remove_keeper(settings, manager, mode, reload=False)
+    if manager == service.SYSTEMD and service.reachable(manager, settings):
+        service.run([["systemctl", "--user", "daemon-reload"]], settings)
     return EXIT_OK
 
 
-def _remove_keeper(manager: str, mode: str, *, reload: bool = True) -> None:
-    found = service.installed(manager, mode=mode)
+def _remove_keeper(settings: Settings, manager: str, mode: str, *, reload: bool = True) -> None:
+    found = service.installed(manager, settings, mode=mode)
     if not found:
         return
-    if service.reachable(manager):
+    if service.reachable(manager, settings):
         # not loaded is fine: the files go anyway
-        service.run(service.stop_commands(manager, mode=mode))
+        service.run(service.stop_commands(manager, settings, mode=mode), settings)
     for path in found:
         try:
             os.unlink(path)
         except OSError as exc:
             raise InstallError(f"cannot remove {path}: {exc.strerror}") from None
         print(f"removed: {path}")
-    if reload and manager == service.SYSTEMD and service.reachable(manager):
-        service.run([["systemctl", "--user", "daemon-reload"]])
+    if reload and manager == service.SYSTEMD and service.reachable(manager, settings):
+        service.run([["systemctl", "--user", "daemon-reload"]], settings)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap.config import paths
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK
 from claude_wrap.judging import login, loginend
 from claude_wrap.refresh import refresher
@@ -17,7 +15,7 @@ from claude_wrap.storage import backends, filestore
 from claude_wrap.system import configs
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from claude_wrap.config.settings import Settings
 
 ADVICE = {
     login.OK: "Claude Code accepts it",
@@ -101,30 +99,30 @@ def report(
     }
 
 
-def examine(env: Mapping[str, str], now: int) -> tuple[dict[str, Any], login.Verdict]:
-    storage = backends.open_storage(env)
-    _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000), now)
-    data = report(storage.where, verdict, now, int(paths.login_end_window(env) * 1000))
+def examine(settings: Settings, now: int) -> tuple[dict[str, Any], login.Verdict]:
+    storage = backends.open_storage(settings)
+    _, verdict = refresher.assess(storage, settings.refresh_window_ms, now)
+    data = report(storage.where, verdict, now, settings.login_end_window_ms)
     data["storage"] = storage.kind
     if storage.kind != "file":
         data["world_readable"] = False
     # A guest holds no refresh token by design (guest.py): its renewal is a pull from the owner.
-    owner = paths.guest_setting(env)
+    owner = settings.guest_setting
     data["guest_of"] = owner or None
     if owner and verdict.state in GUEST_ADVICE:
         data["advice"] = GUEST_ADVICE[verdict.state].format(owner=owner)
     return data, verdict
 
 
-def run(ns: argparse.Namespace) -> int:
+def run(ns: argparse.Namespace, settings: Settings) -> int:
     if ns.short:
         from claude_wrap.commands import shortstatus  # noqa: PLC0415
 
-        return shortstatus.main()
+        return shortstatus.main(settings)
     now = int(time.time() * 1000)
     if ns.all:
-        return run_all(ns, now)
-    data, verdict = examine(os.environ, now)
+        return run_all(ns, settings, now)
+    data, verdict = examine(settings, now)
     if ns.json:
         print(json.dumps(data, indent=2))
     else:
@@ -132,12 +130,12 @@ def run(ns: argparse.Namespace) -> int:
     return EXIT_OK if verdict.usable else EXIT_NOT_USABLE
 
 
-def run_all(ns: argparse.Namespace, now: int) -> int:
+def run_all(ns: argparse.Namespace, settings: Settings, now: int) -> int:
     """One block per config folder; exit 0 only when every folder's login is usable."""
     rows = []
     usable = True
-    for found in configs.find():
-        data, verdict = examine(found.env, now)
+    for found in configs.find(settings):
+        data, verdict = examine(found.settings, now)
         data["config_dir"] = found.path
         data["current"] = found.current
         rows.append(data)
