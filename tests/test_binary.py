@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from claude_wrap.config import protocol
+from claude_wrap.config.settings import Settings
 from claude_wrap.refresh import binary
 
 # A stand-in claude that answers --version and counts how often it was asked.
@@ -36,7 +37,7 @@ def test_the_version_beside_the_binary_needs_no_run(tmp_path: Path) -> None:
     link = tmp_path / "claude"
     link.symlink_to(exe)  # node_modules/.bin/claude is such a symlink
     env = {"XDG_STATE_HOME": str(tmp_path / "state"), "COUNT_FILE": str(tmp_path / "count")}
-    assert binary.version_of(str(link), env) == "2.1.332"
+    assert binary.version_of(str(link), Settings(env)) == "2.1.332"
     assert not (tmp_path / "count").exists()
 
 
@@ -46,13 +47,13 @@ def test_version_is_asked_once_and_cached_on_path_size_and_mtime(tmp_path: Path)
     env = {
         **os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "COUNT_FILE": str(count),
     }
-    assert binary.version_of(str(exe), env) == "2.1.250"
-    assert binary.version_of(str(exe), {**env, "ANSWER": "9.9.9"}) == "2.1.250"  # cached
+    assert binary.version_of(str(exe), Settings(env)) == "2.1.250"
+    assert binary.version_of(str(exe), Settings({**env, "ANSWER": "9.9.9"})) == "2.1.250"  # cached
     assert count.read_text() == "x"
     # An update replaces the binary (another mtime): asked again.
     st = exe.stat()
     os.utime(exe, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-    assert binary.version_of(str(exe), {**env, "ANSWER": "2.1.400"}) == "2.1.400"
+    assert binary.version_of(str(exe), Settings({**env, "ANSWER": "2.1.400"})) == "2.1.400"
     assert count.read_text() == "xx"
 
 
@@ -63,10 +64,10 @@ def test_user_agent_and_scopes_per_release() -> None:
     assert binary.user_agent("2.1.500") == "axios/1.15.2"
     assert binary.user_agent(None) == "axios/1.15.2"
     base = list(protocol.DEFAULT_SCOPES)
-    assert binary.refresh_scopes("2.1.197", {}) == base
-    assert binary.refresh_scopes("2.1.332", {}) == [*base, "user:plugins"]
-    assert binary.refresh_scopes("2.1.332", {"CLAUDE_CODE_CUSTOM_OAUTH_URL": "x"}) == base
-    assert binary.refresh_scopes(None, {}) == base
+    assert binary.refresh_scopes("2.1.197", Settings({})) == base
+    assert binary.refresh_scopes("2.1.332", Settings({})) == [*base, "user:plugins"]
+    assert binary.refresh_scopes("2.1.332", Settings({"CLAUDE_CODE_CUSTOM_OAUTH_URL": "x"})) == base
+    assert binary.refresh_scopes(None, Settings({})) == base
     assert binary.union(["user:inference", "user:x"], base) == [
         "user:inference", "user:x", *(s for s in base if s != "user:inference")
     ]

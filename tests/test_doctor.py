@@ -188,7 +188,7 @@ def test_running_claude_processes_are_listed_with_their_config_dir(sandbox: Sand
 
 
 def test_a_processs_folder_is_the_one_claude_code_reads(sandbox: Sandbox) -> None:
-    """By paths.py's rules, not a copy of them: the folder NFC-normalised as Claude Code does,
+    """By settings.py's rules, not a copy of them: the folder NFC-normalised as Claude Code does,
     and the credentials file where CLAUDE_SECURESTORAGE_CONFIG_DIR puts it."""
     import unicodedata
 

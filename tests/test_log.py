@@ -14,17 +14,18 @@ TWO_AT_ONCE = r"""
 import sys, threading
 sys.path.insert(0, sys.argv[1])
 from claude_wrap.logfile import log
-from claude_wrap.config import paths
+from claude_wrap.config import fspath
+from claude_wrap.config.settings import Settings
 barrier = threading.Barrier(2, timeout=2)
-make_dirs = paths.make_private_dirs
+make_dirs = fspath.make_private_dirs
 def both_inside(folder):
     try:
         barrier.wait()
     except threading.BrokenBarrierError:
         pass
     make_dirs(folder)
-paths.make_private_dirs = both_inside
-env = {"CLAUDE_WRAP_LOG_FILE": sys.argv[2], "HOME": sys.argv[3]}
+fspath.make_private_dirs = both_inside
+env = Settings({"CLAUDE_WRAP_LOG_FILE": sys.argv[2], "HOME": sys.argv[3]})
 threads = [threading.Thread(target=log.logger, args=(env,)) for _ in range(2)]
 for t in threads:
     t.start()

@@ -241,10 +241,12 @@ def test_a_hang_is_an_unknown_outcome_and_the_token_is_not_sent_again(
 # One process calling ensure_fresh twice, as the shim does (its pre-flight, then the output
 # watcher's repair after claude fails): it prints what each call raised.
 TWICE = """
+from claude_wrap.config.settings import Settings
 from claude_wrap.refresh import refresher
+settings = Settings.from_process()
 for _ in range(2):
     try:
-        refresher.ensure_fresh()
+        refresher.ensure_fresh(settings)
     except Exception as exc:
         print(type(exc).__name__)
 """
@@ -331,7 +333,8 @@ def test_no_home_falls_back_to_the_password_database(tmp_path: os.PathLike[str])
 
     env = {"PATH": "/usr/bin:/bin", "XDG_STATE_HOME": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-c", "from claude_wrap.config import paths; print(paths.credentials_file())"],
+        [sys.executable, "-c", "from claude_wrap.config.settings import Settings; "
+         "print(Settings.from_process().credentials_file)"],
         env=env,
         capture_output=True,
         text=True,
@@ -401,9 +404,10 @@ def test_status_json_shows_no_secret(sandbox: Sandbox) -> None:
 # The refresher no longer knows guests (issue 16: renewal.py picks, so the two import nothing of
 # each other): called for a guest anyway, it must stop before anything is read or sent.
 GUEST_CALLS_REFRESHER = """
+from claude_wrap.config.settings import Settings
 from claude_wrap.refresh import refresher
 try:
-    refresher.ensure_fresh()
+    refresher.ensure_fresh(Settings.from_process())
 except RuntimeError as exc:
     print(exc)
 """

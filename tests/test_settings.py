@@ -1,5 +1,5 @@
 """Settings and protocol constants in one place each (issue 16, item 3), read from the source with
-`ast`: only paths.py reads the environment, only protocol.py spells Claude Code's names and
+`ast`: only settings.py reads the environment, only protocol.py spells Claude Code's names and
 values, and one error class reports a bad setting."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from claude_wrap import errors
-from claude_wrap.config import paths, protocol
+from claude_wrap.config import protocol, settings
+from claude_wrap.config.settings import Settings
 from tests.test_architecture import PACKAGE, module_name
 
-# Modules whose reads other branches of issue 16 move into paths.py (the process layer: shim,
+# Modules whose reads other branches of issue 16 move into settings.py (the process layer: shim,
 # relay, interactive; the storage layer: guard). Remove each as it lands.
 PENDING: set[str] = set()
 OURS = re.compile(r"CLAUDE_WRAP_[A-Z_]+")
@@ -59,7 +60,7 @@ def test_only_paths_reads_the_environment() -> None:
     offenders = {
         name: reads
         for name, tree in sources()
-        if name not in {"claude_wrap.config.paths", *PENDING}
+        if name not in {"claude_wrap.config.settings", *PENDING}
         for reads in [environment_reads(tree)]
         if reads
     }
@@ -117,7 +118,7 @@ def test_the_scopes_hold_the_one_claude_code_requires() -> None:
 
 
 def test_one_setting_error() -> None:
-    assert paths.SettingError is errors.SettingError
+    assert settings.SettingError is errors.SettingError
     assert not hasattr(errors, "ConfigError")
     exc = errors.SettingError("CLAUDE_WRAP_X", "soon", "a number of seconds")
     assert isinstance(exc, errors.WrapError)
@@ -125,13 +126,13 @@ def test_one_setting_error() -> None:
     assert exc.exit_code == errors.EXIT_USAGE
     assert str(exc) == "CLAUDE_WRAP_X='soon' is not a number of seconds; unset it or fix its value"
     with pytest.raises(errors.SettingError, match="CLAUDE_WRAP_LOCK_TIMEOUT='x' is not a number"):
-        paths.lock_wait({"CLAUDE_WRAP_LOCK_TIMEOUT": "x"})
+        _ = Settings({"CLAUDE_WRAP_LOCK_TIMEOUT": "x"}).lock_wait
 
 
-def test_paths_leaves_errors_py_off_the_hot_path() -> None:
+def test_settings_leaves_errors_py_off_the_hot_path() -> None:
     code = (
-        "import sys, claude_wrap.config.paths as p\n"
-        "p.credentials_file({'HOME': '/h'}); p.refresh_window({})\n"
+        "import sys\nfrom claude_wrap.config.settings import Settings\n"
+        "Settings({'HOME': '/h'}).credentials_file; Settings({}).refresh_window\n"
         "print('claude_wrap.errors' in sys.modules)\n"
     )
     done = subprocess.run(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from claude_wrap.config.settings import Settings
 from claude_wrap.watch import pipes
 from tests.conftest import Sandbox, login_doc
 from tests.tokenserver import TokenServer
@@ -250,7 +251,7 @@ def test_the_replay_copy_gives_the_same_bytes_at_each_launch_wherever_it_is_kept
     given again; the memory file, else an unlinked file in TMPDIR, else (neither) our heap."""
     folder = tmp_path if where == "temp folder" else tmp_path / "missing"
     copy = pipes.Replay(
-        1 << 20, {"TMPDIR": str(folder)}, memfd=where == "memfd", splice=splice == "1"
+        1 << 20, Settings({"TMPDIR": str(folder)}), memfd=where == "memfd", splice=splice == "1"
     )
     blob = os.urandom(200_000)
     src_r, src_w = os.pipe()

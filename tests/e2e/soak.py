@@ -47,7 +47,7 @@ from typing import Any
 
 import pexpect
 
-from claude_wrap.config import paths
+from claude_wrap.config.settings import DEFAULT_REFRESH_WINDOW_S
 from claude_wrap.judging import login as judge_login
 
 from ..tokenserver import RELAYED_AGENT, TokenFamilies, TokenServer
@@ -58,7 +58,7 @@ from .tlsproxy import OAuthProxy, mint_throwaway_ca
 CLAUDE_BUFFER_S = 300.0  # the real binary refreshes this long before expiresAt
 # claude-wrap's default window against a real 8-hour token, past Claude Code's own buffer:
 # (600 - 300) / (28800 - 300) of a lifetime.
-WINDOW_SHARE = (paths.DEFAULT_REFRESH_WINDOW_S - CLAUDE_BUFFER_S) / (8 * 3600.0 - CLAUDE_BUFFER_S)
+WINDOW_SHARE = (DEFAULT_REFRESH_WINDOW_S - CLAUDE_BUFFER_S) / (8 * 3600.0 - CLAUDE_BUFFER_S)
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE_AGENT = "soak-hostile/"
 

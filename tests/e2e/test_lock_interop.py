@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from claude_wrap.config import versions
+from claude_wrap.config.settings import Settings
 from claude_wrap.locks import lockowner
 from claude_wrap.refresh import binary
 
@@ -35,7 +36,7 @@ RECORD_KEYS = ["pid", "procStart", "pidDomain", "pidSpace", "lockBirthtimeMs",
 
 
 def release(claude: ClaudeBinary) -> tuple[int, ...]:
-    found = binary.version_of(str(claude.path), {})
+    found = binary.version_of(str(claude.path), Settings({}))
     parsed = versions.parse(found or "")
     assert parsed is not None, f"no version for {claude.path}"
     return parsed
