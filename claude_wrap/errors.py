@@ -26,7 +26,7 @@ class WrapError(Exception):
 
 
 class SettingError(WrapError, ValueError):
-    """A setting we refuse to use: an environment variable of ours (paths.py), a line of our own
+    """A setting we refuse to use: an environment variable of ours (settings.py), a line of our own
     settings files, or a command's argument. Carries the setting's name and the value given; the
     message says what was expected, or `message` says it all when the standard form does not fit.
     `claude-wrap` exits EXIT_USAGE for it; the shim says it and runs claude anyway."""

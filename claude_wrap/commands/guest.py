@@ -41,6 +41,7 @@ def run_guest(ns: argparse.Namespace, settings: Settings) -> int:
             os.unlink(path)
         except FileNotFoundError:
             pass
+        _forget_verdict(settings)
         print("not a guest any more; `claude /login` to log in on this machine")
         return EXIT_OK
     if ns.folder is not None and not os.path.isabs(ns.folder):
@@ -53,11 +54,21 @@ def run_guest(ns: argparse.Namespace, settings: Settings) -> int:
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(value + "\n")
     os.replace(tmp, path)
+    _forget_verdict(settings)
     outcome = guest.ensure_fresh(settings.without_guest(), value, force=True)
     for warning in outcome.warnings:
         print(f"claude-wrap: warning: {warning}", file=sys.stderr)
     print(f"guest of {value}: the login is {outcome.after.state}")
     return EXIT_OK
+
+
+def _forget_verdict(settings: Settings) -> None:
+    """The verdict cache keeps the guest file's line beside the verdict (fastpath.judged), so
+    that a healthy run need not open the file: changed, the next run judges afresh."""
+    try:
+        os.unlink(settings.verdict_cache)
+    except OSError:
+        pass  # none, or not ours to remove: the next change to the login renews it anyway
 
 
 def run_share(ns: argparse.Namespace, settings: Settings) -> int:

@@ -2,7 +2,7 @@
 
 Facts about the program we stand in front of, not settings of ours: each is what a release was
 seen or read to use, and changing one here changes what every module sends, reads or respects.
-Constants only, no imports: the shim's hot path imports this module (through paths).
+Constants only, no imports: the shim's hot path imports this module (through settings).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 CREDENTIALS_NAME = ".credentials.json"  # in the config folder (or CLAUDE_SECURESTORAGE_CONFIG_DIR)
 OAUTH_KEY = "claudeAiOauth"  # the credentials document's section claude-wrap owns
 # macOS: the login Keychain's generic password; a per-folder suffix is appended when a folder
-# was chosen (paths.keychain_service).
+# was chosen (Settings.keychain_service).
 KEYCHAIN_SERVICE = "Claude Code-credentials"
 
 # The token endpoint (section 4) --------------------------------------------------------------

@@ -317,7 +317,7 @@ def ensure_fresh(
     path = settings.credentials_file
     storage = filestore.FileStorage(path)
     window_s = settings.refresh_window
-    window_ms = int(window_s * 1000)
+    window_ms = settings.refresh_window_ms
     _, before = refresher.look(settings, storage, window_ms)
     has_refresh = before.has_refresh_token
     if before.state == login.OK and not force and not has_refresh:
@@ -344,6 +344,6 @@ def ensure_fresh(
 
 
 def setting(settings: Settings) -> str:
-    """The owner this machine borrows its login from, or "" (see paths.guest_setting)."""
+    """The owner this machine borrows its login from, or "" (see Settings.guest_setting)."""
     return settings.guest_setting
 

@@ -23,7 +23,7 @@ chunk boundaries.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing stays off the hot path (see paths.py)
+TYPE_CHECKING = False  # typing stays off the hot path (see settings.py)
 if TYPE_CHECKING:
     from typing import Any
 

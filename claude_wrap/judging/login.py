@@ -12,7 +12,7 @@ import math
 from claude_wrap.config import protocol
 from claude_wrap.config.protocol import DEFAULT_SCOPES
 
-TYPE_CHECKING = False  # see paths.py: typing stays off the hot path
+TYPE_CHECKING = False  # see settings.py: typing stays off the hot path
 if TYPE_CHECKING:
     from typing import Any
 

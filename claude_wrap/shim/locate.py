@@ -1,5 +1,5 @@
 """find_real_claude: the real binary behind the shim, never the shim itself (hot path: posix,
-fspath and paths only; not `os`, see fspath.py).
+fspath and settings only; not `os`, see fspath.py).
 
 PATH is searched with the shim's own folder taken off, and any candidate that is a claude-wrap
 shim (the same file, or a file carrying our marker) is skipped, so two shims on PATH never loop.

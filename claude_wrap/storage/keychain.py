@@ -2,7 +2,7 @@
 
 On macOS Claude Code keeps its login not in a file but in a generic password of the login
 Keychain (shared/protocol.md section 1): service `Claude Code-credentials` (plus a per-folder
-suffix, see paths.keychain_service), account $USER, the secret being the same JSON as the file.
+suffix, see Settings.keychain_service), account $USER, the secret being the same JSON as the file.
 
 Two rules shape this module:
 - The account is always given: an MCP-only item can share the service name with account

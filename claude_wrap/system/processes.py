@@ -3,7 +3,7 @@ pid still runs (a lock's holder, a temp file's writer), whether another process 
 (a writer half-way through the credentials file), and the Claude Code processes running and
 which login each one uses (doctor lists them).
 
-Which folder a process uses is derived from its environment by paths.py's own rules
+Which folder a process uses is derived from its environment by settings.py's own rules
 (CLAUDE_CONFIG_DIR NFC-normalised, CLAUDE_SECURESTORAGE_CONFIG_DIR for the credentials file
 alone), so doctor names the folder Claude Code itself reads. psutil is imported only to list.
 """
