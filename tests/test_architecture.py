@@ -131,3 +131,54 @@ def test_the_cycle_finder_finds_a_lazy_cycle(tmp_path: Path) -> None:
              for m in modules - {"claude_wrap"}}
     assert edges["claude_wrap.c"] == set()
     assert cycles(edges) == [["claude_wrap.a", "claude_wrap.b"]]
+
+
+# Issue 27: the environment is read in one module, into a Settings handed down; anywhere else a
+# read is a fallback to the process's environment, which is how a refresh for HOME=a once wrote
+# under the process's HOME=b.
+SETTINGS_MODULE = "claude_wrap.config.settings"
+ENVIRONMENT_NAMES = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
+
+
+def environment_uses(tree: ast.Module) -> list[str]:
+    """`os.environ`, `posix.environ`, `os.getenv(...)` and the like, and `from os import
+    environ`: every way to the process's own environment."""
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in ENVIRONMENT_NAMES
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("os", "posix", "nt")
+        ):
+            found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and node.module in ("os", "posix"):
+            found += [
+                f"line {node.lineno}: from {node.module} import {alias.name}"
+                for alias in node.names
+                if alias.name in ENVIRONMENT_NAMES
+            ]
+    return found
+
+
+def test_only_settings_py_reads_the_process_environment() -> None:
+    offenders = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        uses = environment_uses(ast.parse(path.read_text(), str(path)))
+        if uses and name != SETTINGS_MODULE:
+            offenders[name] = uses
+    assert offenders == {}
+
+
+def test_the_environment_scan_sees_each_way_in() -> None:
+    code = (
+        "import os, posix\n"
+        "a = os.environ['HOME']\n"
+        "b = posix.environ[b'HOME']\n"
+        "c = os.getenv('X')\n"
+        "d = os.environb\n"
+        "from os import environ\n"
+        "e = settings.env.get('HOME')\n"  # a Settings' own copy: not the process's
+    )
+    assert len(environment_uses(ast.parse(code))) == 5

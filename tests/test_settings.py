@@ -5,6 +5,7 @@ values, and one error class reports a bad setting."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from claude_wrap import errors
 from claude_wrap.config import protocol, settings
 from claude_wrap.config.settings import Settings
+from tests.conftest import login_doc
 from tests.test_architecture import PACKAGE, module_name
 
 # Modules whose reads other branches of issue 16 move into settings.py (the process layer: shim,
@@ -143,3 +145,57 @@ def test_settings_leaves_errors_py_off_the_hot_path() -> None:
         cwd=Path(__file__).resolve().parents[1],
     )
     assert done.stdout.strip() == "False"
+
+
+# Issue 27: `refresher.ensure_fresh({"HOME": a, ...})` run with HOME=b wrote b's verdict cache and
+# logins/*.json (two functions fell back to the process's environment). Now only the Settings
+# given says where anything goes.
+LEAK = """
+import sys
+from claude_wrap.config.settings import Settings
+from claude_wrap.refresh import refresher
+settings = Settings({"HOME": sys.argv[1], "PATH": "/usr/bin:/bin"})
+print(refresher.ensure_fresh(settings).after.state)
+"""
+
+
+def test_a_settings_for_one_home_writes_nothing_under_the_processs_home(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    (a / ".claude").mkdir(parents=True)
+    b.mkdir()
+    (a / ".claude" / ".credentials.json").write_text(json.dumps(login_doc()))
+    done = subprocess.run(
+        [sys.executable, "-c", LEAK, str(a)],
+        env={"HOME": str(b), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    assert sorted(p.name for p in b.rglob("*")) == []
+    state = a / ".local" / "state" / "claude-wrap"
+    assert (state / "verdict").is_file()
+    assert list((state / "logins").glob("*.json"))
+
+
+def test_values_are_parsed_once_and_derived_settings_are_new_ones() -> None:
+    env = {"HOME": "/h", "CLAUDE_WRAP_REFRESH_WINDOW": "90"}
+    settings = Settings(env)
+    env["HOME"] = "/elsewhere"  # the caller's mapping, changed afterwards: not ours
+    assert settings.credentials_file == "/h/.claude/.credentials.json"
+    assert settings.refresh_window_ms == 90_000
+    other = settings.selecting("/work")
+    assert other.credentials_file == "/work/.credentials.json"
+    assert settings.credentials_file == "/h/.claude/.credentials.json"
+    assert settings.with_refresh_window(1800).refresh_window_ms == 1_800_000
+    child = settings.unnested()
+    assert child.nested and not settings.nested
+    assert child.child_env()["CLAUDE_WRAP_ACTIVE"] == "1"
+    token = settings.with_access_token(token="t").child_env()
+    assert token["CLAUDE_CODE_OAUTH_TOKEN"] == "t"
+    assert "CLAUDE_WRAP_GUEST" not in Settings({"CLAUDE_WRAP_GUEST": "off"}).without_guest().env
+    with pytest.raises(errors.SettingError, match="CLAUDE_WRAP_TOKEN_URL"):
+        _ = Settings({"CLAUDE_WRAP_TOKEN_URL": "http://example.com/token"}).token_url

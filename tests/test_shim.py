@@ -392,3 +392,48 @@ def test_checkout_shim_runs(sandbox: Sandbox, token_server: TokenServer) -> None
     )
     assert result.returncode == 0, result
     assert len(token_server.requests) == 1
+
+
+# An audit hook in the shim's own interpreter: one line on stderr for each open of the guest
+# file (claude, the child, is another interpreter: not seen).
+AUDIT_GUEST_OPENS = r"""
+import posix, sys
+def hook(event, args):
+    if event == "open" and str(args[0]).endswith("/claude-wrap/guest"):
+        posix.write(2, b"opened the guest file\n")
+sys.addaudithook(hook)
+shim = sys.argv[1]
+sys.argv = sys.argv[1:]
+with open(shim) as f:
+    code = f.read()
+exec(compile(code, shim, "exec"))
+"""
+
+
+def shim_run_audited(sandbox: Sandbox, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    python = sandbox.shim.read_text().splitlines()[0][2:].split()[0]
+    return subprocess.run(
+        [python, "-IS", "-c", AUDIT_GUEST_OPENS, str(sandbox.shim), "--print", "hi"],
+        env=env, capture_output=True, input=b"", timeout=60, check=False,
+    )
+
+
+@pytest.mark.parametrize("guest", [False, True], ids=["no-guest-file", "guest-file"])
+def test_a_healthy_watched_run_never_opens_the_guest_file(sandbox: Sandbox, guest: bool) -> None:
+    """The guest file is read once the verdict cache has missed; a healthy run learns its line
+    from the cache (issue 27: it was opened on every watched run). A guest's session still rolls
+    over: the rollover is imported."""
+    sandbox.write(login_doc(refresh=None) if guest else login_doc())
+    if guest:
+        stored = sandbox.home / ".config" / "claude-wrap" / "guest"
+        stored.parent.mkdir(parents=True)
+        stored.write_text("ssh:owner\n")
+    env = sandbox.shim_env()
+    first = shim_run_audited(sandbox, env)  # judges the file, remembers the verdict
+    assert first.returncode == 0, first.stderr
+    healthy = shim_run_audited(sandbox, env)
+    assert healthy.returncode == 0, healthy.stderr
+    assert b"opened the guest file" in first.stderr  # the hook sees it (the cache missed)
+    assert b"opened the guest file" not in healthy.stderr
+    names = imported_modules(sandbox, env)
+    assert ("claude_wrap.guests.rollover" in names) == guest
