@@ -58,7 +58,7 @@ def environment_reads(tree: ast.Module) -> list[str]:
     return found
 
 
-def test_only_paths_reads_the_environment() -> None:
+def test_only_settings_py_reads_the_environment() -> None:
     offenders = {
         name: reads
         for name, tree in sources()

@@ -4,7 +4,7 @@ Parsing JSON means importing `json`, and with it `re` and `enum`: about 12 ms on
 most of the shim's budget. The verdict is a pure function of the file's content and the clock, so
 we remember "the file with this identity (device, inode, size, mtime, ctime) is fine until T".
 Any write to the file, by anyone, changes its ctime, and the next run judges it afresh. The cache
-holds no secret: a path, stat numbers and a time.
+holds no secret: a path, stat numbers, times and the guest file's line (which owner, if any).
 
 `posix`, not `os`: the shim imports this module before its turn on the folder flock (fspath.py).
 """

@@ -18,7 +18,7 @@ def open_storage(settings: Settings) -> Storage:
     if settings.storage_kind == "keychain":
         from claude_wrap.storage import keychain  # noqa: PLC0415 - macOS only
 
-        return keychain.KeychainStorage.for_env(settings)
+        return keychain.KeychainStorage.for_settings(settings)
     from claude_wrap.storage import filestore  # noqa: PLC0415 - off the hot path (see identity)
 
     return filestore.FileStorage(settings.credentials_file)

@@ -55,7 +55,7 @@ class KeychainStorage:
         self.where = f'the macOS Keychain item "{service}" (account {account})'
 
     @classmethod
-    def for_env(cls, settings: Settings) -> KeychainStorage:
+    def for_settings(cls, settings: Settings) -> KeychainStorage:
         return cls(
             settings.keychain_service, settings.keychain_account, settings.config_dir, settings
         )
