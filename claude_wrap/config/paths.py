@@ -251,7 +251,7 @@ STORAGE_KINDS = ("file", "keychain")
 
 
 def storage_kind(env: Mapping[str, str] | None = None) -> str:
-    """Where the login lives: the file, or (macOS) the login Keychain (protocol.md section 1)."""
+    """Where the login lives: the file, or (macOS) the Keychain (docs/protocol.md section 1)."""
     env = environ(env)
     raw = env.get("CLAUDE_WRAP_STORAGE", "")
     if raw in ("", "auto"):

@@ -1,7 +1,7 @@
 """Will Claude Code accept this login? A pure function of the file's content and the clock.
 
 Claude Code counts a stored login only if `scopes` is a list holding "user:inference" and the
-access token is non-empty (shared/protocol.md section 2); a tool that drops `scopes` logs the user
+access token is non-empty (docs/protocol.md section 2); a tool that drops `scopes` logs the user
 out whatever the expiry. No I/O here: `store` reads, this module judges.
 """
 
@@ -160,7 +160,7 @@ def judge(doc: object, now_ms: int, window_ms: int) -> Verdict:
     if not access and not refresh:
         if oauth.get("loginEnded") == "time_limit":
             # Claude Code 2.1.332+ blanks the login so when the endpoint said its refresh token
-            # reached the login's time limit (protocol.md section 10).
+            # reached the login's time limit (docs/protocol.md section 4).
             return verdict(LOGGED_OUT, TIME_LIMIT_DETAIL)
         return verdict(LOGGED_OUT, "the stored tokens are blank (the login was revoked)")
 
@@ -219,8 +219,8 @@ def merged(
         "expiresAt": now_ms + int(response["expires_in"] * 1000),
         "scopes": scopes,
     }
-    # Claude Code's own key order (protocol.md section 1): its four fields first, then the rest
-    # (subscriptionType, rateLimitTier, unknown ones) in the order they were found.
+    # Claude Code's own key order (docs/protocol.md section 1): its four fields first, then the
+    # rest (subscriptionType, rateLimitTier, unknown ones) in the order they were found.
     oauth = {**owned, **{k: v for k, v in oauth.items() if k not in owned}}
     out = dict(doc)
     out[OAUTH_KEY] = oauth

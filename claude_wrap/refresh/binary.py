@@ -1,11 +1,10 @@
 """Which Claude Code release the real binary is, and what its own refresh request looks like.
 
-A refresh should look like the one the version in use sends (the token endpoint's WAF is reported
-to answer 429 to some User-Agents, protocol.md section 9), so we send its User-Agent and at least
-its scopes. Finding the version is cheap and happens only when a refresh is about to be sent (and
-in doctor), never on a healthy shim run: the `package.json` of the npm package the binary belongs
-to, else one `--version` run, cached in our state folder keyed on the binary's path, size and
-mtime.
+A refresh should look like the one the version in use sends (the token endpoint's WAF is reported to
+answer 429 to some User-Agents: docs/protocol.md section 4), so we send its User-Agent and at least
+its scopes. Finding the version is cheap and happens only when a refresh is about to be sent (and in
+doctor), never on a healthy shim run: the `package.json` of the npm package the binary belongs to,
+else one `--version` run, cached in our state folder keyed on the binary's path, size and mtime.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ window size changes (SIGWINCH), restore the terminal on every way out (signals i
 return how claude ended, with what to tell the user (process.Outcome), to the entry point.
 
 When the TUI shows `Not logged in · Run /login` (or a 401), the credentials file is repaired in
-place, in the background: a running Claude Code re-reads a changed file (shared/protocol.md
+place, in the background: a running Claude Code re-reads a changed file (docs/protocol.md
 section 5), so the user's next prompt works without a restart.
 Its status line keeps saying `Not logged in` afterwards, so each failure is repaired once, and a
 new repair starts only when the file changed again since: never a refresh loop.
