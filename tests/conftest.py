@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.tokenserver import TokenServer
+from claude_wrap_testing.tokenserver import TokenServer
 
 REPO = Path(__file__).resolve().parent.parent
-FAKE_CLAUDE = REPO / "tests" / "fakeclaude.py"
+FAKE_CLAUDE = REPO / "claude_wrap_testing" / "fakeclaude.py"
 WRAP = [sys.executable, "-m", "claude_wrap"]
 SCOPES = ["user:inference", "user:profile", "user:sessions:claude_code"]
 ACCESS = "sk-ant-oat01-fixture-access-AAAAAAAAAAAA"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pexpect
 
+from claude_wrap_testing.tokenserver import Reply, Request, TokenServer, ok
 from tests.conftest import WRAP, Sandbox, login_doc
-from tests.tokenserver import Reply, Request, TokenServer, ok
 
 TEXT = "refreshing Claude login..."
 ERASE = "\r\x1b[K"

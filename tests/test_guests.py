@@ -19,12 +19,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from claude_wrap_testing.netns import enter_loopback_only, namespace_id
+from claude_wrap_testing.sshd import Sshd
+from claude_wrap_testing.tokenserver import TokenServer
 from tests.conftest import REFRESH, Sandbox, login_doc
-from tests.e2e.netns import enter_loopback_only, namespace_id
 from tests.reliability.helpers import argv_env_leaks
-from tests.sshd import Sshd
 from tests.test_shim import imported_modules
-from tests.tokenserver import TokenServer
 
 EXIT_OWNER_UNREACHABLE = 9
 

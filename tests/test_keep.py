@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from claude_wrap_testing.tokenserver import TokenServer, invalid_grant
 from tests.conftest import Sandbox, login_doc
-from tests.tokenserver import TokenServer, invalid_grant
 
 
 def write_login(folder: Path, doc: object) -> None:

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from claude_wrap_testing.tokenserver import Reply
 from tests.conftest import ACCESS, REFRESH, REPO, SCOPES, Sandbox, login_doc
 from tests.test_keep import exec_start, keeper_env, write_login
 from tests.test_repair import remembered, strip, strip_by_rename, wait_for, whole
-from tests.tokenserver import Reply
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from tests.tokenserver import TokenServer
+    from claude_wrap_testing.tokenserver import TokenServer
 
 pytestmark = pytest.mark.timeout(90)
 

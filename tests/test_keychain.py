@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from claude_wrap_testing.tokenserver import Reply, Request, TokenServer
 from tests.conftest import ACCESS, REFRESH, Sandbox, login_doc
-from tests.tokenserver import Reply, Request, TokenServer
 
-FAKE_SECURITY = Path(__file__).resolve().parent / "fakesecurity.py"
+FAKE_SECURITY = Path(__file__).resolve().parents[1] / "claude_wrap_testing" / "fakesecurity.py"
 SERVICE = "Claude Code-credentials"
 ACCOUNT = "alice"
 

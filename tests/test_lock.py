@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from claude_wrap_testing.tokenserver import TokenServer
 from tests.conftest import REPO, Sandbox, login_doc
-from tests.tokenserver import TokenServer
 
 # A stand-in for a Claude Code process mid-refresh: it takes the two lock directories the way
 # proper-lockfile does (mkdir), keeps their mtime fresh, optionally writes a new login, then
@@ -124,7 +124,7 @@ def test_stale_and_future_locks_are_taken_over(sandbox: Sandbox, token_server: T
 def test_locks_are_held_during_the_request_and_released_after(
     sandbox: Sandbox, token_server: TokenServer
 ) -> None:
-    from tests.tokenserver import Reply, Request, ok
+    from claude_wrap_testing.tokenserver import Reply, Request, ok
 
     seen: list[list[bool]] = []
     mint = ok()
@@ -146,7 +146,7 @@ def test_sigterm_mid_refresh_releases_the_locks(
 ) -> None:
     import signal
 
-    from tests.tokenserver import Reply
+    from claude_wrap_testing.tokenserver import Reply
 
     raw = sandbox.write(login_doc(expires_in_s=-5))
     token_server.script(Reply(hang=True))
@@ -257,7 +257,7 @@ def test_while_holding_the_locks_it_writes_claude_codes_owner_record(
     sandbox: Sandbox, token_server: TokenServer
 ) -> None:
     from claude_wrap.locks import lockowner
-    from tests.tokenserver import Reply
+    from claude_wrap_testing.tokenserver import Reply
 
     sandbox.write(login_doc(expires_in_s=-5))
     token_server.script(Reply(hang=True))

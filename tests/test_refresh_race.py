@@ -18,8 +18,14 @@ import sys
 import time
 from typing import Any
 
+from claude_wrap_testing.tokenserver import (
+    DEFAULT_SCOPE,
+    Reply,
+    Request,
+    TokenFamilies,
+    TokenServer,
+)
 from tests.conftest import Sandbox, login_doc
-from tests.tokenserver import DEFAULT_SCOPE, Reply, Request, TokenFamilies, TokenServer
 
 
 def _families(sandbox: Sandbox, token_server: TokenServer) -> tuple[TokenFamilies, dict[str, Any]]:

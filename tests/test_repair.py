@@ -1,6 +1,7 @@
 """Local repair and the memory of a login (issue 14): what another tool stripped is put back
 without a token request while the access token is good; a refresh asks for what the login had.
-Real processes: claude-wrap, the shim, tests/fakeclaude.py, the token server on loopback."""
+Real processes: claude-wrap, the shim, claude_wrap_testing/fakeclaude.py, the token server on
+loopback."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from claude_wrap_testing.tokenserver import DEFAULT_SCOPE, TokenServer, ok
 from tests.conftest import ACCESS, REFRESH, SCOPES, Sandbox, login_doc, now_ms
-from tests.tokenserver import DEFAULT_SCOPE, TokenServer, ok
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -24,8 +25,8 @@ EDITOR = ("-p", "--input-format", "stream-json", "--output-format", "stream-json
 
 
 def strip(sandbox: Sandbox, *, expires_in_s: float = 8 * 3600, access: str = ACCESS) -> None:
-    """Rewrite the file the hostile way (tests/e2e/hostile.py): truncate, then write in place,
-    with only the three token fields: no scopes, no subscriptionType, no other key."""
+    """Rewrite the file the hostile way (claude_wrap_testing/hostile.py): truncate, then write
+    in place, with only the three token fields: no scopes, no subscriptionType, no other key."""
     doc = {"claudeAiOauth": {
         "accessToken": access,
         "refreshToken": REFRESH,

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from claude_wrap_testing.tokenserver import TokenServer, invalid_grant
 from tests.conftest import ACCESS, REPO, Sandbox, login_doc
-from tests.tokenserver import TokenServer, invalid_grant
 
 
 def test_echo_hello_print_with_a_login_that_lacks_scopes(

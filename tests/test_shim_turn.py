@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+from claude_wrap_testing.tokenserver import Reply, Request, TokenServer, ok
 from tests.conftest import REPO, Sandbox, login_doc
-from tests.tokenserver import Reply, Request, TokenServer, ok
 
 HEAVY = ("site", "claude_wrap.refresh.refresher", "httpx", "loguru", "json", "pathlib")
 # Not even os before the turn (fspath.py): ~1.1 ms of CPU of each of a herd of shims.

@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from tests.tokenserver import Reply, Request, TokenFamilies, TokenServer
+from claude_wrap_testing.tokenserver import Reply, Request, TokenFamilies, TokenServer
 
 
 def post(server: TokenServer, refresh: str) -> httpx.Response:

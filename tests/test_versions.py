@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from claude_wrap.config import versions
+from claude_wrap_testing.install import InstallError, e2e_versions
 from tests.e2e import compat
-from tests.e2e.install import InstallError, e2e_versions
 
 
 def test_the_matrix_is_oldest_to_newest_and_parses() -> None:

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from claude_wrap_testing.tokenserver import TokenServer, invalid_grant
 from tests.conftest import REFRESH, REPO, WRAP, Sandbox, login_doc, now_ms
-from tests.tokenserver import TokenServer, invalid_grant
 
 DAY_MS = 86_400_000
 

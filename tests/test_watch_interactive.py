@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pexpect
 import pytest
 
+from claude_wrap_testing.tokenserver import TokenServer, invalid_grant
 from tests.conftest import ACCESS, SCOPES, Sandbox, login_doc
-from tests.tokenserver import TokenServer, invalid_grant
 
 # Print the terminal's settings before and after claude, and claude's status, so a test can see
 # that the wrapper left the terminal as it found it.

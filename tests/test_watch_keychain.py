@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
+from claude_wrap_testing.tokenserver import TokenServer
 from tests.conftest import ACCESS, SCOPES, Sandbox, login_doc
 from tests.test_keychain import SERVICE, Keychain
 from tests.test_watch_interactive import Term, finish, wait_for
 from tests.test_watch_relay import E401, NLI, start
-from tests.tokenserver import TokenServer
 
 
 @pytest.fixture

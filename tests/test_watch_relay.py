@@ -17,8 +17,8 @@ from typing import Any
 import psutil
 import pytest
 
+from claude_wrap_testing.tokenserver import TokenServer, invalid_grant
 from tests.conftest import Sandbox, login_doc
-from tests.tokenserver import TokenServer, invalid_grant
 
 NLI = "Not logged in · Please run /login"
 E401 = "Failed to authenticate. API Error: 401 OAuth token has expired."

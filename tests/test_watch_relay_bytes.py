@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from claude_wrap.watch import pipes
+from claude_wrap_testing.tokenserver import TokenServer
 from tests.conftest import Sandbox, login_doc
-from tests.tokenserver import TokenServer
 
 MIB = 1 << 20
 SPLICE = pytest.mark.parametrize("splice", ["1", "0"], ids=["splice", "no-splice"])

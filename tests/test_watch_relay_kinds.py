@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
+from claude_wrap_testing.tokenserver import TokenServer
 from tests.conftest import Sandbox, login_doc
-from tests.tokenserver import TokenServer
 
 EDITOR = ("-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose")
 STDINS = ["pipe", "socket", "pty", "file", "devnull", "closed"]

@@ -1,11 +1,11 @@
 """Headless runs through the shim that fail once with a wording of the newest Claude Code.
 
-tests/fakeclaude.py prints the wording 2.1.332 prints (protocol.md section 9; the invalid_grant
-form recorded in tests/e2e/samples/2.1.332/print_invalid_grant.txt) in each output format, with
-exit 1, on its first run only: the shim must repair and retry, and the user sees one clean answer.
-The busy-lock message (section 10, as printed) is no login failure: the shim waits for the lock,
-never refreshes over it, and runs claude again once it is free; the time-limit and organization
-forms go through as they are, with no token request.
+claude_wrap_testing/fakeclaude.py prints the wording 2.1.332 prints (protocol.md section 9; the
+invalid_grant form recorded in tests/e2e/samples/2.1.332/print_invalid_grant.txt) in each output
+format, with exit 1, on its first run only: the shim must repair and retry, and the user sees
+one clean answer. The busy-lock message (section 10, as printed) is no login failure: the shim
+waits for the lock, never refreshes over it, and runs claude again once it is free; the
+time-limit and organization forms go through as they are, with no token request.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import threading
 
 import pytest
 
+from claude_wrap_testing.tokenserver import TokenServer
 from tests.conftest import Sandbox, login_doc
-from tests.tokenserver import TokenServer
 
 WORDINGS = (
     "Failed to authenticate: OAuth session expired and could not be refreshed",

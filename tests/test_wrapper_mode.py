@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from claude_wrap_testing.tokenserver import TokenServer
 from tests.conftest import FAKE_CLAUDE, Sandbox, login_doc
-from tests.tokenserver import TokenServer
 
 
 def launched(sandbox: Sandbox) -> list[str]:

@@ -389,7 +389,7 @@ def run_pytest(
 
 
 def main(argv: list[str]) -> int:
-    from .install import InstallError, e2e_versions
+    from claude_wrap_testing.install import InstallError, e2e_versions
 
     parsed = parse(argv)
     if parsed is None:

@@ -32,14 +32,14 @@ from pathlib import Path
 
 import pytest
 
-from ..tokenserver import TokenServer
-from .clients import ensure_newest_ts_sdk, ensure_npm_clients, ensure_python_sdk
-from .fakeapi import FakeAnthropicAPI
-from .install import InstallError, e2e_versions, ensure_claude
-from .isolation import ClaudeBinary, ClaudeHome
-from .netns import IsolationError, enter_loopback_only, namespace_id
-from .tlsproxy import CertFiles, OAuthProxy, mint_throwaway_ca
-from .wrapped import Shim, install_shim
+from claude_wrap_testing.clients import ensure_newest_ts_sdk, ensure_npm_clients, ensure_python_sdk
+from claude_wrap_testing.fakeapi import FakeAnthropicAPI
+from claude_wrap_testing.install import InstallError, e2e_versions, ensure_claude
+from claude_wrap_testing.isolation import ClaudeBinary, ClaudeHome
+from claude_wrap_testing.netns import IsolationError, enter_loopback_only, namespace_id
+from claude_wrap_testing.tlsproxy import CertFiles, OAuthProxy, mint_throwaway_ca
+from claude_wrap_testing.tokenserver import TokenServer
+from claude_wrap_testing.wrapped import Shim, install_shim
 
 _binaries: list[ClaudeBinary] = []
 # Seconds and test count per version, from each test's report (setup, call and teardown).

@@ -5,7 +5,7 @@ No Claude environment variable can point its refresh anywhere but platform.claud
 proxy answers `CONNECT platform.claude.com:443` (and api.anthropic.com:443) itself, terminates
 TLS with a leaf certificate for those names signed by a throwaway CA minted at test time with
 the `openssl` CLI, and serves inside the tunnel:
-- `POST /v1/oauth/token`: relayed to a `tests.tokenserver.TokenServer` on loopback, which
+- `POST /v1/oauth/token`: relayed to a `tokenserver.TokenServer` on loopback, which
   scripts the answers and logs what the binary sent;
 - `GET /api/oauth/profile`: a Max-plan profile, so the binary's bookkeeping after a refresh works;
 - anything else: logged, and answered 404.
@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..tokenserver import TokenServer
+from .tokenserver import TokenServer
 
 TUNNELLED_HOSTS = ("platform.claude.com", "api.anthropic.com")
 PROFILE = {

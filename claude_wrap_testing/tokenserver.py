@@ -262,7 +262,7 @@ class TokenFamilies:
         token = (request.body or {}).get("refresh_token")
         agent = request.headers.get("user-agent", "")
         if request.headers.get("x-relayed-by"):
-            # From the real binary through tests/e2e/tlsproxy.py: claude-wrap sends the same
+            # From the real binary through tlsproxy.py: claude-wrap sends the same
             # User-Agent, so the relay is what tells them apart.
             agent = RELAYED_AGENT + agent
         with self._lock:

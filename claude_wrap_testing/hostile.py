@@ -1,6 +1,6 @@
 """A hostile third-party refresher, as the old tools behaved (shared/protocol.md section 8).
 
-Run as its own process: `python -m tests.e2e.hostile CREDENTIALS TOKEN_URL MEAN_GAP SEED`.
+Run as its own process: `python -m claude_wrap_testing.hostile CREDENTIALS TOKEN_URL MEAN_GAP SEED`.
 At random intervals it reads the credentials file, spends its refresh token at the token endpoint
 without taking any lock, and rewrites the file with only accessToken, refreshToken and expiresAt
 (no `scopes`, no subscriptionType, no other top-level key), non-atomically: truncate, then write.

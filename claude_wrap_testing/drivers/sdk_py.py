@@ -1,6 +1,6 @@
 """Drives Claude Code through the Python Agent SDK (PyPI claude-agent-sdk), as an application does.
 
-Run by the SDK's own virtual environment (tests/e2e/clients.py), not the test suite's:
+Run by the SDK's own virtual environment (claude_wrap_testing/clients.py), not the test suite's:
 
     python sdk_py.py EXECUTABLE once     query() with the first line of our stdin as the prompt
     python sdk_py.py EXECUTABLE session  ClaudeSDKClient: each line of our stdin is one more turn

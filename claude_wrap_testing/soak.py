@@ -24,7 +24,7 @@ most 1.2 per lifetime) could not tell from needless spending.
 What runs, each at random intervals (seeded): `claude --print` through the shim (`concurrency`
 workers), the real `claude --print` directly (as editors' bundled binaries run it),
 `claude-wrap keep`, interactive TUI sessions through the shim sending a prompt now and then, the
-hostile refresher (tests/e2e/hostile.py), a reader polling the file, and "the user": when the
+hostile refresher (hostile.py), a reader polling the file, and "the user": when the
 login has been revoked, they log in again after `relogin_delay` seconds (a forced re-login).
 """
 
@@ -50,16 +50,16 @@ import pexpect
 from claude_wrap.config import paths
 from claude_wrap.judging import login as judge_login
 
-from ..tokenserver import RELAYED_AGENT, TokenFamilies, TokenServer
 from .fakeapi import ApiRequest, FakeAnthropicAPI
 from .isolation import MCP_OAUTH, TUI_READY, ClaudeHome
 from .tlsproxy import OAuthProxy, mint_throwaway_ca
+from .tokenserver import RELAYED_AGENT, TokenFamilies, TokenServer
 
 CLAUDE_BUFFER_S = 300.0  # the real binary refreshes this long before expiresAt
 # claude-wrap's default window against a real 8-hour token, past Claude Code's own buffer:
 # (600 - 300) / (28800 - 300) of a lifetime.
 WINDOW_SHARE = (paths.DEFAULT_REFRESH_WINDOW_S - CLAUDE_BUFFER_S) / (8 * 3600.0 - CLAUDE_BUFFER_S)
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 HOSTILE_AGENT = "soak-hostile/"
 
 LOGIN_ERRORS = (
@@ -373,7 +373,7 @@ class Soak:
     def _hostile(self, server: TokenServer) -> subprocess.Popen[bytes]:
         gap = self.config.hostile_gap or 3 * self.config.lifetime
         return subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.hostile", str(self.home.credentials_path),
+            [sys.executable, "-m", "claude_wrap_testing.hostile", str(self.home.credentials_path),
              server.url, f"{gap:g}", str(self.config.seed)],
             cwd=REPO, stdout=subprocess.PIPE,
         )

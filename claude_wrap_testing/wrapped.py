@@ -19,7 +19,7 @@ import pexpect
 
 from .isolation import ClaudeBinary, ClaudeHome, Run
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def install_shim(folder: Path, python: str = sys.executable) -> Path:
