@@ -18,8 +18,8 @@ import pytest
 
 from claude_wrap_testing.tokenserver import Reply
 from tests.conftest import ACCESS, REFRESH, REPO, SCOPES, Sandbox, login_doc
-from tests.test_keep import exec_start, keeper_env, write_login
-from tests.test_repair import remembered, strip, strip_by_rename, wait_for, whole
+from tests.process.test_keep import exec_start, keeper_env, write_login
+from tests.process.test_repair import remembered, strip, strip_by_rename, wait_for, whole
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -30,13 +30,6 @@ def test_refresh_tokens_are_single_use_and_reuse_revokes_the_family() -> None:
         assert (families.refreshes, families.invalid_grants) == (1, 2)
 
 
-def test_access_tokens_expire() -> None:
-    families = TokenFamilies(access_ttl_s=0.0)
-    login = families.login()
-    assert not families.access_ok(login["accessToken"])
-    assert families.rejected_access == 1
-
-
 def test_a_delay_runs_from_the_requests_arrival() -> None:
     """As a remote server's would: however late the handling thread gets to the request (here
     held 1 s before it answers), the answer is due `delay` (1 s) after the request came in, so

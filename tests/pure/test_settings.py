@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from claude_wrap import errors
 from claude_wrap.config import paths, protocol
-from tests.test_architecture import PACKAGE, module_name
+from tests.pure.test_architecture import PACKAGE, module_name
 
 # Modules whose reads other branches of issue 16 move into paths.py (the process layer: shim,
 # relay, interactive; the storage layer: guard). Remove each as it lands.
@@ -126,19 +123,3 @@ def test_one_setting_error() -> None:
     assert str(exc) == "CLAUDE_WRAP_X='soon' is not a number of seconds; unset it or fix its value"
     with pytest.raises(errors.SettingError, match="CLAUDE_WRAP_LOCK_TIMEOUT='x' is not a number"):
         paths.lock_wait({"CLAUDE_WRAP_LOCK_TIMEOUT": "x"})
-
-
-def test_paths_leaves_errors_py_off_the_hot_path() -> None:
-    code = (
-        "import sys, claude_wrap.config.paths as p\n"
-        "p.credentials_file({'HOME': '/h'}); p.refresh_window({})\n"
-        "print('claude_wrap.errors' in sys.modules)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    assert done.stdout.strip() == "False"

@@ -229,7 +229,7 @@ def test_tui_401_and_plain_text_forms() -> None:
 
 # --- the real binary's own output, every version (recorded by the e2e harness) ---------------
 
-SAMPLES = Path(__file__).resolve().parent / "e2e" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "e2e" / "samples"
 FAILED_NAMES = (
     "print_logged_out.txt",
     "print_expired_401.txt",

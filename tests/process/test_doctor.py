@@ -251,7 +251,7 @@ def test_fix_removes_a_young_lock_whose_owner_record_proves_its_holder_gone(
 ) -> None:
     """2.1.332 takes such a lock over at once (its owner record), and so does lock.py: doctor
     says so, and --fix removes the lock, the legacy lock and the record."""
-    from tests.test_lock import held_by, lock_dirs, owner_record
+    from tests.process.test_lock import held_by, lock_dirs, owner_record
 
     sandbox.write(login_doc())
     dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -271,7 +271,7 @@ def test_fix_removes_a_young_lock_whose_owner_record_proves_its_holder_gone(
 
 
 def test_fix_keeps_a_young_lock_whose_recorded_holder_lives(sandbox: Sandbox) -> None:
-    from tests.test_lock import held_by, lock_dirs, owner_record
+    from tests.process.test_lock import held_by, lock_dirs, owner_record
 
     sandbox.write(login_doc())
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

@@ -18,7 +18,7 @@ import pytest
 from claude_wrap_testing.tokenserver import Reply, Request, TokenServer
 from tests.conftest import ACCESS, REFRESH, Sandbox, login_doc
 
-FAKE_SECURITY = Path(__file__).resolve().parents[1] / "claude_wrap_testing" / "fakesecurity.py"
+FAKE_SECURITY = Path(__file__).resolve().parents[2] / "claude_wrap_testing" / "fakesecurity.py"
 SERVICE = "Claude Code-credentials"
 ACCOUNT = "alice"
 

@@ -23,8 +23,8 @@ from claude_wrap_testing.netns import enter_loopback_only, namespace_id
 from claude_wrap_testing.sshd import Sshd
 from claude_wrap_testing.tokenserver import TokenServer
 from tests.conftest import REFRESH, Sandbox, login_doc
+from tests.process.test_shim import imported_modules
 from tests.reliability.helpers import argv_env_leaks
-from tests.test_shim import imported_modules
 
 EXIT_OWNER_UNREACHABLE = 9
 

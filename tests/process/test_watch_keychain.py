@@ -1,6 +1,6 @@
 """The watcher with the Keychain backend (issue 16): the relay's retry, the forced refresh after
-a 401 and the TUI's guard, as tests/test_watch_relay.py and test_watch_interactive.py run them
-against the file, here against a Keychain login read through the fake `security`. The fake
+a 401 and the TUI's guard, as tests/process/test_watch_relay.py and test_watch_interactive.py run
+them against the file, here against a Keychain login read through the fake `security`. The fake
 claude reads the same item (FAKE_CLAUDE_KEYCHAIN), as Claude Code does on macOS.
 
 Before the storage layer gave every caller the login's identity, the watcher knew only the
@@ -19,9 +19,9 @@ import pytest
 
 from claude_wrap_testing.tokenserver import TokenServer
 from tests.conftest import ACCESS, SCOPES, Sandbox, login_doc
-from tests.test_keychain import SERVICE, Keychain
-from tests.test_watch_interactive import Term, finish, wait_for
-from tests.test_watch_relay import E401, NLI, start
+from tests.process.test_keychain import SERVICE, Keychain
+from tests.process.test_watch_interactive import Term, finish, wait_for
+from tests.process.test_watch_relay import E401, NLI, start
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "claude_wrap"
+PACKAGE = Path(__file__).resolve().parents[2] / "claude_wrap"
 # What may import the shim: the entry point. (bin/claude is outside the package.)
 SHIM_IMPORTERS = {"claude_wrap.main", "claude_wrap.shim"}  # the package names its entry
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import Sandbox, login_doc
-from tests.test_keep import write_login
+from tests.process.test_keep import write_login
 
 
 def test_status_all_lists_every_config_dir(sandbox: Sandbox) -> None:
