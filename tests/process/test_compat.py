@@ -30,6 +30,9 @@ pytestmark = [
     pytest.mark.skipif(os.environ.get("CLAUDE_WRAP_SKIP_E2E") == "1",
                        reason="CLAUDE_WRAP_SKIP_E2E=1: compat runs the end-to-end suite"),
     pytest.mark.timeout(900),
+    # Not in tests/e2e (a full compat run would run this case inside itself), but it runs the
+    # real binaries: `-m "not e2e"` leaves it out with them (tests/README.md).
+    pytest.mark.e2e,
 ]
 
 
