@@ -11,6 +11,9 @@ Right after the installs, the pytest process moves itself into a network namespa
 loopback (`netns.py`; needs root or CAP_SYS_ADMIN, else the tests fail with a clear message), so
 that the real binary, the fake API and every helper can reach 127.0.0.1 and nothing else.
 
+The harness named here (install.py, netns.py, clients.py, tlsproxy.py, wrapped.py, ...) is in
+claude_wrap_testing/, which bench/ shares.
+
 Environment variables:
 - CLAUDE_WRAP_SKIP_E2E=1  skip every test in this folder (for a laptop without npm or root;
   CI never sets it).

@@ -8,8 +8,9 @@
 
 Each against every Claude Code of the matrix, inside the loopback-only namespace, the sandboxed
 env of the other tests passed on by the client (both SDKs pass their caller's environment on).
-The drivers are in drivers/, the pins and installs in clients.py. Every wait for an answer has a
-deadline: a shim that stalls a client fails the case instead of hanging the suite.
+The drivers, the pins and the installs are in claude_wrap_testing (drivers/, clients.py). Every
+wait for an answer has a deadline: a shim that stalls a client fails the case instead of hanging
+the suite.
 """
 
 from __future__ import annotations
