@@ -263,7 +263,8 @@ def judge_detection(folder: Path) -> list[str]:
     """What claude_wrap.judging.detect gets wrong about the output recorded in `folder` (one
     version's samples): a login failure it does not recognise, whole or split anywhere; a healthy
     stream it holds back or calls a failure; a TUI drawing of `Not logged in` it does not find.
-    Empty when it reads them all right; the checks tests/test_watch_detect.py runs on the matrix.
+    Empty when it reads them all right; the checks tests/pure/test_watch_detect.py runs on the
+    matrix.
     """
     from claude_wrap.judging import detect
 
@@ -389,7 +390,7 @@ def run_pytest(
 
 
 def main(argv: list[str]) -> int:
-    from .install import InstallError, e2e_versions
+    from claude_wrap_testing.install import InstallError, e2e_versions
 
     parsed = parse(argv)
     if parsed is None:
