@@ -331,7 +331,8 @@ def test_no_home_falls_back_to_the_password_database(tmp_path: os.PathLike[str])
 
     env = {"PATH": "/usr/bin:/bin", "XDG_STATE_HOME": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-c", "from claude_wrap.config import paths; print(paths.credentials_file())"],
+        [sys.executable, "-c",
+         "from claude_wrap.config import paths; print(paths.credentials_file())"],
         env=env,
         capture_output=True,
         text=True,
