@@ -329,6 +329,145 @@ def answer(fmt: str, text: str, session: str) -> None:
         emit(text + "\n")
 
 
+def _record_run(record: str, run_no: int, stdin: bytes, oauth: dict[str, object]) -> None:
+    """One line for the test to read: how we were run, and with which login."""
+    env = os.environ
+    with open(record, "a", encoding="utf-8") as f:
+        f.write(
+            json.dumps(
+                {
+                    "argv": sys.argv,
+                    # As the kernel ran us: [python, the path that was executed, args...].
+                    "cmdline": cmdline(),
+                    "active": env.get("CLAUDE_WRAP_ACTIVE"),
+                    "cwd": os.getcwd(),
+                    "pid": os.getpid(),
+                    "ppid": os.getppid(),
+                    "run": run_no,
+                    "stdin_len": len(stdin),
+                    "stdin_sha": hashlib.sha256(stdin).hexdigest(),
+                    "access_token": oauth.get("accessToken"),
+                }
+            )
+            + "\n"
+        )
+
+
+def _auth_status(oauth: dict[str, object]) -> int:
+    """`claude auth status`: logged in unless the stored login would be refused."""
+    problem = refusal()
+    if problem is not None:
+        emit(
+            json.dumps(
+                {"loggedIn": False, "authMethod": "none", "apiProvider": "firstParty"}, indent=2
+            )
+            + "\n"
+        )
+        return 1
+    emit(
+        json.dumps(
+            {
+                "loggedIn": True,
+                "authMethod": "claude.ai",
+                "apiProvider": "firstParty",
+                "subscriptionType": oauth.get("subscriptionType"),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return 0
+
+
+def _echo_stream(session: str) -> int:
+    """--input-format stream-json: an answer for each prompt line, the stored login read anew."""
+    stream_line({"type": "system", "subtype": "init", "session_id": session})
+    for line in sys.stdin or ():
+        message = {"model": "claude-sonnet-4-5", "content": [{"text": "echo " + line.strip()}]}
+        # Like the real one, it reads the stored login again for each prompt; what it found
+        # goes in a field of our own (tests of the guard look, no wording is invented).
+        now = stored_login() or {}
+        seen = {"problem": refusal(), "access_tail": str(now.get("accessToken", ""))[-9:]}
+        stream_line({"type": "assistant", "message": message, "fake_login": seen})
+    stream_line({"type": "result", "is_error": False, "result": "bye"})
+    return 0
+
+
+def _print_bytes(remaining: int) -> int:
+    """FAKE_CLAUDE_BYTES: that many bytes of output, in 64 KiB lines."""
+    block = b"y" * 65535 + b"\n"
+    out = sys.stdout.buffer
+    while remaining > 0:
+        chunk = block[: min(remaining, len(block))]
+        out.write(chunk)
+        remaining -= len(chunk)
+    out.flush()
+    return 0
+
+
+def _stream_lines(lines: int, session: str) -> int:
+    """FAKE_CLAUDE_LINES with --output-format stream-json: one message a line, each acknowledged."""
+    stream_line({"type": "system", "subtype": "init", "session_id": session})
+    for i in range(lines):
+        stream_line(
+            {
+                "type": "assistant",
+                "message": {"model": "claude-sonnet-4-5", "content": [{"text": str(i)}]},
+            }
+        )
+        wait_ack(i)
+    stream_line({"type": "result", "is_error": False, "result": "done"})
+    return 0
+
+
+def _problem(run_no: int) -> str | None:
+    """What this run says instead of answering: the stored login's refusal, or, for the first
+    FAKE_CLAUDE_FAIL_FIRST runs, FAKE_CLAUDE_FAIL_MESSAGE's line for this run."""
+    env = os.environ
+    problem = refusal()
+    if run_no <= int(env.get("FAKE_CLAUDE_FAIL_FIRST") or 0):
+        messages = (env.get("FAKE_CLAUDE_FAIL_MESSAGE") or NOT_LOGGED_IN).split("\n")
+        problem = messages[min(run_no, len(messages)) - 1]  # one per run, the last repeated
+    return problem
+
+
+def _print_lines(lines: int) -> None:
+    """FAKE_CLAUDE_LINES as text: each line stamped with its time, acknowledged, then a pause."""
+    env = os.environ
+    for i in range(lines):
+        emit(f"line {i} {time.time():.6f}\n")
+        wait_ack(i)
+        time.sleep(float(env.get("FAKE_CLAUDE_LINE_DELAY") or 0))
+
+
+def _answer_text(args: list[str], stdin: bytes) -> str:
+    """The answer of a --print run: what it was given (or a quote of the failure's words)."""
+    env = os.environ
+    return (
+        f"fake answer: quoting '{NOT_LOGGED_IN}' from the docs"
+        if env.get("FAKE_CLAUDE_QUOTE")
+        else f"fake answer: argv={json.dumps(args)} active={env.get('CLAUDE_WRAP_ACTIVE')} "
+        f"stdin={len(stdin)}:{hashlib.sha256(stdin).hexdigest()[:16]}"
+    )
+
+
+def _start_grandchild(pid_file: str) -> None:
+    """A grandchild that outlives us (it holds our output open), its pid in `pid_file`."""
+    child = subprocess.Popen(["sleep", "300"])
+    with open(pid_file, "w", encoding="utf-8") as f:
+        f.write(str(child.pid))
+
+
+def _exit_status() -> int:
+    """How an answered run ends: by FAKE_CLAUDE_SIGNAL, with FAKE_CLAUDE_EXIT, or 0."""
+    env = os.environ
+    if env.get("FAKE_CLAUDE_SIGNAL"):
+        os.kill(os.getpid(), int(env["FAKE_CLAUDE_SIGNAL"]))
+    if env.get("FAKE_CLAUDE_EXIT"):
+        return int(env["FAKE_CLAUDE_EXIT"])
+    return 0
+
+
 def main() -> int:
     args = sys.argv[1:]
     env = os.environ
@@ -349,123 +488,39 @@ def main() -> int:
     oauth = stored_login() or {}
     record = env.get("FAKE_CLAUDE_RECORD")
     if record:
-        with open(record, "a", encoding="utf-8") as f:
-            f.write(
-                json.dumps(
-                    {
-                        "argv": sys.argv,
-                        # As the kernel ran us: [python, the path that was executed, args...].
-                        "cmdline": cmdline(),
-                        "active": env.get("CLAUDE_WRAP_ACTIVE"),
-                        "cwd": os.getcwd(),
-                        "pid": os.getpid(),
-                        "ppid": os.getppid(),
-                        "run": run_no,
-                        "stdin_len": len(stdin),
-                        "stdin_sha": hashlib.sha256(stdin).hexdigest(),
-                        "access_token": oauth.get("accessToken"),
-                    }
-                )
-                + "\n"
-            )
+        _record_run(record, run_no, stdin, oauth)
     if env.get("FAKE_CLAUDE_GRANDCHILD"):
-        child = subprocess.Popen(["sleep", "300"])
-        with open(env["FAKE_CLAUDE_GRANDCHILD"], "w", encoding="utf-8") as f:
-            f.write(str(child.pid))
+        _start_grandchild(env["FAKE_CLAUDE_GRANDCHILD"])
     if env.get("FAKE_CLAUDE_SLEEP"):
         time.sleep(float(env["FAKE_CLAUDE_SLEEP"]))
 
     fmt = option(args, "--output-format", "text")
     session = str(uuid.uuid4())
     if args[:2] == ["auth", "status"]:
-        problem = refusal()
-        if problem is not None:
-            emit(
-                json.dumps(
-                    {"loggedIn": False, "authMethod": "none", "apiProvider": "firstParty"}, indent=2
-                )
-                + "\n"
-            )
-            return 1
-        emit(
-            json.dumps(
-                {
-                    "loggedIn": True,
-                    "authMethod": "claude.ai",
-                    "apiProvider": "firstParty",
-                    "subscriptionType": oauth.get("subscriptionType"),
-                },
-                indent=2,
-            )
-            + "\n"
-        )
-        return 0
+        return _auth_status(oauth)
 
     if env.get("FAKE_CLAUDE_TUI") and not print_mode:
         return tui(run_no)
-    problem = refusal()
-    if run_no <= int(env.get("FAKE_CLAUDE_FAIL_FIRST") or 0):
-        messages = (env.get("FAKE_CLAUDE_FAIL_MESSAGE") or NOT_LOGGED_IN).split("\n")
-        problem = messages[min(run_no, len(messages)) - 1]  # one per run, the last repeated
+    problem = _problem(run_no)
     if env.get("FAKE_CLAUDE_STDERR") and print_mode:
         sys.stderr.write(env["FAKE_CLAUDE_STDERR"])
         sys.stderr.flush()
     if problem is not None and print_mode:
         return fail(fmt, problem, session)
     if print_mode and streaming_in:
-        stream_line({"type": "system", "subtype": "init", "session_id": session})
-        for line in sys.stdin or ():
-            message = {"model": "claude-sonnet-4-5", "content": [{"text": "echo " + line.strip()}]}
-            # Like the real one, it reads the stored login again for each prompt; what it found
-            # goes in a field of our own (tests of the guard look, no wording is invented).
-            now = stored_login() or {}
-            seen = {"problem": refusal(), "access_tail": str(now.get("accessToken", ""))[-9:]}
-            stream_line({"type": "assistant", "message": message, "fake_login": seen})
-        stream_line({"type": "result", "is_error": False, "result": "bye"})
-        return 0
+        return _echo_stream(session)
 
     if print_mode:
         if env.get("FAKE_CLAUDE_BYTES"):
-            remaining = int(env["FAKE_CLAUDE_BYTES"])
-            block = b"y" * 65535 + b"\n"
-            out = sys.stdout.buffer
-            while remaining > 0:
-                chunk = block[: min(remaining, len(block))]
-                out.write(chunk)
-                remaining -= len(chunk)
-            out.flush()
-            return 0
+            return _print_bytes(int(env["FAKE_CLAUDE_BYTES"]))
         lines = int(env.get("FAKE_CLAUDE_LINES") or 0)
         if fmt == "stream-json" and lines:
-            stream_line({"type": "system", "subtype": "init", "session_id": session})
-            for i in range(lines):
-                stream_line(
-                    {
-                        "type": "assistant",
-                        "message": {"model": "claude-sonnet-4-5", "content": [{"text": str(i)}]},
-                    }
-                )
-                wait_ack(i)
-            stream_line({"type": "result", "is_error": False, "result": "done"})
-            return 0
-        for i in range(lines):
-            emit(f"line {i} {time.time():.6f}\n")
-            wait_ack(i)
-            time.sleep(float(env.get("FAKE_CLAUDE_LINE_DELAY") or 0))
-        text = (
-            f"fake answer: quoting '{NOT_LOGGED_IN}' from the docs"
-            if env.get("FAKE_CLAUDE_QUOTE")
-            else f"fake answer: argv={json.dumps(args)} active={env.get('CLAUDE_WRAP_ACTIVE')} "
-            f"stdin={len(stdin)}:{hashlib.sha256(stdin).hexdigest()[:16]}"
-        )
-        answer(fmt, text, session)
+            return _stream_lines(lines, session)
+        _print_lines(lines)
+        answer(fmt, _answer_text(args, stdin), session)
     else:
         emit(f"fake claude: argv={json.dumps(args)} active={env.get('CLAUDE_WRAP_ACTIVE')}\n")
-    if env.get("FAKE_CLAUDE_SIGNAL"):
-        os.kill(os.getpid(), int(env["FAKE_CLAUDE_SIGNAL"]))
-    if env.get("FAKE_CLAUDE_EXIT"):
-        return int(env["FAKE_CLAUDE_EXIT"])
-    return 0
+    return _exit_status()
 
 
 if __name__ == "__main__":

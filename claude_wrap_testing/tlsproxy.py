@@ -110,112 +110,9 @@ class OAuthProxy:
         self._lock = threading.Lock()
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(certs.leaf, certs.leaf_key)
-        proxy = self
-
-        class Inner(BaseHTTPRequestHandler):
-            """HTTP inside one TLS tunnel; `server.tunnel_host` says which host it stands for."""
-
-            protocol_version = "HTTP/1.1"
-            timeout = 60
-            tunnel_host = ""
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _record(self) -> bytes:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                auth = self.headers.get("Authorization") or ""
-                with proxy._lock:
-                    proxy.requests.append(TunnelRequest(
-                        self.tunnel_host, self.command, self.path,
-                        auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else "",
-                    ))
-                return body
-
-            def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                self._record()
-                if self.path.split("?")[0] == "/api/oauth/profile":
-                    self._send(200, json.dumps(PROFILE).encode())
-                else:
-                    self._not_found()
-
-            def do_POST(self) -> None:
-                body = self._record()
-                if (self.tunnel_host, self.path) != ("platform.claude.com", "/v1/oauth/token"):
-                    self._not_found()
-                    return
-                # Relay to the scripted token server, which logs and answers it.
-                upstream = http.client.HTTPConnection(
-                    "127.0.0.1", proxy.token_server.port, timeout=60
-                )
-                try:
-                    headers = {k: v for k, v in self.headers.items()
-                               if k.lower() in ("content-type", "user-agent", "accept")}
-                    # claude-wrap sends the real binary's User-Agent, so this is what tells
-                    # the token server that the real binary sent it (the soak counts by it).
-                    headers[RELAYED_HEADER] = "tlsproxy"
-                    upstream.request("POST", "/v1/oauth/token", body=body, headers=headers)
-                    answer = upstream.getresponse()
-                    payload = answer.read()
-                    ctype = answer.getheader("Content-Type") or "application/json"
-                    self._send(answer.status, payload, ctype)
-                except (OSError, http.client.HTTPException):
-                    # The token server closed or truncated on purpose: do the same.
-                    self.close_connection = True
-                finally:
-                    upstream.close()
-
-            def _not_found(self) -> None:
-                error = {"type": "error", "error": {"type": "not_found_error",
-                                                    "message": "not served by the e2e proxy"}}
-                self._send(404, json.dumps(error).encode())
-
-        class Outer(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Unbuffered, so no byte of the TLS handshake that follows CONNECT is read ahead.
-            rbufsize = 0
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_CONNECT(self) -> None:
-                host, _, port = self.path.rpartition(":")
-                with proxy._lock:
-                    proxy.tunnels.append(self.path)
-                self.close_connection = True
-                if host not in TUNNELLED_HOSTS or port != "443":
-                    self.send_error(403, "the e2e proxy only tunnels to Claude's own hosts")
-                    return
-                self.send_response(200, "Connection Established")
-                self.end_headers()
-                self.wfile.flush()
-                try:
-                    stream = tls.wrap_socket(self.connection, server_side=True)
-                except (OSError, ssl.SSLError):
-                    return  # the client rejected our certificate: it shows in its own output
-                handler = type("Tunnel", (Inner,), {"tunnel_host": host})
-                try:
-                    handler(stream, self.client_address, self.server)
-                except OSError:
-                    pass  # the client went away mid-request
-                finally:
-                    stream.close()
-
-            def do_GET(self) -> None:
-                # A plain-HTTP proxy request: refused, nothing is fetched.
-                self.send_error(405, "the e2e proxy only does CONNECT")
-
-            do_POST = do_HEAD = do_GET
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Outer)
+        inner = _tunnel_handler(self)
+        outer = _connect_handler(self, tls, inner)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), outer)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -236,3 +133,122 @@ class OAuthProxy:
     def __exit__(self, *exc: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def _tunnel_handler(proxy: OAuthProxy) -> type[BaseHTTPRequestHandler]:
+    """The handler of HTTP inside one TLS tunnel: the requests recorded, the token request
+    relayed to the scripted token server, the profile answered."""
+
+    class Inner(BaseHTTPRequestHandler):
+        """HTTP inside one TLS tunnel; `server.tunnel_host` says which host it stands for."""
+
+        protocol_version = "HTTP/1.1"
+        timeout = 60
+        tunnel_host = ""
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _record(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            auth = self.headers.get("Authorization") or ""
+            with proxy._lock:
+                proxy.requests.append(TunnelRequest(
+                    self.tunnel_host, self.command, self.path,
+                    auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else "",
+                ))
+            return body
+
+        def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._record()
+            if self.path.split("?")[0] == "/api/oauth/profile":
+                self._send(200, json.dumps(PROFILE).encode())
+            else:
+                self._not_found()
+
+        def do_POST(self) -> None:
+            body = self._record()
+            if (self.tunnel_host, self.path) != ("platform.claude.com", "/v1/oauth/token"):
+                self._not_found()
+                return
+            # Relay to the scripted token server, which logs and answers it.
+            upstream = http.client.HTTPConnection(
+                "127.0.0.1", proxy.token_server.port, timeout=60
+            )
+            try:
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() in ("content-type", "user-agent", "accept")}
+                # claude-wrap sends the real binary's User-Agent, so this is what tells
+                # the token server that the real binary sent it (the soak counts by it).
+                headers[RELAYED_HEADER] = "tlsproxy"
+                upstream.request("POST", "/v1/oauth/token", body=body, headers=headers)
+                answer = upstream.getresponse()
+                payload = answer.read()
+                ctype = answer.getheader("Content-Type") or "application/json"
+                self._send(answer.status, payload, ctype)
+            except (OSError, http.client.HTTPException):
+                # The token server closed or truncated on purpose: do the same.
+                self.close_connection = True
+            finally:
+                upstream.close()
+
+        def _not_found(self) -> None:
+            error = {"type": "error", "error": {"type": "not_found_error",
+                                                "message": "not served by the e2e proxy"}}
+            self._send(404, json.dumps(error).encode())
+
+    return Inner
+
+
+def _connect_handler(
+    proxy: OAuthProxy, tls: ssl.SSLContext, inner: type[BaseHTTPRequestHandler]
+) -> type[BaseHTTPRequestHandler]:
+    """The proxy's own handler: CONNECT to Claude's hosts opens a TLS tunnel served by `inner`;
+    anything else is refused."""
+
+    class Outer(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # Unbuffered, so no byte of the TLS handshake that follows CONNECT is read ahead.
+        rbufsize = 0
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_CONNECT(self) -> None:
+            host, _, port = self.path.rpartition(":")
+            with proxy._lock:
+                proxy.tunnels.append(self.path)
+            self.close_connection = True
+            if host not in TUNNELLED_HOSTS or port != "443":
+                self.send_error(403, "the e2e proxy only tunnels to Claude's own hosts")
+                return
+            self.send_response(200, "Connection Established")
+            self.end_headers()
+            self.wfile.flush()
+            try:
+                stream = tls.wrap_socket(self.connection, server_side=True)
+            except (OSError, ssl.SSLError):
+                return  # the client rejected our certificate: it shows in its own output
+            handler = type("Tunnel", (inner,), {"tunnel_host": host})
+            try:
+                handler(stream, self.client_address, self.server)
+            except OSError:
+                pass  # the client went away mid-request
+            finally:
+                stream.close()
+
+        def do_GET(self) -> None:
+            # A plain-HTTP proxy request: refused, nothing is fetched.
+            self.send_error(405, "the e2e proxy only does CONNECT")
+
+        do_POST = do_HEAD = do_GET
+
+    return Outer

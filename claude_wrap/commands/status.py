@@ -10,7 +10,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from claude_wrap.config import paths
-from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK
+from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK, StorageUnavailableError
+from claude_wrap.findings import FAIL, OK, WARN, Finding
 from claude_wrap.judging import login, loginend
 from claude_wrap.refresh import refresher
 from claude_wrap.storage import backends, filestore
@@ -18,6 +19,8 @@ from claude_wrap.system import configs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from claude_wrap.storage import store
 
 ADVICE = {
     login.OK: "Claude Code accepts it",
@@ -174,3 +177,32 @@ def render(data: dict[str, Any]) -> str:
     if data["world_readable"]:
         lines.append("warning: the file is readable by other users; the next write makes it 0600")
     return "\n".join(lines)
+
+
+# doctor's check ----------------------------------------------------------------------------
+
+
+def check_login(env: Mapping[str, str], storage: store.Storage) -> list[Finding]:
+    name = "login"
+    try:
+        _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000))
+    except StorageUnavailableError as exc:
+        return [Finding(name, FAIL, str(exc), exc.hint or None, where=storage.where)]
+    detail = f" ({verdict.detail})" if verdict.detail else ""
+    text = f"{verdict.state}{detail} in {storage.where}"
+    ends = _login_end(env, verdict)
+    if verdict.state == login.OK:
+        return [Finding(name, OK, text, state=verdict.state, where=storage.where), *ends]
+    level = WARN if verdict.state in login.REFRESHABLE else FAIL
+    fix = ADVICE[verdict.state]
+    return [Finding(name, level, text, fix, state=verdict.state, where=storage.where), *ends]
+
+
+def _login_end(env: Mapping[str, str], verdict: login.Verdict) -> list[Finding]:
+    """A warning when the login's hard end (refreshTokenExpiresAt) is within the window."""
+    now = int(time.time() * 1000)
+    ends_at = verdict.login_ends_at
+    window_ms = int(paths.login_end_window(env) * 1000)
+    if ends_at is None or not loginend.within(ends_at, now, window_ms):
+        return []
+    return [Finding("login end", WARN, loginend.sentence(ends_at, now), "run `claude /login`")]

@@ -13,6 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from claude_wrap.config import paths
+from claude_wrap.findings import OK, Finding
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -139,3 +140,12 @@ def event(kind: str, config_dir: str, detail: str, env: Mapping[str, str] = os.e
             sys.stderr.write(f"claude-wrap: INFO: event {kind}: {config_dir}: {mask(detail)}\n")
         except (OSError, ValueError):
             pass
+
+
+def check_log(env: Mapping[str, str]) -> Finding:
+    path = paths.log_file(env)
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return Finding("log", OK, f"{path} (not written yet)", path=path)
+    return Finding("log", OK, f"{path} ({size} bytes)", path=path)
