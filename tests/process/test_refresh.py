@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from tests.conftest import ACCESS, REFRESH, REPO, SCOPES, WRAP, Sandbox, login_doc, now_ms
-from tests.tokenserver import (
+from claude_wrap_testing.tokenserver import (
     DEFAULT_SCOPE,
     Reply,
     Request,
@@ -24,6 +23,7 @@ from tests.tokenserver import (
     invalid_grant,
     ok,
 )
+from tests.conftest import ACCESS, REFRESH, REPO, SCOPES, WRAP, Sandbox, login_doc, now_ms
 
 
 def test_status_says_missing_scopes_in_one_line_and_refresh_fixes_it(
