@@ -1,5 +1,5 @@
 """Every error claude-wrap reports to a user: each carries its data, a one-line message that says
-what to do next, and the exit status `claude-wrap` returns for it (documented in the README)."""
+what to do next, and the exit status `claude-wrap` returns for it (docs/reference.md)."""
 
 from __future__ import annotations
 

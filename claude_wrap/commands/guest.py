@@ -1,5 +1,5 @@
 """`claude-wrap guest` (this machine borrows an owner's login) and `claude-wrap share` (the owner
-keeps a token file in a folder its containers mount). See guest.py and the README."""
+keeps a token file in a folder its containers mount). See guests/guest.py and docs/guests.md."""
 
 from __future__ import annotations
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import claude_wrap
 from claude_wrap.config.settings import Settings, python_for_shim
 from claude_wrap.errors import EXIT_OK, WrapError
+from claude_wrap.findings import FAIL, OK, WARN, Finding
 from claude_wrap.keeper import service
 from claude_wrap.shim import locate
+
+if TYPE_CHECKING:
+    pass
 
 SHIM_TEMPLATE = """#!{python} -IS
 # {marker}: installed by `claude-wrap install`; `claude-wrap uninstall` removes it.
@@ -197,3 +201,109 @@ def _remove_keeper(settings: Settings, manager: str, mode: str, *, reload: bool 
         print(f"removed: {path}")
     if reload and manager == service.SYSTEMD and service.reachable(manager, settings):
         service.run([["systemctl", "--user", "daemon-reload"]], settings)
+
+
+# doctor's checks: does `claude` run the shim, and the shim never itself ---------------------
+
+RC_FILES = (".bashrc", ".bash_profile", ".profile", ".zshrc", ".config/fish/config.fish")
+
+
+def first_on_path(settings: Settings) -> str | None:
+    found = locate.on_path(settings)
+    return found[0] if found else None
+
+
+def alias_in_rc(settings: Settings) -> str | None:
+    home = settings.home
+    for name in RC_FILES:
+        path = os.path.join(home, name)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read(1 << 20)
+        except OSError:
+            continue
+        for line in text.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("alias claude") and "claude-wrap" in stripped:
+                return path
+    return None
+
+
+def check_path(settings: Settings, first: str | None, shim: str | None) -> list[Finding]:
+    name = "shim"
+    if shim is not None:
+        return [Finding(name, OK, f"the shim comes first on PATH: {shim}", path=shim)]
+    rc = alias_in_rc(settings)
+    if rc is not None:
+        return [Finding(name, OK, f"`claude` is an alias to claude-wrap (set in {rc})", rc=rc)]
+    later = [p for p in locate.on_path(settings) if locate.is_shim(p)]
+    if later and first is not None:
+        return [
+            Finding(
+                name,
+                FAIL,
+                f"a shim is on PATH ({later[0]}) but {first} comes before it",
+                f'put {os.path.dirname(later[0])} first: export PATH="'
+                f'{os.path.dirname(later[0])}:$PATH" in your shell rc file',
+            )
+        ]
+    what = (
+        "there is no `claude` command on PATH"
+        if first is None
+        else f"`claude` runs {first} directly: nothing checks the login before a run"
+    )
+    return [
+        Finding(
+            name,
+            FAIL,
+            what,
+            "run `claude-wrap install` and add the PATH line it prints to your shell rc file "
+            "(or the alias it prints)",
+        )
+    ]
+
+
+def check_recursion(settings: Settings) -> list[Finding]:
+    name = "recursion"
+    found = []
+    if settings.nested:
+        found.append(
+            Finding(
+                name,
+                WARN,
+                "CLAUDE_WRAP_ACTIVE=1 is set here, so every shim started from this shell skips "
+                "its pre-flight (normal only inside a claude session the shim started)",
+                "if this is not a claude session, remove CLAUDE_WRAP_ACTIVE from your shell "
+                "rc file and open a new shell",
+            )
+        )
+    for path in locate.on_path(settings):
+        if not locate.is_shim(path):
+            continue
+        python = shim_python(path)
+        if python is not None and not os.access(python, os.X_OK):
+            found.append(
+                Finding(
+                    name,
+                    FAIL,
+                    f"the shim {path} runs {python}, which no longer exists",
+                    "reinstall claude-wrap, then run `claude-wrap install` again",
+                )
+            )
+    shims = [p for p in locate.on_path(settings) if locate.is_shim(p)]
+    if not found:
+        detail = f" ({len(shims)} shims on PATH; each skips the others)" if len(shims) > 1 else ""
+        found.append(Finding(name, OK, f"no loop: the shim never runs itself{detail}"))
+    return found
+
+
+def shim_python(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    words = first[2:].split()
+    return words[0] if words else None

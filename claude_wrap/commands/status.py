@@ -8,7 +8,8 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK
+from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK, StorageUnavailableError
+from claude_wrap.findings import FAIL, OK, WARN, Finding
 from claude_wrap.judging import login, loginend
 from claude_wrap.refresh import refresher
 from claude_wrap.storage import backends, filestore
@@ -16,6 +17,7 @@ from claude_wrap.system import configs
 
 if TYPE_CHECKING:
     from claude_wrap.config.settings import Settings
+    from claude_wrap.storage import store
 
 ADVICE = {
     login.OK: "Claude Code accepts it",
@@ -172,3 +174,32 @@ def render(data: dict[str, Any]) -> str:
     if data["world_readable"]:
         lines.append("warning: the file is readable by other users; the next write makes it 0600")
     return "\n".join(lines)
+
+
+# doctor's check ----------------------------------------------------------------------------
+
+
+def check_login(settings: Settings, storage: store.Storage) -> list[Finding]:
+    name = "login"
+    try:
+        _, verdict = refresher.assess(storage, settings.refresh_window_ms)
+    except StorageUnavailableError as exc:
+        return [Finding(name, FAIL, str(exc), exc.hint or None, where=storage.where)]
+    detail = f" ({verdict.detail})" if verdict.detail else ""
+    text = f"{verdict.state}{detail} in {storage.where}"
+    ends = _login_end(settings, verdict)
+    if verdict.state == login.OK:
+        return [Finding(name, OK, text, state=verdict.state, where=storage.where), *ends]
+    level = WARN if verdict.state in login.REFRESHABLE else FAIL
+    fix = ADVICE[verdict.state]
+    return [Finding(name, level, text, fix, state=verdict.state, where=storage.where), *ends]
+
+
+def _login_end(settings: Settings, verdict: login.Verdict) -> list[Finding]:
+    """A warning when the login's hard end (refreshTokenExpiresAt) is within the window."""
+    now = int(time.time() * 1000)
+    ends_at = verdict.login_ends_at
+    window_ms = settings.login_end_window_ms
+    if ends_at is None or not loginend.within(ends_at, now, window_ms):
+        return []
+    return [Finding("login end", WARN, loginend.sentence(ends_at, now), "run `claude /login`")]

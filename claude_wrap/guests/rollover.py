@@ -1,5 +1,5 @@
 """While a session runs on a guest, pull a new token before the running claude's is due, so that
-claude re-reads the changed file (protocol.md section 5) and rolls over by itself.
+claude re-reads the changed file (docs/protocol.md section 5) and rolls over by itself.
 
 On the hot path of every healthy guest run, so it imports nothing heavy: a `_thread` (builtin,
 no `threading` import), one os.stat and one small read of the verdict cache per period; guest.py

@@ -19,6 +19,8 @@ import plistlib
 import sys
 from typing import TYPE_CHECKING
 
+from claude_wrap.findings import OK, Finding
+
 if TYPE_CHECKING:
     from claude_wrap.config.settings import Settings
 
@@ -275,3 +277,26 @@ def run(
             why = lines[-1] if lines else f"exit status {result.returncode}"
             return f"{' '.join(argv)}: {why}"
     return None
+
+
+def check_keeper(settings: Settings) -> Finding:
+    """Informational: the keeper is optional, needed only for launches that bypass the shim."""
+    manager = default_manager()
+    found = installed(manager, settings)
+    if found:
+        mode = installed_mode(manager, settings)
+        detail = f"installed ({manager}, {mode}): {', '.join(found)}"
+        running = None
+        if mode == WATCH:
+            from claude_wrap.keeper import watch  # noqa: PLC0415
+
+            running = watch.running(settings)
+            detail += f"; running (pid {running})" if running else "; not running now"
+        return Finding("keeper", OK, detail, files=found, mode=mode, running=running)
+    return Finding(
+        "keeper",
+        OK,
+        "not installed; editors that start their own claude (VS Code without the wrapper "
+        "setting, Zed) need it: `claude-wrap install --keeper`",
+        files=[],
+    )

@@ -122,32 +122,14 @@ def watch(
     try:
         todo = list(found)
         while not stopping:
-            for folder in todo:
-                try:
-                    kept = keep_one(folder)
-                except Interrupted:
-                    # SIGTERM or SIGHUP came during a refresh, which finished first (the new
-                    # login is stored: refresher._signals_held): a clean stop all the same.
-                    stopping = True
-                    break
-                if kept != EXIT_OK:
-                    failed_at[folder.path] = time.monotonic()
-                else:
-                    failed_at.pop(folder.path, None)
-            if stopping:
+            if not _keep(todo, keep_one, failed_at) or stopping:
                 break
             sys.stdout.flush()
             timeout = _next_wait(found, failed_at)
             changed = watcher.wait(min(timeout, period) if period else timeout)
             if stopping:
                 break
-            now = int(time.time() * 1000)
-            todo = [
-                f for f in found
-                if f.settings.credentials_file in changed
-                or (not changed and f.path in failed_at)
-                or due_in(f, now) == 0
-            ]
+            todo = _to_keep(found, changed, failed_at)
             if rescan is None:
                 continue
             fresh = rescan()
@@ -167,6 +149,39 @@ def watch(
         _clear_pid(settings)
         watcher.close()
     return EXIT_OK
+
+
+def _keep(
+    todo: list[ConfigDir], keep_one: Callable[[ConfigDir], int], failed_at: dict[str, float]
+) -> bool:
+    """Keep each folder's login, noting when each failed (tried again after RETRY_S); False
+    when a stop signal came meanwhile."""
+    for folder in todo:
+        try:
+            kept = keep_one(folder)
+        except Interrupted:
+            # SIGTERM or SIGHUP came during a refresh, which finished first (the new
+            # login is stored: refresher._signals_held): a clean stop all the same.
+            return False
+        if kept != EXIT_OK:
+            failed_at[folder.path] = time.monotonic()
+        else:
+            failed_at.pop(folder.path, None)
+    return True
+
+
+def _to_keep(
+    found: list[ConfigDir], changed: set[str], failed_at: dict[str, float]
+) -> list[ConfigDir]:
+    """The folders to keep after a wait: their file changed, their login is due, or (a wait
+    that saw no change) their last keep failed."""
+    now = int(time.time() * 1000)
+    return [
+        f for f in found
+        if f.settings.credentials_file in changed
+        or (not changed and f.path in failed_at)
+        or due_in(f, now) == 0
+    ]
 
 
 def _watched(found: list[ConfigDir]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The locks Claude Code takes around a refresh, taken the same way (protocol.md sections 3, 9).
+"""The locks Claude Code takes around a refresh, taken as it does (docs/protocol.md section 3).
 
 Claude Code uses proper-lockfile style directory locks: `mkdir` acquires, `rmdir` releases, and a
 lock whose mtime is old enough counts as stale, so the holder touches it while it works. Up to

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from claude_wrap.config import fspath
 from claude_wrap.config.settings import Settings
+from claude_wrap.findings import OK, Finding
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -143,3 +144,12 @@ def event(kind: str, config_dir: str, detail: str, settings: Settings) -> None:
             sys.stderr.write(f"claude-wrap: INFO: event {kind}: {config_dir}: {mask(detail)}\n")
         except (OSError, ValueError):
             pass
+
+
+def check_log(settings: Settings) -> Finding:
+    path = settings.log_file
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return Finding("log", OK, f"{path} (not written yet)", path=path)
+    return Finding("log", OK, f"{path} ({size} bytes)", path=path)

@@ -1,11 +1,10 @@
 """Which Claude Code release the real binary is, and what its own refresh request looks like.
 
-A refresh should look like the one the version in use sends (the token endpoint's WAF is reported
-to answer 429 to some User-Agents, protocol.md section 9), so we send its User-Agent and at least
-its scopes. Finding the version is cheap and happens only when a refresh is about to be sent (and
-in doctor), never on a healthy shim run: the `package.json` of the npm package the binary belongs
-to, else one `--version` run, cached in our state folder keyed on the binary's path, size and
-mtime.
+A refresh should look like the one the version in use sends (the token endpoint's WAF is reported to
+answer 429 to some User-Agents: docs/protocol.md section 4), so we send its User-Agent and at least
+its scopes. Finding the version is cheap and happens only when a refresh is about to be sent (and in
+doctor), never on a healthy shim run: the `package.json` of the npm package the binary belongs to,
+else one `--version` run, cached in our state folder keyed on the binary's path, size and mtime.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import subprocess
 
 from claude_wrap.config import versions
 from claude_wrap.config.protocol import DEFAULT_SCOPES, PLUGINS_SCOPE
+from claude_wrap.findings import FAIL, OK, WARN, Finding
 from claude_wrap.shim import locate
 from claude_wrap.storage import privatefile
 
@@ -157,3 +157,81 @@ def refresh_scopes(version: str | None, settings: Settings) -> list[str]:
 def union(stored: list[str], asked: list[str]) -> list[str]:
     """The stored scopes, in their order, then what the release asks for that they lack."""
     return [*stored, *(s for s in asked if s not in stored)]
+
+
+# doctor's check ---------------------------------------------------------------------------
+
+
+def _version_line(real: str, settings: Settings) -> tuple[str | None, str]:
+    """(version line or None, why not)."""
+    child = settings.unnested().child_env()  # should it be a shim after all, no pre-flight
+    try:
+        result = subprocess.run(
+            [real, "--version"], capture_output=True, text=True, timeout=20, env=child, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, str(exc)
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        return None, f"`{real} --version` exited {result.returncode}"
+    return lines[0], ""
+
+
+def check_real_binary(settings: Settings, shim: str | None) -> list[Finding]:
+    name = "real claude"
+    override = settings.real_claude_override
+    if override:
+        problem = locate.check_override(override, shim)
+        if problem is not None:
+            return [
+                Finding(
+                    name,
+                    FAIL,
+                    f"CLAUDE_WRAP_REAL_CLAUDE={override} {problem}",
+                    "point CLAUDE_WRAP_REAL_CLAUDE at Claude Code's own executable, or unset it",
+                )
+            ]
+        real = override
+    else:
+        try:
+            real = locate.find_real_claude(settings, shim)
+        except locate.NotFoundError:
+            return [
+                Finding(
+                    name,
+                    FAIL,
+                    "no real claude found on PATH or in the usual places",
+                    "install Claude Code (https://docs.claude.com/en/docs/claude-code), or set "
+                    "CLAUDE_WRAP_REAL_CLAUDE to its executable",
+                )
+            ]
+    version, why = _version_line(real, settings)
+    if version is None:
+        return [
+            Finding(
+                name,
+                WARN,
+                f"{real} does not tell its version ({why})",
+                "reinstall Claude Code, or set CLAUDE_WRAP_REAL_CLAUDE to a working executable",
+                path=real,
+            )
+        ]
+    found = [Finding(name, OK, f"{real} ({version})", path=real, version=version)]
+    number = version.split()[0]
+    if newer_than_tested(number):
+        # Said, but not a problem (doctor stays healthy): Claude Code updates itself, and a newer
+        # release most likely works; only nobody has proven it yet.
+        found.append(
+            Finding(
+                "claude version",
+                OK,
+                f"Claude Code {number} is newer than the newest release claude-wrap was tested "
+                f"with ({versions.newest_tested()})",
+                "test it with `scripts/compat latest` (in a claude-wrap checkout, as root); on a "
+                "FAIL, report it with the table and meanwhile pin the last release that passed "
+                f"(`npm install -g {PACKAGE}@{versions.newest_tested()}`, "
+                "DISABLE_AUTOUPDATER=1)",
+                version=number,
+            )
+        )
+    return found

@@ -122,12 +122,12 @@ def heal(settings: Settings) -> None:
 
 
 def await_lock(settings: Settings, stopped: Callable[[], bool]) -> str | None:
-    """claude said another Claude Code process is refreshing the login: it holds the refresh
-    lock, or left it when it exited mid-refresh (protocol.md section 10). Wait, up to the lock
-    wait (CLAUDE_WRAP_LOCK_TIMEOUT), until no lock of the config folder is held by a holder
-    that may be alive, by the rules `lock` applies (gone, stale, or its holder proven gone, which
-    claude takes over itself). Nothing is taken, removed or sent: never a refresh over another
-    process's lock. Returns None when the run may be retried, else one line saying why not."""
+    """claude said another Claude Code process is refreshing the login: it holds the refresh lock,
+    or left it when it exited mid-refresh (docs/protocol.md sections 3 and 6). Wait, up to the lock
+    wait (CLAUDE_WRAP_LOCK_TIMEOUT), until no lock of the config folder is held by a holder that may
+    be alive, by the rules `lock` applies (gone, stale, or its holder proven gone, which claude
+    takes over itself). Nothing is taken, removed or sent: never a refresh over another process's
+    lock. Returns None when the run may be retried, else one line saying why not."""
     import os  # noqa: PLC0415 - only after claude said the lock was busy (no `os` on the hot path)
     import time  # noqa: PLC0415
 

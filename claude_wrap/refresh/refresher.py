@@ -312,21 +312,11 @@ def ensure_fresh(
             for taken in taken_locks:
                 if taken.taken_over:
                     _note(settings, "took over the {} lock folder {}", taken.taken_over, taken.path)
-            # Re-read under the lock: whoever held it may have just refreshed.
-            snap, current = settled(settings, storage, window_ms)
-            if current.state == login.OK and (not force or _access(snap) != seen):
-                action = ADOPTED if _access(snap) != seen else NONE
-                _note(settings, "login is usable after taking the lock: {}", action)
-                if action == ADOPTED:
-                    _adopted(settings, before)
-                return Outcome(action, before, current, [])
-            if not force and current.state == login.MISSING_SCOPES:
-                local = _repair_locally(settings, storage, snap, current, window_ms)
-                if local is not None:
-                    return local
-            error = unfixable(path, current)
-            if error is not None:
-                raise error
+            snap, done = _done_meanwhile(
+                settings, storage, before, seen, force=force, window_ms=window_ms
+            )
+            if done is not None:
+                return done
             return _refresh(settings, storage, snap, before, url, log, on_slow, held)
     except lock.WaitEnded:
         snap, current = look(settings, storage, window_ms)
@@ -338,6 +328,35 @@ def ensure_fresh(
         _note(settings, "another process refreshed the login just before our request; adopted")
         _adopted(settings, before)
         return Outcome(ADOPTED, before, current, [])
+
+
+def _done_meanwhile(
+    settings: Settings,
+    storage: Storage,
+    before: login.Verdict,
+    seen: str,
+    *,
+    force: bool,
+    window_ms: int,
+) -> tuple[Any, Outcome | None]:
+    """The login re-read under the locks, since whoever held them may have just refreshed it:
+    (its snapshot, the outcome when no token need be sent: another process renewed it, or what
+    was stripped is restored locally). Raises when no refresh can fix it."""
+    snap, current = settled(settings, storage, window_ms)
+    if current.state == login.OK and (not force or _access(snap) != seen):
+        action = ADOPTED if _access(snap) != seen else NONE
+        _note(settings, "login is usable after taking the lock: {}", action)
+        if action == ADOPTED:
+            _adopted(settings, before)
+        return snap, Outcome(action, before, current, [])
+    if not force and current.state == login.MISSING_SCOPES:
+        local = _repair_locally(settings, storage, snap, current, window_ms)
+        if local is not None:
+            return snap, local
+    error = unfixable(storage.where, current)
+    if error is not None:
+        raise error
+    return snap, None
 
 
 def _adopted(settings: Settings, before: login.Verdict) -> None:
@@ -369,21 +388,11 @@ def _refresh(  # noqa: PLR0917 - private, called once
     on_slow: Callable[[], None] | None,
     held: FolderFlock | None,
 ) -> Outcome:
-    from claude_wrap.refresh import oauth  # noqa: PLC0415
-
-    cfg = storage.lock_dir
     window_ms = settings.refresh_window_ms
     path = storage.where
     log.info("login is {} ({}); refreshing", before.state, before.detail)
     oauth_doc = login.oauth_section(snap.doc) or {}
-    refresh_token = oauth_doc.get("refreshToken")
-    assert isinstance(refresh_token, str) and refresh_token  # unfixable() checked
-    failed = _failed_tokens.get(refresh_token)
-    if failed is not None:
-        log.info("not sending the refresh token again: it already failed in this run ({})",
-                 type(failed).__name__)
-        raise failed
-    sent = snap
+    refresh_token = _unfailed_token(oauth_doc, log)
     # Ask as the release in use asks: its User-Agent, and its scopes added to the stored ones
     # (never fewer than the login has: a refresh that asks for fewer narrows it).
     release = binary.in_use(settings)
@@ -392,87 +401,16 @@ def _refresh(  # noqa: PLR0917 - private, called once
 
     remembered = memory.applicable(oauth_doc, memory.recall(storage.where, settings))
     remembered_scopes = remembered.scopes if remembered is not None else []
-
-    def scopes_of(doc: object) -> list[str]:
-        return binary.union(login.request_scopes(doc, remembered_scopes), asked)
-
-    def freshest() -> tuple[str, list[str]]:
-        """The token to send, read from the file at the last moment (see oauth.refresh_tokens).
-
-        Tools that take no lock (the old third-party refreshers) spend the token and rewrite the
-        file whenever they like. Caught by the soak (issue 9): a shim read the file, built its
-        HTTP client for a second on a loaded machine, and sent a token such a tool had spent
-        meanwhile; the server took that for a replay and revoked the whole login.
-        """
-        nonlocal sent
-        current, verdict = _settle(storage, window_ms)
-        if verdict.state == login.MALFORMED:
-            # It parsed under the lock, so someone is writing it now, most likely with the
-            # token we hold already spent: sending it could revoke the login (the soak saw it).
-            raise CredentialsError(
-                storage.where,
-                "was being rewritten by another program when the refresh was due (it did not parse,"
-                f" and still did not after up to {store.SETTLE_LIMIT_S:g} s); nothing was sent",
-                "run again in a moment",
-            )
-        if verdict.state == login.OK and _access(current) != _access(snap):
-            raise _Replaced
-        if verdict.state in login.REFRESHABLE and _token_of(current):
-            sent = current  # rotated behind our back: send the new one, merge into its file
-        token = _token_of(sent)
-        failed_now = _failed_tokens.get(token)
-        if failed_now is not None:
-            raise failed_now
-        return token, scopes_of(sent.doc)
+    request = _Request(storage, snap, window_ms, asked, remembered_scopes)
 
     storage.tidy()
-    try:
-        # Whatever we would write must be writable JSON before the token is spent.
-        store.serialise(snap.doc)
-    except ValueError as exc:
-        raise CredentialsError(
-            path, f"holds a value JSON cannot store ({exc})", "fix or remove that value"
-        ) from None
+    _check_storable(path, snap)
     mode = _mode(path) if storage.kind == "file" else 0o600
     # Reserve the new file's space before the token is spent: a full disk fails here, harmlessly.
     with storage.pending(reserve=len(snap.raw) + 65536) as pending, _signals_held():
-        timer = threading.Timer(1.0, on_slow) if on_slow else None
-        if timer:
-            timer.daemon = True
-            timer.start()
-        try:
-            response = oauth.refresh_tokens(
-                refresh_token,
-                scopes_of(snap.doc),
-                url=url,
-                client_id=settings.client_id,
-                budget_s=settings.refresh_budget,
-                latest=freshest,
-                user_agent=binary.user_agent(release),
-                # The request is out: our waiting shims may use the CPU now (flock.py).
-                sent=held.open_gate if held is not None else None,
-            )
-        except (RefreshRejectedError, RefreshOutcomeUnknownError) as exc:
-            _failed_tokens[_token_of(sent)] = exc
-            event("failure", settings.config_dir, str(exc), settings)
-            raise
-        finally:
-            if timer:
-                timer.cancel()
-        snap = sent
-        with lock.write_lock(write_lock_dir(cfg), records=settings.lock_records):
-            # Merge into the file as it is now: keep anything another writer changed meanwhile.
-            try:
-                latest = storage.read()
-            except CredentialsError:
-                latest = None
-            base = latest.doc if latest is not None and isinstance(latest.doc, dict) else snap.doc
-            asked = scopes_of(sent.doc)  # what the request asked for: granted, when it says not
-            new_doc = login.merged(base, response, now_ms(), asked)
-            # A stripped login gets its subscriptionType and the like back with its new token.
-            section, _ = restore.fill(new_doc[login.OAUTH_KEY], remembered, restore_scopes=False)
-            new_doc[login.OAUTH_KEY] = section
-            pending.commit(new_doc, token_spent=True)
+        response = _send(settings, request, refresh_token, url, release, on_slow, held)
+        snap = request.sent
+        new_doc = _store_new(settings, storage, pending, request, response, remembered)
     _, after = look(settings, storage, window_ms)
     if held is not None:
         # The new login is stored and in the verdict cache: let the shims of ours waiting on the
@@ -490,6 +428,146 @@ def _refresh(  # noqa: PLR0917 - private, called once
     if mode & 0o077:
         warnings.append(f"{path} was readable by other users (mode {mode:04o}); it is now 0600")
     return Outcome(REFRESHED, before, after, changes, warnings)
+
+
+def _unfailed_token(oauth_doc: dict[str, Any], log: Any) -> str:
+    """The stored refresh token; raises the error it got when it already failed in this run."""
+    refresh_token = oauth_doc.get("refreshToken")
+    assert isinstance(refresh_token, str) and refresh_token  # unfixable() checked
+    failed = _failed_tokens.get(refresh_token)
+    if failed is not None:
+        log.info("not sending the refresh token again: it already failed in this run ({})",
+                 type(failed).__name__)
+        raise failed
+    return refresh_token
+
+
+class _Request:
+    """What one refresh sends: the snapshot its token comes from (`sent`: the one read before
+    the locks, or a rotated one read at the last moment) and the scopes it asks for."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        snap: Any,
+        window_ms: int,
+        asked: list[str],
+        remembered_scopes: list[str],
+    ) -> None:
+        self.storage = storage
+        self.snap = snap
+        self.sent = snap
+        self.window_ms = window_ms
+        self.asked = asked
+        self.remembered_scopes = remembered_scopes
+
+    def scopes_of(self, doc: object) -> list[str]:
+        return binary.union(login.request_scopes(doc, self.remembered_scopes), self.asked)
+
+    def freshest(self) -> tuple[str, list[str]]:
+        """The token to send, read from the file at the last moment (see oauth.refresh_tokens).
+
+        Tools that take no lock (the old third-party refreshers) spend the token and rewrite the
+        file whenever they like. Caught by the soak (issue 9): a shim read the file, built its
+        HTTP client for a second on a loaded machine, and sent a token such a tool had spent
+        meanwhile; the server took that for a replay and revoked the whole login.
+        """
+        storage = self.storage
+        current, verdict = _settle(storage, self.window_ms)
+        if verdict.state == login.MALFORMED:
+            # It parsed under the lock, so someone is writing it now, most likely with the
+            # token we hold already spent: sending it could revoke the login (the soak saw it).
+            raise CredentialsError(
+                storage.where,
+                "was being rewritten by another program when the refresh was due (it did not parse,"
+                f" and still did not after up to {store.SETTLE_LIMIT_S:g} s); nothing was sent",
+                "run again in a moment",
+            )
+        if verdict.state == login.OK and _access(current) != _access(self.snap):
+            raise _Replaced
+        if verdict.state in login.REFRESHABLE and _token_of(current):
+            self.sent = current  # rotated behind our back: send the new one, merge into its file
+        token = _token_of(self.sent)
+        failed_now = _failed_tokens.get(token)
+        if failed_now is not None:
+            raise failed_now
+        return token, self.scopes_of(self.sent.doc)
+
+
+def _check_storable(path: str, snap: Any) -> None:
+    """Whatever we would write must be writable JSON before the token is spent."""
+    try:
+        store.serialise(snap.doc)
+    except ValueError as exc:
+        raise CredentialsError(
+            path, f"holds a value JSON cannot store ({exc})", "fix or remove that value"
+        ) from None
+
+
+def _send(  # noqa: PLR0917 - private, called once
+    settings: Settings,
+    request: _Request,
+    refresh_token: str,
+    url: str,
+    release: str | None,
+    on_slow: Callable[[], None] | None,
+    held: FolderFlock | None,
+) -> dict[str, Any]:
+    """The token request (`on_slow` called when no answer came within a second). A token the
+    endpoint refused, or whose request got no answer, is not sent again (_failed_tokens)."""
+    from claude_wrap.refresh import oauth  # noqa: PLC0415
+
+    timer = threading.Timer(1.0, on_slow) if on_slow else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    try:
+        response = oauth.refresh_tokens(
+            refresh_token,
+            request.scopes_of(request.snap.doc),
+            url=url,
+            client_id=settings.client_id,
+            budget_s=settings.refresh_budget,
+            latest=request.freshest,
+            user_agent=binary.user_agent(release),
+            # The request is out: our waiting shims may use the CPU now (flock.py).
+            sent=held.open_gate if held is not None else None,
+        )
+    except (RefreshRejectedError, RefreshOutcomeUnknownError) as exc:
+        _failed_tokens[_token_of(request.sent)] = exc
+        event("failure", settings.config_dir, str(exc), settings)
+        raise
+    finally:
+        if timer:
+            timer.cancel()
+    return response
+
+
+def _store_new(  # noqa: PLR0917 - private, called once
+    settings: Settings,
+    storage: Storage,
+    pending: Any,
+    request: _Request,
+    response: dict[str, Any],
+    remembered: memory.Remembered | None,
+) -> dict[str, Any]:
+    """The new tokens merged into the login and committed; the document written."""
+    cfg = storage.lock_dir
+    sent = request.sent
+    with lock.write_lock(write_lock_dir(cfg), records=settings.lock_records):
+        # Merge into the file as it is now: keep anything another writer changed meanwhile.
+        try:
+            latest = storage.read()
+        except CredentialsError:
+            latest = None
+        base = latest.doc if latest is not None and isinstance(latest.doc, dict) else sent.doc
+        asked = request.scopes_of(sent.doc)  # what the request asked for: granted, when it says not
+        new_doc = login.merged(base, response, now_ms(), asked)
+        # A stripped login gets its subscriptionType and the like back with its new token.
+        section, _ = restore.fill(new_doc[login.OAUTH_KEY], remembered, restore_scopes=False)
+        new_doc[login.OAUTH_KEY] = section
+        pending.commit(new_doc, token_spent=True)
+    return new_doc
 
 
 def _mode(path: str) -> int:

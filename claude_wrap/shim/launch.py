@@ -92,25 +92,31 @@ def preflight(settings: Settings) -> bool:
         _slow_preflight(settings, held)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    except BaseException as exc:
-        from claude_wrap.config.settings import SettingError  # noqa: PLC0415
-        from claude_wrap.errors import Interrupted, WrapError  # noqa: PLC0415
-
-        if isinstance(exc, Interrupted):
-            raise SystemExit(128 + exc.signum) from None
-        if isinstance(exc, SystemExit):
-            raise
-        if isinstance(exc, (WrapError, SettingError)):
-            say(f"{exc} (running claude anyway)")
-            _log_failure(settings, exc, trace=False)
-        else:
-            log = _log_failure(settings, exc, trace=True)
-            say(f"internal error while checking the login, see {log} (running claude anyway)")
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - said on one line, then claude runs anyway
+        _preflight_failed(settings, exc)
         return False
     finally:
         if held is not None:
             held.release()
     return True
+
+
+def _preflight_failed(settings: Settings, exc: BaseException) -> None:
+    """A pre-flight that failed: one line on stderr (the trace in the log when it is a bug of
+    ours), so that claude runs anyway; a stop signal ends the run instead."""
+    from claude_wrap.config.settings import SettingError  # noqa: PLC0415
+    from claude_wrap.errors import Interrupted, WrapError  # noqa: PLC0415
+
+    if isinstance(exc, Interrupted):
+        raise SystemExit(128 + exc.signum) from None
+    if isinstance(exc, (WrapError, SettingError)):
+        say(f"{exc} (running claude anyway)")
+        _log_failure(settings, exc, trace=False)
+    else:
+        log = _log_failure(settings, exc, trace=True)
+        say(f"internal error while checking the login, see {log} (running claude anyway)")
 
 
 def login_end_notice(ends_at: int, now_ms: int, settings: Settings) -> None:

@@ -1,7 +1,7 @@
 """The login in the macOS Keychain, read and written through the `security` tool.
 
 On macOS Claude Code keeps its login not in a file but in a generic password of the login
-Keychain (shared/protocol.md section 1): service `Claude Code-credentials` (plus a per-folder
+Keychain (docs/protocol.md section 1): service `Claude Code-credentials` (plus a per-folder
 suffix, see Settings.keychain_service), account $USER, the secret being the same JSON as the file.
 
 Two rules shape this module:

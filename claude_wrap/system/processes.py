@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from claude_wrap.config.settings import Settings
+from claude_wrap.findings import OK, Finding
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,3 +100,18 @@ def open_elsewhere(path: str) -> bool | None:
             if other.st_ino == st.st_ino and other.st_dev == st.st_dev:
                 return True
     return False
+
+
+def check_processes(settings: Settings) -> Finding:
+    rows = running_claudes(settings)
+    if not rows:
+        return Finding("processes", OK, "no Claude Code process is running", processes=[])
+    listed = ", ".join(f"{r['pid']} ({_where(r)})" for r in rows)
+    return Finding("processes", OK, f"Claude Code running: {listed}", processes=rows)
+
+
+def _where(row: dict[str, object]) -> str:
+    cfg, creds = str(row["config_dir"]), str(row["credentials"])
+    if cfg == UNREADABLE or os.path.dirname(creds) == cfg:
+        return cfg
+    return f"{cfg}, its login in {creds}"  # CLAUDE_SECURESTORAGE_CONFIG_DIR moved the file

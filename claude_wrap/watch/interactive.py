@@ -6,7 +6,7 @@ window size changes (SIGWINCH), restore the terminal on every way out (signals i
 return how claude ended, with what to tell the user (process.Outcome), to the entry point.
 
 When the TUI shows `Not logged in · Run /login` (or a 401), the credentials file is repaired in
-place, in the background: a running Claude Code re-reads a changed file (shared/protocol.md
+place, in the background: a running Claude Code re-reads a changed file (docs/protocol.md
 section 5), so the user's next prompt works without a restart.
 Its status line keeps saying `Not logged in` afterwards, so each failure is repaired once, and a
 new repair starts only when the file changed again since: never a refresh loop.
@@ -164,13 +164,35 @@ def run(
             pass
         return data
 
+    child = _spawn(real, args, settings)
+    if isinstance(child, process.Outcome):
+        return child
+    saved = _handle_signals(child)
+    try:
+        with _terminal_kept(), Guard(settings, repairer, settings.guard_period):
+            stopped_by = _interact(child, watch)
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    if stopped_by is not None:
+        status = process.stop_pty_child(child, stopped_by, grace)
+    else:
+        child.wait()
+        status = _status(child)
+    repairer.join()
+    child.close(force=True)
+    return _ending(status, repairer)
+
+
+def _spawn(real: str, args: list[str], settings: Settings) -> Any:
+    """claude started on a pty of its own, or the process.Outcome saying why it cannot run."""
     # pexpect reports a missing and a non-executable binary alike: ask first, for the shell's
     # rule (process.launch_status).
     refused = process.check_runnable(real)
     if refused is not None:
         return process.cannot_run(real, refused)
     try:
-        child = pexpect.spawn(
+        return pexpect.spawn(
             real, args, env=settings.child_env(), dimensions=window_size(),
             preexec_fn=process.reset_child_signals,
         )
@@ -178,6 +200,11 @@ def run(
         return process.cannot_run(real, exc)
     except pexpect.ExceptionPexpect as exc:
         return process.Outcome(process.CANNOT_EXECUTE, [f"cannot run {real}: {exc}"])
+
+
+def _handle_signals(child: Any) -> dict[int, Any]:
+    """Our handlers for the session (window size copied to the pty, SIGINT passed on, a stop
+    signal ends the session); the handlers they replace, to put back."""
 
     def on_winch(_signum: int, _frame: object) -> None:
         with contextlib.suppress(OSError):
@@ -191,44 +218,42 @@ def run(
         with contextlib.suppress(OSError):
             child.kill(signum)
 
-    saved = {
+    saved: dict[int, Any] = {
         signal.SIGWINCH: signal.signal(signal.SIGWINCH, on_winch),
         signal.SIGINT: signal.signal(signal.SIGINT, on_int),
     }
     for signum in process.STOP_SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             saved[signum] = signal.signal(signum, on_stop)
-    stopped_by = None
+    return saved
+
+
+def _interact(child: Any, watch: Any) -> int | None:
+    """The user's terminal wired to claude's until it exits; the signal that stopped us instead
+    (SIGHUP when our terminal is gone), None when claude ended by itself."""
     try:
-        with _terminal_kept(), Guard(settings, repairer, settings.guard_period):
-            try:
-                # types-pexpect says str; without an encoding pexpect passes bytes.
-                child.interact(escape_character=None, output_filter=cast("Any", watch))
-                _drain(child, watch)
-            except Interrupted as exc:
-                stopped_by = exc.signum
-            except OSError as exc:
-                if exc.errno not in (errno.EIO, errno.EPIPE, errno.EBADF):
-                    raise
-                stopped_by = signal.SIGHUP  # our terminal is gone
-            except termios.error as exc:
-                # interact() restores the terminal's modes on its way out; on a terminal that is
-                # gone that fails with EIO, hiding the stop signal that brought us out (found by
-                # the soak, issue 9, closing its TUI sessions like a closed terminal window).
-                if not exc.args or exc.args[0] not in (errno.EIO, errno.EBADF, errno.ENOTTY):
-                    raise
-                cause = exc.__context__
-                stopped_by = cause.signum if isinstance(cause, Interrupted) else signal.SIGHUP
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
-    if stopped_by is not None:
-        status = process.stop_pty_child(child, stopped_by, grace)
-    else:
-        child.wait()
-        status = _status(child)
-    repairer.join()
-    child.close(force=True)
+        # types-pexpect says str; without an encoding pexpect passes bytes.
+        child.interact(escape_character=None, output_filter=cast("Any", watch))
+        _drain(child, watch)
+    except Interrupted as exc:
+        return exc.signum
+    except OSError as exc:
+        if exc.errno not in (errno.EIO, errno.EPIPE, errno.EBADF):
+            raise
+        return signal.SIGHUP  # our terminal is gone
+    except termios.error as exc:
+        # interact() restores the terminal's modes on its way out; on a terminal that is
+        # gone that fails with EIO, hiding the stop signal that brought us out (found by
+        # the soak, issue 9, closing its TUI sessions like a closed terminal window).
+        if not exc.args or exc.args[0] not in (errno.EIO, errno.EBADF, errno.ENOTTY):
+            raise
+        cause = exc.__context__
+        return cause.signum if isinstance(cause, Interrupted) else signal.SIGHUP
+    return None
+
+
+def _ending(status: int, repairer: Repairer) -> process.Outcome:
+    """How the session ended, with what to tell the user about the login's repairs."""
     problem = repairer.unresolved()
     if problem is not None:
         return process.Outcome(
