@@ -1,12 +1,13 @@
 """A real client's first answer: the TypeScript Agent SDK's one-shot query() through the shim
 against the same query() on the real binary directly (issue 25).
 
-tests/e2e/drivers/sdk_ts.mjs runs one `query()` with `pathToClaudeCodeExecutable` set to the
-shim or to the real binary, the two alternating, and reports the time from the call to the
-result: what an application waits for (Node's start and the SDK's import are the same on both
-sides and left out). The real binary talks to a fake Messages API on loopback
-(tests/e2e/fakeapi.py), inside bench/run's loopback-only namespace; the login is healthy, so the
-shim's part is its hot path plus relaying a session whose stdin is a socket kept open.
+claude_wrap_testing/drivers/sdk_ts.mjs runs one `query()` with `pathToClaudeCodeExecutable`
+set to the shim or to the real binary, the two alternating, and reports the time from the call
+to the result: what an application waits for (Node's start and the SDK's import are the same on
+both sides and left out). The real binary talks to a fake Messages API on loopback
+(claude_wrap_testing/fakeapi.py), inside bench/run's loopback-only namespace; the login is
+healthy, so the shim's part is its hot path plus relaying a session whose stdin is a socket kept
+open.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Sandbox, alternate, login_doc, pair_stats
-from tests.e2e.clients import (
+from claude_wrap_testing.clients import (
     NPM_PINS,
     TS_DRIVER,
     TS_SDK,
@@ -26,8 +27,8 @@ from tests.e2e.clients import (
     installed_as_pinned,
     npm_folder,
 )
-from tests.e2e.fakeapi import FakeAnthropicAPI
-from tests.e2e.install import InstallError
+from claude_wrap_testing.fakeapi import FakeAnthropicAPI
+from claude_wrap_testing.install import InstallError
 
 ANSWER = "first answer"
 

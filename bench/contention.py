@@ -1,9 +1,9 @@
 """Contention: many shims started at once on one expired login.
 
-A real token server on loopback (tests/tokenserver.py) answers each refresh a short delay after
-the request arrived (as a remote one would, however busy our CPUs are) and counts the requests.
-Exactly one refresh must reach it per burst, however many shims start; the burst's wall time is
-compared with one shim refreshing alone, the two alternating.
+A real token server on loopback (claude_wrap_testing/tokenserver.py) answers each refresh a
+short delay after the request arrived (as a remote one would, however busy our CPUs are) and
+counts the requests. Exactly one refresh must reach it per burst, however many shims start; the
+burst's wall time is compared with one shim refreshing alone, the two alternating.
 
 "At once" is taken literally: every shim of a burst (and the lone one) is forked beforehand and
 held at a gate, a pipe, until the runner closes it; the clock starts there. Spawning them one by
@@ -25,7 +25,7 @@ from typing import Any, TypedDict
 
 from bench import harness, hotpath
 from bench.harness import DEVNULL, RESTORED_SIGNALS, Exit, Sandbox, alternate, median
-from tests import tokenserver
+from claude_wrap_testing import tokenserver
 
 SERVER_DELAY_S = 0.2
 

@@ -29,14 +29,15 @@ HOT = """
 import json, os, sys, time
 sys.path.insert(0, {repo!r})
 from pyinstrument import Profiler
+from claude_wrap.config.settings import Settings
 from claude_wrap.shim import launch
 args, me, n = ["auth", "status"], {shim!r}, {n}
 def once():
-    real = launch.find_real(os.environ, me)
-    if launch.uses_stored_login(args, os.environ):
-        launch.preflight(os.environ)
-    child = dict(os.environ)
-    child["CLAUDE_WRAP_ACTIVE"] = "1"
+    settings = Settings.from_process()
+    real = launch.find_real(settings, me)
+    if launch.uses_stored_login(args, settings):
+        launch.preflight(settings)
+    child = settings.unnested().child_env()
 once()
 t = time.perf_counter()
 for _ in range(n):
@@ -58,8 +59,9 @@ from pyinstrument import Profiler
 p = Profiler(interval=0.0005)
 p.start()
 t = time.perf_counter()
+from claude_wrap.config.settings import Settings
 from claude_wrap.shim import launch
-launch.preflight(os.environ)
+launch.preflight(Settings.from_process())
 elapsed_ms = (time.perf_counter() - t) * 1000
 p.stop()
 print(json.dumps({{"elapsed_ms": elapsed_ms}}))

@@ -1,5 +1,5 @@
 """Every error claude-wrap reports to a user: each carries its data, a one-line message that says
-what to do next, and the exit status `claude-wrap` returns for it (documented in the README)."""
+what to do next, and the exit status `claude-wrap` returns for it (docs/reference.md)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class WrapError(Exception):
 
 
 class SettingError(WrapError, ValueError):
-    """A setting we refuse to use: an environment variable of ours (paths.py), a line of our own
+    """A setting we refuse to use: an environment variable of ours (settings.py), a line of our own
     settings files, or a command's argument. Carries the setting's name and the value given; the
     message says what was expected, or `message` says it all when the standard form does not fit.
     `claude-wrap` exits EXIT_USAGE for it; the shim says it and runs claude anyway."""

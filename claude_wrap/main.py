@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from claude_wrap.config.settings import Settings  # noqa: PLC0415 - light, as the shim's
+
+    # The one reading of the environment for everything this command does (settings.py).
+    settings = Settings.from_process()
     if argv[:1] == ["run"]:
         # The alias path (alias claude='claude-wrap run --') is a hot path: no argparse.
         from claude_wrap.shim import launch  # noqa: PLC0415
@@ -59,12 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         args = argv[1:]
         if args[:1] == ["--"]:
             args = args[1:]
-        launch.run(args, shim=None)
+        launch.run(args, None, settings)
     if argv == ["status", "--short"]:
         # Run by shell prompts before every command line: no argparse, no JSON (shortstatus.py).
         from claude_wrap.commands import shortstatus  # noqa: PLC0415
 
-        return shortstatus.main()
+        return shortstatus.main(settings)
 
     from claude_wrap.errors import Interrupted, WrapError  # noqa: PLC0415
 
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     log.set_role({"keep": "keeper"}.get(ns.command, ns.command))
     try:
-        return int(ns.func(ns))
+        return int(ns.func(ns, settings))
     except WrapError as exc:  # a bad setting too (errors.SettingError: EXIT_USAGE)
         console.say(str(exc))
         return exc.exit_code
@@ -83,12 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as exc:
         return 128 + exc.signum
     except Exception as exc:  # noqa: BLE001 - the one place that catches everything
-        from claude_wrap.config import paths  # noqa: PLC0415
         from claude_wrap.logfile.log import logger  # noqa: PLC0415
 
         try:
-            logger().opt(exception=exc).error("claude-wrap {} failed", ns.command)
+            logger(settings).opt(exception=exc).error("claude-wrap {} failed", ns.command)
         except Exception:  # noqa: BLE001, S110 - the report below matters more than the log
             pass
-        console.say(f"internal error ({type(exc).__name__}); details are in {paths.log_file()}")
+        console.say(f"internal error ({type(exc).__name__}); details are in {settings.log_file}")
         return 70

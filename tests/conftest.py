@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.tokenserver import TokenServer
+from claude_wrap_testing.tokenserver import TokenServer
 
 REPO = Path(__file__).resolve().parent.parent
-FAKE_CLAUDE = REPO / "tests" / "fakeclaude.py"
+FAKE_CLAUDE = REPO / "claude_wrap_testing" / "fakeclaude.py"
 WRAP = [sys.executable, "-m", "claude_wrap"]
 SCOPES = ["user:inference", "user:profile", "user:sessions:claude_code"]
 ACCESS = "sk-ant-oat01-fixture-access-AAAAAAAAAAAA"
@@ -154,3 +154,16 @@ def token_server() -> Iterator[TokenServer]:
 @pytest.fixture
 def sandbox(tmp_path: Path, token_server: TokenServer) -> Sandbox:
     return Sandbox(tmp_path, token_server.url)
+
+
+# A test's kind is the folder it sits in (tests/README.md), as a marker: `pytest -m pure` is the
+# fast loop, `pytest -m "not e2e"` everything that does not need the real Claude Code.
+KINDS = ("pure", "process", "e2e", "reliability")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).resolve().parent
+    for item in items:
+        folder = item.path.resolve().relative_to(here).parts[0]
+        if folder in KINDS:
+            item.add_marker(folder)

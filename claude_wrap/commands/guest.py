@@ -1,16 +1,19 @@
 """`claude-wrap guest` (this machine borrows an owner's login) and `claude-wrap share` (the owner
-keeps a token file in a folder its containers mount). See guest.py and the README."""
+keeps a token file in a folder its containers mount). See guests/guest.py and docs/guests.md."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_wrap import console
-from claude_wrap.config import paths
+from claude_wrap.config import fspath
 from claude_wrap.errors import EXIT_OK, SettingError
 from claude_wrap.guests import guest
+
+if TYPE_CHECKING:
+    from claude_wrap.config.settings import Settings
 
 
 def register(sub: Any) -> None:
@@ -27,10 +30,10 @@ def register(sub: Any) -> None:
     s.set_defaults(func=run_share)
 
 
-def run_guest(ns: argparse.Namespace) -> int:
-    path = paths.guest_file()
+def run_guest(ns: argparse.Namespace, settings: Settings) -> int:
+    path = settings.guest_file
     if ns.ssh is None and ns.folder is None and not ns.off:
-        current = paths.guest_setting()
+        current = settings.guest_setting
         console.out(
             f"guest of {current}" if current else "not a guest: this machine holds its own login"
         )
@@ -40,6 +43,7 @@ def run_guest(ns: argparse.Namespace) -> int:
             os.unlink(path)
         except FileNotFoundError:
             pass
+        _forget_verdict(settings)
         console.out("not a guest any more; `claude /login` to log in on this machine")
         return EXIT_OK
     if ns.folder is not None and not os.path.isabs(ns.folder):
@@ -47,23 +51,33 @@ def run_guest(ns: argparse.Namespace) -> int:
             "--folder", ns.folder, message=f"--folder {ns.folder}: give an absolute path"
         )
     value = f"ssh:{ns.ssh}" if ns.ssh is not None else f"folder:{ns.folder}"
-    paths.make_private_dirs(os.path.dirname(path))
+    fspath.make_private_dirs(os.path.dirname(path))
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(value + "\n")
     os.replace(tmp, path)
-    outcome = guest.ensure_fresh(paths.without_guest(os.environ), value, force=True)
+    _forget_verdict(settings)
+    outcome = guest.ensure_fresh(settings.without_guest(), value, force=True)
     for warning in outcome.warnings:
         console.say(f"warning: {warning}")
     console.out(f"guest of {value}: the login is {outcome.after.state}")
     return EXIT_OK
 
 
-def run_share(ns: argparse.Namespace) -> int:
+def _forget_verdict(settings: Settings) -> None:
+    """The verdict cache keeps the guest file's line beside the verdict (fastpath.judged), so
+    that a healthy run need not open the file: changed, the next run judges afresh."""
+    try:
+        os.unlink(settings.verdict_cache)
+    except OSError:
+        pass  # none, or not ours to remove: the next change to the login renews it anyway
+
+
+def run_share(ns: argparse.Namespace, settings: Settings) -> int:
     folder = os.path.abspath(ns.folder)
-    entries = [e for e in guest.shares() if e[0] != folder]
+    entries = [e for e in guest.shares(settings) if e[0] != folder]
     if ns.remove:
-        guest.save_shares(os.environ, entries)
+        guest.save_shares(settings, entries)
         try:
             os.unlink(os.path.join(folder, guest.SHARE_NAME))
         except FileNotFoundError:
@@ -73,8 +87,8 @@ def run_share(ns: argparse.Namespace) -> int:
     if not os.path.isdir(folder):
         raise SettingError("DIR", folder, message=f"{folder} is not a folder")
     entries.append((folder, ns.group))
-    guest.save_shares(os.environ, entries)
-    problems = guest.publish(os.environ)
+    guest.save_shares(settings, entries)
+    problems = guest.publish(settings)
     for problem in problems:
         console.say(f"{problem}")
     if problems:

@@ -10,14 +10,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import claude_wrap
 from claude_wrap import console
-from claude_wrap.config import paths
+from claude_wrap.config.settings import Settings, python_for_shim
 from claude_wrap.errors import EXIT_OK, InstallError
+from claude_wrap.findings import FAIL, OK, WARN, Finding
 from claude_wrap.keeper import service
 from claude_wrap.shim import locate
+
+if TYPE_CHECKING:
+    pass
 
 SHIM_TEMPLATE = """#!{python} -IS
 # {marker}: installed by `claude-wrap install`; `claude-wrap uninstall` removes it.
@@ -28,14 +32,14 @@ main()
 """
 
 
-def default_dir() -> str:
-    return os.path.join(paths.home(), ".local", "share", "claude-wrap", "bin")
+def default_dir(settings: Settings) -> str:
+    return os.path.join(settings.home, ".local", "share", "claude-wrap", "bin")
 
 
 def shim_text() -> str:
     root = os.path.dirname(os.path.dirname(os.path.abspath(claude_wrap.__file__)))
     return SHIM_TEMPLATE.format(
-        python=paths.python_for_shim(), marker=locate.MARKER.decode(), root=root
+        python=python_for_shim(), marker=locate.MARKER.decode(), root=root
     )
 
 
@@ -104,10 +108,10 @@ def uninstall(folder: str) -> bool:
     return True
 
 
-def run_install(ns: argparse.Namespace) -> int:
+def run_install(ns: argparse.Namespace, settings: Settings) -> int:
     if ns.keeper:
-        return install_keeper(ns.manager or service.default_manager(), ns.keeper)
-    folder = os.path.abspath(ns.dir or default_dir())
+        return install_keeper(settings, ns.manager or service.default_manager(), ns.keeper)
+    folder = os.path.abspath(ns.dir or default_dir(settings))
     try:
         path, changed = install(folder)
     except OSError as exc:
@@ -121,10 +125,10 @@ def run_install(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_uninstall(ns: argparse.Namespace) -> int:
+def run_uninstall(ns: argparse.Namespace, settings: Settings) -> int:
     if ns.keeper:
-        return uninstall_keeper(ns.manager or service.default_manager())
-    folder = os.path.abspath(ns.dir or default_dir())
+        return uninstall_keeper(settings, ns.manager or service.default_manager())
+    folder = os.path.abspath(ns.dir or default_dir(settings))
     try:
         removed = uninstall(folder)
     except OSError as exc:
@@ -133,16 +137,16 @@ def run_uninstall(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def install_keeper(manager: str, mode: str = service.Mode.TIMER) -> int:
+def install_keeper(settings: Settings, manager: str, mode: str = service.Mode.TIMER) -> int:
     other = service.Mode.TIMER if mode == service.Mode.WATCH else service.Mode.WATCH
-    if service.installed(manager, mode=other):
+    if service.installed(manager, settings, mode=other):
         # One keeper at a time: the other mode's files go (and its job stops) first.
-        _remove_keeper(manager, other)
-    folder, texts = service.files(manager, mode=mode)
+        _remove_keeper(settings, manager, other)
+    folder, texts = service.files(manager, settings, mode=mode)
     try:
         if manager == service.Manager.LAUNCHD:
             # launchd opens the job's output files but does not create their folder.
-            os.makedirs(paths.state_dir(), mode=0o700, exist_ok=True)
+            os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
         written = service.write(folder, texts)
     except FileExistsError as exc:
         raise InstallError(
@@ -152,14 +156,14 @@ def install_keeper(manager: str, mode: str = service.Mode.TIMER) -> int:
         raise InstallError(f"cannot write the keeper into {folder}: {exc.strerror}") from None
     for path, changed in written:
         console.out(f"{'installed' if changed else 'already installed'}: {path}")
-    commands = service.start_commands(manager, mode=mode)
+    commands = service.start_commands(manager, settings, mode=mode)
     shown = "\n".join("  " + " ".join(argv) for argv in commands)
-    if not service.reachable(manager):
+    if not service.reachable(manager, settings):
         console.out(
             f"{manager} is not reachable from this session; to start the keeper, run:\n{shown}"
         )
         return EXIT_OK
-    problem = service.run(commands, tolerate_first=manager == service.Manager.LAUNCHD)
+    problem = service.run(commands, settings, tolerate_first=manager == service.Manager.LAUNCHD)
     if problem:
         raise InstallError(f"the keeper files are written but could not be started: {problem}")
     if mode == service.Mode.WATCH:
@@ -171,29 +175,135 @@ def install_keeper(manager: str, mode: str = service.Mode.TIMER) -> int:
     return EXIT_OK
 
 
-def uninstall_keeper(manager: str) -> int:
-    if not service.installed(manager):
+def uninstall_keeper(settings: Settings, manager: str) -> int:
+    if not service.installed(manager, settings):
         console.out("no keeper to remove")
         return EXIT_OK
     for mode in service.MODES:
-        _remove_keeper(manager, mode, reload=False)
-    if manager == service.Manager.SYSTEMD and service.reachable(manager):
-        service.run([["systemctl", "--user", "daemon-reload"]])
+        _remove_keeper(settings, manager, mode, reload=False)
+    if manager == service.Manager.SYSTEMD and service.reachable(manager, settings):
+        service.run([["systemctl", "--user", "daemon-reload"]], settings)
     return EXIT_OK
 
 
-def _remove_keeper(manager: str, mode: str, *, reload: bool = True) -> None:
-    found = service.installed(manager, mode=mode)
+def _remove_keeper(settings: Settings, manager: str, mode: str, *, reload: bool = True) -> None:
+    found = service.installed(manager, settings, mode=mode)
     if not found:
         return
-    if service.reachable(manager):
+    if service.reachable(manager, settings):
         # not loaded is fine: the files go anyway
-        service.run(service.stop_commands(manager, mode=mode))
+        service.run(service.stop_commands(manager, settings, mode=mode), settings)
     for path in found:
         try:
             os.unlink(path)
         except OSError as exc:
             raise InstallError(f"cannot remove {path}: {exc.strerror}") from None
         console.out(f"removed: {path}")
-    if reload and manager == service.Manager.SYSTEMD and service.reachable(manager):
-        service.run([["systemctl", "--user", "daemon-reload"]])
+    if reload and manager == service.Manager.SYSTEMD and service.reachable(manager, settings):
+        service.run([["systemctl", "--user", "daemon-reload"]], settings)
+
+
+# doctor's checks: does `claude` run the shim, and the shim never itself ---------------------
+
+RC_FILES = (".bashrc", ".bash_profile", ".profile", ".zshrc", ".config/fish/config.fish")
+
+
+def first_on_path(settings: Settings) -> str | None:
+    found = locate.on_path(settings)
+    return found[0] if found else None
+
+
+def alias_in_rc(settings: Settings) -> str | None:
+    home = settings.home
+    for name in RC_FILES:
+        path = os.path.join(home, name)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read(1 << 20)
+        except OSError:
+            continue
+        for line in text.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("alias claude") and "claude-wrap" in stripped:
+                return path
+    return None
+
+
+def check_path(settings: Settings, first: str | None, shim: str | None) -> list[Finding]:
+    name = "shim"
+    if shim is not None:
+        return [Finding(name, OK, f"the shim comes first on PATH: {shim}", path=shim)]
+    rc = alias_in_rc(settings)
+    if rc is not None:
+        return [Finding(name, OK, f"`claude` is an alias to claude-wrap (set in {rc})", rc=rc)]
+    later = [p for p in locate.on_path(settings) if locate.is_shim(p)]
+    if later and first is not None:
+        return [
+            Finding(
+                name,
+                FAIL,
+                f"a shim is on PATH ({later[0]}) but {first} comes before it",
+                f'put {os.path.dirname(later[0])} first: export PATH="'
+                f'{os.path.dirname(later[0])}:$PATH" in your shell rc file',
+            )
+        ]
+    what = (
+        "there is no `claude` command on PATH"
+        if first is None
+        else f"`claude` runs {first} directly: nothing checks the login before a run"
+    )
+    return [
+        Finding(
+            name,
+            FAIL,
+            what,
+            "run `claude-wrap install` and add the PATH line it prints to your shell rc file "
+            "(or the alias it prints)",
+        )
+    ]
+
+
+def check_recursion(settings: Settings) -> list[Finding]:
+    name = "recursion"
+    found = []
+    if settings.nested:
+        found.append(
+            Finding(
+                name,
+                WARN,
+                "CLAUDE_WRAP_ACTIVE=1 is set here, so every shim started from this shell skips "
+                "its pre-flight (normal only inside a claude session the shim started)",
+                "if this is not a claude session, remove CLAUDE_WRAP_ACTIVE from your shell "
+                "rc file and open a new shell",
+            )
+        )
+    for path in locate.on_path(settings):
+        if not locate.is_shim(path):
+            continue
+        python = shim_python(path)
+        if python is not None and not os.access(python, os.X_OK):
+            found.append(
+                Finding(
+                    name,
+                    FAIL,
+                    f"the shim {path} runs {python}, which no longer exists",
+                    "reinstall claude-wrap, then run `claude-wrap install` again",
+                )
+            )
+    shims = [p for p in locate.on_path(settings) if locate.is_shim(p)]
+    if not found:
+        detail = f" ({len(shims)} shims on PATH; each skips the others)" if len(shims) > 1 else ""
+        found.append(Finding(name, OK, f"no loop: the shim never runs itself{detail}"))
+    return found
+
+
+def shim_python(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    words = first[2:].split()
+    return words[0] if words else None

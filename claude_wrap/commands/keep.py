@@ -8,11 +8,10 @@ holds only events. The exit status is `refresh`'s: that of the first failure.
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from claude_wrap import console
-from claude_wrap.config import paths
+from claude_wrap.config.settings import Settings
 from claude_wrap.errors import (
     EXIT_OK,
     EXIT_WRITE,
@@ -47,35 +46,36 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(ns: argparse.Namespace) -> int:
+def run(ns: argparse.Namespace, settings: Settings) -> int:
     found = (
-        configs.find()
+        configs.find(settings)
         if ns.all
-        else [configs.ConfigDir(paths.config_dir(), dict(os.environ), current=True)]
+        else [configs.ConfigDir(settings.config_dir, settings, current=True)]
     )
     if getattr(ns, "watch", False):
         from claude_wrap.keeper import watch  # noqa: PLC0415
 
         def one(folder: configs.ConfigDir) -> int:
             # A change to the owner's login (a refresh) goes to its shared folders at once.
-            return keep_one(folder, skip_missing=ns.all) or publish_shared()
+            return keep_one(folder, skip_missing=ns.all) or publish_shared(settings)
 
-        return watch.watch(found, one, configs.find if ns.all else None)
+        rescan = (lambda: configs.find(settings)) if ns.all else None
+        return watch.watch(settings, found, one, rescan)
     status = EXIT_OK
     for folder in found:
         result = keep_one(folder, skip_missing=ns.all)
         status = status or result
-    return status or publish_shared()
+    return status or publish_shared(settings)
 
 
-def publish_shared() -> int:
+def publish_shared(settings: Settings) -> int:
     """The owner's shared folders (guest.py): rewrite their token-only files. Not on a guest."""
-    if paths.guest_setting():
+    if settings.guest_setting:
         return EXIT_OK
     from claude_wrap.guests import guest  # noqa: PLC0415 - the owner's shared folders
 
     status = EXIT_OK
-    for problem in guest.publish(os.environ):
+    for problem in guest.publish(settings):
         console.say(problem)
         status = EXIT_WRITE
     return status
@@ -85,17 +85,17 @@ def keep_one(folder: configs.ConfigDir, *, skip_missing: bool = False) -> int:
     """Refresh or repair one folder's login if it needs it; say what was done (events only).
     `skip_missing`: a folder with no login is left alone (`claude /login` is the user's)."""
     try:
-        if skip_missing and _no_login(folder.env):
+        if skip_missing and _no_login(folder.settings):
             return EXIT_OK
-        outcome = renewal.ensure_fresh(folder.env)
+        outcome = renewal.ensure_fresh(folder.settings)
     except SettingError:
         raise  # ours, not the folder's: one line from the entry point, not one per folder
     except WrapError as exc:
         console.say(f"{folder.path}: {exc}")
         if isinstance(exc, RefreshRejectedError) and exc.error == "invalid_grant":
-            notify.consider(folder.env, folder.path, ends_at=None, dead=True)
+            notify.consider(folder.settings, folder.path, ends_at=None, dead=True)
         return exc.exit_code
-    notify.consider(folder.env, folder.path, ends_at=outcome.after.login_ends_at, dead=False)
+    notify.consider(folder.settings, folder.path, ends_at=outcome.after.login_ends_at, dead=False)
     if outcome.action == refresher.Action.REFRESHED:
         console.out(f"{folder.path}: refreshed: {'; '.join(outcome.changes)}", flush=True)
     elif outcome.action == refresher.Action.REPAIRED:
@@ -110,6 +110,6 @@ def keep_one(folder: configs.ConfigDir, *, skip_missing: bool = False) -> int:
     return EXIT_OK
 
 
-def _no_login(env: dict[str, str]) -> bool:
-    _, verdict = refresher.assess(backends.open_storage(env), int(paths.refresh_window(env) * 1000))
+def _no_login(settings: Settings) -> bool:
+    _, verdict = refresher.assess(backends.open_storage(settings), settings.refresh_window_ms)
     return verdict.state == login.State.MISSING

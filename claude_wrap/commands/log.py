@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_wrap import console
-from claude_wrap.config import paths
 from claude_wrap.errors import EXIT_OK
 from claude_wrap.logfile import eventlog
+
+if TYPE_CHECKING:
+    from claude_wrap.config.settings import Settings
 
 
 def register(sub: Any) -> None:
@@ -20,9 +22,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(ns: argparse.Namespace) -> int:
-    path = paths.log_file()
-    home = paths.home()
+def run(ns: argparse.Namespace, settings: Settings) -> int:
+    path = settings.log_file
+    home = settings.home
     for line in eventlog.last(path, ns.n, home):
         console.out(line)
     if not ns.follow:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_wrap import console, feedback
 from claude_wrap.errors import EXIT_OK
 from claude_wrap.refresh import refresher, renewal
+
+if TYPE_CHECKING:
+    from claude_wrap.config.settings import Settings
 
 
 def register(sub: Any) -> None:
@@ -18,9 +21,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(ns: argparse.Namespace) -> int:
+def run(ns: argparse.Namespace, settings: Settings) -> int:
     with feedback.Spinner() as spinner:
-        outcome = renewal.ensure_fresh(force=ns.force, on_slow=spinner.start)
+        outcome = renewal.ensure_fresh(settings, force=ns.force, on_slow=spinner.start)
     for warning in outcome.warnings:
         console.say(f"warning: {warning}")
     data = {

@@ -5,20 +5,20 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
 from claude_wrap import console
-from claude_wrap.config import paths
-from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK
+from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK, StorageUnavailableError
+from claude_wrap.findings import FAIL, OK, WARN, Finding
 from claude_wrap.judging import login, loginend
 from claude_wrap.refresh import refresher
 from claude_wrap.storage import backends, filestore
 from claude_wrap.system import configs
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from claude_wrap.config.settings import Settings
+    from claude_wrap.storage import store
 
 ADVICE = {
     login.State.OK: "Claude Code accepts it",
@@ -104,30 +104,30 @@ def report(
     }
 
 
-def examine(env: Mapping[str, str], now: int) -> tuple[dict[str, Any], login.Verdict]:
-    storage = backends.open_storage(env)
-    _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000), now)
-    data = report(storage.where, verdict, now, int(paths.login_end_window(env) * 1000))
+def examine(settings: Settings, now: int) -> tuple[dict[str, Any], login.Verdict]:
+    storage = backends.open_storage(settings)
+    _, verdict = refresher.assess(storage, settings.refresh_window_ms, now)
+    data = report(storage.where, verdict, now, settings.login_end_window_ms)
     data["storage"] = storage.kind
     if storage.kind != "file":
         data["world_readable"] = False
     # A guest holds no refresh token by design (guest.py): its renewal is a pull from the owner.
-    owner = paths.guest_setting(env)
+    owner = settings.guest_setting
     data["guest_of"] = owner or None
     if owner and verdict.state in GUEST_ADVICE:
         data["advice"] = GUEST_ADVICE[verdict.state].format(owner=owner)
     return data, verdict
 
 
-def run(ns: argparse.Namespace) -> int:
+def run(ns: argparse.Namespace, settings: Settings) -> int:
     if ns.short:
         from claude_wrap.commands import shortstatus  # noqa: PLC0415
 
-        return shortstatus.main()
+        return shortstatus.main(settings)
     now = int(time.time() * 1000)
     if ns.all:
-        return run_all(ns, now)
-    data, verdict = examine(os.environ, now)
+        return run_all(ns, settings, now)
+    data, verdict = examine(settings, now)
     if ns.json:
         console.out(json.dumps(data, indent=2))
     else:
@@ -135,12 +135,12 @@ def run(ns: argparse.Namespace) -> int:
     return EXIT_OK if verdict.usable else EXIT_NOT_USABLE
 
 
-def run_all(ns: argparse.Namespace, now: int) -> int:
+def run_all(ns: argparse.Namespace, settings: Settings, now: int) -> int:
     """One block per config folder; exit 0 only when every folder's login is usable."""
     rows = []
     usable = True
-    for found in configs.find():
-        data, verdict = examine(found.env, now)
+    for found in configs.find(settings):
+        data, verdict = examine(found.settings, now)
         data["config_dir"] = found.path
         data["current"] = found.current
         rows.append(data)
@@ -177,3 +177,32 @@ def render(data: dict[str, Any]) -> str:
     if data["world_readable"]:
         lines.append("warning: the file is readable by other users; the next write makes it 0600")
     return "\n".join(lines)
+
+
+# doctor's check ----------------------------------------------------------------------------
+
+
+def check_login(settings: Settings, storage: store.Storage) -> list[Finding]:
+    name = "login"
+    try:
+        _, verdict = refresher.assess(storage, settings.refresh_window_ms)
+    except StorageUnavailableError as exc:
+        return [Finding(name, FAIL, str(exc), exc.hint or None, where=storage.where)]
+    detail = f" ({verdict.detail})" if verdict.detail else ""
+    text = f"{verdict.state}{detail} in {storage.where}"
+    ends = _login_end(settings, verdict)
+    if verdict.state == login.State.OK:
+        return [Finding(name, OK, text, state=verdict.state, where=storage.where), *ends]
+    level = WARN if verdict.state in login.REFRESHABLE else FAIL
+    fix = ADVICE[verdict.state]
+    return [Finding(name, level, text, fix, state=verdict.state, where=storage.where), *ends]
+
+
+def _login_end(settings: Settings, verdict: login.Verdict) -> list[Finding]:
+    """A warning when the login's hard end (refreshTokenExpiresAt) is within the window."""
+    now = int(time.time() * 1000)
+    ends_at = verdict.login_ends_at
+    window_ms = settings.login_end_window_ms
+    if ends_at is None or not loginend.within(ends_at, now, window_ms):
+        return []
+    return [Finding("login end", WARN, loginend.sentence(ends_at, now), "run `claude /login`")]

@@ -17,12 +17,12 @@ import shutil
 from typing import Any
 
 from claude_wrap import console
-from claude_wrap.config import paths
+from claude_wrap.config.settings import TOKEN_ENV, TOKEN_FD_ENV, Settings
 from claude_wrap.errors import EXIT_OK, EXIT_USAGE, OwnerUnreachableError, SettingError
 from claude_wrap.guests import guest
 
-FD_VAR = paths.TOKEN_FD_ENV
-ENV_VAR = paths.TOKEN_ENV
+FD_VAR = TOKEN_FD_ENV
+ENV_VAR = TOKEN_ENV
 MAX_MIN_VALID_S = 12 * 3600.0
 
 
@@ -56,9 +56,9 @@ def _min_valid(p: Any) -> None:
     )
 
 
-def _seconds(value: float | None) -> float:
+def _seconds(settings: Settings, value: float | None) -> float:
     if value is None:
-        return paths.refresh_window() + guest.MARGIN_S
+        return settings.refresh_window + guest.MARGIN_S
     if not 0 <= value <= MAX_MIN_VALID_S:
         raise SettingError(
             "--min-valid",
@@ -68,16 +68,16 @@ def _seconds(value: float | None) -> float:
     return value
 
 
-def _credential(value: float | None) -> dict[str, Any]:
-    owner = paths.guest_setting()
+def _credential(settings: Settings, value: float | None) -> dict[str, Any]:
+    owner = settings.guest_setting
     if owner:
         # A guest hands on what its owner gave it (pulled when due): a guest of a guest.
-        guest.ensure_fresh(os.environ, owner)
+        guest.ensure_fresh(settings, owner)
         from claude_wrap.judging import login  # noqa: PLC0415
         from claude_wrap.refresh import refresher  # noqa: PLC0415
         from claude_wrap.storage import filestore  # noqa: PLC0415
 
-        storage = filestore.FileStorage(paths.credentials_file())
+        storage = filestore.FileStorage(settings.credentials_file)
         snap, verdict = refresher.assess(storage, 0)
         oauth = login.oauth_section(snap.doc) if snap is not None else None
         if not oauth or not verdict.usable:
@@ -85,27 +85,27 @@ def _credential(value: float | None) -> dict[str, Any]:
         return guest.make_credential(
             login.access_token(snap.doc), verdict.expires_at, verdict.scopes or [], oauth
         )
-    return guest.credential(os.environ, _seconds(value))
+    return guest.credential(settings, _seconds(settings, value))
 
 
-def run_token(ns: argparse.Namespace) -> int:
-    cred = _credential(ns.min_valid)
+def run_token(ns: argparse.Namespace, settings: Settings) -> int:
+    cred = _credential(settings, ns.min_valid)
     out = json.dumps(cred, indent=2) if ns.json else cred["status"]["token"]
     console.out(out, flush=True)
     return EXIT_OK
 
 
-def run_exec(ns: argparse.Namespace) -> int:
+def run_exec(ns: argparse.Namespace, settings: Settings) -> int:
     cmd = list(ns.cmd)
     if cmd[:1] == ["--"]:
         cmd = cmd[1:]
     if not cmd:
         console.say("exec needs a command: claude-wrap exec -- CMD ...")
         return EXIT_USAGE
-    program = shutil.which(cmd[0]) or cmd[0]
-    token = _credential(ns.min_valid)["status"]["token"]
+    program = shutil.which(cmd[0], path=settings.search_path) or cmd[0]
+    token = _credential(settings, ns.min_valid)["status"]["token"]
     if ns.env:
-        env = paths.with_access_token(os.environ, token=token)
+        child = settings.with_access_token(token=token).child_env()
     else:
         # A pipe holds the token (far below the pipe buffer, so the write never blocks); the
         # write end is closed before exec, so the reader sees the token, then end of file.
@@ -115,10 +115,10 @@ def run_exec(ns: argparse.Namespace) -> int:
         finally:
             os.close(write_end)
         os.set_inheritable(read_end, True)
-        env = paths.with_access_token(os.environ, fd=read_end)
+        child = settings.with_access_token(fd=read_end).child_env()
     console.flush()
     try:
-        os.execvpe(program, cmd, env)  # noqa: S606 - the user's command, by design
+        os.execvpe(program, cmd, child)  # noqa: S606 - the user's command, by design
     except OSError as exc:
         console.say(f"cannot run {cmd[0]}: {exc.strerror}")
         return 127 if isinstance(exc, FileNotFoundError) else 126

@@ -108,3 +108,17 @@ def file_id(path: str) -> tuple[int, int] | None:
     except (OSError, ValueError):
         return None
     return st.st_dev, st.st_ino
+
+
+def make_private_dirs(path: str) -> None:
+    """os.makedirs, but every folder it creates is 0700, not only the last one (os.makedirs
+    gives the ones above it 0777 minus the umask: world-writable under umask 000)."""
+    if not path or isdir(path):
+        return
+    parent = dirname(path)
+    if parent != path:
+        make_private_dirs(parent)
+    try:
+        posix.mkdir(path, 0o700)
+    except FileExistsError:
+        pass

@@ -1,18 +1,18 @@
-"""Claude Code's own names, values and times that claude-wrap must match (shared/protocol.md).
+"""Claude Code's own names, values and times that claude-wrap must match (docs/protocol.md).
 
 Facts about the program we stand in front of, not settings of ours: each is what a release was
 seen or read to use, and changing one here changes what every module sends, reads or respects.
-Constants only, no imports: the shim's hot path imports this module (through paths).
+Constants only, no imports: the shim's hot path imports this module (through settings).
 """
 
 from __future__ import annotations
 
-# The login (protocol.md section 1) ---------------------------------------------------------
+# The login (docs/protocol.md section 1) -----------------------------------------------------
 
 CREDENTIALS_NAME = ".credentials.json"  # in the config folder (or CLAUDE_SECURESTORAGE_CONFIG_DIR)
 OAUTH_KEY = "claudeAiOauth"  # the credentials document's section claude-wrap owns
 # macOS: the login Keychain's generic password; a per-folder suffix is appended when a folder
-# was chosen (paths.keychain_service).
+# was chosen (Settings.keychain_service).
 KEYCHAIN_SERVICE = "Claude Code-credentials"
 
 # The token endpoint (section 4) --------------------------------------------------------------
@@ -30,11 +30,11 @@ DEFAULT_SCOPES = (
     "user:mcp_servers",
     "user:file_upload",
 )
-# Asked for on top by releases after 2.1.197 whose OAuth config registers it (section 9; see
+# Asked for on top by releases after 2.1.197 whose OAuth config registers it (section 4; see
 # binary.refresh_scopes for the rule).
 PLUGINS_SCOPE = "user:plugins"
 
-# The locks around a refresh (sections 3 and 9) ---------------------------------------------
+# The locks around a refresh (section 3) --------------------------------------------------
 
 REFRESH_LOCK_NAME = ".oauth_refresh.lock"  # in the config folder
 LEGACY_LOCK_SUFFIX = ".lock"  # appended to realpath(config folder): `~/.claude.lock`
@@ -46,6 +46,6 @@ OLD_LOCK_STALE_S = 10.0
 LOCK_UPDATE_S = 5.0
 WRITE_LOCK_STALE_S = 15.0  # the same in every supported release
 
-# 2.1.332's owner record of the refresh lock (section 9, lockowner.py).
+# 2.1.332's owner record of the refresh lock (section 3, lockowner.py).
 OWNER_RECORD_NAME = ".oauth_refresh.lock.owner"  # in the config folder
 OWNER_RECORD_MAX_BYTES = 4096  # Claude Code reads at most this much of it

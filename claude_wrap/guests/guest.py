@@ -11,9 +11,9 @@ all, pulled from the owner before it is due:
   containers on the owner's machine.
 
 Claude Code 2.1.87, 2.1.197 and 2.1.332 accept a stored login without a refresh token, and a
-running Claude Code re-reads a changed file (protocol.md section 5), so a long session rolls
-over to each new token by itself. A guest never refreshes: when the owner cannot be reached it
-says so in one line, and the token it has keeps working until it expires.
+running Claude Code re-reads a changed file (docs/protocol.md section 5), so a long session
+rolls over to each new token by itself. A guest never refreshes: when the owner cannot be
+reached it says so in one line, and the token it has keeps working until it expires.
 
 The credential travels in the shape of a kubectl exec credential plugin's answer, with our own
 top-level `claudeWrap` object for what Kubernetes has no field for (the scopes): fields added
@@ -29,8 +29,13 @@ import shlex
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap.config import paths
-from claude_wrap.errors import CredentialsError, OwnerUnreachableError, WrapError
+from claude_wrap.config import fspath
+from claude_wrap.config.settings import Settings, write_lock_dir
+from claude_wrap.errors import (
+    CredentialsError,
+    OwnerUnreachableError,
+    WrapError,
+)
 from claude_wrap.judging import login
 from claude_wrap.locks import lock
 from claude_wrap.refresh import refresher
@@ -53,12 +58,12 @@ COPIED = ("subscriptionType", "rateLimitTier")
 # The owner's side --------------------------------------------------------------------------
 
 
-def credential(env: Mapping[str, str], min_valid_s: float) -> dict[str, Any]:
+def credential(settings: Settings, min_valid_s: float) -> dict[str, Any]:
     """An access token good for at least `min_valid_s`, refreshed under Claude Code's locks when
     needed (refresher.ensure_fresh: one request however many ask at once), as an ExecCredential.
     Never holds the refresh token."""
-    refresher.ensure_fresh(paths.with_refresh_window(env, min_valid_s))
-    storage = backends.open_storage(env)
+    refresher.ensure_fresh(settings.with_refresh_window(min_valid_s))
+    storage = backends.open_storage(settings)
     snap, verdict = refresher.assess(storage, int(min_valid_s * 1000))
     if not verdict.usable or verdict.state != login.State.OK:
         # ensure_fresh returned, so nothing a refresh can do: say what the login is.
@@ -117,10 +122,10 @@ def write_share(folder: str, cred: dict[str, Any], *, group: bool = False) -> st
     return path
 
 
-def shares(env: Mapping[str, str] = os.environ) -> list[tuple[str, bool]]:
+def shares(settings: Settings) -> list[tuple[str, bool]]:
     """[(folder, group)] the owner's keeper keeps a token in (`claude-wrap share`)."""
     try:
-        with open(paths.shares_file(env), encoding="utf-8") as f:
+        with open(settings.shares_file, encoding="utf-8") as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
         return []
@@ -132,9 +137,9 @@ def shares(env: Mapping[str, str] = os.environ) -> list[tuple[str, bool]]:
     return out
 
 
-def save_shares(env: Mapping[str, str], entries: list[tuple[str, bool]]) -> None:
-    path = paths.shares_file(env)
-    paths.make_private_dirs(os.path.dirname(path))
+def save_shares(settings: Settings, entries: list[tuple[str, bool]]) -> None:
+    path = settings.shares_file
+    fspath.make_private_dirs(os.path.dirname(path))
     text = "".join(f"{'group' if g else 'user'} {d}\n" for d, g in entries)
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -142,19 +147,19 @@ def save_shares(env: Mapping[str, str], entries: list[tuple[str, bool]]) -> None
     os.replace(tmp, path)
 
 
-def publish(env: Mapping[str, str]) -> list[str]:
+def publish(settings: Settings) -> list[str]:
     """Refresh each shared folder's token file (the owner's keeper runs this): problems, one
     line each. The token written is good for two keeper periods past a guest's window."""
     from claude_wrap.keeper import service  # noqa: PLC0415
 
-    entries = shares(env)
+    entries = shares(settings)
     if not entries:
         return []
-    min_valid = paths.refresh_window(env) + 2 * service.INTERVAL_S
+    min_valid = settings.refresh_window + 2 * service.INTERVAL_S
     from claude_wrap.errors import SettingError  # noqa: PLC0415 - beside WrapError's catch
 
     try:
-        cred = credential(env, min_valid)
+        cred = credential(settings, min_valid)
     except SettingError:
         raise  # a setting of ours, not a problem of the shared folders: the entry point says it
     except WrapError as exc:
@@ -171,7 +176,7 @@ def publish(env: Mapping[str, str]) -> list[str]:
 # The guest's side --------------------------------------------------------------------------
 
 
-def fetch(env: Mapping[str, str], owner: str, min_valid_s: float) -> dict[str, Any]:
+def fetch(settings: Settings, owner: str, min_valid_s: float) -> dict[str, Any]:
     """The owner's ExecCredential, parsed and checked. Raises OwnerUnreachableError."""
     kind, _, target = owner.partition(":")
     if kind == "folder":
@@ -186,22 +191,23 @@ def fetch(env: Mapping[str, str], owner: str, min_valid_s: float) -> dict[str, A
         except OSError as exc:
             raise OwnerUnreachableError(owner, f"cannot read {path}: {exc.strerror}") from None
     else:
-        raw = _ssh(env, owner, target, min_valid_s)
+        raw = _ssh(settings, owner, target, min_valid_s)
     return parse_credential(owner, raw)
 
 
-def _ssh(env: Mapping[str, str], owner: str, host: str, min_valid_s: float) -> bytes:
-    timeout = paths.guest_timeout(env)
-    remote = f"{paths.guest_remote_command(env)} --min-valid {int(min_valid_s)}"
+def _ssh(settings: Settings, owner: str, host: str, min_valid_s: float) -> bytes:
+    timeout = settings.guest_timeout
+    remote = f"{settings.guest_remote_command} --min-valid {int(min_valid_s)}"
     argv = [
-        *shlex.split(paths.guest_ssh_command(env)),
+        *shlex.split(settings.guest_ssh_command),
         "-o", "BatchMode=yes",
         "-o", f"ConnectTimeout={max(1, int(timeout / 2))}",
         "-T", "--", host, remote,
     ]  # fmt: skip
     try:
         result = subprocess.run(  # ssh, with the user's own settings
-            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False,
+            env=settings.child_env(),
         )
     except FileNotFoundError:
         raise OwnerUnreachableError(owner, f"{argv[0]}: command not found") from None
@@ -258,17 +264,17 @@ def _rfc3339_ms(value: object) -> int | None:
     return int(when.timestamp() * 1000)
 
 
-def store_pulled(env: Mapping[str, str], pulled: dict[str, Any]) -> tuple[bool, bool]:
+def store_pulled(settings: Settings, pulled: dict[str, Any]) -> tuple[bool, bool]:
     """Write the pulled token into the guest's credentials file, under Claude Code's write lock,
     atomically, every other field kept. (changed, removed_refresh_token).
 
     A refresh token found in a guest's file (a copy of the owner's, most likely) is removed and
     never sent: spending it would rotate the owner's family and log the owner out, and left in
     place the guest's own Claude Code would spend it as the access token nears its end."""
-    path = paths.credentials_file(env)
+    path = settings.credentials_file
     cfg = os.path.dirname(path)
-    paths.make_private_dirs(cfg)
-    with lock.write_lock(paths.write_lock(cfg), records=paths.lock_records(env)):
+    fspath.make_private_dirs(cfg)
+    with lock.write_lock(write_lock_dir(cfg), records=settings.lock_records):
         snap = filestore.read(path)  # a malformed file raises: reported, left as it is
         found = snap.doc if snap is not None else None
         doc: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
@@ -288,26 +294,26 @@ def store_pulled(env: Mapping[str, str], pulled: dict[str, Any]) -> tuple[bool, 
 
 
 def ensure_fresh(
-    env: Mapping[str, str], owner: str, *, force: bool = False
+    settings: Settings, owner: str, *, force: bool = False
 ) -> refresher.FreshnessReport:
     """The guest's ensure_fresh: pull from the owner when the token is due (or `force`: Claude
     Code refused it). Never refreshes. Raises OwnerUnreachableError, carrying the expiry of the
     token the guest still has."""
-    path = paths.credentials_file(env)
+    path = settings.credentials_file
     storage = filestore.FileStorage(path)
-    window_s = paths.refresh_window(env)
-    window_ms = int(window_s * 1000)
-    _, before = refresher.look(storage, window_ms)
+    window_s = settings.refresh_window
+    window_ms = settings.refresh_window_ms
+    _, before = refresher.look(settings, storage, window_ms)
     has_refresh = before.has_refresh_token
     if before.state == login.State.OK and not force and not has_refresh:
         return refresher.FreshnessReport(refresher.Action.NONE, before, before, [])
     try:
-        pulled = fetch(env, owner, window_s + MARGIN_S)
+        pulled = fetch(settings, owner, window_s + MARGIN_S)
     except OwnerUnreachableError as exc:
         exc.expires_at = before.expires_at if before.usable else None
         raise
-    changed, removed = store_pulled(env, pulled)
-    _, after = refresher.look(storage, window_ms)
+    changed, removed = store_pulled(settings, pulled)
+    _, after = refresher.look(settings, storage, window_ms)
     warnings = []
     if removed:
         warnings.append(

@@ -1,5 +1,5 @@
 """While a session runs on a guest, pull a new token before the running claude's is due, so that
-claude re-reads the changed file (protocol.md section 5) and rolls over by itself.
+claude re-reads the changed file (docs/protocol.md section 5) and rolls over by itself.
 
 On the hot path of every healthy guest run, so it imports nothing heavy: a `_thread` (builtin,
 no `threading` import), one os.stat and one small read of the verdict cache per period; guest.py
@@ -11,17 +11,16 @@ from __future__ import annotations
 import _thread
 import time
 
-from claude_wrap.config import paths
 from claude_wrap.shim import fastpath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from claude_wrap.config.settings import Settings
 
 
 class Rollover:
-    def __init__(self, env: Mapping[str, str], owner: str, period: float) -> None:
-        self.env = env
+    def __init__(self, settings: Settings, owner: str, period: float) -> None:
+        self.settings = settings
         self.owner = owner
         self.period = period
         self.stopped = False
@@ -36,13 +35,13 @@ class Rollover:
         self.stopped = True  # the thread ends at its next look, or with the process
 
     def _run(self) -> None:
-        cred = paths.credentials_file(self.env)
-        window_ms = int(paths.refresh_window(self.env) * 1000)
+        cred = self.settings.credentials_file
+        window_ms = self.settings.refresh_window_ms
         while True:
             time.sleep(self.period)
             if self.stopped:
                 return
-            if fastpath.still_ok(cred, window_ms, int(time.time() * 1000), self.env):
+            if fastpath.still_ok(cred, window_ms, int(time.time() * 1000), self.settings):
                 continue
             self.pull()
 
@@ -52,7 +51,7 @@ class Rollover:
             from claude_wrap.shim import sitepath  # noqa: PLC0415 - only when due
 
             sitepath.enable_site()
-            guest.ensure_fresh(self.env, self.owner)
+            guest.ensure_fresh(self.settings, self.owner)
             self._said = False
         except Exception as exc:  # noqa: BLE001 - the session goes on; the next period retries
             from claude_wrap.errors import WrapError  # noqa: PLC0415

@@ -1,7 +1,7 @@
 """Does this output show Claude Code refusing the stored login? Pure logic: no I/O, no clock.
 
 Headless runs: `Watch` is fed stdout chunks as they arrive. It holds bytes back only while what
-has been printed so far could still be the whole of a login failure (shared/protocol.md
+has been printed so far could still be the whole of a login failure (docs/protocol.md
 section 6), and hands them over the moment it cannot: a healthy run goes through at once. At the
 end, given the exit status, it says whether the run printed the failure and nothing else, which
 is when a retry is safe (no tool can have run, nothing of it reached the consumer).
@@ -23,7 +23,7 @@ chunk boundaries.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing stays off the hot path (see paths.py)
+TYPE_CHECKING = False  # typing stays off the hot path (see settings.py)
 if TYPE_CHECKING:
     from typing import Any
 
@@ -40,11 +40,11 @@ class Output:
     BUSY = "busy"
 
 
-# Beginnings of the one-line failures (protocol.md sections 6, 8 and 9), as printed. "Invalid API
+# Beginnings of the one-line failures (docs/protocol.md section 6), as printed. "Invalid API
 # key" is not here: it concerns ANTHROPIC_API_KEY, which no refresh of the stored login can fix.
 _LOGIN_HEADS = ("Not logged in", "OAuth token revoked", "Login expired")
-# 2.1.332's failures (section 9: after its own refresh met invalid_grant, and the expiry forms;
-# section 10: the revoked form of --print), matched whole: their heads are common words.
+# 2.1.332's failures (section 6: after its own refresh met invalid_grant, the expiry forms and
+# the revoked form of --print), matched whole: their heads are common words.
 _LOGIN_WHOLE = (
     "Failed to authenticate: OAuth session expired and could not be refreshed",
     "OAuth refresh token is no longer valid; run /login to re-authenticate",
@@ -55,7 +55,7 @@ _LOGIN_WHOLE = (
 )
 _401_HEADS = ("Failed to authenticate. API Error: 401", "Please run /login · API Error: 401")
 # Not a login failure: another Claude Code process holds the refresh lock, or left it when it
-# exited mid-refresh (section 10, as 2.1.332 and later print it: --print, json and stream-json
+# exited mid-refresh (section 6, as 2.1.332 and later print it: --print, json and stream-json
 # alike; then the interactive form). A refresh of ours over it would spend the token that process
 # is spending: wait for its lock instead.
 BUSY_LOCK_FORMS = (
@@ -64,7 +64,7 @@ BUSY_LOCK_FORMS = (
     "Could not refresh your login because another Claude Code process is refreshing it (or "
     "exited mid-refresh)",
 )
-# Not failures a refresh can fix (section 10), passed through untouched with no token request:
+# Not failures a refresh can fix (section 6), passed through untouched with no token request:
 # the login reached its time limit (only /login helps), and organization ("hybrid" / gateway)
 # sign-ins, which are not the stored login at all.
 LOGIN_ENDED_FORMS = (
@@ -155,7 +155,7 @@ def _result_kind(obj: Any) -> str | None:
     text = obj.get("result")
     if isinstance(text, str) and is_beyond_refresh(text):
         return None
-    # 2.1.332's results carry the API's status (section 9): a structural signal, before wording.
+    # 2.1.332's results carry the API's status (section 6): a structural signal, before wording.
     if obj.get("api_error_status") == 401:
         return Output.FAILURE
     return _text_kind(text)
@@ -185,7 +185,7 @@ def _synthetic_kind(obj: Any) -> str | None:
     if any(is_beyond_refresh(t) for t in texts):
         return None
     if any(is_busy_lock(t) for t in texts):
-        # Tagged `"error": "server_error"` (section 10), as an API's 5xx is: only the text
+        # Tagged `"error": "server_error"` (section 6), as an API's 5xx is: only the text
         # tells the busy lock apart, whatever the tag.
         return Output.BUSY
     if obj.get("error") == "authentication_failed":
@@ -344,12 +344,12 @@ TUI_PATTERNS = tuple(
         "OAuth token revoked · Please run /login",
         "Login expired · Please run /login",
         "Failed to authenticate. API Error: 401",
-        # 2.1.332 (protocol.md section 9)
+        # 2.1.332 (docs/protocol.md section 6)
         "Failed to authenticate: OAuth session expired and could not be refreshed",
         "OAuth refresh token is no longer valid; run /login to re-authenticate",
         "Your session has expired. Please run /login to sign in again.",
         "Session expired. Please run /login to sign in again.",
-        # 2.1.332 and later (section 10); the time limit and the organization sign-ins are
+        # 2.1.332 and later (section 6); the time limit and the organization sign-ins are
         # deliberately absent: no refresh fixes those.
         "Failed to authenticate: OAuth token revoked. Please log in again or contact your "
         "administrator.",

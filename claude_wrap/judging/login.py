@@ -1,7 +1,7 @@
 """Will Claude Code accept this login? A pure function of the file's content and the clock.
 
 Claude Code counts a stored login only if `scopes` is a list holding "user:inference" and the
-access token is non-empty (shared/protocol.md section 2); a tool that drops `scopes` logs the user
+access token is non-empty (docs/protocol.md section 2); a tool that drops `scopes` logs the user
 out whatever the expiry. No I/O here: `store` reads, this module judges.
 """
 
@@ -12,7 +12,7 @@ import math
 from claude_wrap.config import protocol
 from claude_wrap.config.protocol import DEFAULT_SCOPES
 
-TYPE_CHECKING = False  # see paths.py: typing stays off the hot path
+TYPE_CHECKING = False  # see settings.py: typing stays off the hot path
 if TYPE_CHECKING:
     from typing import Any
 
@@ -138,6 +138,57 @@ def login_end(oauth: dict[str, Any]) -> int | None:
     return int(value)
 
 
+def _malformed_tokens(access: object, refresh: object) -> str:
+    """Why accessToken or refreshToken cannot be read ("" when both can)."""
+    for name, value in (("accessToken", access), ("refreshToken", refresh)):
+        if value is not None and not isinstance(value, str):
+            return f"{name} is {_describe(value)}, not a string"
+    return ""
+
+
+def _malformed_expiry(expires: object) -> str:
+    """Why a present expiresAt is not a time in milliseconds ("" when it is one)."""
+    if isinstance(expires, bool) or not isinstance(expires, (int, float)):
+        return f"expiresAt is {_describe(expires)}, not a number"
+    if not math.isfinite(expires) or expires < 0:
+        return f"expiresAt is {expires}, not a time"
+    if 0 < expires < MIN_PLAUSIBLE_MS:
+        return f"expiresAt is {expires}: seconds, not the milliseconds expected"
+    if expires > MAX_PLAUSIBLE_MS:
+        return f"expiresAt is {expires}, far past any plausible time"
+    return ""
+
+
+def _missing_scope(scopes: object) -> str:
+    """Why the stored scopes do not let Claude Code use the login."""
+    if scopes is None:
+        return "no scopes are stored"
+    if not isinstance(scopes, list):
+        return f"scopes is {_describe(scopes)}, not a list"
+    return f'the stored scopes lack "{INFERENCE_SCOPE}"'
+
+
+def _token_state(
+    has_scope: bool,
+    scopes: object,
+    access: str | None,
+    expires: int | None,
+    *,
+    now_ms: int,
+    window_ms: int,
+) -> tuple[str, str]:
+    """The state of a login that has tokens, before its refresh token and its end are weighed."""
+    if not has_scope:
+        return State.MISSING_SCOPES, _missing_scope(scopes)
+    if not access:
+        return State.EXPIRED, "the access token is blank"
+    if expires is not None and now_ms >= expires:
+        return State.EXPIRED, "the access token has expired"
+    if expires is not None and now_ms + window_ms >= expires:
+        return State.EXPIRING, "the access token expires soon"
+    return State.OK, ""
+
+
 def judge(doc: object, now_ms: int, window_ms: int) -> Verdict:
     try:
         oauth = oauth_section(doc)
@@ -151,20 +202,12 @@ def judge(doc: object, now_ms: int, window_ms: int) -> Verdict:
     expires = oauth.get("expiresAt")
     scopes = oauth.get("scopes")
     sub = oauth.get("subscriptionType")
-    for name, value in (("accessToken", access), ("refreshToken", refresh)):
-        if value is not None and not isinstance(value, str):
-            return Verdict(State.MALFORMED, f"{name} is {_describe(value)}, not a string")
+    malformed = _malformed_tokens(access, refresh)
+    if not malformed and expires is not None:
+        malformed = _malformed_expiry(expires)
+    if malformed:
+        return Verdict(State.MALFORMED, malformed)
     if expires is not None:
-        if isinstance(expires, bool) or not isinstance(expires, (int, float)):
-            return Verdict(State.MALFORMED, f"expiresAt is {_describe(expires)}, not a number")
-        if not math.isfinite(expires) or expires < 0:
-            return Verdict(State.MALFORMED, f"expiresAt is {expires}, not a time")
-        if 0 < expires < MIN_PLAUSIBLE_MS:
-            return Verdict(
-                State.MALFORMED, f"expiresAt is {expires}: seconds, not the milliseconds expected"
-            )
-        if expires > MAX_PLAUSIBLE_MS:
-            return Verdict(State.MALFORMED, f"expiresAt is {expires}, far past any plausible time")
         expires = int(expires)
 
     scope_list = [s for s in scopes if isinstance(s, str)] if isinstance(scopes, list) else None
@@ -186,28 +229,14 @@ def judge(doc: object, now_ms: int, window_ms: int) -> Verdict:
     if not access and not refresh:
         if oauth.get("loginEnded") == "time_limit":
             # Claude Code 2.1.332+ blanks the login so when the endpoint said its refresh token
-            # reached the login's time limit (protocol.md section 10).
+            # reached the login's time limit (docs/protocol.md section 4).
             return verdict(State.LOGGED_OUT, TIME_LIMIT_DETAIL)
         return verdict(State.LOGGED_OUT, "the stored tokens are blank (the login was revoked)")
 
     has_scope = scope_list is not None and INFERENCE_SCOPE in scope_list
-    if not has_scope:
-        if scopes is None:
-            why = "no scopes are stored"
-        elif not isinstance(scopes, list):
-            why = f"scopes is {_describe(scopes)}, not a list"
-        else:
-            why = f'the stored scopes lack "{INFERENCE_SCOPE}"'
-        state, detail = State.MISSING_SCOPES, why
-    elif not access:
-        state, detail = State.EXPIRED, "the access token is blank"
-    elif expires is not None and now_ms >= expires:
-        state, detail = State.EXPIRED, "the access token has expired"
-    elif expires is not None and now_ms + window_ms >= expires:
-        state, detail = State.EXPIRING, "the access token expires soon"
-    else:
-        state, detail = State.OK, ""
-
+    state, detail = _token_state(
+        has_scope, scopes, access, expires, now_ms=now_ms, window_ms=window_ms
+    )
     usable = has_scope and bool(access) and (expires is None or now_ms < expires)
     ends_at = login_end(oauth)
     if state in (State.EXPIRING, State.EXPIRED) and ends_at is not None and now_ms >= ends_at:
@@ -245,8 +274,8 @@ def merged(
         "expiresAt": now_ms + int(response["expires_in"] * 1000),
         "scopes": scopes,
     }
-    # Claude Code's own key order (protocol.md section 1): its four fields first, then the rest
-    # (subscriptionType, rateLimitTier, unknown ones) in the order they were found.
+    # Claude Code's own key order (docs/protocol.md section 1): its four fields first, then the
+    # rest (subscriptionType, rateLimitTier, unknown ones) in the order they were found.
     oauth = {**owned, **{k: v for k, v in oauth.items() if k not in owned}}
     out = dict(doc)
     out[OAUTH_KEY] = oauth

@@ -21,24 +21,23 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from claude_wrap import console
-from claude_wrap.config import paths
 from claude_wrap.judging import loginend
 from claude_wrap.storage import privatefile
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from claude_wrap.config.settings import Settings
 
 TITLE = "claude-wrap"
 
 
-def channel(env: Mapping[str, str]) -> str:
+def channel(settings: Settings) -> str:
     """notify-send, osascript, stderr (under systemd) or logger; stderr when nothing else."""
-    where = paths.search_path(env)
+    where = settings.search_path
     if sys.platform == "darwin" and shutil.which("osascript", path=where):
         return "osascript"
-    if paths.desktop_session(env) and shutil.which("notify-send", path=where):
+    if settings.desktop_session and shutil.which("notify-send", path=where):
         return "notify-send"
-    if paths.under_journal(env):
+    if settings.under_journal:
         return "stderr"
     if shutil.which("logger", path=where):
         return "logger"
@@ -49,9 +48,9 @@ def _applescript(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def send(env: Mapping[str, str], body: str, *, urgent: bool) -> str:
+def send(settings: Settings, body: str, *, urgent: bool) -> str:
     """Tell the user; returns the channel that took it."""
-    how = channel(env)
+    how = channel(settings)
     argv: list[str] | None = None
     if how == "notify-send":
         urgency = "critical" if urgent else "normal"
@@ -65,7 +64,7 @@ def send(env: Mapping[str, str], body: str, *, urgent: bool) -> str:
     if argv is not None:
         try:
             done = subprocess.run(
-                argv, env=dict(env), capture_output=True, timeout=10, check=False
+                argv, env=settings.child_env(), capture_output=True, timeout=10, check=False
             )
             if done.returncode == 0:
                 return how
@@ -88,9 +87,9 @@ def _save(path: str, data: dict[str, Any]) -> None:
     privatefile.replace(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
-def known_dead(env: Mapping[str, str], config_dir: str) -> bool:
+def known_dead(settings: Settings, config_dir: str) -> bool:
     """Whether the keeper found this folder's login dead (invalid_grant) and no login since."""
-    rec = _load(paths.notified_state(env)).get(config_dir)
+    rec = _load(settings.notified_state).get(config_dir)
     return isinstance(rec, dict) and rec.get("dead") is True
 
 
@@ -99,7 +98,7 @@ def today(now_ms: int) -> str:
 
 
 def consider(
-    env: Mapping[str, str],
+    settings: Settings,
     config_dir: str,
     *,
     ends_at: int | None,
@@ -110,7 +109,7 @@ def consider(
     the token endpoint answered invalid_grant; else the login works now (ends_at: its end).
     Returns what was told, or None."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    path = paths.notified_state(env)
+    path = settings.notified_state
     data = _load(path)
     old = data.get(config_dir)
     rec: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
@@ -119,17 +118,17 @@ def consider(
         if not rec.get("dead"):
             told = (f"the login in {config_dir} is dead (the token server refused its refresh "
                     "token): run `claude /login`")
-            send(env, told, urgent=True)
+            send(settings, told, urgent=True)
             rec["dead"] = True
     else:
         if rec.get("dead") or rec.get("login_end") != ends_at:
             rec = {"login_end": ends_at}  # a new login, or one that works again: start afresh
-        window_ms = int(paths.login_end_window(env) * 1000)
+        window_ms = settings.login_end_window_ms
         if ends_at is not None and loginend.within(ends_at, now, window_ms):
             day = today(now)
             if rec.get("day") != day:
                 told = f"{config_dir}: {loginend.sentence(ends_at, now)}"
-                send(env, told, urgent=ends_at - now < loginend.DAY_MS)
+                send(settings, told, urgent=ends_at - now < loginend.DAY_MS)
                 rec["day"] = day
     if rec != old:
         data[config_dir] = rec

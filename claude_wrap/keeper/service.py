@@ -19,10 +19,10 @@ import plistlib
 import sys
 from typing import TYPE_CHECKING
 
-from claude_wrap.config import paths
+from claude_wrap.findings import OK, Finding
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from claude_wrap.config.settings import Settings
 
 
 class Manager:
@@ -63,8 +63,8 @@ def command(mode: str = Mode.TIMER) -> list[str]:
 # systemd -----------------------------------------------------------------------------------
 
 
-def systemd_dir(env: Mapping[str, str] = os.environ) -> str:
-    return os.path.join(paths.config_home(env), "systemd", "user")
+def systemd_dir(settings: Settings) -> str:
+    return os.path.join(settings.config_home, "systemd", "user")
 
 
 def _sd_quote(word: str, *, command: bool = True) -> str:
@@ -75,9 +75,9 @@ def _sd_quote(word: str, *, command: bool = True) -> str:
     return '"' + (escaped.replace("$", "$$") if command else escaped) + '"'
 
 
-def systemd_units(env: Mapping[str, str] = os.environ, mode: str = Mode.TIMER) -> dict[str, str]:
+def systemd_units(settings: Settings, mode: str = Mode.TIMER) -> dict[str, str]:
     """{file name: text}: the .service and the .timer, or (watch) the long-running .service."""
-    carried = paths.service_settings(env)
+    carried = settings.service_settings
     environment = "".join(
         f"Environment={_sd_quote(f'{k}={v}', command=False)}\n" for k, v in carried.items()
     )
@@ -131,11 +131,11 @@ def systemd_units(env: Mapping[str, str] = os.environ, mode: str = Mode.TIMER) -
 # launchd -----------------------------------------------------------------------------------
 
 
-def launchd_dir(env: Mapping[str, str] = os.environ) -> str:
-    return os.path.join(paths.home(env), "Library", "LaunchAgents")
+def launchd_dir(settings: Settings) -> str:
+    return os.path.join(settings.home, "Library", "LaunchAgents")
 
 
-def launchd_plist(env: Mapping[str, str] = os.environ, mode: str = Mode.TIMER) -> dict[str, str]:
+def launchd_plist(settings: Settings, mode: str = Mode.TIMER) -> dict[str, str]:
     label = WATCH_LABEL if mode == Mode.WATCH else LABEL
     job: dict[str, object] = {
         "Label": label,
@@ -146,10 +146,10 @@ def launchd_plist(env: Mapping[str, str] = os.environ, mode: str = Mode.TIMER) -
         "RunAtLoad": True,
         "ProcessType": "Background",
         # launchd keeps no journal: what `keep` says goes to files beside the log.
-        "StandardOutPath": os.path.join(paths.state_dir(env), "keeper.out"),
-        "StandardErrorPath": os.path.join(paths.state_dir(env), "keeper.err"),
+        "StandardOutPath": os.path.join(settings.state_dir, "keeper.out"),
+        "StandardErrorPath": os.path.join(settings.state_dir, "keeper.err"),
     }
-    carried = paths.service_settings(env)
+    carried = settings.service_settings
     if carried:
         job["EnvironmentVariables"] = carried
     return {f"{label}.plist": plistlib.dumps(job, sort_keys=False).decode()}
@@ -159,12 +159,12 @@ def launchd_plist(env: Mapping[str, str] = os.environ, mode: str = Mode.TIMER) -
 
 
 def files(
-    manager: str, env: Mapping[str, str] = os.environ, mode: str = Mode.TIMER
+    manager: str, settings: Settings, mode: str = Mode.TIMER
 ) -> tuple[str, dict[str, str]]:
     """(folder, {file name: text}) of the keeper for this service manager and mode."""
     if manager == Manager.SYSTEMD:
-        return systemd_dir(env), systemd_units(env, mode)
-    return launchd_dir(env), launchd_plist(env, mode)
+        return systemd_dir(settings), systemd_units(settings, mode)
+    return launchd_dir(settings), launchd_plist(settings, mode)
 
 
 def write(folder: str, texts: dict[str, str]) -> list[tuple[str, bool]]:
@@ -203,19 +203,19 @@ def ours(path: str) -> bool:
 
 
 def installed(
-    manager: str, env: Mapping[str, str] = os.environ, mode: str | None = None
+    manager: str, settings: Settings, mode: str | None = None
 ) -> list[str]:
     """Our keeper files found for this manager: of `mode`, or of both modes."""
     out = []
     for m in (Mode.TIMER, Mode.WATCH) if mode is None else (mode,):
-        folder, texts = files(manager, env, m)
+        folder, texts = files(manager, settings, m)
         out += [p for p in (os.path.join(folder, n) for n in texts) if ours(p)]
     return out
 
 
-def installed_mode(manager: str, env: Mapping[str, str] = os.environ) -> str | None:
+def installed_mode(manager: str, settings: Settings) -> str | None:
     for mode in MODES:
-        if installed(manager, env, mode):
+        if installed(manager, settings, mode):
             return mode
     return None
 
@@ -223,25 +223,25 @@ def installed_mode(manager: str, env: Mapping[str, str] = os.environ) -> str | N
 # starting and stopping ---------------------------------------------------------------------
 
 
-def reachable(manager: str, env: Mapping[str, str] = os.environ) -> bool:
+def reachable(manager: str, settings: Settings) -> bool:
     """Whether this session can talk to the service manager (not so in containers, over plain
     ssh without lingering, or in tests)."""
     import shutil  # noqa: PLC0415
 
     if manager == Manager.SYSTEMD:
-        runtime = paths.runtime_dir(env)
+        runtime = settings.runtime_dir
         return bool(
             runtime
             and os.path.exists(os.path.join(runtime, "systemd", "private"))
-            and shutil.which("systemctl", path=paths.search_path(env))
+            and shutil.which("systemctl", path=settings.search_path)
         )
     return sys.platform == "darwin" and bool(
-        shutil.which("launchctl", path=paths.search_path(env))
+        shutil.which("launchctl", path=settings.search_path)
     )
 
 
 def start_commands(
-    manager: str, env: Mapping[str, str] = os.environ, mode: str = Mode.TIMER
+    manager: str, settings: Settings, mode: str = Mode.TIMER
 ) -> list[list[str]]:
     if manager == Manager.SYSTEMD:
         unit = f"{WATCH_NAME}.service" if mode == Mode.WATCH else f"{NAME}.timer"
@@ -250,17 +250,17 @@ def start_commands(
             ["systemctl", "--user", "enable", "--now", unit],
         ]
     label = WATCH_LABEL if mode == Mode.WATCH else LABEL
-    plist = os.path.join(launchd_dir(env), f"{label}.plist")
+    plist = os.path.join(launchd_dir(settings), f"{label}.plist")
     # bootout first so that a changed plist is loaded afresh (it fails harmlessly when not loaded).
     return [
-        *stop_commands(manager, env, mode),
+        *stop_commands(manager, settings, mode),
         ["launchctl", "bootstrap", f"gui/{os.getuid()}", plist],
     ]
 
 
 def stop_commands(
     manager: str,
-    env: Mapping[str, str] = os.environ,  # noqa: ARG001
+    settings: Settings,  # noqa: ARG001
     mode: str = Mode.TIMER,
 ) -> list[list[str]]:
     if manager == Manager.SYSTEMD:
@@ -270,13 +270,18 @@ def stop_commands(
     return [["launchctl", "bootout", f"gui/{os.getuid()}/{label}"]]
 
 
-def run(commands: list[list[str]], *, tolerate_first: bool = False) -> str | None:
+def run(
+    commands: list[list[str]], settings: Settings, *, tolerate_first: bool = False
+) -> str | None:
     """Run the commands in order; the first failure's message, or None."""
     import subprocess  # noqa: PLC0415
 
     for i, argv in enumerate(commands):
         try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+            result = subprocess.run(
+                argv, capture_output=True, text=True, timeout=30, check=False,
+                env=settings.child_env(),
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"{' '.join(argv)}: {exc}"
         if result.returncode != 0 and not (tolerate_first and i == 0):
@@ -284,3 +289,26 @@ def run(commands: list[list[str]], *, tolerate_first: bool = False) -> str | Non
             why = lines[-1] if lines else f"exit status {result.returncode}"
             return f"{' '.join(argv)}: {why}"
     return None
+
+
+def check_keeper(settings: Settings) -> Finding:
+    """Informational: the keeper is optional, needed only for launches that bypass the shim."""
+    manager = default_manager()
+    found = installed(manager, settings)
+    if found:
+        mode = installed_mode(manager, settings)
+        detail = f"installed ({manager}, {mode}): {', '.join(found)}"
+        running = None
+        if mode == Mode.WATCH:
+            from claude_wrap.keeper import watch  # noqa: PLC0415
+
+            running = watch.running(settings)
+            detail += f"; running (pid {running})" if running else "; not running now"
+        return Finding("keeper", OK, detail, files=found, mode=mode, running=running)
+    return Finding(
+        "keeper",
+        OK,
+        "not installed; editors that start their own claude (VS Code without the wrapper "
+        "setting, Zed) need it: `claude-wrap install --keeper`",
+        files=[],
+    )

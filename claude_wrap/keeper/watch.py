@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 from claude_wrap import console
-from claude_wrap.config import paths
+from claude_wrap.config import fspath
 from claude_wrap.errors import EXIT_OK, Interrupted, WrapError
 from claude_wrap.judging import login
 from claude_wrap.refresh import refresher
@@ -31,20 +31,21 @@ from claude_wrap.watch import filewatch
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from claude_wrap.config.settings import Settings
     from claude_wrap.system.configs import ConfigDir
 
 RETRY_S = 60.0  # after a failed refresh (the network is down): try again this much later
 IDLE_S = 3600.0  # with no login due and no file to watch (the Keychain): look once an hour
 
 
-def pid_file() -> str:
-    return os.path.join(paths.state_dir(), "keeper-watch.pid")
+def pid_file(settings: Settings) -> str:
+    return os.path.join(settings.state_dir, "keeper-watch.pid")
 
 
-def running() -> int | None:
+def running(settings: Settings) -> int | None:
     """The pid of a `keep --watch` that runs now, else None."""
     try:
-        with open(pid_file(), encoding="ascii") as f:
+        with open(pid_file(settings), encoding="ascii") as f:
             pid = int(f.read().strip() or 0)
     except (OSError, ValueError):
         return None
@@ -59,20 +60,20 @@ def running() -> int | None:
     return pid
 
 
-def _write_pid() -> None:
-    path = pid_file()
-    paths.make_private_dirs(os.path.dirname(path))
+def _write_pid(settings: Settings) -> None:
+    path = pid_file(settings)
+    fspath.make_private_dirs(os.path.dirname(path))
     tmp = f"{path}.{os.getpid()}"
     with open(tmp, "w", encoding="ascii") as f:
         f.write(f"{os.getpid()}\n")
     os.replace(tmp, path)
 
 
-def _clear_pid() -> None:
+def _clear_pid(settings: Settings) -> None:
     try:
-        with open(pid_file(), encoding="ascii") as f:
+        with open(pid_file(settings), encoding="ascii") as f:
             if f.read().strip() == str(os.getpid()):
-                os.unlink(pid_file())
+                os.unlink(pid_file(settings))
     except OSError:
         pass
 
@@ -80,9 +81,9 @@ def _clear_pid() -> None:
 def due_in(folder: ConfigDir, now_ms: int) -> float | None:
     """Seconds until this folder's login is due for a refresh (0: now), None: never."""
     try:
-        env = folder.env
-        window_ms = int(paths.refresh_window(env) * 1000)
-        _, verdict = refresher.assess(backends.open_storage(env), window_ms, now_ms)
+        settings = folder.settings
+        window_ms = settings.refresh_window_ms
+        _, verdict = refresher.assess(backends.open_storage(settings), window_ms, now_ms)
     except WrapError:
         return RETRY_S
     if verdict.expires_at is None or verdict.state in (login.State.MISSING, login.State.MALFORMED):
@@ -91,19 +92,19 @@ def due_in(folder: ConfigDir, now_ms: int) -> float | None:
 
 
 def watch(
+    settings: Settings,
     found: list[ConfigDir],
     keep_one: Callable[[ConfigDir], int],
     rescan: Callable[[], list[ConfigDir]] | None = None,
 ) -> int:
     """Keep every folder's login, on each change and ahead of each expiry, until told to stop.
 
-    `rescan` (keep --watch --all) finds the folders again every paths.rescan_period: a login
+    `rescan` (keep --watch --all) finds the folders again every settings.rescan_period: a login
     made in a folder that did not exist when we started (`CLAUDE_CONFIG_DIR=~/.claude-work
     claude /login`), or in the current one made since, is watched and kept from then on,
     without a restart of the service."""
-    env = found[0].env if found else os.environ
-    kind = paths.watch_kind(env)
-    period = paths.rescan_period(env) if rescan is not None else 0.0
+    kind = settings.watch_kind
+    period = settings.rescan_period if rescan is not None else 0.0
     files = _watched(found)
     watcher = _open(files, kind)
     stopping = False
@@ -115,38 +116,20 @@ def watch(
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, stop)
-    _write_pid()
+    _write_pid(settings)
     _say_watching(files, watcher)
     failed_at: dict[str, float] = {}
     try:
         todo = list(found)
         while not stopping:
-            for folder in todo:
-                try:
-                    kept = keep_one(folder)
-                except Interrupted:
-                    # SIGTERM or SIGHUP came during a refresh, which finished first (the new
-                    # login is stored: refresher._signals_held): a clean stop all the same.
-                    stopping = True
-                    break
-                if kept != EXIT_OK:
-                    failed_at[folder.path] = time.monotonic()
-                else:
-                    failed_at.pop(folder.path, None)
-            if stopping:
+            if not _keep(todo, keep_one, failed_at) or stopping:
                 break
             console.flush()
             timeout = _next_wait(found, failed_at)
             changed = watcher.wait(min(timeout, period) if period else timeout)
             if stopping:
                 break
-            now = int(time.time() * 1000)
-            todo = [
-                f for f in found
-                if paths.credentials_file(f.env) in changed
-                or (not changed and f.path in failed_at)
-                or due_in(f, now) == 0
-            ]
+            todo = _to_keep(found, changed, failed_at)
             if rescan is None:
                 continue
             fresh = rescan()
@@ -163,9 +146,42 @@ def watch(
                 _say_watching(files, watcher)
                 todo = list(found)  # a change between the two watchers went unseen: look at all
     finally:
-        _clear_pid()
+        _clear_pid(settings)
         watcher.close()
     return EXIT_OK
+
+
+def _keep(
+    todo: list[ConfigDir], keep_one: Callable[[ConfigDir], int], failed_at: dict[str, float]
+) -> bool:
+    """Keep each folder's login, noting when each failed (tried again after RETRY_S); False
+    when a stop signal came meanwhile."""
+    for folder in todo:
+        try:
+            kept = keep_one(folder)
+        except Interrupted:
+            # SIGTERM or SIGHUP came during a refresh, which finished first (the new
+            # login is stored: refresher._signals_held): a clean stop all the same.
+            return False
+        if kept != EXIT_OK:
+            failed_at[folder.path] = time.monotonic()
+        else:
+            failed_at.pop(folder.path, None)
+    return True
+
+
+def _to_keep(
+    found: list[ConfigDir], changed: set[str], failed_at: dict[str, float]
+) -> list[ConfigDir]:
+    """The folders to keep after a wait: their file changed, their login is due, or (a wait
+    that saw no change) their last keep failed."""
+    now = int(time.time() * 1000)
+    return [
+        f for f in found
+        if f.settings.credentials_file in changed
+        or (not changed and f.path in failed_at)
+        or due_in(f, now) == 0
+    ]
 
 
 def _watched(found: list[ConfigDir]) -> list[str]:
@@ -173,7 +189,7 @@ def _watched(found: list[ConfigDir]) -> list[str]:
     Keychain)."""
     files: list[str] = []
     for folder in found:
-        for cred in backends.open_storage(folder.env).watched_files():
+        for cred in backends.open_storage(folder.settings).watched_files():
             if os.path.isdir(os.path.dirname(cred)) and cred not in files:
                 files.append(cred)
     return files

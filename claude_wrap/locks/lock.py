@@ -1,4 +1,4 @@
-"""The locks Claude Code takes around a refresh, taken the same way (protocol.md sections 3, 9).
+"""The locks Claude Code takes around a refresh, taken as it does (docs/protocol.md section 3).
 
 Claude Code uses proper-lockfile style directory locks: `mkdir` acquires, `rmdir` releases, and a
 lock whose mtime is old enough counts as stale, so the holder touches it while it works. Up to
@@ -34,9 +34,9 @@ import sys
 import threading
 import time
 
-from claude_wrap.config import paths
-from claude_wrap.config.paths import make_private_dirs
+from claude_wrap.config import fspath
 from claude_wrap.config.protocol import LOCK_STALE_S, WRITE_LOCK_STALE_S
+from claude_wrap.config.settings import legacy_lock_dir, refresh_lock_dir, write_lock_dir
 from claude_wrap.errors import FlockTimeoutError, LockTimeoutError, LockUnavailableError
 from claude_wrap.locks import lockowner
 from claude_wrap.locks.flock import FolderFlock, HeldFlock
@@ -202,7 +202,7 @@ class DirLock:
         text = f"{os.getpid()} {_pid_namespace()} {dev} {ino} {mtime_a} {mtime_b}\n"
         tmp = f"{self.record}.{os.getpid()}"
         try:
-            make_private_dirs(os.path.dirname(self.record))
+            fspath.make_private_dirs(os.path.dirname(self.record))
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 os.write(fd, text.encode("ascii"))
@@ -298,11 +298,11 @@ def _gone_by_record(
 def config_locks(cfg: str, records: str | None) -> list[DirLock]:
     """Claude Code's three lock folders of `cfg` (refresh, legacy, storage-write), each with the
     stale time and the records it is taken with here, for doctor to judge and clear."""
-    refresh, legacy = paths.refresh_lock(cfg), paths.legacy_lock(cfg)
+    refresh, legacy = refresh_lock_dir(cfg), legacy_lock_dir(cfg)
     return [
         DirLock(refresh, records=records, owner=(cfg, legacy)),
         DirLock(legacy, records=records),
-        DirLock(paths.write_lock(cfg), stale_s=WRITE_LOCK_STALE_S, records=records),
+        DirLock(write_lock_dir(cfg), stale_s=WRITE_LOCK_STALE_S, records=records),
     ]
 
 

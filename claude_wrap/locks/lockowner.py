@@ -1,10 +1,10 @@
 """Claude Code's owner record of its refresh lock, `<config dir>/.oauth_refresh.lock.owner`.
 
-Claude Code 2.1.332 (shared/protocol.md section 9, read in its bundled code) writes, right after
+Claude Code 2.1.332 (docs/protocol.md section 3, read in its bundled code) writes, right after
 taking `.oauth_refresh.lock` and the legacy lock, one JSON line naming the holder:
 `{"pid":…,"procStart":"…","pidDomain":"linux:<machine-id>:pid:[…]","pidSpace":"<host>#pid:[…]",
 "lockBirthtimeMs":…,"legacyLockBirthtimeMs":…}` (temp file + rename), and removes it before it
-releases; 2.1.337 appends `"parentPid":<ppid>` as the last key (section 10), which its reader,
+releases; 2.1.337 appends `"parentPid":<ppid>` as the last key (section 3), which its reader,
 like 2.1.332's, ignores. A contender that finds the lock held takes it over at once when the
 record proves the holder gone; without a record it waits out the 60 s stale time. We read the
 record by the same rules and write the newest release's record (every release of the matrix

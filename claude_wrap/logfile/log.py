@@ -12,16 +12,19 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap.config import paths
+from claude_wrap.config import fspath
+from claude_wrap.config.settings import Settings
+from claude_wrap.findings import OK, Finding
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from loguru import Logger
 
 # Claude Code's tokens look like sk-ant-oat01-..., sk-ant-ort01-...; keep the last 4 characters.
 TOKEN = re.compile(r"sk-ant-[A-Za-z0-9_\-]{4,}")
 _logger: Logger | None = None
+# What the logger was set up for (the log file, debug on stderr): another Settings that says
+# otherwise sets it up again (one logger per process, but never the first caller's file for all).
+_set_up_for: tuple[str, bool] | None = None
 # One set-up at a time: a session's guard thread warms the log up (guard.warm_up) while the main
 # thread may set it up too, and two set-ups would add the file twice (every line written twice).
 _setting_up = threading.Lock()
@@ -41,26 +44,27 @@ def _patch(record: Any) -> None:
             record["message"] += " (exception text withheld: it held a token)"
 
 
-def logger(env: Mapping[str, str] = os.environ) -> Logger:
-    if _logger is not None:
+def logger(settings: Settings) -> Logger:
+    if _logger is not None and _set_up_for == (settings.log_file, settings.debug):
         return _logger
     with _setting_up:
-        return _set_up(env)
+        return _set_up(settings)
 
 
-def _set_up(env: Mapping[str, str]) -> Logger:
-    global _logger  # noqa: PLW0603 - one logger per process, configured once
-    if _logger is not None:
+def _set_up(settings: Settings) -> Logger:
+    global _logger, _set_up_for  # noqa: PLW0603 - one logger per process, set up per its settings
+    wanted = (settings.log_file, settings.debug)
+    if _logger is not None and _set_up_for == wanted:
         return _logger  # another thread set it up while we waited
     from loguru import logger as base  # noqa: PLC0415 - off the hot path
 
     base.remove()
     log = base.patch(_patch)
-    path = paths.log_file(env)
+    path = settings.log_file
     try:
         folder = os.path.dirname(path)
         if folder:
-            paths.make_private_dirs(folder)
+            fspath.make_private_dirs(folder)
         base.add(
             path,
             level="DEBUG",
@@ -76,7 +80,7 @@ def _set_up(env: Mapping[str, str]) -> Logger:
         )
     except OSError:
         pass  # no log file is no reason to stand between the user and claude
-    if paths.debug(env):
+    if settings.debug:
         from claude_wrap import console  # noqa: PLC0415 - debugging only
 
         base.add(
@@ -86,6 +90,7 @@ def _set_up(env: Mapping[str, str]) -> Logger:
             format="claude-wrap: {level}: {message}",
         )
     _logger = log
+    _set_up_for = wanted
     return log
 
 
@@ -126,7 +131,7 @@ def role() -> str:
     return name or "claude-wrap"
 
 
-def event(kind: str, config_dir: str, detail: str, env: Mapping[str, str] = os.environ) -> None:
+def event(kind: str, config_dir: str, detail: str, settings: Settings) -> None:
     """Log one event for `claude-wrap log`. Never raises: a log must not stop a refresh."""
     import time  # noqa: PLC0415 - builtin
 
@@ -135,11 +140,11 @@ def event(kind: str, config_dir: str, detail: str, env: Mapping[str, str] = os.e
     fields = (kind, role(), config_dir, detail)
     clean = [mask(str(x)).replace("\t", " ").replace("\n", " ") for x in fields]
     line = f"{stamp} {os.getpid()} EVENT {EVENT_PREFIX}{chr(9).join(clean)}\n"
-    path = paths.log_file(env)
+    path = settings.log_file
     try:
         folder = os.path.dirname(path)
         if folder:
-            paths.make_private_dirs(folder)
+            fspath.make_private_dirs(folder)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, line.encode("utf-8", "replace"))
@@ -147,7 +152,16 @@ def event(kind: str, config_dir: str, detail: str, env: Mapping[str, str] = os.e
             os.close(fd)
     except OSError:
         pass
-    if paths.debug(env):
+    if settings.debug:
         from claude_wrap import console  # noqa: PLC0415 - debugging only
 
         console.say(f"INFO: event {kind}: {config_dir}: {mask(detail)}")
+
+
+def check_log(settings: Settings) -> Finding:
+    path = settings.log_file
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return Finding("log", OK, f"{path} (not written yet)", path=path)
+    return Finding("log", OK, f"{path} ({size} bytes)", path=path)

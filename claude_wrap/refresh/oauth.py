@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     import httpx
 
 from claude_wrap import __version__
-from claude_wrap.config import paths
 from claude_wrap.errors import (
     RefreshOutcomeUnknownError,
     RefreshRejectedError,
@@ -27,11 +26,6 @@ CONNECT_TIMEOUT_S = 5.0
 MAX_ATTEMPTS = 4
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
 RETRY_AFTER_CAP_S = 10.0
-
-
-def check_url(url: str) -> str:
-    """https anywhere; plain http only to a loopback host (paths.checked_token_url)."""
-    return paths.checked_token_url(url)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -110,17 +104,6 @@ def refresh_tokens(
     """
     import httpx  # noqa: PLC0415 - only a process that really refreshes pays for it
 
-    url = check_url(url)
-
-    def body(token: str, wanted: list[str]) -> str:
-        return json.dumps(
-            {
-                "grant_type": "refresh_token",
-                "refresh_token": token,
-                "client_id": client_id,
-                "scope": " ".join(wanted),
-            }
-        )
     # The real binary's own User-Agent (binary.py): the endpoint's WAF is reported to answer 429
     # to some User-Agents, so we look like the release in use.
     agent = user_agent or f"claude-wrap/{__version__}"
@@ -128,18 +111,9 @@ def refresh_tokens(
     attempt = 0
     reason = ""
     retry_after: float | None = None
+    trace = _on_sent(sent)
     # trust_env: honour HTTPS_PROXY / NO_PROXY / SSL_CERT_FILE as Claude Code does, or users
     # behind a corporate proxy could never refresh.
-    def trace(event: str, _info: object) -> None:
-        # httpcore's trace extension (http11.send_request_body.complete, or http2's): the
-        # request is on the wire. Were the name ever to change, `sent` would not be called
-        # and the caller's waiters would warm up later, after the answer: slower, never wrong.
-        if sent is not None and event.endswith(".send_request_body.complete"):
-            try:
-                sent()
-            except Exception:  # noqa: BLE001, S110 - the token is on the wire: nothing of
-                pass  # ours may now keep its answer from being read (and the new token stored)
-
     with httpx.Client(follow_redirects=False) as client:
         # The budget is for the network, so it starts once the client is built: loading the CA
         # bundle can take seconds on a loaded machine, and used to leave no time for any request.
@@ -152,53 +126,122 @@ def refresh_tokens(
             timeout = httpx.Timeout(remaining, connect=min(CONNECT_TIMEOUT_S, remaining))
             if latest is not None:
                 refresh_token, scopes = latest()
-            payload = body(refresh_token, scopes)
-            try:
-                response = client.post(
-                    url,
-                    content=payload,
-                    headers=headers,
-                    timeout=timeout,
-                    extensions={"trace": trace},
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                # The connection never opened, so the token never left: safe to try again.
-                reason = _connect_reason(exc)
-                retry_after = None
-            except httpx.TimeoutException:
-                raise RefreshOutcomeUnknownError(f"no answer within {budget_s:.0f} s") from None
-            except httpx.HTTPError as exc:
-                raise RefreshOutcomeUnknownError(
-                    f"the connection failed mid-request: {type(exc).__name__}"
-                ) from None
-            else:
-                status = response.status_code
-                if status == 200:
-                    try:
-                        return validate(response.json())
-                    except ValueError as exc:
-                        # The server processed the request: the old token may well be spent.
-                        text = str(exc) if "answer" in str(exc) else "the answer is not JSON"
-                        raise RefreshOutcomeUnknownError(text) from None
-                code = _error_code(response)
-                if code == "invalid_grant" or status in (400, 401):
-                    raise RefreshRejectedError(status, code or f"HTTP {status}")
-                if status == 429 or status >= 500:
-                    reason = f"HTTP {status}"
-                    retry_after = _retry_after(response)
-                else:
-                    raise RefreshUnavailableError(f"unexpected HTTP {status}", attempt)
+            tokens, reason, retry_after = _post(
+                client,
+                url,
+                _grant(refresh_token, scopes, client_id),
+                headers=headers,
+                timeout=timeout,
+                trace=trace,
+                budget_s=budget_s,
+                attempt=attempt,
+            )
+            if tokens is not None:
+                return tokens
             if attempt >= MAX_ATTEMPTS:
                 break
-            pause = BACKOFF_S[min(attempt - 1, len(BACKOFF_S) - 1)]
-            if retry_after is not None:
-                if retry_after > min(RETRY_AFTER_CAP_S, deadline - time.monotonic()):
-                    raise RefreshUnavailableError(reason, attempt, retry_after)
-                pause = max(pause, retry_after)
-            if time.monotonic() + pause >= deadline:
+            pause = _pause(attempt, reason, retry_after, deadline)
+            if pause is None:
                 break
             sleep(pause)
     raise RefreshUnavailableError(reason or "out of time", attempt, retry_after)
+
+
+def _grant(token: str, wanted: list[str], client_id: str) -> str:
+    """The refresh grant's body, as Claude Code sends it."""
+    return json.dumps(
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": token,
+            "client_id": client_id,
+            "scope": " ".join(wanted),
+        }
+    )
+
+
+def _on_sent(sent: Callable[[], None] | None) -> Callable[[str, object], None]:
+    """httpx's trace hook that calls `sent` once a request is on the wire."""
+
+    def trace(event: str, _info: object) -> None:
+        # httpcore's trace extension (http11.send_request_body.complete, or http2's): the
+        # request is on the wire. Were the name ever to change, `sent` would not be called
+        # and the caller's waiters would warm up later, after the answer: slower, never wrong.
+        if sent is not None and event.endswith(".send_request_body.complete"):
+            try:
+                sent()
+            except Exception:  # noqa: BLE001, S110 - the token is on the wire: nothing of
+                pass  # ours may now keep its answer from being read (and the new token stored)
+
+    return trace
+
+
+def _post(
+    client: httpx.Client,
+    url: str,
+    payload: str,
+    *,
+    headers: dict[str, str],
+    timeout: httpx.Timeout,
+    trace: Callable[[str, object], None],
+    budget_s: float,
+    attempt: int,
+) -> tuple[dict[str, Any] | None, str, float | None]:
+    """One request: the token response, or (None, reason, Retry-After) when it may be sent again
+    (the connection never opened, or the server said try later); raises for everything else."""
+    import httpx  # noqa: PLC0415 - loaded already by refresh_tokens
+
+    try:
+        response = client.post(
+            url,
+            content=payload,
+            headers=headers,
+            timeout=timeout,
+            extensions={"trace": trace},
+        )
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        # The connection never opened, so the token never left: safe to try again.
+        return None, _connect_reason(exc), None
+    except httpx.TimeoutException:
+        raise RefreshOutcomeUnknownError(f"no answer within {budget_s:.0f} s") from None
+    except httpx.HTTPError as exc:
+        raise RefreshOutcomeUnknownError(
+            f"the connection failed mid-request: {type(exc).__name__}"
+        ) from None
+    return _answer(response, attempt)
+
+
+def _answer(
+    response: httpx.Response, attempt: int
+) -> tuple[dict[str, Any] | None, str, float | None]:
+    """What the server's answer means: the token response (200), or (None, reason, Retry-After)
+    for an answer that proves the token unspent (429, 5xx); raises for every other answer."""
+    status = response.status_code
+    if status == 200:
+        try:
+            return validate(response.json()), "", None
+        except ValueError as exc:
+            # The server processed the request: the old token may well be spent.
+            text = str(exc) if "answer" in str(exc) else "the answer is not JSON"
+            raise RefreshOutcomeUnknownError(text) from None
+    code = _error_code(response)
+    if code == "invalid_grant" or status in (400, 401):
+        raise RefreshRejectedError(status, code or f"HTTP {status}")
+    if status == 429 or status >= 500:
+        return None, f"HTTP {status}", _retry_after(response)
+    raise RefreshUnavailableError(f"unexpected HTTP {status}", attempt)
+
+
+def _pause(attempt: int, reason: str, retry_after: float | None, deadline: float) -> float | None:
+    """How long to wait before the next attempt; None when the budget leaves no time for one.
+    Raises when the server asks for a longer wait than the cap or the budget allows."""
+    pause = BACKOFF_S[min(attempt - 1, len(BACKOFF_S) - 1)]
+    if retry_after is not None:
+        if retry_after > min(RETRY_AFTER_CAP_S, deadline - time.monotonic()):
+            raise RefreshUnavailableError(reason, attempt, retry_after)
+        pause = max(pause, retry_after)
+    if time.monotonic() + pause >= deadline:
+        return None
+    return pause
 
 
 def _connect_reason(exc: Exception) -> str:

@@ -10,24 +10,24 @@ only when the file is exactly the one claude was started with.
 
 from __future__ import annotations
 
-from claude_wrap.config import paths
+from claude_wrap.config.settings import Settings, legacy_lock_dir, refresh_lock_dir
 from claude_wrap.shim import sitepath
 from claude_wrap.storage import backends
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
 
-def already_tried(env: Mapping[str, str], launched: tuple[int, ...] | None, failed: bool) -> bool:
+def already_tried(settings: Settings, launched: tuple[int, ...] | None, failed: bool) -> bool:
     """The pre-flight tried to repair this very file and could not, and said why. Trying again
     now would fail the same way, or spend a refresh token the endpoint just refused
     (invalid_grant) or may already have spent: never. A file changed since is a new case."""
-    return failed and launched is not None and backends.identity(env) == launched
+    return failed and launched is not None and backends.identity(settings) == launched
 
 
 def repair(
-    env: Mapping[str, str], launched: tuple[int, ...] | None, *, refused: bool, run: int = 1
+    settings: Settings, launched: tuple[int, ...] | None, *, refused: bool, run: int = 1
 ) -> str | None:
     """Make the stored login usable again. Returns None when it is, else one line saying why not.
 
@@ -41,14 +41,14 @@ def repair(
     from claude_wrap.logfile.log import logger  # noqa: PLC0415
     from claude_wrap.refresh import refresher, renewal  # noqa: PLC0415
 
-    log = logger(env)
+    log = logger(settings)
     try:
-        storage = backends.open_storage(env)
+        storage = backends.open_storage(settings)
         unchanged = launched is not None and storage.identity() == launched
         if not refused:
             # "Not logged in" while the login looks fine and is the one claude read: claude and
             # we disagree about it, and only a new token can settle that.
-            _, verdict = refresher.assess(storage, int(paths.refresh_window(env) * 1000))
+            _, verdict = refresher.assess(storage, settings.refresh_window_ms)
             refused = verdict.state == login.State.OK
         force = refused and unchanged
         log.info(
@@ -58,7 +58,7 @@ def repair(
             "unchanged" if unchanged else "changed since launch",
             force,
         )
-        outcome = renewal.ensure_fresh(env, force=force)
+        outcome = renewal.ensure_fresh(settings, force=force)
     except Interrupted:
         raise
     except WrapError as exc:
@@ -66,12 +66,12 @@ def repair(
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - a bug here must not hide claude's own output
         log.opt(exception=exc).error("watch: repair crashed")
-        return f"internal error while repairing the login, see {paths.log_file(env)}"
+        return f"internal error while repairing the login, see {settings.log_file}"
     log.info("watch: repair done: {}", outcome.action)
     return None
 
 
-def heal(env: Mapping[str, str]) -> None:
+def heal(settings: Settings) -> None:
     """The credentials file changed under a running session: when the change broke the login in
     a way a refresh fixes (scopes dropped by a third-party tool, above all), fix it now, before
     claude's next request meets it. Never forced, never raises: a failure here is logged, and
@@ -82,10 +82,10 @@ def heal(env: Mapping[str, str]) -> None:
     from claude_wrap.logfile.log import logger  # noqa: PLC0415
     from claude_wrap.refresh import refresher, renewal  # noqa: PLC0415
 
-    log = logger(env)
+    log = logger(settings)
     try:
-        window_ms = int(paths.refresh_window(env) * 1000)
-        _, verdict = refresher.assess(backends.open_storage(env), window_ms)
+        window_ms = settings.refresh_window_ms
+        _, verdict = refresher.assess(backends.open_storage(settings), window_ms)
         if verdict.state not in login.REFRESHABLE and verdict.state != login.State.OK:
             return
         if verdict.state != login.State.OK:
@@ -93,7 +93,7 @@ def heal(env: Mapping[str, str]) -> None:
                      verdict.state, verdict.detail)
         # A usable login may still lack fields another tool dropped (subscriptionType): the
         # local repair puts them back; a login that lacks nothing is left alone.
-        outcome = renewal.ensure_fresh(env)
+        outcome = renewal.ensure_fresh(settings)
         if outcome.action == refresher.Action.NONE:
             return
     except WrapError as exc:
@@ -105,25 +105,25 @@ def heal(env: Mapping[str, str]) -> None:
     log.info("guard: repair done: {}", outcome.action)
 
 
-def await_lock(env: Mapping[str, str], stopped: Callable[[], bool]) -> str | None:
-    """claude said another Claude Code process is refreshing the login: it holds the refresh
-    lock, or left it when it exited mid-refresh (protocol.md section 10). Wait, up to the lock
-    wait (CLAUDE_WRAP_LOCK_TIMEOUT), until no lock of the config folder is held by a holder
-    that may be alive, by the rules `lock` applies (gone, stale, or its holder proven gone, which
-    claude takes over itself). Nothing is taken, removed or sent: never a refresh over another
-    process's lock. Returns None when the run may be retried, else one line saying why not."""
+def await_lock(settings: Settings, stopped: Callable[[], bool]) -> str | None:
+    """claude said another Claude Code process is refreshing the login: it holds the refresh lock,
+    or left it when it exited mid-refresh (docs/protocol.md sections 3 and 6). Wait, up to the lock
+    wait (CLAUDE_WRAP_LOCK_TIMEOUT), until no lock of the config folder is held by a holder that may
+    be alive, by the rules `lock` applies (gone, stale, or its holder proven gone, which claude
+    takes over itself). Nothing is taken, removed or sent: never a refresh over another process's
+    lock. Returns None when the run may be retried, else one line saying why not."""
     import os  # noqa: PLC0415 - only after claude said the lock was busy (no `os` on the hot path)
     import time  # noqa: PLC0415
 
     from claude_wrap.locks import lock  # noqa: PLC0415
 
-    cfg = paths.config_dir(env)
-    refresh_path, legacy_path = paths.refresh_lock(cfg), paths.legacy_lock(cfg)
+    cfg = settings.config_dir
+    refresh_path, legacy_path = refresh_lock_dir(cfg), legacy_lock_dir(cfg)
     held = [
         lock.DirLock(refresh_path, owner=(cfg, legacy_path)),
         lock.DirLock(legacy_path),
     ]
-    wait_s = paths.lock_wait(env)
+    wait_s = settings.lock_wait
     deadline = time.monotonic() + wait_s
     while True:
         busy = [d.path for d in held if os.path.isdir(d.path) and not d.judge()]

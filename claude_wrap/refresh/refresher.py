@@ -11,7 +11,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap.config import paths
+from claude_wrap.config.settings import Settings, legacy_lock_dir, refresh_lock_dir, write_lock_dir
 from claude_wrap.errors import (
     LOGIN_HINT,
     CredentialsError,
@@ -28,7 +28,7 @@ from claude_wrap.shim import fastpath
 from claude_wrap.storage import backends, filestore, memory, store
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Iterator
 
     from claude_wrap.locks.flock import FolderFlock
     from claude_wrap.storage.store import Storage
@@ -59,17 +59,17 @@ class _Replaced(Exception):  # noqa: N818 - control flow, never shown
 class _Log:
     """The log, set up when first written to (see ensure_fresh)."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(logger(self.env), name)
+        return getattr(logger(self.settings), name)
 
 
-def _note(env: Mapping[str, str], message: str, *args: object) -> None:
+def _note(settings: Settings, message: str, *args: object) -> None:
     """A line worth having only when debugging: waiting and adopting are not events."""
-    if paths.debug(env):
-        logger(env).info(message, *args)
+    if settings.debug:
+        logger(settings).info(message, *args)
 
 
 class FreshnessReport:
@@ -118,8 +118,13 @@ def assess(
     return snap, login.judge(snap.doc, at_ms, window_ms)
 
 
-def remember(
-    storage: Storage, snap: Any, verdict: login.Verdict, window_ms: int, at_ms: int | None = None
+def remember(  # noqa: PLR0917 - one settings, then what was judged
+    settings: Settings,
+    storage: Storage,
+    snap: Any,
+    verdict: login.Verdict,
+    window_ms: int,
+    at_ms: int | None = None,
 ) -> None:
     """Note a usable login for the runs to come: the memory of its scopes and fields (written
     only when they changed) and, for a file, the verdict cache the shim's healthy runs trust
@@ -130,22 +135,23 @@ def remember(
     if snap is None or verdict.state != login.State.OK:
         return
     at_ms = now_ms() if at_ms is None else at_ms
-    memory.note(storage.where, snap.doc)
+    memory.note(storage.where, snap.doc, settings)
     if storage.kind == "file":
         fastpath.remember(
+            settings,
             storage.where, snap.ident, verdict.expires_at, window_ms, at_ms, verdict.login_ends_at
         )
 
 
 def look(
-    source: str | Storage, window_ms: int, at_ms: int | None = None
+    settings: Settings, source: str | Storage, window_ms: int, at_ms: int | None = None
 ) -> tuple[Any, login.Verdict]:
     """assess, then remember what it found: for the paths that run claude or read the verdict
     cache themselves (a guest's pull, `status --short` for prompts)."""
     at_ms = now_ms() if at_ms is None else at_ms
     storage = filestore.FileStorage(source) if isinstance(source, str) else source
     snap, verdict = assess(storage, window_ms, at_ms)
-    remember(storage, snap, verdict, window_ms, at_ms)
+    remember(settings, storage, snap, verdict, window_ms, at_ms)
     return snap, verdict
 
 
@@ -164,12 +170,12 @@ def _token_of(snap: Any) -> str:
     return login.refresh_token(snap.doc) if snap is not None else ""
 
 
-def settled(storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
+def settled(settings: Settings, storage: Storage, window_ms: int) -> tuple[Any, login.Verdict]:
     """The login as it is now, once it has settled (store.settle: waited for a moment while it
     cannot be parsed and may be half-way through a rewrite), remembered when usable (see
     `remember`): the shim's judgement of a login it found due or not judged yet."""
     snap, verdict = _settle(storage, window_ms)
-    remember(storage, snap, verdict, window_ms)
+    remember(settings, storage, snap, verdict, window_ms)
     return snap, verdict
 
 
@@ -255,7 +261,7 @@ def describe(before: Any, after: Any) -> list[str]:
 
 
 def ensure_fresh(
-    env: Mapping[str, str] = os.environ,
+    settings: Settings,
     *,
     force: bool = False,
     on_slow: Callable[[], None] | None = None,
@@ -269,16 +275,16 @@ def ensure_fresh(
     Raises a WrapError subclass when it cannot; the file is then exactly as it was.
     The owner's side only: a guest pulls instead (renewal.ensure_fresh picks).
     """
-    if paths.guest_setting(env):  # a bug, never the user's doing: a guest must never refresh
+    if settings.guest_setting:  # a bug, never the user's doing: a guest must never refresh
         raise RuntimeError("refresher.ensure_fresh called for a guest; use renewal.ensure_fresh")
-    storage = backends.open_storage(env)
+    storage = backends.open_storage(settings)
     path = storage.where
     cfg = storage.lock_dir
-    window_ms = int(paths.refresh_window(env) * 1000)
-    snap, before = settled(storage, window_ms)
+    window_ms = settings.refresh_window_ms
+    snap, before = settled(settings, storage, window_ms)
     fixable_here = (login.State.OK, login.State.MISSING_SCOPES)
     if not force and snap is not None and before.state in fixable_here:
-        local = _repair_locally(env, storage, snap, before, window_ms)
+        local = _repair_locally(settings, storage, snap, before, window_ms)
         if local is not None:
             return local
     if before.state == login.State.OK and not force:
@@ -287,14 +293,12 @@ def ensure_fresh(
     if error is not None:
         raise error
 
-    from claude_wrap.refresh import oauth  # noqa: PLC0415 - httpx stays off the healthy path
-
-    url = oauth.check_url(paths.token_url(env))
+    url = settings.token_url  # checked once, there: https, or http to a loopback host
     # loguru on first use only: of a herd of shims on one expired login, all but one just wait and
     # adopt, and importing httpx and loguru before waiting made the herd CPU-bound (bench/run).
-    log = _Log(env)
+    log = _Log(settings)
     seen = _access(snap)
-    _note(env, "login is {} ({}); refreshing under the locks", before.state, before.detail)
+    _note(settings, "login is {} ({}); refreshing under the locks", before.state, before.detail)
 
     def changed_and_ok() -> bool:
         snap2, verdict = assess(storage, window_ms)
@@ -305,67 +309,86 @@ def ensure_fresh(
             _signals_raise(),
             lock.refresh_locks(
                 cfg,
-                refresh_path=paths.refresh_lock(cfg),
-                legacy_path=paths.legacy_lock(cfg),
-                wait_s=paths.lock_wait(env),
+                refresh_path=refresh_lock_dir(cfg),
+                legacy_path=legacy_lock_dir(cfg),
+                wait_s=settings.lock_wait,
                 on_wait=changed_and_ok,
-                records=paths.lock_records(env),
+                records=settings.lock_records,
                 held=held,
             ) as taken_locks,
         ):
             for taken in taken_locks:
                 if taken.taken_over:
-                    _note(env, "took over the {} lock folder {}", taken.taken_over, taken.path)
-            # Re-read under the lock: whoever held it may have just refreshed.
-            snap, current = settled(storage, window_ms)
-            if current.state == login.State.OK and (not force or _access(snap) != seen):
-                action = Action.ADOPTED if _access(snap) != seen else Action.NONE
-                _note(env, "login is usable after taking the lock: {}", action)
-                if action == Action.ADOPTED:
-                    _adopted(env, before)
-                return FreshnessReport(action, before, current, [])
-            if not force and current.state == login.State.MISSING_SCOPES:
-                local = _repair_locally(env, storage, snap, current, window_ms)
-                if local is not None:
-                    return local
-            error = unfixable(path, current)
-            if error is not None:
-                raise error
-            return _refresh(env, storage, snap, before, url, log, on_slow, held)
+                    _note(settings, "took over the {} lock folder {}", taken.taken_over, taken.path)
+            snap, done = _done_meanwhile(
+                settings, storage, before, seen, force=force, window_ms=window_ms
+            )
+            if done is not None:
+                return done
+            return _refresh(settings, storage, snap, before, url, log, on_slow, held)
     except lock.WaitEnded:
-        snap, current = look(storage, window_ms)
-        _note(env, "another process refreshed the login while we waited; adopted")
-        _adopted(env, before)
+        snap, current = look(settings, storage, window_ms)
+        _note(settings, "another process refreshed the login while we waited; adopted")
+        _adopted(settings, before)
         return FreshnessReport(Action.ADOPTED, before, current, [])
     except _Replaced:
-        snap, current = look(storage, window_ms)
-        _note(env, "another process refreshed the login just before our request; adopted")
-        _adopted(env, before)
+        snap, current = look(settings, storage, window_ms)
+        _note(settings, "another process refreshed the login just before our request; adopted")
+        _adopted(settings, before)
         return FreshnessReport(Action.ADOPTED, before, current, [])
 
 
-def _adopted(env: Mapping[str, str], before: login.Verdict) -> None:
-    event(Event.ADOPT, paths.config_dir(env), f"login was {before.state}; another process had "
-          "renewed it, nothing spent", env)
+def _done_meanwhile(
+    settings: Settings,
+    storage: Storage,
+    before: login.Verdict,
+    seen: str,
+    *,
+    force: bool,
+    window_ms: int,
+) -> tuple[Any, FreshnessReport | None]:
+    """The login re-read under the locks, since whoever held them may have just refreshed it:
+    (its snapshot, the outcome when no token need be sent: another process renewed it, or what
+    was stripped is restored locally). Raises when no refresh can fix it."""
+    snap, current = settled(settings, storage, window_ms)
+    if current.state == login.State.OK and (not force or _access(snap) != seen):
+        action = Action.ADOPTED if _access(snap) != seen else Action.NONE
+        _note(settings, "login is usable after taking the lock: {}", action)
+        if action == Action.ADOPTED:
+            _adopted(settings, before)
+        return snap, FreshnessReport(action, before, current, [])
+    if not force and current.state == login.State.MISSING_SCOPES:
+        local = _repair_locally(settings, storage, snap, current, window_ms)
+        if local is not None:
+            return snap, local
+    error = unfixable(storage.where, current)
+    if error is not None:
+        raise error
+    return snap, None
+
+
+def _adopted(settings: Settings, before: login.Verdict) -> None:
+    event(Event.ADOPT, settings.config_dir, f"login was {before.state}; another process had "
+          "renewed it, nothing spent", settings)
 
 
 def _repair_locally(
-    env: Mapping[str, str], storage: Storage, snap: Any, before: login.Verdict, window_ms: int
+    settings: Settings, storage: Storage, snap: Any, before: login.Verdict, window_ms: int
 ) -> FreshnessReport | None:
     """Restore what was stripped when the access token is still good (restore.py); None when
     that is not the fix (no memory, a due token, the file changed meanwhile)."""
-    restored = restore.repair(storage, snap, env, now_ms(), window_ms)
+    restored = restore.repair(storage, snap, settings, now_ms(), window_ms)
     if restored is None:
         return None
-    _, after = look(storage, window_ms)
-    event(Event.REPAIR, paths.config_dir(env), f"login was {before.state}; restored "
-          f"{', '.join(restored)} locally, no token request", env)
+    _, after = look(settings, storage, window_ms)
+    event(Event.REPAIR, settings.config_dir, f"login was {before.state}; restored "
+          f"{', '.join(restored)} locally, no token request", settings)
     restored_text = f"restored {', '.join(restored)} locally"
     return FreshnessReport(Action.REPAIRED, before, after, [restored_text])
 
 
 def _refresh(  # noqa: PLR0917 - private, called once
-    env: Mapping[str, str],
+    settings: Settings,
     storage: Storage,
     snap: Any,
     before: login.Verdict,
@@ -374,111 +397,30 @@ def _refresh(  # noqa: PLR0917 - private, called once
     on_slow: Callable[[], None] | None,
     held: FolderFlock | None,
 ) -> FreshnessReport:
-    from claude_wrap.refresh import oauth  # noqa: PLC0415
-
-    cfg = storage.lock_dir
-    window_ms = int(paths.refresh_window(env) * 1000)
+    window_ms = settings.refresh_window_ms
     path = storage.where
     log.info("login is {} ({}); refreshing", before.state, before.detail)
     oauth_doc = login.oauth_section(snap.doc) or {}
-    refresh_token = oauth_doc.get("refreshToken")
-    assert isinstance(refresh_token, str) and refresh_token  # unfixable() checked
-    failed = _failed_tokens.get(refresh_token)
-    if failed is not None:
-        log.info("not sending the refresh token again: it already failed in this run ({})",
-                 type(failed).__name__)
-        raise failed
-    sent = snap
+    refresh_token = _unfailed_token(oauth_doc, log)
     # Ask as the release in use asks: its User-Agent, and its scopes added to the stored ones
     # (never fewer than the login has: a refresh that asks for fewer narrows it).
-    release = binary.in_use(env)
-    asked = binary.refresh_scopes(release, env)
+    release = binary.in_use(settings)
+    asked = binary.refresh_scopes(release, settings)
     log.info("the real claude is {}; sending its request's form", release or "of unknown version")
 
-    remembered = memory.applicable(oauth_doc, memory.recall(storage.where))
+    remembered = memory.applicable(oauth_doc, memory.recall(storage.where, settings))
     remembered_scopes = remembered.scopes if remembered is not None else []
-
-    def scopes_of(doc: object) -> list[str]:
-        return binary.union(login.request_scopes(doc, remembered_scopes), asked)
-
-    def freshest() -> tuple[str, list[str]]:
-        """The token to send, read from the file at the last moment (see oauth.refresh_tokens).
-
-        Tools that take no lock (the old third-party refreshers) spend the token and rewrite the
-        file whenever they like. Caught by the soak (issue 9): a shim read the file, built its
-        HTTP client for a second on a loaded machine, and sent a token such a tool had spent
-        meanwhile; the server took that for a replay and revoked the whole login.
-        """
-        nonlocal sent
-        current, verdict = _settle(storage, window_ms)
-        if verdict.state == login.State.MALFORMED:
-            # It parsed under the lock, so someone is writing it now, most likely with the
-            # token we hold already spent: sending it could revoke the login (the soak saw it).
-            raise CredentialsError(
-                storage.where,
-                "was being rewritten by another program when the refresh was due (it did not parse,"
-                f" and still did not after up to {store.SETTLE_LIMIT_S:g} s); nothing was sent",
-                "run again in a moment",
-            )
-        if verdict.state == login.State.OK and _access(current) != _access(snap):
-            raise _Replaced
-        if verdict.state in login.REFRESHABLE and _token_of(current):
-            sent = current  # rotated behind our back: send the new one, merge into its file
-        token = _token_of(sent)
-        failed_now = _failed_tokens.get(token)
-        if failed_now is not None:
-            raise failed_now
-        return token, scopes_of(sent.doc)
+    request = _Request(storage, snap, window_ms, asked, remembered_scopes)
 
     storage.tidy()
-    try:
-        # Whatever we would write must be writable JSON before the token is spent.
-        store.serialise(snap.doc)
-    except ValueError as exc:
-        raise CredentialsError(
-            path, f"holds a value JSON cannot store ({exc})", "fix or remove that value"
-        ) from None
+    _check_storable(path, snap)
     mode = _mode(path) if storage.kind == "file" else 0o600
     # Reserve the new file's space before the token is spent: a full disk fails here, harmlessly.
     with storage.pending(reserve=len(snap.raw) + 65536) as pending, _signals_held():
-        timer = threading.Timer(1.0, on_slow) if on_slow else None
-        if timer:
-            timer.daemon = True
-            timer.start()
-        try:
-            response = oauth.refresh_tokens(
-                refresh_token,
-                scopes_of(snap.doc),
-                url=url,
-                client_id=paths.client_id(env),
-                budget_s=paths.refresh_budget(env),
-                latest=freshest,
-                user_agent=binary.user_agent(release),
-                # The request is out: our waiting shims may use the CPU now (flock.py).
-                sent=held.open_gate if held is not None else None,
-            )
-        except (RefreshRejectedError, RefreshOutcomeUnknownError) as exc:
-            _failed_tokens[_token_of(sent)] = exc
-            event(Event.FAILURE, paths.config_dir(env), str(exc), env)
-            raise
-        finally:
-            if timer:
-                timer.cancel()
-        snap = sent
-        with lock.write_lock(paths.write_lock(cfg), records=paths.lock_records(env)):
-            # Merge into the file as it is now: keep anything another writer changed meanwhile.
-            try:
-                latest = storage.read()
-            except CredentialsError:
-                latest = None
-            base = latest.doc if latest is not None and isinstance(latest.doc, dict) else snap.doc
-            asked = scopes_of(sent.doc)  # what the request asked for: granted, when it says not
-            new_doc = login.merged(base, response, now_ms(), asked)
-            # A stripped login gets its subscriptionType and the like back with its new token.
-            section, _ = restore.fill(new_doc[login.OAUTH_KEY], remembered, restore_scopes=False)
-            new_doc[login.OAUTH_KEY] = section
-            pending.commit(new_doc, token_spent=True)
-    _, after = look(storage, window_ms)
+        response = _send(settings, request, refresh_token, url, release, on_slow, held)
+        snap = request.sent
+        new_doc = _store_new(settings, storage, pending, request, response, remembered)
+    _, after = look(settings, storage, window_ms)
     if held is not None:
         # The new login is stored and in the verdict cache: let the shims of ours waiting on the
         # flock (flock.take_turn) go on now, while we log, remove our lock folders and start
@@ -491,11 +433,151 @@ def _refresh(  # noqa: PLR0917 - private, called once
     # A repair: the login looked fine to us but was refused, or had lost its scopes.
     repaired = before.state in (login.State.MISSING_SCOPES, login.State.OK)
     kind = Event.REPAIR if repaired else Event.REFRESH
-    event(kind, paths.config_dir(env), f"login was {before.state}: {'; '.join(changes)}", env)
+    event(kind, settings.config_dir, f"login was {before.state}: {'; '.join(changes)}", settings)
     warnings = []
     if mode & 0o077:
         warnings.append(f"{path} was readable by other users (mode {mode:04o}); it is now 0600")
     return FreshnessReport(Action.REFRESHED, before, after, changes, warnings)
+
+
+def _unfailed_token(oauth_doc: dict[str, Any], log: Any) -> str:
+    """The stored refresh token; raises the error it got when it already failed in this run."""
+    refresh_token = oauth_doc.get("refreshToken")
+    assert isinstance(refresh_token, str) and refresh_token  # unfixable() checked
+    failed = _failed_tokens.get(refresh_token)
+    if failed is not None:
+        log.info("not sending the refresh token again: it already failed in this run ({})",
+                 type(failed).__name__)
+        raise failed
+    return refresh_token
+
+
+class _Request:
+    """What one refresh sends: the snapshot its token comes from (`sent`: the one read before
+    the locks, or a rotated one read at the last moment) and the scopes it asks for."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        snap: Any,
+        window_ms: int,
+        asked: list[str],
+        remembered_scopes: list[str],
+    ) -> None:
+        self.storage = storage
+        self.snap = snap
+        self.sent = snap
+        self.window_ms = window_ms
+        self.asked = asked
+        self.remembered_scopes = remembered_scopes
+
+    def scopes_of(self, doc: object) -> list[str]:
+        return binary.union(login.request_scopes(doc, self.remembered_scopes), self.asked)
+
+    def freshest(self) -> tuple[str, list[str]]:
+        """The token to send, read from the file at the last moment (see oauth.refresh_tokens).
+
+        Tools that take no lock (the old third-party refreshers) spend the token and rewrite the
+        file whenever they like. Caught by the soak (issue 9): a shim read the file, built its
+        HTTP client for a second on a loaded machine, and sent a token such a tool had spent
+        meanwhile; the server took that for a replay and revoked the whole login.
+        """
+        storage = self.storage
+        current, verdict = _settle(storage, self.window_ms)
+        if verdict.state == login.State.MALFORMED:
+            # It parsed under the lock, so someone is writing it now, most likely with the
+            # token we hold already spent: sending it could revoke the login (the soak saw it).
+            raise CredentialsError(
+                storage.where,
+                "was being rewritten by another program when the refresh was due (it did not parse,"
+                f" and still did not after up to {store.SETTLE_LIMIT_S:g} s); nothing was sent",
+                "run again in a moment",
+            )
+        if verdict.state == login.State.OK and _access(current) != _access(self.snap):
+            raise _Replaced
+        if verdict.state in login.REFRESHABLE and _token_of(current):
+            self.sent = current  # rotated behind our back: send the new one, merge into its file
+        token = _token_of(self.sent)
+        failed_now = _failed_tokens.get(token)
+        if failed_now is not None:
+            raise failed_now
+        return token, self.scopes_of(self.sent.doc)
+
+
+def _check_storable(path: str, snap: Any) -> None:
+    """Whatever we would write must be writable JSON before the token is spent."""
+    try:
+        store.serialise(snap.doc)
+    except ValueError as exc:
+        raise CredentialsError(
+            path, f"holds a value JSON cannot store ({exc})", "fix or remove that value"
+        ) from None
+
+
+def _send(  # noqa: PLR0917 - private, called once
+    settings: Settings,
+    request: _Request,
+    refresh_token: str,
+    url: str,
+    release: str | None,
+    on_slow: Callable[[], None] | None,
+    held: FolderFlock | None,
+) -> dict[str, Any]:
+    """The token request (`on_slow` called when no answer came within a second). A token the
+    endpoint refused, or whose request got no answer, is not sent again (_failed_tokens)."""
+    from claude_wrap.refresh import oauth  # noqa: PLC0415
+
+    timer = threading.Timer(1.0, on_slow) if on_slow else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    try:
+        response = oauth.refresh_tokens(
+            refresh_token,
+            request.scopes_of(request.snap.doc),
+            url=url,
+            client_id=settings.client_id,
+            budget_s=settings.refresh_budget,
+            latest=request.freshest,
+            user_agent=binary.user_agent(release),
+            # The request is out: our waiting shims may use the CPU now (flock.py).
+            sent=held.open_gate if held is not None else None,
+        )
+    except (RefreshRejectedError, RefreshOutcomeUnknownError) as exc:
+        _failed_tokens[_token_of(request.sent)] = exc
+        event(Event.FAILURE, settings.config_dir, str(exc), settings)
+        raise
+    finally:
+        if timer:
+            timer.cancel()
+    return response
+
+
+def _store_new(  # noqa: PLR0917 - private, called once
+    settings: Settings,
+    storage: Storage,
+    pending: Any,
+    request: _Request,
+    response: dict[str, Any],
+    remembered: memory.Remembered | None,
+) -> dict[str, Any]:
+    """The new tokens merged into the login and committed; the document written."""
+    cfg = storage.lock_dir
+    sent = request.sent
+    with lock.write_lock(write_lock_dir(cfg), records=settings.lock_records):
+        # Merge into the file as it is now: keep anything another writer changed meanwhile.
+        try:
+            latest = storage.read()
+        except CredentialsError:
+            latest = None
+        base = latest.doc if latest is not None and isinstance(latest.doc, dict) else sent.doc
+        asked = request.scopes_of(sent.doc)  # what the request asked for: granted, when it says not
+        new_doc = login.merged(base, response, now_ms(), asked)
+        # A stripped login gets its subscriptionType and the like back with its new token.
+        section, _ = restore.fill(new_doc[login.OAUTH_KEY], remembered, restore_scopes=False)
+        new_doc[login.OAUTH_KEY] = section
+        pending.commit(new_doc, token_spent=True)
+    return new_doc
 
 
 def _mode(path: str) -> int:

@@ -5,29 +5,28 @@ back: guest.py's owner side uses the refresher, and the refresher knows nothing 
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
-from claude_wrap.config import paths
+from claude_wrap.config.settings import Settings
 from claude_wrap.refresh import refresher
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
     from claude_wrap.locks.flock import FolderFlock
 
 
 def ensure_fresh(
-    env: Mapping[str, str] = os.environ,
+    settings: Settings,
     *,
     force: bool = False,
     on_slow: Callable[[], None] | None = None,
     held: FolderFlock | None = None,
 ) -> refresher.FreshnessReport:
     """refresher.ensure_fresh's contract (see there), on a guest the guest's pull."""
-    owner = paths.guest_setting(env)
+    owner = settings.guest_setting
     if owner:  # a guest borrows its owner's login: it pulls, it never refreshes (guest.py)
         from claude_wrap.guests import guest  # noqa: PLC0415 - subprocess and json: guests only
 
-        return guest.ensure_fresh(env, owner, force=force)
-    return refresher.ensure_fresh(env, force=force, on_slow=on_slow, held=held)
+        return guest.ensure_fresh(settings, owner, force=force)
+    return refresher.ensure_fresh(settings, force=force, on_slow=on_slow, held=held)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap.config import paths
+from claude_wrap.config.settings import Settings, write_lock_dir
 from claude_wrap.errors import CredentialsError
 from claude_wrap.judging import login
 from claude_wrap.locks import lock
@@ -31,7 +31,7 @@ from claude_wrap.refresh import binary
 from claude_wrap.storage import memory
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
     from claude_wrap.storage.store import Snapshot, Storage
 
@@ -120,10 +120,10 @@ def plan(
     return out, restored
 
 
-def release_scopes(env: Mapping[str, str]) -> list[str]:
+def release_scopes(settings: Settings) -> list[str]:
     """The scopes the Claude Code in use asks for in its own refresh (the base set when its
     version cannot be told): what it would store for this login after a refresh."""
-    return binary.refresh_scopes(binary.in_use(env), env)
+    return binary.refresh_scopes(binary.in_use(settings), settings)
 
 
 def _tokens(doc: object) -> tuple[object, object]:
@@ -135,16 +135,16 @@ def _tokens(doc: object) -> tuple[object, object]:
 
 
 def repair(
-    storage: Storage, snap: Snapshot, env: Mapping[str, str], now_ms: int, window_ms: int
+    storage: Storage, snap: Snapshot, settings: Settings, now_ms: int, window_ms: int
 ) -> list[str] | None:
     """Restore locally what `snap` lacks, if a local repair fixes it: the names restored, or
     None when it does not apply (or the file changed under us: the caller judges it afresh)."""
-    remembered = memory.recall(storage.where)
-    asked = functools.cache(lambda: release_scopes(env))
+    remembered = memory.recall(storage.where, settings)
+    asked = functools.cache(lambda: release_scopes(settings))
     if plan(snap.doc, remembered, now_ms, window_ms, asked) is None:
         return None
     judged = _tokens(snap.doc)
-    with lock.write_lock(paths.write_lock(storage.lock_dir), records=paths.lock_records(env)):
+    with lock.write_lock(write_lock_dir(storage.lock_dir), records=settings.lock_records):
         # Re-read under the lock: only write over the very tokens we judged, never over a
         # login someone else has written meanwhile.
         try:
@@ -163,14 +163,14 @@ def repair(
             # token). The storage checks its identity again at the last moment it can.
             if not pending.commit(doc, token_spent=False, unless_changed=latest.ident):
                 return None
-    _log(env).info(
+    _log(settings).info(
         "repaired locally: restored {} (the access token is good; no token request)",
         ", ".join(restored),
     )
     return restored
 
 
-def _log(env: Mapping[str, str]) -> Any:
+def _log(settings: Settings) -> Any:
     from claude_wrap.logfile.log import logger  # noqa: PLC0415
 
-    return logger(env)
+    return logger(settings)

@@ -2,7 +2,7 @@
 
 This is the hot path of every `claude` run. A healthy run stats the credentials file and reads
 one small cache file; it imports only `posix`, `sys` and our own light modules: not even `os`
-(fspath.py says why; the environment is decoded here, as os.environ would). Everything heavier
+(fspath.py says why; settings.py decodes the environment, as os.environ would). Everything heavier
 (json, httpx, loguru, psutil, pexpect; os for the watchers) is imported only when a run needs it.
 
 Then it runs claude one of two ways. Watched (the default, for runs that use the stored login),
@@ -20,7 +20,9 @@ from __future__ import annotations
 import posix
 import sys
 
-from claude_wrap.config import fspath, paths
+from claude_wrap.config import fspath
+from claude_wrap.config import settings as config
+from claude_wrap.config.settings import ACTIVE_ENV, Settings
 from claude_wrap.shim import fastpath, locate
 
 TYPE_CHECKING = False
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from claude_wrap.locks.flock import FolderFlock
     from claude_wrap.watch.process import RunEnd
 
-ACTIVE = paths.ACTIVE_ENV
+ACTIVE = ACTIVE_ENV
 # Runs that never use the stored login: no point in checking it first.
 NO_AUTH_FLAGS = frozenset(("--version", "-v", "--help", "-h"))
 NO_AUTH_COMMANDS = (("auth", "login"), ("auth", "logout"), ("setup-token",))
@@ -52,8 +54,8 @@ def enable_site() -> None:
     enable_site()
 
 
-def uses_stored_login(args: list[str], env: Mapping[str, str]) -> bool:
-    if paths.login_given_otherwise(env):
+def uses_stored_login(args: list[str], settings: Settings) -> bool:
+    if settings.login_given_otherwise:
         return False
     for arg in args:
         if arg == "--":
@@ -63,47 +65,37 @@ def uses_stored_login(args: list[str], env: Mapping[str, str]) -> bool:
     return not any(tuple(args[: len(cmd)]) == cmd for cmd in NO_AUTH_COMMANDS)
 
 
-def preflight(env: Mapping[str, str]) -> bool:
+def preflight(settings: Settings) -> bool:
     """Repair the login if it needs it. Never raises: problems become one line on stderr, and
     False (the watcher then does not try the same repair again)."""
     held = None
     try:
-        cred = paths.credentials_file(env)
-        window_ms = int(paths.refresh_window(env) * 1000)
+        cred = settings.credentials_file
+        window_ms = settings.refresh_window_ms
         # The verdict cache knows files only: a Keychain login is judged afresh each run.
-        if paths.storage_kind(env) == "file":
+        if settings.storage_kind == "file":
             now = _now_ms()
-            fine, ends_at = fastpath.judged(cred, window_ms, now, env)
+            fine, ends_at = fastpath.judged(cred, window_ms, now, settings)
             if fine:
                 if ends_at is not None and ends_at - now < NOTICE_WITHIN_MS:
-                    login_end_notice(ends_at, now, env)
+                    login_end_notice(ends_at, now, settings)
                 return True
-            held, fine = _take_turn(cred, window_ms, env)
+            held, fine = _take_turn(cred, window_ms, settings)
             if not fine:
-                _slow_preflight(env, held)
+                _slow_preflight(settings, held)
             # Judged afresh (the cache refilled): the login's end is known from it again.
             now = _now_ms()
-            fine, ends_at = fastpath.judged(cred, window_ms, now, env)
+            fine, ends_at = fastpath.judged(cred, window_ms, now, settings)
             if fine and ends_at is not None and ends_at - now < NOTICE_WITHIN_MS:
-                login_end_notice(ends_at, now, env)
+                login_end_notice(ends_at, now, settings)
             return True
-        _slow_preflight(env, held)
+        _slow_preflight(settings, held)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    except BaseException as exc:
-        from claude_wrap.config.paths import SettingError  # noqa: PLC0415
-        from claude_wrap.errors import Interrupted, WrapError  # noqa: PLC0415
-
-        if isinstance(exc, Interrupted):
-            raise SystemExit(128 + exc.signum) from None
-        if isinstance(exc, SystemExit):
-            raise
-        if isinstance(exc, (WrapError, SettingError)):
-            say(f"{exc} (running claude anyway)")
-            _log_failure(env, exc, trace=False)
-        else:
-            log = _log_failure(env, exc, trace=True)
-            say(f"internal error while checking the login, see {log} (running claude anyway)")
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - said on one line, then claude runs anyway
+        _preflight_failed(settings, exc)
         return False
     finally:
         if held is not None:
@@ -111,10 +103,27 @@ def preflight(env: Mapping[str, str]) -> bool:
     return True
 
 
-def login_end_notice(ends_at: int, now_ms: int, env: Mapping[str, str]) -> None:
+def _preflight_failed(settings: Settings, exc: BaseException) -> None:
+    """A pre-flight that failed: one line on stderr (the trace in the log when it is a bug of
+    ours), so that claude runs anyway; a stop signal ends the run instead."""
+    from claude_wrap.config.settings import SettingError  # noqa: PLC0415
+    from claude_wrap.errors import Interrupted, WrapError  # noqa: PLC0415
+
+    if isinstance(exc, Interrupted):
+        raise SystemExit(128 + exc.signum) from None
+    if isinstance(exc, (WrapError, SettingError)):
+        say(f"{exc} (running claude anyway)")
+        _log_failure(settings, exc, trace=False)
+    else:
+        log = _log_failure(settings, exc, trace=True)
+        say(f"internal error while checking the login, see {log} (running claude anyway)")
+
+
+def login_end_notice(ends_at: int, now_ms: int, settings: Settings) -> None:
     """One line on stderr (never stdout: scripts parse it) when the login ends within a day, at
     most once an hour across all shims: the stamp file's mtime says when it was last said."""
-    stamp = paths.shim_notice_stamp(env)
+
+    stamp = settings.shim_notice_stamp
     try:
         if now_ms / 1000 - posix.stat(stamp).st_mtime < NOTICE_EVERY_S:
             return
@@ -124,7 +133,7 @@ def login_end_notice(ends_at: int, now_ms: int, env: Mapping[str, str]) -> None:
 
     say(f"warning: this {loginend.sentence(ends_at, now_ms)}")
     try:
-        paths.make_private_dirs(fspath.dirname(stamp))
+        fspath.make_private_dirs(fspath.dirname(stamp))
         posix.close(posix.open(stamp, posix.O_WRONLY | posix.O_CREAT | posix.O_CLOEXEC, 0o600))
         posix.utime(stamp, (now_ms / 1000, now_ms / 1000))
     except OSError:
@@ -138,7 +147,7 @@ def _now_ms() -> int:
 
 
 def _take_turn(
-    cred: str, window_ms: int, env: Mapping[str, str]
+    cred: str, window_ms: int, settings: Settings
 ) -> tuple[FolderFlock | None, bool]:
     """The login is due (or not judged yet): before `site` and the refresher's imports, take our
     flock of its folder, or wait while another process of ours holds it, most likely refreshing
@@ -150,17 +159,17 @@ def _take_turn(
 
     try:
         held = flock.take_turn(
-            fspath.dirname(cred), paths.lock_wait(env), paths.state_dir(env),
-            lambda: _warm_up(env),
+            fspath.dirname(cred), settings.lock_wait, settings.state_dir,
+            lambda: _warm_up(settings),
         )
     except OSError:
         return None, False  # no folder to lock: nothing to wait for; the slow path says why
     if held is not None:
         return held, False
-    return None, fastpath.still_ok(cred, window_ms, _now_ms(), env)
+    return None, fastpath.still_ok(cred, window_ms, _now_ms(), settings)
 
 
-def _warm_up(env: Mapping[str, str]) -> None:
+def _warm_up(settings: Settings) -> None:
     """While the holder of the flock waits on the network (flock.py: the gate), import what
     this run needs once its turn comes, so that the 31 others of a herd do not all import it
     at the moment the refresh lands (bench/run contention). Only a head start: whatever fails
@@ -168,7 +177,7 @@ def _warm_up(env: Mapping[str, str]) -> None:
     try:
         from claude_wrap.watch import process  # noqa: PLC0415
 
-        if not paths.watching(env):
+        if not settings.watching:
             return
         if posix.isatty(0) and posix.isatty(1):
             enable_site()
@@ -181,20 +190,20 @@ def _warm_up(env: Mapping[str, str]) -> None:
         pass
 
 
-def _slow_preflight(env: Mapping[str, str], held: FolderFlock | None) -> None:
+def _slow_preflight(settings: Settings, held: FolderFlock | None) -> None:
     enable_site()
     from claude_wrap.judging import login  # noqa: PLC0415
     from claude_wrap.refresh import refresher, renewal  # noqa: PLC0415
     from claude_wrap.storage import backends  # noqa: PLC0415
 
-    if paths.guest_setting(env):  # a guest: pull from the owner (guest.py), never refresh
-        outcome = renewal.ensure_fresh(env, held=held)
+    if settings.guest_setting:  # a guest: pull from the owner (guest.py), never refresh
+        outcome = renewal.ensure_fresh(settings, held=held)
         for warning in outcome.warnings:
             say(f"warning: {warning}")
         return
-    storage = backends.open_storage(env)
+    storage = backends.open_storage(settings)
     path = storage.where
-    _, verdict = refresher.settled(storage, int(paths.refresh_window(env) * 1000))
+    _, verdict = refresher.settled(settings, storage, settings.refresh_window_ms)
     if verdict.state == login.State.OK:
         return
     if verdict.state in (login.State.MISSING, login.State.LOGGED_OUT):
@@ -206,35 +215,35 @@ def _slow_preflight(env: Mapping[str, str], held: FolderFlock | None) -> None:
     from claude_wrap import feedback  # noqa: PLC0415
 
     with feedback.Spinner() as spinner:
-        outcome = refresher.ensure_fresh(env, on_slow=spinner.start, held=held)
+        outcome = refresher.ensure_fresh(settings, on_slow=spinner.start, held=held)
     for warning in outcome.warnings:
         say(f"warning: {warning}")
 
 
-def _log_failure(env: Mapping[str, str], exc: BaseException, *, trace: bool) -> str:
+def _log_failure(settings: Settings, exc: BaseException, *, trace: bool) -> str:
     try:
         enable_site()
         from claude_wrap.logfile.log import logger  # noqa: PLC0415
 
-        log = logger(env)
+        log = logger(settings)
         if trace:
             log.opt(exception=exc).error("pre-flight failed")
         else:
             log.warning("pre-flight: {}", exc)
     except Exception:  # noqa: BLE001, S110 - logging must never be why claude does not start
         pass
-    return paths.log_file(env)
+    return settings.log_file
 
 
-def find_real(env: Mapping[str, str], shim: str | None) -> str:
-    override = paths.real_claude_override(env)
+def find_real(settings: Settings, shim: str | None) -> str:
+    override = settings.real_claude_override
     if override:
         problem = locate.check_override(override, shim)
         if problem is None:
             return override
         say(f"CLAUDE_WRAP_REAL_CLAUDE={override} {problem}; looking on PATH instead")
     try:
-        return locate.find_real_claude(env, shim)
+        return locate.find_real_claude(settings, shim)
     except locate.ClaudeNotFoundError:
         say("claude: command not found")
         from claude_wrap.watch import process  # noqa: PLC0415 - only when there is no claude
@@ -242,7 +251,7 @@ def find_real(env: Mapping[str, str], shim: str | None) -> str:
         raise SystemExit(process.NOT_FOUND) from None
 
 
-def wrapped(args: list[str], shim: str | None, env: Mapping[str, str]) -> tuple[str, list[str]]:
+def wrapped(args: list[str], shim: str | None, settings: Settings) -> tuple[str, list[str]]:
     """Wrapper mode: VS Code's `claudeCode.claudeProcessWrapper` runs `<shim> <its own claude>
     ARGS`. When the first argument is the path of a Claude Code executable (or the npm package's
     cli.js), run that one, without it in the arguments. ("", args) when not in wrapper mode."""
@@ -252,7 +261,7 @@ def wrapped(args: list[str], shim: str | None, env: Mapping[str, str]) -> tuple[
         script = args[1] if len(args) > 1 else ""
         if (fspath.basename(script) in ("cli.js", "cli.mjs") and "claude-code" in script
                 and fspath.isfile(script)):
-            node = first if fspath.SEP in first else locate.find_node(env)
+            node = first if fspath.SEP in first else locate.find_node(settings)
             if node:
                 return node, args[1:]
         return "", args
@@ -262,7 +271,7 @@ def wrapped(args: list[str], shim: str | None, env: Mapping[str, str]) -> tuple[
     if base in ("cli.js", "cli.mjs"):
         if "claude-code" not in first or not fspath.isfile(first):
             return "", args
-        node = locate.find_node(env)
+        node = locate.find_node(settings)
         # Without node, the claude on PATH is the next best thing to run these arguments.
         return (node, [first, *args[1:]]) if node else ("", args[1:])
     if base not in ("claude", "claude.exe") and "/@anthropic-ai/claude-code" not in first:
@@ -274,46 +283,45 @@ def wrapped(args: list[str], shim: str | None, env: Mapping[str, str]) -> tuple[
     return first, args[1:]
 
 
-def run(args: list[str], shim: str | None, env: Mapping[str, str] | None = None) -> NoReturn:
-    env = paths.environ(env)
-    real, args = wrapped(args, shim, env)
-    if paths.nested(env) or paths.disabled(env):
+def run(args: list[str], shim: str | None, settings: Settings) -> NoReturn:
+    real, args = wrapped(args, shim, settings)
+    if settings.nested or settings.disabled:
         # Nested under another shim (which already did the pre-flight), or switched off.
-        _exec(real or find_real(env, shim), args, env)
-    real = real or find_real(env, shim)
-    child_env = dict(env)
-    child_env[ACTIVE] = "1"
-    if uses_stored_login(args, env):
-        repaired = preflight(env)
-        if paths.watching(env):
-            _watch(real, args, child_env, preflight_failed=not repaired)
-    _exec(real, args, child_env)
+        _exec(real or find_real(settings, shim), args, settings.child_env())
+    real = real or find_real(settings, shim)
+    if uses_stored_login(args, settings):
+        repaired = preflight(settings)
+        if settings.watching:
+            # CLAUDE_WRAP_ACTIVE=1 for the claude we run; made after the pre-flight, so that
+            # what it learnt (the guest line from the verdict cache) carries over.
+            _watch(real, args, settings.unnested(), preflight_failed=not repaired)
+    _exec(real, args, settings.unnested().child_env())
 
 
-def _watch(real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool) -> None:
+def _watch(real: str, args: list[str], settings: Settings, *, preflight_failed: bool) -> None:
     """Run claude as our child and watch its output for a login failure the pre-flight could not
     see coming (it repairs the login, then retries or lets the running TUI pick it up); then end
     as it ended. Returns only when the watch could not start (a bad setting): then exec."""
     from claude_wrap.watch import process  # noqa: PLC0415 - builtins only, on every watched run
 
     try:
-        with _rollover(env):
+        with _rollover(settings):
             if posix.isatty(0) and posix.isatty(1):
                 enable_site()
                 from claude_wrap.watch import interactive  # noqa: PLC0415 - pexpect, for terminals
 
-                outcome = interactive.run(real, args, env, preflight_failed=preflight_failed)
+                outcome = interactive.run(real, args, settings, preflight_failed=preflight_failed)
             else:
                 from claude_wrap.watch import relay  # noqa: PLC0415
 
-                outcome = relay.run(real, args, env, preflight_failed=preflight_failed)
+                outcome = relay.run(real, args, settings, preflight_failed=preflight_failed)
     except KeyboardInterrupt:
         outcome = process.RunEnd(130)
-    except paths.SettingError as exc:
+    except config.SettingError as exc:
         say(f"{exc} (running claude unwatched)")
         return
     except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the trace in the log
-        log = _log_failure(env, exc, trace=True)
+        log = _log_failure(settings, exc, trace=True)
         outcome = process.RunEnd(70, [f"internal error while watching claude, see {log}"])
     _end(outcome)
 
@@ -328,15 +336,15 @@ class _Nothing:
         return None
 
 
-def _rollover(env: Mapping[str, str]) -> Any:
+def _rollover(settings: Settings) -> Any:
     """On a guest, a thread that pulls a new token before the running claude's is due (guest.py);
     elsewhere nothing (one environment lookup and one failed open: no import)."""
-    owner = paths.guest_setting(env)
+    owner = settings.guest_setting
     if not owner:
         return _Nothing()
     from claude_wrap.guests import rollover  # noqa: PLC0415 - light: guest.py only once due
 
-    return rollover.Rollover(env, owner, paths.guest_period(env))
+    return rollover.Rollover(settings, owner, settings.guest_period)
 
 
 def _exec(real: str, args: list[str], env: Mapping[str, str]) -> NoReturn:
@@ -358,16 +366,5 @@ def main() -> NoReturn:
     """Entry point of the installed shim and of bin/claude."""
     shim = sys.argv[0] if sys.argv and sys.argv[0] else None
     shim = fspath.abspath(shim) if shim else None
-    run(sys.argv[1:], shim, process_environ())
+    run(sys.argv[1:], shim, Settings.from_process())
 
-
-def process_environ() -> dict[str, str]:
-    """The process's environment as os.environ has it, without importing os (fspath.py): the
-    bytes of posix.environ decoded as os.py decodes them, the filesystem encoding with
-    surrogateescape. execve encodes them back the same way, so claude gets the very bytes we
-    were given, undecodable ones included."""
-    encoding = sys.getfilesystemencoding()
-    return {
-        key.decode(encoding, "surrogateescape"): value.decode(encoding, "surrogateescape")
-        for key, value in posix.environ.items()
-    }

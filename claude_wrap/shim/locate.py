@@ -1,5 +1,5 @@
 """find_real_claude: the real binary behind the shim, never the shim itself (hot path: posix,
-fspath and paths only; not `os`, see fspath.py).
+fspath and settings only; not `os`, see fspath.py).
 
 PATH is searched with the shim's own folder taken off, and any candidate that is a claude-wrap
 shim (the same file, or a file carrying our marker) is skipped, so two shims on PATH never loop.
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import posix
 
-from claude_wrap.config import fspath, paths
+from claude_wrap.config import fspath
+from claude_wrap.config.settings import Settings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator
 
     from claude_wrap import errors
 
@@ -55,11 +56,11 @@ def _executable(path: str) -> bool:
     return posix.access(path, posix.X_OK) and fspath.isfile(path)
 
 
-def usual_places(env: Mapping[str, str]) -> Iterator[str]:
-    h = paths.home(env)
+def usual_places(settings: Settings) -> Iterator[str]:
+    h = settings.home
     yield fspath.join(h, ".local", "bin", "claude")
     yield fspath.join(h, ".claude", "local", "claude")
-    for prefix in paths.npm_prefixes(env):
+    for prefix in settings.npm_prefixes:
         yield fspath.join(prefix, "bin", "claude")
     yield fspath.join(h, ".npm-global", "bin", "claude")
     yield "/usr/local/bin/claude"
@@ -67,11 +68,11 @@ def usual_places(env: Mapping[str, str]) -> Iterator[str]:
     yield "/usr/bin/claude"
 
 
-def find_real_claude(env: Mapping[str, str], shim: str | None) -> str:
+def find_real_claude(settings: Settings, shim: str | None) -> str:
     """The real claude's path. Raises errors.ClaudeNotFoundError when there is none."""
     shim_dir = fspath.file_id(fspath.dirname(shim)) if shim else None
     seen: set[str] = set()
-    for folder in paths.path_folders(env):
+    for folder in settings.path_folders:
         if folder in seen:
             continue
         seen.add(folder)
@@ -82,7 +83,7 @@ def find_real_claude(env: Mapping[str, str], shim: str | None) -> str:
             continue
         if not is_shim(candidate, shim):
             return candidate
-    for candidate in usual_places(env):
+    for candidate in usual_places(settings):
         if _executable(candidate) and not is_shim(candidate, shim):
             return candidate
     from claude_wrap.errors import ClaudeNotFoundError  # noqa: PLC0415 - only when none
@@ -90,11 +91,11 @@ def find_real_claude(env: Mapping[str, str], shim: str | None) -> str:
     raise ClaudeNotFoundError
 
 
-def on_path(env: Mapping[str, str]) -> list[str]:
+def on_path(settings: Settings) -> list[str]:
     """Every executable `claude` on PATH, in order, each once, shims included (doctor: which
     comes first, and which of them are shims)."""
     out: list[str] = []
-    for folder in paths.path_folders(env):
+    for folder in settings.path_folders:
         candidate = fspath.join(folder, "claude")
         if candidate not in out and _executable(candidate):
             out.append(candidate)
@@ -112,9 +113,9 @@ def check_override(path: str, shim: str | None) -> str | None:
     return None
 
 
-def find_node(env: Mapping[str, str]) -> str | None:
+def find_node(settings: Settings) -> str | None:
     """node, for a cli.js handed to the shim in wrapper mode: PATH, then the usual places."""
-    folders = paths.path_folders(env)
+    folders = settings.path_folders
     folders += ["/usr/local/bin", "/opt/homebrew/bin", "/usr/bin"]
     for folder in folders:
         candidate = fspath.join(folder, "node")

@@ -8,36 +8,34 @@ Light on purpose (config/paths.py and storage/identity.py, no `os`): every watch
 
 from __future__ import annotations
 
-from claude_wrap.config import paths
 from claude_wrap.storage.identity import file_identity
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
+    from claude_wrap.config.settings import Settings
     from claude_wrap.storage.identity import Ident
     from claude_wrap.storage.store import Storage
 
 
-def open_storage(env: Mapping[str, str]) -> Storage:
+def open_storage(settings: Settings) -> Storage:
     """The storage CLAUDE_WRAP_STORAGE selects (auto: the Keychain on macOS, else the file)."""
-    if paths.storage_kind(env) == "keychain":
+    if settings.storage_kind == "keychain":
         from claude_wrap.storage import keychain  # noqa: PLC0415 - macOS only
 
-        return keychain.KeychainStorage.for_env(env)
+        return keychain.KeychainStorage.for_settings(settings)
     from claude_wrap.storage import filestore  # noqa: PLC0415 - off the hot path (see identity)
 
-    return filestore.FileStorage(paths.credentials_file(env))
+    return filestore.FileStorage(settings.credentials_file)
 
 
-def identity(env: Mapping[str, str]) -> Ident | None:
+def identity(settings: Settings) -> Ident | None:
     """The stored login's identity now, None when there is none (or it cannot be known): what
     the watcher compares to tell "the login claude started with" from a changed one. For the
     file one stat (and no backend module imported: this runs before every watched launch); for
     the Keychain, one `security` call."""
     try:
-        if paths.storage_kind(env) == "file":
-            return file_identity(paths.credentials_file(env))
+        if settings.storage_kind == "file":
+            return file_identity(settings.credentials_file)
     except ValueError:  # a bad setting: the pre-flight has said so already
         return None
-    return open_storage(env).identity()
+    return open_storage(settings).identity()

@@ -1,8 +1,8 @@
 """The login in the macOS Keychain, read and written through the `security` tool.
 
 On macOS Claude Code keeps its login not in a file but in a generic password of the login
-Keychain (shared/protocol.md section 1): service `Claude Code-credentials` (plus a per-folder
-suffix, see paths.keychain_service), account $USER, the secret being the same JSON as the file.
+Keychain (docs/protocol.md section 1): service `Claude Code-credentials` (plus a per-folder
+suffix, see Settings.keychain_service), account $USER, the secret being the same JSON as the file.
 
 Two rules shape this module:
 - The account is always given: an MCP-only item can share the service name with account
@@ -17,17 +17,14 @@ a silent loss. The lock directories in the config folder are taken exactly as fo
 
 from __future__ import annotations
 
-import os
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap.config import paths
+from claude_wrap.config.settings import Settings
 from claude_wrap.errors import CredentialsError, StorageUnavailableError, WriteError
 from claude_wrap.storage import store
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from claude_wrap.storage.store import Ident
 
 ITEM_NOT_FOUND = 44  # `security`'s exit status for errSecItemNotFound
@@ -49,18 +46,18 @@ class KeychainStorage:
     atomic = True  # `-U` replaces the data in one call: never seen half-written
 
     def __init__(
-        self, service: str, account: str, lock_dir: str, env: Mapping[str, str] | None = None
+        self, service: str, account: str, lock_dir: str, settings: Settings
     ) -> None:
         self.service = service
         self.account = account
         self.lock_dir = lock_dir
-        self.env = dict(os.environ if env is None else env)
+        self.env = settings.child_env()  # for `security`: PATH may hold a fake (tests)
         self.where = f'the macOS Keychain item "{service}" (account {account})'
 
     @classmethod
-    def for_env(cls, env: Mapping[str, str]) -> KeychainStorage:
+    def for_settings(cls, settings: Settings) -> KeychainStorage:
         return cls(
-            paths.keychain_service(env), paths.keychain_account(env), paths.config_dir(env), env
+            settings.keychain_service, settings.keychain_account, settings.config_dir, settings
         )
 
     def _security(

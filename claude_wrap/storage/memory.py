@@ -28,7 +28,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap.config import paths
+from claude_wrap.config.settings import Settings
 from claude_wrap.judging import login
 from claude_wrap.storage import privatefile
 
@@ -65,9 +65,9 @@ def token_hash(token: object) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
-def file_for(where: str, env: Mapping[str, str] = os.environ) -> str:
+def file_for(where: str, settings: Settings) -> str:
     key = hashlib.sha256(where.encode()).hexdigest()[:16]
-    return os.path.join(paths.state_dir(env), "logins", f"{key}.json")
+    return os.path.join(settings.state_dir, "logins", f"{key}.json")
 
 
 def _plain(value: object) -> bool:
@@ -95,9 +95,9 @@ def complete(doc: object) -> Remembered | None:
     )
 
 
-def recall(where: str, env: Mapping[str, str] = os.environ) -> Remembered | None:
+def recall(where: str, settings: Settings) -> Remembered | None:
     try:
-        with open(file_for(where, env), "rb") as f:
+        with open(file_for(where, settings), "rb") as f:
             data = json.loads(f.read(65536))
         if not isinstance(data, dict) or data.get("where") != where:
             return None
@@ -116,13 +116,13 @@ def recall(where: str, env: Mapping[str, str] = os.environ) -> Remembered | None
         return None  # only a memory: without it a strip is repaired by a refresh, as before
 
 
-def note(where: str, doc: object, env: Mapping[str, str] = os.environ) -> bool:
+def note(where: str, doc: object, settings: Settings) -> bool:
     """Remember this login if it is complete and differs from what is remembered. True when
     written. Never raises: a memory that cannot be written costs a refresh later, nothing more."""
     seen = complete(doc)
     if seen is None:
         return False
-    old = recall(where, env)
+    old = recall(where, settings)
     if (
         old is not None
         and old.scopes == seen.scopes
@@ -140,7 +140,7 @@ def note(where: str, doc: object, env: Mapping[str, str] = os.environ) -> bool:
         "token_bound": seen.token_bound,
     }
     return privatefile.replace(
-        file_for(where, env), json.dumps(record, separators=(",", ":")).encode()
+        file_for(where, settings), json.dumps(record, separators=(",", ":")).encode()
     )
 
 

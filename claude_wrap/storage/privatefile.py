@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 
-from claude_wrap.config import paths
+from claude_wrap.config import fspath
 
 
 def replace(path: str, data: bytes) -> bool:
     """Put `data` at `path` atomically, creating its folders 0700; False when it cannot."""
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
-        paths.make_private_dirs(os.path.dirname(path))
+        fspath.make_private_dirs(os.path.dirname(path))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, data)

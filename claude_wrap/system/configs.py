@@ -1,4 +1,4 @@
-"""Every Claude Code config folder on this machine, each with the environment that selects it.
+"""Every Claude Code config folder on this machine, each with the settings that select it.
 
 People keep several logins side by side: `~/.claude`, and folders such as `~/.claude-work` used
 through `CLAUDE_CONFIG_DIR`. `status --all`, `keep --all` and `doctor` look at each of them.
@@ -9,27 +9,26 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from claude_wrap.config import paths
-
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from claude_wrap.config.settings import Settings
+
 
 class ConfigDir:
-    __slots__ = ("current", "env", "path")
+    __slots__ = ("current", "path", "settings")
 
-    def __init__(self, path: str, env: dict[str, str], *, current: bool) -> None:
+    def __init__(self, path: str, settings: Settings, *, current: bool) -> None:
         self.path = path
-        self.env = env
+        self.settings = settings
         self.current = current
 
 
-def find(env: Mapping[str, str] = os.environ) -> list[ConfigDir]:
+def find(settings: Settings) -> list[ConfigDir]:
     """The current folder first (even when it does not exist), then `~/.claude` and every
     `~/.claude-*` folder, each once."""
-    current = paths.config_dir(env)
-    found = [ConfigDir(current, dict(env), current=True)]
+    current = settings.config_dir
+    found = [ConfigDir(current, settings, current=True)]
     seen = {os.path.realpath(current)}
-    home = paths.home(env)
+    home = settings.home
     candidates = [os.path.join(home, ".claude")]
     try:
         names = sorted(os.listdir(home))
@@ -43,6 +42,6 @@ def find(env: Mapping[str, str] = os.environ) -> list[ConfigDir]:
             continue
         seen.add(real)
         # ~/.claude is Claude Code's default: selected by *no* CLAUDE_CONFIG_DIR.
-        sub = paths.selecting(env, None if path == default else path)
+        sub = settings.selecting(None if path == default else path)
         found.append(ConfigDir(path, sub, current=False))
     return found

@@ -3,7 +3,7 @@ pid still runs (a lock's holder, a temp file's writer), whether another process 
 (a writer half-way through the credentials file), and the Claude Code processes running and
 which login each one uses (doctor lists them).
 
-Which folder a process uses is derived from its environment by paths.py's own rules
+Which folder a process uses is derived from its environment by settings.py's own rules
 (CLAUDE_CONFIG_DIR NFC-normalised, CLAUDE_SECURESTORAGE_CONFIG_DIR for the credentials file
 alone), so doctor names the folder Claude Code itself reads. psutil is imported only to list.
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 
-from claude_wrap.config import paths
+from claude_wrap.config.settings import Settings
+from claude_wrap.findings import OK, Finding
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,14 +35,14 @@ def is_claude(name: str, cmdline: list[str]) -> bool:
     return False
 
 
-def login_of(proc_env: Mapping[str, str], env: Mapping[str, str]) -> tuple[str, str]:
+def login_of(proc_env: Mapping[str, str], settings: Settings) -> tuple[str, str]:
     """(config folder, credentials file) of a process with environment `proc_env`. A process
-    started without HOME (by an editor, say) is taken to have ours, from `env`."""
-    seen = paths.with_home(proc_env, paths.home(env))
-    return paths.config_dir(seen), paths.credentials_file(seen)
+    started without HOME (by an editor, say) is taken to have ours, from `settings`."""
+    seen = Settings(proc_env).with_home(settings.home)
+    return seen.config_dir, seen.credentials_file
 
 
-def running_claudes(env: Mapping[str, str]) -> list[dict[str, object]]:
+def running_claudes(settings: Settings) -> list[dict[str, object]]:
     """One row per running Claude Code process: its pid, config folder and credentials file
     (UNREADABLE for another user's process, whose environment we may not read)."""
     import psutil  # noqa: PLC0415 - doctor only
@@ -52,7 +53,7 @@ def running_claudes(env: Mapping[str, str]) -> list[dict[str, object]]:
             if not is_claude(proc.info["name"] or "", proc.info["cmdline"] or []):
                 continue
             try:
-                cfg, creds = login_of(proc.environ(), env)
+                cfg, creds = login_of(proc.environ(), settings)
             except (psutil.AccessDenied, psutil.ZombieProcess):
                 cfg = creds = UNREADABLE
             rows.append({"pid": proc.info["pid"], "config_dir": cfg, "credentials": creds})
@@ -99,3 +100,18 @@ def open_elsewhere(path: str) -> bool | None:
             if other.st_ino == st.st_ino and other.st_dev == st.st_dev:
                 return True
     return False
+
+
+def check_processes(settings: Settings) -> Finding:
+    rows = running_claudes(settings)
+    if not rows:
+        return Finding("processes", OK, "no Claude Code process is running", processes=[])
+    listed = ", ".join(f"{r['pid']} ({_where(r)})" for r in rows)
+    return Finding("processes", OK, f"Claude Code running: {listed}", processes=rows)
+
+
+def _where(row: dict[str, object]) -> str:
+    cfg, creds = str(row["config_dir"]), str(row["credentials"])
+    if cfg == UNREADABLE or os.path.dirname(creds) == cfg:
+        return cfg
+    return f"{cfg}, its login in {creds}"  # CLAUDE_SECURESTORAGE_CONFIG_DIR moved the file

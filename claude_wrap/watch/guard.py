@@ -15,13 +15,13 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from claude_wrap.config import paths
+from claude_wrap.config.settings import Settings
 from claude_wrap.refresh import recover
 from claude_wrap.storage import backends
 from claude_wrap.watch import filewatch
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
     from claude_wrap.storage.store import Storage
 
@@ -39,11 +39,11 @@ class Guard:
 
     def __init__(
         self,
-        env: Mapping[str, str],
+        settings: Settings,
         on_change: Callable[[tuple[int, ...] | None], None],
         period_s: float,
     ) -> None:
-        self.env = env
+        self.settings = settings
         self.on_change = on_change
         self.period = period_s
         self.watcher: filewatch.Watcher | None = None
@@ -53,12 +53,12 @@ class Guard:
     def __enter__(self) -> Guard:
         if self.period > 0:
             try:
-                self.storage = backends.open_storage(self.env)
+                self.storage = backends.open_storage(self.settings)
             except ValueError:  # a bad setting: the pre-flight has said so; nothing to guard
                 return self
             files = self.storage.watched_files()
             try:
-                kind = paths.watch_kind(self.env)
+                kind = self.settings.watch_kind
                 self.watcher = filewatch.open_watcher(files, self.period, kind)
             except (OSError, ValueError):  # a bad CLAUDE_WRAP_NOTIFY must not end the session
                 self.watcher = filewatch.Watcher(files, self.period)
@@ -86,7 +86,7 @@ class Guard:
             if warm_by is not None:
                 left = warm_by - time.monotonic()
                 if left <= 0:
-                    warm_up(self.env)
+                    warm_up(self.settings)
                     warm_by = None
                 else:
                     wait = left if wait is None else min(wait, left)
@@ -101,7 +101,7 @@ class Guard:
                 pass
 
 
-def warm_up(env: Mapping[str, str]) -> None:
+def warm_up(settings: Settings) -> None:
     """Import what a repair needs now, in the guard's thread, while nothing is wrong, and set the
     log up: the first repair of a session then takes milliseconds. Measured on a stripped login
     with a good token (recover.heal, in-process): 62 ms when only log, refresher and restore were
@@ -116,13 +116,13 @@ def warm_up(env: Mapping[str, str]) -> None:
         from claude_wrap.refresh import refresher, renewal, restore  # noqa: F401, PLC0415
     except ImportError:
         return
-    log.logger(env)  # the sink opens its file on the first line only (delay): nothing written
+    log.logger(settings)  # the sink opens its file on the first line only (delay): nothing written
 
 
-def heal_inline(env: Mapping[str, str]) -> Callable[[tuple[int, ...] | None], None]:
+def heal_inline(settings: Settings) -> Callable[[tuple[int, ...] | None], None]:
     """on_change for a headless session: judge and repair in the guard's own thread."""
 
     def on_change(_ident: tuple[int, ...] | None) -> None:
-        recover.heal(env)
+        recover.heal(settings)
 
     return on_change

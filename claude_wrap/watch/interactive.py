@@ -6,7 +6,7 @@ window size changes (SIGWINCH), restore the terminal on every way out (signals i
 return how claude ended, with what to tell the user (process.RunEnd), to the entry point.
 
 When the TUI shows `Not logged in · Run /login` (or a 401), the credentials file is repaired in
-place, in the background: a running Claude Code re-reads a changed file (shared/protocol.md
+place, in the background: a running Claude Code re-reads a changed file (docs/protocol.md
 section 5), so the user's next prompt works without a restart.
 Its status line keeps saying `Not logged in` afterwards, so each failure is repaired once, and a
 new repair starts only when the file changed again since: never a refresh loop.
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pexpect
 
-from claude_wrap.config import paths
+from claude_wrap.config.settings import Settings
 from claude_wrap.errors import ClaudeStartError, Interrupted
 from claude_wrap.judging import detect
 from claude_wrap.refresh import recover
@@ -40,7 +40,7 @@ from claude_wrap.storage import backends
 from claude_wrap.watch import guard, process
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator
 
 
 def window_size(fd: int = 1) -> tuple[int, int]:
@@ -60,11 +60,11 @@ class Repairer:
     keeps saying so). A file changed since is judged again, and refreshed only if unusable.
     """
 
-    def __init__(self, env: Mapping[str, str], *, preflight_failed: bool) -> None:
-        self.env = env
-        self.known = backends.identity(env)
+    def __init__(self, settings: Settings, *, preflight_failed: bool) -> None:
+        self.settings = settings
+        self.known = backends.identity(settings)
         # The pre-flight could not repair this file (and said why): count that as our one try.
-        self.repairs = 1 if recover.already_tried(env, self.known, preflight_failed) else 0
+        self.repairs = 1 if recover.already_tried(settings, self.known, preflight_failed) else 0
         self.problem: str | None = None
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()  # the screen watcher and the guard both start repairs
@@ -75,7 +75,7 @@ class Repairer:
             busy = self._thread is not None and self._thread.is_alive()
             if busy and not self._healing:
                 return  # a repair of a failure is under way
-            ident = backends.identity(self.env)
+            ident = backends.identity(self.settings)
             if self.repairs and ident == self.known:
                 return
             self.repairs += 1
@@ -103,15 +103,15 @@ class Repairer:
     ) -> None:
         if after is not None:
             after.join()
-        self.problem = recover.repair(self.env, launched, refused=detect.needs_force(message))
-        self.known = backends.identity(self.env)
+        self.problem = recover.repair(self.settings, launched, refused=detect.needs_force(message))
+        self.known = backends.identity(self.settings)
 
     def _heal(self) -> None:
-        recover.heal(self.env)
+        recover.heal(self.settings)
 
     def unresolved(self) -> str | None:
         """Why the last repair failed, unless the file changed since (a /login in the TUI)."""
-        if self.problem is not None and backends.identity(self.env) == self.known:
+        if self.problem is not None and backends.identity(self.settings) == self.known:
             return self.problem
         return None
 
@@ -124,12 +124,12 @@ class Guard(guard.Guard):
     """The guard of a TUI session (guard.py): each change of the file that our own last repair
     did not leave has the repairer judge (and, if need be, repair) it, in its thread."""
 
-    def __init__(self, env: Mapping[str, str], repairer: Repairer, period: float) -> None:
+    def __init__(self, settings: Settings, repairer: Repairer, period: float) -> None:
         def on_change(ident: tuple[int, ...] | None) -> None:
             if ident is not None and ident != repairer.known:
                 repairer.heal()
 
-        super().__init__(env, on_change, period)
+        super().__init__(settings, on_change, period)
         self.repairer = repairer
 
 
@@ -149,11 +149,11 @@ def _terminal_kept() -> Iterator[None]:
 
 
 def run(
-    real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool = False
+    real: str, args: list[str], settings: Settings, *, preflight_failed: bool = False
 ) -> process.RunEnd:
     """The session, to its end: how claude ended, and what to tell the user about the login."""
-    grace = paths.kill_grace(env)
-    repairer = Repairer(env, preflight_failed=preflight_failed)
+    grace = settings.kill_grace
+    repairer = Repairer(settings, preflight_failed=preflight_failed)
     matcher = detect.TuiMatcher()
 
     def watch(data: bytes) -> bytes:
@@ -165,14 +165,36 @@ def run(
             pass
         return data
 
+    child = _spawn(real, args, settings)
+    if isinstance(child, process.RunEnd):
+        return child
+    saved = _handle_signals(child)
+    try:
+        with _terminal_kept(), Guard(settings, repairer, settings.guard_period):
+            stopped_by = _interact(child, watch)
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    if stopped_by is not None:
+        status = process.stop_pty_child(child, stopped_by, grace)
+    else:
+        child.wait()
+        status = _status(child)
+    repairer.join()
+    child.close(force=True)
+    return _ending(status, repairer)
+
+
+def _spawn(real: str, args: list[str], settings: Settings) -> Any:
+    """claude started on a pty of its own, or the process.RunEnd saying why it cannot run."""
     # pexpect reports a missing and a non-executable binary alike: ask first, for the shell's
     # rule (process.launch_status).
     refused = process.check_runnable(real)
     if refused is not None:
         return process.cannot_run(real, refused)
     try:
-        child = pexpect.spawn(
-            real, args, env=dict(env), dimensions=window_size(),
+        return pexpect.spawn(
+            real, args, env=settings.child_env(), dimensions=window_size(),
             preexec_fn=process.python_signals,
         )
     except OSError as exc:
@@ -180,6 +202,11 @@ def run(
     except pexpect.ExceptionPexpect as exc:
         error = ClaudeStartError(real, str(exc), process.CANNOT_EXECUTE)
         return process.RunEnd(error.status, [str(error)])
+
+
+def _handle_signals(child: Any) -> dict[int, Any]:
+    """Our handlers for the session (window size copied to the pty, SIGINT passed on, a stop
+    signal ends the session); the handlers they replace, to put back."""
 
     def on_winch(_signum: int, _frame: object) -> None:
         with contextlib.suppress(OSError):
@@ -193,44 +220,42 @@ def run(
         with contextlib.suppress(OSError):
             child.kill(signum)
 
-    saved = {
+    saved: dict[int, Any] = {
         signal.SIGWINCH: signal.signal(signal.SIGWINCH, on_winch),
         signal.SIGINT: signal.signal(signal.SIGINT, on_int),
     }
     for signum in process.STOP_SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             saved[signum] = signal.signal(signum, on_stop)
-    stopped_by = None
+    return saved
+
+
+def _interact(child: Any, watch: Any) -> int | None:
+    """The user's terminal wired to claude's until it exits; the signal that stopped us instead
+    (SIGHUP when our terminal is gone), None when claude ended by itself."""
     try:
-        with _terminal_kept(), Guard(env, repairer, paths.guard_period(env)):
-            try:
-                # types-pexpect says str; without an encoding pexpect passes bytes.
-                child.interact(escape_character=None, output_filter=cast("Any", watch))
-                _drain(child, watch)
-            except Interrupted as exc:
-                stopped_by = exc.signum
-            except OSError as exc:
-                if exc.errno not in (errno.EIO, errno.EPIPE, errno.EBADF):
-                    raise
-                stopped_by = signal.SIGHUP  # our terminal is gone
-            except termios.error as exc:
-                # interact() restores the terminal's modes on its way out; on a terminal that is
-                # gone that fails with EIO, hiding the stop signal that brought us out (found by
-                # the soak, issue 9, closing its TUI sessions like a closed terminal window).
-                if not exc.args or exc.args[0] not in (errno.EIO, errno.EBADF, errno.ENOTTY):
-                    raise
-                cause = exc.__context__
-                stopped_by = cause.signum if isinstance(cause, Interrupted) else signal.SIGHUP
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
-    if stopped_by is not None:
-        status = process.stop_pty_child(child, stopped_by, grace)
-    else:
-        child.wait()
-        status = _status(child)
-    repairer.join()
-    child.close(force=True)
+        # types-pexpect says str; without an encoding pexpect passes bytes.
+        child.interact(escape_character=None, output_filter=cast("Any", watch))
+        _drain(child, watch)
+    except Interrupted as exc:
+        return exc.signum
+    except OSError as exc:
+        if exc.errno not in (errno.EIO, errno.EPIPE, errno.EBADF):
+            raise
+        return signal.SIGHUP  # our terminal is gone
+    except termios.error as exc:
+        # interact() restores the terminal's modes on its way out; on a terminal that is
+        # gone that fails with EIO, hiding the stop signal that brought us out (found by
+        # the soak, issue 9, closing its TUI sessions like a closed terminal window).
+        if not exc.args or exc.args[0] not in (errno.EIO, errno.EBADF, errno.ENOTTY):
+            raise
+        cause = exc.__context__
+        return cause.signum if isinstance(cause, Interrupted) else signal.SIGHUP
+    return None
+
+
+def _ending(status: int, repairer: Repairer) -> process.RunEnd:
+    """How the session ended, with what to tell the user about the login's repairs."""
     problem = repairer.unresolved()
     if problem is not None:
         return process.RunEnd(

@@ -34,13 +34,13 @@ import posix
 import select
 import time
 
-from claude_wrap.config import fspath, paths
+from claude_wrap.config import fspath
+from claude_wrap.config.settings import Settings
 from claude_wrap.judging import detect
 from claude_wrap.watch import process
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
     from typing import Any
 
 CHUNK = 65536  # a default pipe's capacity, the most one read takes
@@ -90,7 +90,7 @@ def _terminal_foreground() -> bool:
     return False
 
 
-def _replay_file(env: Mapping[str, str], *, memfd: bool = True) -> int:
+def _replay_file(settings: Settings, *, memfd: bool = True) -> int:
     """A file for the replay copy that no one else can open and that goes when we do: a memfd,
     else an unlinked file in the temporary folder; -1 when neither can be had (then the copy is
     kept in our heap, as before). `memfd=False` is the tests' way to the fallbacks."""
@@ -99,7 +99,7 @@ def _replay_file(env: Mapping[str, str], *, memfd: bool = True) -> int:
             return posix.memfd_create("claude-wrap-stdin", posix.MFD_CLOEXEC)
         except OSError:
             pass
-    folder = paths.temp_dir(env)
+    folder = settings.temp_dir
     flags = posix.O_RDWR | posix.O_CLOEXEC
     tmpfile = getattr(posix, "O_TMPFILE", 0)
     if tmpfile:
@@ -129,14 +129,14 @@ class Replay:
     the child without passing through it."""
 
     __slots__ = (
-        "dropped", "env", "eof", "fd", "heap", "limit", "memfd", "on", "sent", "size", "splice"
+        "dropped", "eof", "fd", "heap", "limit", "memfd", "on", "sent", "settings", "size", "splice"
     )
 
     def __init__(
-        self, limit: int, env: Mapping[str, str], *, memfd: bool = True, splice: bool = True
+        self, limit: int, settings: Settings, *, memfd: bool = True, splice: bool = True
     ) -> None:
         self.limit = limit
-        self.env = env
+        self.settings = settings
         self.memfd = memfd
         self.splice = splice and hasattr(posix, "splice")  # from the file to the child's pipe
         self.fd = -2  # -2: not made yet (a run without stdin never makes it), -1: in the heap
@@ -153,7 +153,7 @@ class Replay:
 
     def _file(self) -> int:
         if self.fd == -2:
-            self.fd = _replay_file(self.env, memfd=self.memfd)
+            self.fd = _replay_file(self.settings, memfd=self.memfd)
         return self.fd
 
     def take_from(self, src: int) -> int | None:
@@ -409,15 +409,15 @@ class Streams:
     """Our side of the plumbing, kept across the launches of one invocation: our outputs, the
     replay copy of stdin, what of stdin the child has not taken yet, and the signals."""
 
-    def __init__(self, env: Mapping[str, str], quiet: float) -> None:
-        splice = hasattr(posix, "splice") and paths.splicing(env)
+    def __init__(self, settings: Settings, quiet: float) -> None:
+        splice = hasattr(posix, "splice") and settings.splicing
         self.pipe_stdin = usable(0) and not posix.isatty(0)
         self.pipe_stderr = usable(2) and not posix.isatty(2)
         # stdin's pipe is spliced; anything else is read, once per readiness
         self.splice_in = splice and self.pipe_stdin and _kind(0) == PIPE
         self.stdout = Output(1, splice=splice)
         self.stderr = Output(2, splice=splice)
-        self.copy = Replay(paths.replay_limit(env), env, splice=splice)
+        self.copy = Replay(settings.replay_limit, settings, splice=splice)
         self.signals = Signals()
         self.quiet = quiet
         # stdin read but not yet taken by the child, once it is no longer copied (a view: taking
@@ -479,7 +479,7 @@ class Launch:
     OSError from the constructor when claude cannot be started (process.spawn)."""
 
     def __init__(
-        self, real: str, args: list[str], env: Mapping[str, str], streams: Streams
+        self, real: str, args: list[str], settings: Settings, streams: Streams
     ) -> None:
         self.streams = streams
         fds_parent: list[int] = []
@@ -497,7 +497,7 @@ class Launch:
             plan.append((2, err_w))
             fds_parent += [err_r, err_w]
         try:
-            self.pid = process.spawn(real, [real, *args], dict(env), plan)
+            self.pid = process.spawn(real, [real, *args], settings.child_env(), plan)
         except OSError:
             for fd in fds_parent:
                 posix.close(fd)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import posix
 
-from claude_wrap.config import paths
 from claude_wrap.judging import detect
 from claude_wrap.refresh import recover
 from claude_wrap.storage import backends
@@ -25,7 +24,7 @@ from claude_wrap.watch import pipes, process
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from claude_wrap.config.settings import Settings
 
 # Launches of claude per invocation. A retry is repaired and launched once; another one only when
 # claude was refused again because another program rewrote the file during that retry (the soak's
@@ -38,14 +37,14 @@ class Relay:
     repair and retry, then what to end with."""
 
     def __init__(
-        self, real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool
+        self, real: str, args: list[str], settings: Settings, *, preflight_failed: bool
     ) -> None:
         self.real = real
         self.preflight_failed = preflight_failed
         self.args = args
-        self.env = env
-        self.grace = paths.kill_grace(env)
-        self.streams = pipes.Streams(env, paths.hold_quiet(env))
+        self.settings = settings
+        self.grace = settings.kill_grace
+        self.streams = pipes.Streams(settings, settings.hold_quiet)
         self.stdout = self.streams.stdout
         self.copy = self.streams.copy
         self.signals = self.streams.signals
@@ -58,8 +57,8 @@ class Relay:
                 # gets the TUI's guard; a one-shot run does not pay for it (guard.py).
                 from claude_wrap.watch import guard  # noqa: PLC0415
 
-                heal = guard.heal_inline(self.env)
-                with guard.Guard(self.env, heal, paths.guard_period(self.env)):
+                heal = guard.heal_inline(self.settings)
+                with guard.Guard(self.settings, heal, self.settings.guard_period):
                     return self._attempts()
             return self._attempts()
         except OSError as exc:
@@ -78,7 +77,7 @@ class Relay:
         return self.streams.pipe_stdin and _stream_json_input(self.args)
 
     def _attempts(self) -> process.RunEnd:
-        launched = backends.identity(self.env)
+        launched = backends.identity(self.settings)
         preflight_failed = self.preflight_failed
         repaired = False  # the last launch followed a repair of ours (not a wait for a lock)
         for attempt in range(1, MAX_LAUNCHES + 1):
@@ -98,14 +97,14 @@ class Relay:
                 if stopped is not None:
                     return stopped
                 self.copy.rewind()
-                launched = backends.identity(self.env)
+                launched = backends.identity(self.settings)
                 preflight_failed = repaired = False
                 continue
             if verdict != detect.Output.FAILURE:
                 self._show(failed)
                 return process.RunEnd(code)
-            now = backends.identity(self.env)
-            if recover.already_tried(self.env, launched, preflight_failed):
+            now = backends.identity(self.settings)
+            if recover.already_tried(self.settings, launched, preflight_failed):
                 self._show(failed)  # the pre-flight's line on stderr already said why
                 return process.RunEnd(code)
             if repaired and now == launched:
@@ -129,7 +128,7 @@ class Relay:
             if stopped is not None:
                 return stopped
             self.copy.rewind()
-            launched = backends.identity(self.env)
+            launched = backends.identity(self.settings)
             preflight_failed, repaired = False, True
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
 
@@ -150,7 +149,7 @@ class Relay:
 
             try:
                 problem = recover.repair(
-                    self.env, launched, refused=detect.needs_force(watch.message), run=attempt
+                    self.settings, launched, refused=detect.needs_force(watch.message), run=attempt
                 )
             except Interrupted as exc:
                 self._show(failed)
@@ -183,7 +182,7 @@ class Relay:
         if why_not is None and attempt == MAX_LAUNCHES:
             why_not = f"claude was run {MAX_LAUNCHES} times"
         if why_not is None and self.signals.stopped_by is None:
-            why_not = recover.await_lock(self.env, lambda: self.signals.stopped_by is not None)
+            why_not = recover.await_lock(self.settings, lambda: self.signals.stopped_by is not None)
         if why_not is None:
             return None
         self._show(failed)
@@ -212,7 +211,7 @@ class Relay:
 
     def _launch(self) -> pipes.Launch:
         try:
-            launch = pipes.Launch(self.real, self.args, self.env, self.streams)
+            launch = pipes.Launch(self.real, self.args, self.settings, self.streams)
         except OSError as exc:
             raise process.start_error(self.real, exc) from None
         self.signals.pid = launch.pid
@@ -234,6 +233,6 @@ def _stream_json_input(args: list[str]) -> bool:
 
 
 def run(
-    real: str, args: list[str], env: Mapping[str, str], *, preflight_failed: bool = False
+    real: str, args: list[str], settings: Settings, *, preflight_failed: bool = False
 ) -> process.RunEnd:
-    return Relay(real, args, env, preflight_failed=preflight_failed).run()
+    return Relay(real, args, settings, preflight_failed=preflight_failed).run()

@@ -263,7 +263,8 @@ def judge_detection(folder: Path) -> list[str]:
     """What claude_wrap.judging.detect gets wrong about the output recorded in `folder` (one
     version's samples): a login failure it does not recognise, whole or split anywhere; a healthy
     stream it holds back or calls a failure; a TUI drawing of `Not logged in` it does not find.
-    Empty when it reads them all right; the checks tests/test_watch_detect.py runs on the matrix.
+    Empty when it reads them all right; the checks tests/pure/test_watch_detect.py runs on the
+    matrix.
     """
     from claude_wrap.judging import detect
 
@@ -388,8 +389,61 @@ def run_pytest(
     return loaded, done.returncode, log_path
 
 
+def _without_missing_tools(
+    versions: list[str],
+) -> tuple[list[str], dict[tuple[str, str], str]]:
+    """The cases left out for want of a tool (pytest --deselect), and why, by (row, version)."""
+    missing = missing_tools()
+    deselect: list[str] = []
+    skipped: dict[tuple[str, str], str] = {}
+    for tool, package, cases in TOOLS:
+        if tool in missing:
+            deselect += cases
+            for case in cases:
+                row = capability(case.rsplit("::", 1)[-1], "")
+                for v in versions:
+                    skipped[(row, v)] = (f"`{tool}` is not installed (Debian: apt-get install "
+                                         f"{package}; compat installs it when run as root)")
+    return deselect, skipped
+
+
+def _detection_outcomes(
+    versions: list[str], unseen: list[str], recorded: Path, known: Path
+) -> list[dict[str, Any]]:
+    """The detectors over each version's output: recorded now, or the checkout's samples."""
+    outcomes: list[dict[str, Any]] = []
+    for v in versions:
+        folder = (recorded if v in unseen else known) / v
+        if v in unseen and not folder.is_dir():
+            continue  # nothing recorded (its cases failed or were left out): shown there
+        problems = judge_detection(folder)
+        outcomes.append({
+            "nodeid": f"detect over {folder}", "version": v, "when": "call",
+            "outcome": "failed" if problems else "passed", "capability": DETECTED,
+            "reason": "; ".join(problems),
+        })
+    return outcomes
+
+
+def _keep_samples(unseen: list[str], recorded: Path, *, keep: bool) -> None:
+    """The output recorded from new versions: into tests/e2e/samples (`--keep-samples`), else
+    into a folder that outlives the run, named."""
+    if keep:
+        for v in unseen:
+            if (recorded / v).is_dir():
+                target = REPO / "tests" / "e2e" / "samples" / v
+                shutil.copytree(recorded / v, target, dirs_exist_ok=True)
+                print(f"compat: the samples of {v} are now in {target}")
+    else:
+        kept = Path(tempfile.mkdtemp(prefix="claude-wrap-compat-samples-"))
+        if recorded.is_dir():
+            shutil.copytree(recorded, kept, dirs_exist_ok=True)
+        print(f"compat: the output recorded from {', '.join(unseen)} is in {kept} "
+              "(`--keep-samples` adds it to tests/e2e/samples/ for the matrix)")
+
+
 def main(argv: list[str]) -> int:
-    from .install import InstallError, e2e_versions
+    from claude_wrap_testing.install import InstallError, e2e_versions
 
     parsed = parse(argv)
     if parsed is None:
@@ -411,17 +465,7 @@ def main(argv: list[str]) -> int:
     seen = [v for v in versions if (known / v).is_dir()]
     unseen = [v for v in versions if v not in seen]
 
-    missing = missing_tools()
-    deselect: list[str] = []
-    skipped: dict[tuple[str, str], str] = {}
-    for tool, package, cases in TOOLS:
-        if tool in missing:
-            deselect += cases
-            for case in cases:
-                row = capability(case.rsplit("::", 1)[-1], "")
-                for v in versions:
-                    skipped[(row, v)] = (f"`{tool}` is not installed (Debian: apt-get install "
-                                         f"{package}; compat installs it when run as root)")
+    deselect, skipped = _without_missing_tools(versions)
 
     with tempfile.TemporaryDirectory(prefix="claude-wrap-compat-") as tmp_name:
         tmp = Path(tmp_name)
@@ -445,17 +489,7 @@ def main(argv: list[str]) -> int:
             outcomes += report["outcomes"]
             unmatched.update(report["unmatched"])
             statuses.append((status, log_path))
-        # The detectors over each version's output: recorded now, or the checkout's samples.
-        for v in versions:
-            folder = (recorded if v in unseen else known) / v
-            if v in unseen and not folder.is_dir():
-                continue  # nothing recorded (its cases failed or were left out): shown there
-            problems = judge_detection(folder)
-            outcomes.append({
-                "nodeid": f"detect over {folder}", "version": v, "when": "call",
-                "outcome": "failed" if problems else "passed", "capability": DETECTED,
-                "reason": "; ".join(problems),
-            })
+        outcomes += _detection_outcomes(versions, unseen, recorded, known)
         text, ok, reasons = report_of(outcomes, versions, skipped)
         print(text)
         for line in reasons:
@@ -464,18 +498,7 @@ def main(argv: list[str]) -> int:
             print(f"compat: CAPABILITIES names {name}, which no case has any more: its row "
                   "cannot be shown (rename it in tests/e2e/compat.py)")
         if unseen:
-            if flags["keep"]:
-                for v in unseen:
-                    if (recorded / v).is_dir():
-                        target = REPO / "tests" / "e2e" / "samples" / v
-                        shutil.copytree(recorded / v, target, dirs_exist_ok=True)
-                        print(f"compat: the samples of {v} are now in {target}")
-            else:
-                kept = Path(tempfile.mkdtemp(prefix="claude-wrap-compat-samples-"))
-                if recorded.is_dir():
-                    shutil.copytree(recorded, kept, dirs_exist_ok=True)
-                print(f"compat: the output recorded from {', '.join(unseen)} is in {kept} "
-                      "(`--keep-samples` adds it to tests/e2e/samples/ for the matrix)")
+            _keep_samples(unseen, recorded, keep=bool(flags["keep"]))
         for status, log_path in statuses:
             if status not in (0, 1, 5):
                 print(f"compat: pytest exit status {status}; see the end of its output:",

@@ -11,6 +11,9 @@ Right after the installs, the pytest process moves itself into a network namespa
 loopback (`netns.py`; needs root or CAP_SYS_ADMIN, else the tests fail with a clear message), so
 that the real binary, the fake API and every helper can reach 127.0.0.1 and nothing else.
 
+The harness named here (install.py, netns.py, clients.py, tlsproxy.py, wrapped.py, ...) is in
+claude_wrap_testing/, which bench/ shares.
+
 Environment variables:
 - CLAUDE_WRAP_SKIP_E2E=1  skip every test in this folder (for a laptop without npm or root;
   CI never sets it).
@@ -32,14 +35,14 @@ from pathlib import Path
 
 import pytest
 
-from ..tokenserver import TokenServer
-from .clients import ensure_newest_ts_sdk, ensure_npm_clients, ensure_python_sdk
-from .fakeapi import FakeAnthropicAPI
-from .install import InstallError, e2e_versions, ensure_claude
-from .isolation import ClaudeBinary, ClaudeHome
-from .netns import IsolationError, enter_loopback_only, namespace_id
-from .tlsproxy import CertFiles, OAuthProxy, mint_throwaway_ca
-from .wrapped import Shim, install_shim
+from claude_wrap_testing.clients import ensure_newest_ts_sdk, ensure_npm_clients, ensure_python_sdk
+from claude_wrap_testing.fakeapi import FakeAnthropicAPI
+from claude_wrap_testing.install import InstallError, e2e_versions, ensure_claude
+from claude_wrap_testing.isolation import ClaudeBinary, ClaudeHome
+from claude_wrap_testing.netns import IsolationError, enter_loopback_only, namespace_id
+from claude_wrap_testing.tlsproxy import CertFiles, OAuthProxy, mint_throwaway_ca
+from claude_wrap_testing.tokenserver import TokenServer
+from claude_wrap_testing.wrapped import Shim, install_shim
 
 _binaries: list[ClaudeBinary] = []
 # Seconds and test count per version, from each test's report (setup, call and teardown).

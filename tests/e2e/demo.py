@@ -26,12 +26,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..tokenserver import TokenServer
-from .fakeapi import FakeAnthropicAPI
-from .install import CLAUDE_CODE_VERSION, InstallError, ensure_claude
-from .isolation import ClaudeBinary, ClaudeHome, Run, new_tokens
-from .netns import IsolationError, _bring_up, enter_loopback_only
-from .wrapped import Shim, install_shim
+from claude_wrap_testing.fakeapi import FakeAnthropicAPI
+from claude_wrap_testing.install import CLAUDE_CODE_VERSION, InstallError, ensure_claude
+from claude_wrap_testing.isolation import ClaudeBinary, ClaudeHome, Run, new_tokens
+from claude_wrap_testing.netns import IsolationError, _bring_up, enter_loopback_only
+from claude_wrap_testing.tokenserver import TokenServer
+from claude_wrap_testing.wrapped import Shim, install_shim
 
 INSIDE = "--inside-namespace"
 VERSION_FLAG = "--claude-version="

@@ -1,5 +1,5 @@
 """Output samples of the real binary, kept in samples/<version>/ for the output-watching code's
-tests (tests/test_watch_detect.py runs its detectors over every sample of every version).
+tests (tests/pure/test_watch_detect.py runs its detectors over every sample of every version).
 
 Each sample holds the exact bytes one run printed. A normal test run checks that the live output
 still has the sample's shape (the same lines, types, texts and keys; ids, paths and durations may

@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from .fakeapi import EXPIRED_MESSAGE, MODEL, FakeAnthropicAPI
-from .isolation import ClaudeBinary, ClaudeHome, new_tokens, quit_tui
+from claude_wrap_testing.fakeapi import EXPIRED_MESSAGE, MODEL, FakeAnthropicAPI
+from claude_wrap_testing.isolation import ClaudeBinary, ClaudeHome, new_tokens, quit_tui
+
 from .samples import check_sample, json_lines_shape, recording, sample_path
 
 LOGGED_OUT = "Not logged in · Please run /login"

@@ -1,6 +1,6 @@
 """The real `claude`, run directly: the failures protocol.md section 10 names, as each release of
 the matrix prints them in each headless output format, recorded in samples/<version>/ for the
-output watcher's tests (tests/test_watch_detect.py).
+output watcher's tests (tests/pure/test_watch_detect.py).
 
 - Busy lock: the refresh locks held by a holder that exited mid-refresh (fresh folders that
   nobody touches, no owner record) and a token past its expiry. 2.1.332 and later wait for the
@@ -25,12 +25,12 @@ from pathlib import Path
 import pytest
 
 from claude_wrap.config import versions
+from claude_wrap_testing.fakeapi import FakeAnthropicAPI
+from claude_wrap_testing.isolation import ClaudeBinary, ClaudeHome, new_tokens, now_ms, quit_tui
+from claude_wrap_testing.tlsproxy import OAuthProxy
+from claude_wrap_testing.tokenserver import Reply, TokenServer
 
-from ..tokenserver import Reply, TokenServer
-from .fakeapi import FakeAnthropicAPI
-from .isolation import ClaudeBinary, ClaudeHome, new_tokens, now_ms, quit_tui
 from .samples import check_sample, json_lines_shape, recording, sample_path
-from .tlsproxy import OAuthProxy
 
 # The first release of the matrix that prints the forms of section 10 (read in both bundles: none
 # of them is in 2.1.197's or 2.1.87's).

@@ -12,12 +12,26 @@ from typing import Any
 import pytest
 
 from claude_wrap.judging import detect
+from claude_wrap_testing.fakeapi import EXPIRED_MESSAGE, FakeAnthropicAPI
+from claude_wrap_testing.isolation import (
+    ClaudeBinary,
+    ClaudeHome,
+    Run,
+    TokenPair,
+    new_tokens,
+    now_ms,
+)
+from claude_wrap_testing.tlsproxy import OAuthProxy
+from claude_wrap_testing.tokenserver import (
+    DEFAULT_SCOPE,
+    Reply,
+    Request,
+    TokenServer,
+    invalid_grant,
+    ok,
+)
 
-from ..tokenserver import DEFAULT_SCOPE, Reply, Request, TokenServer, invalid_grant, ok
-from .fakeapi import EXPIRED_MESSAGE, FakeAnthropicAPI
-from .isolation import ClaudeBinary, ClaudeHome, Run, TokenPair, new_tokens, now_ms
 from .samples import check_sample
-from .tlsproxy import OAuthProxy
 
 CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 # Versions seen not to refresh on a 401 and to leave the file after invalid_grant (2.1.87, in

@@ -8,8 +8,9 @@
 
 Each against every Claude Code of the matrix, inside the loopback-only namespace, the sandboxed
 env of the other tests passed on by the client (both SDKs pass their caller's environment on).
-The drivers are in drivers/, the pins and installs in clients.py. Every wait for an answer has a
-deadline: a shim that stalls a client fails the case instead of hanging the suite.
+The drivers, the pins and the installs are in claude_wrap_testing (drivers/, clients.py). Every
+wait for an answer has a deadline: a shim that stalls a client fails the case instead of hanging
+the suite.
 """
 
 from __future__ import annotations
@@ -26,16 +27,17 @@ from typing import Any, Protocol
 import psutil
 import pytest
 
-from ..tokenserver import DEFAULT_SCOPE, TokenServer
+from claude_wrap_testing.clients import ACP_ADAPTER, PY_DRIVER, TS_DRIVER
+from claude_wrap_testing.fakeapi import FakeAnthropicAPI
+from claude_wrap_testing.isolation import ClaudeHome, new_tokens, now_ms
+from claude_wrap_testing.tlsproxy import OAuthProxy
+from claude_wrap_testing.tokenserver import DEFAULT_SCOPE, TokenServer
+from claude_wrap_testing.wrapped import Shim
+
 from .acp import AcpClient
-from .clients import ACP_ADAPTER, PY_DRIVER, TS_DRIVER
-from .fakeapi import FakeAnthropicAPI
-from .isolation import ClaudeHome, new_tokens, now_ms
 from .test_repair_real import release_scopes
 from .test_wrapped import OAUTH_EXTRA
 from .test_wrapped_watch import wait_for
-from .tlsproxy import OAuthProxy
-from .wrapped import Shim
 
 # A turn answered by the fake API takes a second or two (2.1.87 under node: a few more); a
 # stalled relay never answers. This bounds the hang, it times nothing.

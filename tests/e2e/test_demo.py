@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from claude_wrap_testing.install import cache_root
+
 from .demo import ANSWER
-from .install import cache_root
 
 REPO = Path(__file__).resolve().parents[2]
 

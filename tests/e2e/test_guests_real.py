@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from ..sshd import Sshd
-from ..tokenserver import TokenServer, ok
-from .fakeapi import FakeAnthropicAPI
-from .isolation import ClaudeBinary, ClaudeHome, new_tokens, now_ms
+from claude_wrap_testing.fakeapi import FakeAnthropicAPI
+from claude_wrap_testing.isolation import ClaudeBinary, ClaudeHome, new_tokens, now_ms
+from claude_wrap_testing.sshd import Sshd
+from claude_wrap_testing.tokenserver import TokenServer, ok
+from claude_wrap_testing.wrapped import Shim
+
 from .test_wrapped_watch import wait_for
-from .wrapped import Shim
 
 MINUTE_MS = 60_000
 # The TUI is ready for a prompt: 2.1.87 and 2.1.197 draw "? for shortcuts", 2.1.332 does not but

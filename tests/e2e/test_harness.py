@@ -10,11 +10,11 @@ import ssl
 
 import pytest
 
-from ..tokenserver import TokenServer
-from .fakeapi import EXPIRED_MESSAGE, FakeAnthropicAPI
-from .isolation import ClaudeBinary, ClaudeHome
-from .netns import namespace_id
-from .tlsproxy import CertFiles, OAuthProxy
+from claude_wrap_testing.fakeapi import EXPIRED_MESSAGE, FakeAnthropicAPI
+from claude_wrap_testing.isolation import ClaudeBinary, ClaudeHome
+from claude_wrap_testing.netns import namespace_id
+from claude_wrap_testing.tlsproxy import CertFiles, OAuthProxy
+from claude_wrap_testing.tokenserver import TokenServer
 
 
 def test_only_loopback_is_reachable(loopback_only: str) -> None:

@@ -19,14 +19,14 @@ import time
 from pathlib import Path
 
 from claude_wrap.config import versions
+from claude_wrap.config.settings import Settings
 from claude_wrap.locks import lockowner
 from claude_wrap.refresh import binary
-
-from ..tokenserver import Reply, TokenServer
-from .fakeapi import FakeAnthropicAPI
-from .isolation import ClaudeBinary, ClaudeHome, new_tokens, now_ms
-from .tlsproxy import OAuthProxy
-from .wrapped import Shim, start
+from claude_wrap_testing.fakeapi import FakeAnthropicAPI
+from claude_wrap_testing.isolation import ClaudeBinary, ClaudeHome, new_tokens, now_ms
+from claude_wrap_testing.tlsproxy import OAuthProxy
+from claude_wrap_testing.tokenserver import Reply, TokenServer
+from claude_wrap_testing.wrapped import Shim, start
 
 OWNER = ".oauth_refresh.lock.owner"
 # The newest release's record, key by key (2.1.337); 2.1.332's lacks the last.
@@ -35,7 +35,7 @@ RECORD_KEYS = ["pid", "procStart", "pidDomain", "pidSpace", "lockBirthtimeMs",
 
 
 def release(claude: ClaudeBinary) -> tuple[int, ...]:
-    found = binary.version_of(str(claude.path), {})
+    found = binary.version_of(str(claude.path), Settings({}))
     parsed = versions.parse(found or "")
     assert parsed is not None, f"no version for {claude.path}"
     return parsed

@@ -3,10 +3,10 @@ untouched, the shim adds one stderr line, and only once within the hour."""
 
 from __future__ import annotations
 
-from ..tokenserver import TokenServer
-from .fakeapi import FakeAnthropicAPI
-from .isolation import ClaudeHome, new_tokens, now_ms
-from .wrapped import Shim
+from claude_wrap_testing.fakeapi import FakeAnthropicAPI
+from claude_wrap_testing.isolation import ClaudeHome, new_tokens, now_ms
+from claude_wrap_testing.tokenserver import TokenServer
+from claude_wrap_testing.wrapped import Shim
 
 HOUR_MS = 3_600_000
 

@@ -13,12 +13,12 @@ import json
 import pytest
 
 from claude_wrap.config import versions
+from claude_wrap_testing.fakeapi import FakeAnthropicAPI
+from claude_wrap_testing.isolation import ClaudeHome, new_tokens
+from claude_wrap_testing.tokenserver import TokenServer
+from claude_wrap_testing.wrapped import Shim
 
-from ..tokenserver import TokenServer
-from .fakeapi import FakeAnthropicAPI
-from .isolation import ClaudeHome, new_tokens
 from .test_wrapped import FORMATS
-from .wrapped import Shim
 
 BASE = ["user:profile", "user:inference", "user:sessions:claude_code", "user:mcp_servers",
         "user:file_upload"]

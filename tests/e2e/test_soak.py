@@ -1,11 +1,12 @@
 """The soak, short (issue 9): real use, compressed, with nobody logged out by claude-wrap.
 
 About 90 s of everything at once against one login whose tokens are due for refresh every 10 s
-(see tests/e2e/soak.py): `claude --print` through the shim in parallel, the real binary directly,
-`claude-wrap keep`, an interactive session through the shim, and a hostile refresher that spends
-the token without a lock and rewrites the file without scopes. The goal is asserted for what goes
-through claude-wrap; what the direct runs suffer is printed, not asserted. `bench/soak` runs the
-same for as long as you like. CLAUDE_WRAP_SOAK_SECONDS changes the length here too.
+(see claude_wrap_testing/soak.py): `claude --print` through the shim in parallel, the real
+binary directly, `claude-wrap keep`, an interactive session through the shim, and a hostile
+refresher that spends the token without a lock and rewrites the file without scopes. The goal is
+asserted for what goes through claude-wrap; what the direct runs suffer is printed, not
+asserted. `bench/soak` runs the same for as long as you like. CLAUDE_WRAP_SOAK_SECONDS changes
+the length here too.
 
 The hostile refresher is in by default (CLAUDE_WRAP_SOAK_HOSTILE=0 leaves it out, to tell its
 effects apart). Until the relay retried a run broken again during its retry and the reads waited
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .soak import Config, Soak, goal_failures, shim_watches_output, summary
+from claude_wrap_testing.soak import Config, Soak, goal_failures, shim_watches_output, summary
 
 
 @pytest.mark.timeout(900)

@@ -18,9 +18,9 @@ from typing import Any
 import pexpect
 import pytest
 
-from ..tokenserver import Reply, TokenServer, invalid_grant
-from .fakeapi import EXPIRED_MESSAGE, FakeAnthropicAPI
-from .isolation import TUI_READY, ClaudeBinary, ClaudeHome, new_tokens, quit_tui
+from claude_wrap_testing.fakeapi import EXPIRED_MESSAGE, FakeAnthropicAPI
+from claude_wrap_testing.isolation import TUI_READY, ClaudeBinary, ClaudeHome, new_tokens, quit_tui
+from claude_wrap_testing.tokenserver import Reply, TokenServer, invalid_grant
 
 REPO = Path(__file__).resolve().parents[2]
 FORMATS = {

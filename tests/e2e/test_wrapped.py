@@ -15,11 +15,18 @@ from typing import Any
 
 import pytest
 
-from ..tokenserver import DEFAULT_SCOPE, TokenFamilies, TokenServer, invalid_grant
-from .fakeapi import MODEL, FakeAnthropicAPI
-from .isolation import ClaudeBinary, ClaudeHome, Run, TokenPair, new_tokens, now_ms
-from .tlsproxy import OAuthProxy
-from .wrapped import Shim, start
+from claude_wrap_testing.fakeapi import MODEL, FakeAnthropicAPI
+from claude_wrap_testing.isolation import (
+    ClaudeBinary,
+    ClaudeHome,
+    Run,
+    TokenPair,
+    new_tokens,
+    now_ms,
+)
+from claude_wrap_testing.tlsproxy import OAuthProxy
+from claude_wrap_testing.tokenserver import DEFAULT_SCOPE, TokenFamilies, TokenServer, invalid_grant
+from claude_wrap_testing.wrapped import Shim, start
 
 LOGGED_OUT = "Not logged in · Please run /login"
 MINUTE_MS = 60_000

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from ..tokenserver import TokenServer
-from .fakeapi import FakeAnthropicAPI
-from .isolation import ClaudeBinary, ClaudeHome, new_tokens, now_ms
+from claude_wrap_testing.fakeapi import FakeAnthropicAPI
+from claude_wrap_testing.isolation import ClaudeBinary, ClaudeHome, new_tokens, now_ms
+from claude_wrap_testing.tokenserver import TokenServer
+from claude_wrap_testing.wrapped import Shim
+
 from .test_binary_forms import BUSY_PRINT, has_forms
 from .test_wrapped import FORMATS
-from .wrapped import Shim
 
 LOCK_ONCE = """#!{python}
 import json, os, sys

@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
-from ..tokenserver import TokenServer
-from .fakeapi import FakeAnthropicAPI
-from .isolation import TUI_READY, ClaudeBinary, ClaudeHome, new_tokens, quit_tui
+from claude_wrap_testing.fakeapi import FakeAnthropicAPI
+from claude_wrap_testing.isolation import TUI_READY, ClaudeBinary, ClaudeHome, new_tokens, quit_tui
+from claude_wrap_testing.tokenserver import TokenServer
+from claude_wrap_testing.wrapped import Shim, strip_scopes_once
+
 from .test_binary_direct import TUI_LOGGED_OUT
 from .test_wrapped import FORMATS, OAUTH_EXTRA, assert_repaired
-from .wrapped import Shim, strip_scopes_once
 
 
 def wait_for(predicate: Callable[[], bool], what: str, limit: float = 60) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from claude_wrap_testing.tokenserver import TokenServer
 from tests.conftest import ACCESS, REFRESH, Sandbox
-from tests.tokenserver import TokenServer
 
 # Figures of the last run, printed in the terminal summary (docs/reliability.md).
 FIGURES: collections.Counter[str] = collections.Counter()

@@ -10,8 +10,8 @@ from typing import Any
 
 import psutil
 
+from claude_wrap_testing.tokenserver import Reply, Request, TokenServer, ok
 from tests.conftest import login_doc
-from tests.tokenserver import Reply, Request, TokenServer, ok
 
 LOCK_NAMES = (".oauth_refresh.lock", ".storage-write.lock")
 TMP_PREFIX = ".credentials.json.tmp."

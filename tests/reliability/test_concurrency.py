@@ -10,10 +10,10 @@ import os
 import subprocess
 import threading
 
+from claude_wrap_testing.tokenserver import Reply, TokenServer, ok
 from tests.conftest import WRAP
 from tests.reliability.conftest import FIGURES, RSandbox, count_requests
 from tests.reliability.helpers import expired, temp_files
-from tests.tokenserver import Reply, TokenServer, ok
 
 PROCESSES = int(os.environ.get("CLAUDE_WRAP_CONCURRENCY") or 32)
 

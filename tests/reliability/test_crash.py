@@ -16,10 +16,10 @@ import threading
 import time
 from pathlib import Path
 
+from claude_wrap_testing.tokenserver import TokenServer
 from tests.conftest import WRAP
 from tests.reliability.conftest import FIGURES, RSandbox, count_requests, watch
 from tests.reliability.helpers import classify, delayed_ok, expired, lock_dirs, temp_files
-from tests.tokenserver import TokenServer
 
 ITERATIONS = int(os.environ.get("CLAUDE_WRAP_CRASH_ITERATIONS") or 200)
 SEED = int(os.environ.get("CLAUDE_WRAP_CRASH_SEED") or 20261128)

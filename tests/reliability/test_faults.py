@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from claude_wrap_testing.tokenserver import Answer, Reply, Request, TokenServer
 from tests.conftest import WRAP
 from tests.reliability.conftest import FIGURES, RSandbox, count_requests, netns_prefix, user_lines
 from tests.reliability.helpers import expired
-from tests.tokenserver import Answer, Reply, Request, TokenServer
 
 MAX_ATTEMPTS = 4  # oauth.MAX_ATTEMPTS: the bound on requests per run
 UNAVAILABLE = r"the token endpoint is unavailable \({reason}, (?P<n>\d) attempts?\); {when}"

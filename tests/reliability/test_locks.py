@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from claude_wrap_testing.tokenserver import Answer, Reply, Request, TokenServer
 from tests.conftest import WRAP
 from tests.reliability.conftest import (
     FIGURES,
@@ -25,7 +26,6 @@ from tests.reliability.conftest import (
     watch,
 )
 from tests.reliability.helpers import expired, lock_dirs, unique_login
-from tests.tokenserver import Answer, Reply, Request, TokenServer
 
 
 class ForeignHolder:

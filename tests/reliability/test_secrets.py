@@ -16,6 +16,7 @@ import time
 import psutil
 import pytest
 
+from claude_wrap_testing.tokenserver import Answer, Reply, Request, TokenServer
 from tests.conftest import WRAP
 from tests.reliability.conftest import (
     FIGURES,
@@ -26,7 +27,6 @@ from tests.reliability.conftest import (
     watch,
 )
 from tests.reliability.helpers import argv_env_leaks, expired
-from tests.tokenserver import Answer, Reply, Request, TokenServer
 
 CREATE = re.compile(
     r'^\d+ +(openat|open|creat|mkdir|mkdirat)\((?:AT_FDCWD, )?"([^"]+)", (.*)\) = \d+'
