@@ -14,10 +14,6 @@ from __future__ import annotations
 from claude_wrap.config.settings import Settings
 from claude_wrap.storage.identity import file_identity
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
-
 FAR_MS = 3_600_000  # a login with no expiry is re-judged hourly
 GUEST_PREFIX = "guest:"  # the cache's last line: the guest file's line, "" when none
 
