@@ -22,9 +22,8 @@ from claude_wrap.keeper import service
 from claude_wrap.locks import health
 from claude_wrap.logfile import log
 from claude_wrap.refresh import binary
-from claude_wrap.shim import locate
 from claude_wrap.storage import backends, filestore
-from claude_wrap.system import processes
+from claude_wrap.system import locate, processes
 
 if TYPE_CHECKING:
     from claude_wrap.config.settings import Settings

@@ -17,7 +17,7 @@ modules. Only when the cache cannot answer is the login judged (which refills th
 from __future__ import annotations
 
 from claude_wrap import console
-from claude_wrap.shim import fastpath
+from claude_wrap.storage import fastpath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -53,7 +53,10 @@ DEFAULT_REFRESH_BUDGET_S = 30.0
 DEFAULT_LOCK_WAIT_S = 15.0
 # The login's hard end (refreshTokenExpiresAt) is shown and warned of from this long before it.
 DEFAULT_LOGIN_END_WINDOW_S = 3 * 86400.0
-DEFAULT_RESCAN_S = 300.0  # as often as the keeper timer runs
+# The keeper timer runs `keep --all` this often; a shared folder's token outlives two of its runs
+# (guests/guest.py), and `keep --watch --all` looks for new config folders as often.
+KEEPER_PERIOD_S = 300
+DEFAULT_RESCAN_S = float(KEEPER_PERIOD_S)
 # The shim, the relay and the interactive session
 DEFAULT_REPLAY_LIMIT = 64 << 20  # bytes of stdin kept for a replay; past it, no retry
 DEFAULT_KILL_GRACE_S = 5.0  # after SIGTERM/SIGHUP, how long claude gets before its tree is killed

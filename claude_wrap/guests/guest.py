@@ -30,7 +30,7 @@ import subprocess
 from typing import TYPE_CHECKING, Any
 
 from claude_wrap.config import fspath
-from claude_wrap.config.settings import Settings, write_lock_dir
+from claude_wrap.config.settings import KEEPER_PERIOD_S, Settings, write_lock_dir
 from claude_wrap.errors import (
     CredentialsError,
     OwnerUnreachableError,
@@ -150,12 +150,10 @@ def save_shares(settings: Settings, entries: list[tuple[str, bool]]) -> None:
 def publish(settings: Settings) -> list[str]:
     """Refresh each shared folder's token file (the owner's keeper runs this): problems, one
     line each. The token written is good for two keeper periods past a guest's window."""
-    from claude_wrap.keeper import service  # noqa: PLC0415
-
     entries = shares(settings)
     if not entries:
         return []
-    min_valid = settings.refresh_window + 2 * service.INTERVAL_S
+    min_valid = settings.refresh_window + 2 * KEEPER_PERIOD_S
     from claude_wrap.errors import SettingError  # noqa: PLC0415 - beside WrapError's catch
 
     try:

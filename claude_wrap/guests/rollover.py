@@ -11,7 +11,7 @@ from __future__ import annotations
 import _thread
 import time
 
-from claude_wrap.shim import fastpath
+from claude_wrap.storage import fastpath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class Rollover:
     def pull(self) -> None:
         try:
             from claude_wrap.guests import guest  # noqa: PLC0415 - only when due
-            from claude_wrap.shim import sitepath  # noqa: PLC0415 - only when due
+            from claude_wrap.system import sitepath  # noqa: PLC0415 - only when due
 
             sitepath.enable_site()
             guest.ensure_fresh(self.settings, self.owner)

@@ -19,6 +19,7 @@ import plistlib
 import sys
 from typing import TYPE_CHECKING
 
+from claude_wrap.config.settings import KEEPER_PERIOD_S
 from claude_wrap.findings import OK, Finding
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ WATCH_LABEL = "io.github.claude-wrap.keeper-watch"
 MODES = (Mode.WATCH, Mode.TIMER)
 DEFAULT_MODE = Mode.WATCH
 MARKER = "claude-wrap-keeper"
-INTERVAL_S = 300
+INTERVAL_S = KEEPER_PERIOD_S
 
 
 def default_manager() -> str:

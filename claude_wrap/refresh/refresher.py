@@ -24,8 +24,7 @@ from claude_wrap.judging import login
 from claude_wrap.locks import lock
 from claude_wrap.logfile.log import Event, event, logger
 from claude_wrap.refresh import binary, restore
-from claude_wrap.shim import fastpath
-from claude_wrap.storage import backends, filestore, memory, store
+from claude_wrap.storage import backends, fastpath, filestore, memory, store
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

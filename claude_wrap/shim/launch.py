@@ -23,7 +23,8 @@ import sys
 from claude_wrap.config import fspath
 from claude_wrap.config import settings as config
 from claude_wrap.config.settings import ACTIVE_ENV, Settings
-from claude_wrap.shim import fastpath, locate
+from claude_wrap.storage import fastpath
+from claude_wrap.system import locate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def say(message: str) -> None:
 
 
 def enable_site() -> None:
-    from claude_wrap.shim.sitepath import enable_site  # noqa: PLC0415 - leaving the hot path
+    from claude_wrap.system.sitepath import enable_site  # noqa: PLC0415 - leaving the hot path
 
     enable_site()
 

@@ -2,7 +2,7 @@
 the same stored login; any write, by anyone, gives another.
 
 The storage layer's, defined once here for everyone: store.py hands it on to the backends, and
-the shim's verdict cache (shim/fastpath.py) remembers a file by it. That cache is on the healthy
+the shim's verdict cache (storage/fastpath.py) remembers a file by it. That cache is on the healthy
 hot path, so this module imports nothing but `posix` (not `os`: config/fspath.py says why); the
 Keychain's identity needs a hash, and imports `hashlib` only when asked.
 """

@@ -117,7 +117,7 @@ def test_status_short_on_a_healthy_login_parses_nothing(sandbox: Sandbox) -> Non
     )
     assert run.stdout == "2d\n"
     imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if "|" in line}
-    assert "claude_wrap.shim.fastpath" in imported
+    assert "claude_wrap.storage.fastpath" in imported
     heavy_modules = (
         "json", "claude_wrap.refresh.refresher", "claude_wrap.judging.login", "httpx", "argparse"
     )

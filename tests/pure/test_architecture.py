@@ -118,6 +118,91 @@ def test_only_the_entry_point_imports_the_shim() -> None:
     assert importers <= SHIM_IMPORTERS
 
 
+
+# Issue 27: the folders are the layers, bottom first. A module imports its own folder and those
+# below it; the root's leaves (errors, console, findings, feedback) sit under everything, and the
+# entry point (main) over everything.
+LAYERS = (
+    ("errors", "console", "findings", "feedback"),
+    ("config",),
+    ("judging",),
+    ("system",),
+    ("storage",),
+    ("locks",),
+    ("logfile",),
+    ("refresh",),
+    ("guests",),
+    ("watch",),
+    ("keeper",),
+    ("shim",),
+    ("commands",),
+    ("main", "__main__"),
+)
+# An import that goes up, each with the reason it must.
+UPWARD = {
+    # Owner or guest: the one place that picks, imported lazily and only on a guest, so that
+    # neither guests/ (whose owner side refreshes) nor refresh/ imports the other back.
+    ("claude_wrap.refresh.renewal", "claude_wrap.guests.guest"),
+}
+
+
+def layer_of(module: str) -> int:
+    name = module.split(".")[1] if "." in module else ""
+    for rank, names in enumerate(LAYERS):
+        if name in names:
+            return rank
+    raise AssertionError(f"{module} is in no layer: add its folder to LAYERS")
+
+
+def upward_imports(edges: dict[str, set[str]]) -> set[tuple[str, str]]:
+    return {
+        (m, d)
+        for m, deps in edges.items()
+        if m != "claude_wrap"
+        for d in deps
+        if layer_of(d) > layer_of(m)
+    }
+
+
+def test_each_layer_imports_only_its_own_folder_and_those_below() -> None:
+    assert upward_imports(graph()) == UPWARD
+
+
+def test_an_upward_import_is_found() -> None:
+    # The yardstick: storage importing the refresher is caught.
+    edges = {"claude_wrap.storage.store": {"claude_wrap.refresh.refresher"}}
+    assert upward_imports(edges) == {("claude_wrap.storage.store", "claude_wrap.refresh.refresher")}
+
+
+# The hot path avoids `os` (config/fspath.py says why) by using `posix` directly: that idiom stays
+# in the modules a healthy run imports, whose import tests (tests/process/test_shim.py,
+# test_watch_relay.py) hold them to it, and goes nowhere else.
+POSIX_USERS = {
+    "claude_wrap.config.fspath",
+    "claude_wrap.config.settings",
+    "claude_wrap.storage.identity",
+    "claude_wrap.system.locate",
+    "claude_wrap.shim.launch",
+    "claude_wrap.watch.relay",
+    "claude_wrap.watch.pipes",
+    "claude_wrap.watch.process",
+    "claude_wrap.locks.flock",
+}
+
+
+def test_only_the_hot_path_uses_posix_in_place_of_os() -> None:
+    users = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = (
+                [a.name for a in node.names] if isinstance(node, ast.Import)
+                else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            )
+            if "posix" in names:
+                users.add(module_name(path))
+    assert users == POSIX_USERS
+
 def test_the_cycle_finder_finds_a_lazy_cycle(tmp_path: Path) -> None:
     # The yardstick itself: a function-level import closing a loop is a cycle.
     pkg = tmp_path / "claude_wrap"
