@@ -183,7 +183,7 @@ class LockUnavailableError(WrapError, OSError):
 
 class ClaudeNotFoundError(WrapError, FileNotFoundError):
     """No real claude behind the shim: not on PATH (the shim's own folder aside) nor in the
-    usual install places (system/locate.py). The shim says `claude: command not found` for it, as a
+    usual install places (config/locate.py). The shim says `claude: command not found` for it, as a
     shell would, and exits 127."""
 
     def __init__(self) -> None:

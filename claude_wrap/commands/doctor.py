@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from claude_wrap import console
 from claude_wrap.commands import install, status
+from claude_wrap.config import locate
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK
 from claude_wrap.findings import OK, Finding
 from claude_wrap.keeper import service
@@ -23,7 +24,7 @@ from claude_wrap.locks import health
 from claude_wrap.logfile import log
 from claude_wrap.refresh import binary
 from claude_wrap.storage import backends, filestore
-from claude_wrap.system import locate, processes
+from claude_wrap.system import processes
 
 if TYPE_CHECKING:
     from claude_wrap.config.settings import Settings

@@ -2,7 +2,7 @@
 
 The shim runs this package's own interpreter with -I -S: isolated from PYTHON* variables and
 without the cost of `site` (3 ms here). It puts the package's folder on sys.path itself; the
-slow path turns `site` on when it needs httpx and friends (see system/sitepath.py).
+slow path turns `site` on when it needs httpx and friends (see config/sitepath.py).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import claude_wrap
 from claude_wrap import console
+from claude_wrap.config import locate
 from claude_wrap.config.settings import Settings, python_for_shim
 from claude_wrap.errors import EXIT_OK, InstallError
 from claude_wrap.findings import FAIL, OK, WARN, Finding
 from claude_wrap.keeper import service
-from claude_wrap.system import locate
 
 if TYPE_CHECKING:
     pass

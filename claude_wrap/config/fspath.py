@@ -122,3 +122,21 @@ def make_private_dirs(path: str) -> None:
         posix.mkdir(path, 0o700)
     except FileExistsError:
         pass
+
+
+# A file's identity: what tells a changed file from the same one. The storage layer's identity of
+# a stored login (storage/store.py) is this for the file; the shim's verdict cache
+# (storage/fastpath.py) remembers a file by it, on the healthy hot path, hence here, from `posix`.
+
+
+def identity(st: posix.stat_result) -> tuple[int, ...]:
+    """A file's identity: any write to it, by anyone, changes its ctime, a rename its inode."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def file_identity(path: str) -> tuple[int, ...] | None:
+    """The identity of the file at `path` now, None when there is none. One stat."""
+    try:
+        return identity(posix.stat(path))
+    except (OSError, ValueError):
+        return None

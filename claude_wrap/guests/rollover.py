@@ -47,8 +47,8 @@ class Rollover:
 
     def pull(self) -> None:
         try:
+            from claude_wrap.config import sitepath  # noqa: PLC0415 - only when due
             from claude_wrap.guests import guest  # noqa: PLC0415 - only when due
-            from claude_wrap.system import sitepath  # noqa: PLC0415 - only when due
 
             sitepath.enable_site()
             guest.ensure_fresh(self.settings, self.owner)

@@ -14,11 +14,10 @@ import json
 import os
 import subprocess
 
-from claude_wrap.config import versions
+from claude_wrap.config import locate, versions
 from claude_wrap.config.protocol import DEFAULT_SCOPES, PLUGINS_SCOPE
 from claude_wrap.findings import FAIL, OK, WARN, Finding
 from claude_wrap.storage import privatefile
-from claude_wrap.system import locate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

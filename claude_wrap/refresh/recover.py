@@ -10,9 +10,9 @@ only when the file is exactly the one claude was started with.
 
 from __future__ import annotations
 
+from claude_wrap.config import sitepath
 from claude_wrap.config.settings import Settings, legacy_lock_dir, refresh_lock_dir
 from claude_wrap.storage import backends
-from claude_wrap.system import sitepath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -20,11 +20,10 @@ from __future__ import annotations
 import posix
 import sys
 
-from claude_wrap.config import fspath
+from claude_wrap.config import fspath, locate
 from claude_wrap.config import settings as config
 from claude_wrap.config.settings import ACTIVE_ENV, Settings
 from claude_wrap.storage import fastpath
-from claude_wrap.system import locate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,7 +49,7 @@ def say(message: str) -> None:
 
 
 def enable_site() -> None:
-    from claude_wrap.system.sitepath import enable_site  # noqa: PLC0415 - leaving the hot path
+    from claude_wrap.config.sitepath import enable_site  # noqa: PLC0415 - leaving the hot path
 
     enable_site()
 

@@ -2,19 +2,18 @@
 layer (store.py), the file (filestore.py) and the macOS Keychain (keychain.py). It sits above
 them so that the layer imports neither and they import the layer, never each other: no cycle.
 
-Light on purpose (config/paths.py and storage/identity.py, no `os`): every watched run asks
+Light on purpose (config/settings.py and config/fspath.py, no `os`): every watched run asks
 `identity` before it launches claude, on the hot path.
 """
 
 from __future__ import annotations
 
-from claude_wrap.storage.identity import file_identity
+from claude_wrap.config.fspath import file_identity
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from claude_wrap.config.settings import Settings
-    from claude_wrap.storage.identity import Ident
-    from claude_wrap.storage.store import Storage
+    from claude_wrap.storage.store import Ident, Storage
 
 
 def open_storage(settings: Settings) -> Storage:

@@ -11,8 +11,8 @@ holds no secret: a path, stat numbers, times and the guest file's line (which ow
 
 from __future__ import annotations
 
+from claude_wrap.config.fspath import file_identity
 from claude_wrap.config.settings import Settings
-from claude_wrap.storage.identity import file_identity
 
 FAR_MS = 3_600_000  # a login with no expiry is re-judged hourly
 GUEST_PREFIX = "guest:"  # the cache's last line: the guest file's line, "" when none

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from claude_wrap.storage.identity import Ident, content_identity, file_identity, identity
+from claude_wrap.config.fspath import file_identity, identity
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -93,8 +93,18 @@ __all__ = [
     "serialise",
     "settle",
 ]
-# identity(stat), file_identity(path) and content_identity(raw) are identity.py's (see there):
-# the healthy hot path imports that module, never this one.
+# A stored login's identity: equal identities, the same stored login; any write, by anyone, gives
+# another. A file's is config/fspath.py's (identity, file_identity: the healthy hot path needs it
+# without this module); a login without a file (the Keychain) is known by its content.
+Ident = tuple[int, ...]
+
+
+def content_identity(raw: bytes) -> Ident:
+    """The identity of a login that has no file (the Keychain): its length and a hash of it."""
+    import hashlib  # noqa: PLC0415 - off the hot path: the file's identity needs no hash
+
+    digest = hashlib.sha256(raw).digest()
+    return (len(raw), int.from_bytes(digest[:8], "big"))
 
 
 def parse(where: str, raw: bytes) -> Any:

@@ -108,7 +108,7 @@ def warm_up(settings: Settings) -> None:
     imported here (loguru, renewal and the log's sink were still loaded by the repair itself, the
     window in which claude's next read could still meet the stripped file), 4.7 ms with them
     (410 ms before any warm-up). Only sessions that stay open get here."""
-    from claude_wrap.system import sitepath  # noqa: PLC0415
+    from claude_wrap.config import sitepath  # noqa: PLC0415
 
     sitepath.enable_site()
     try:

@@ -19,7 +19,7 @@ import errno
 import posix
 import sys
 
-from claude_wrap.system import sitepath
+from claude_wrap.config import sitepath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

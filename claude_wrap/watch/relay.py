@@ -18,7 +18,6 @@ from __future__ import annotations
 import posix
 
 from claude_wrap.judging import detect
-from claude_wrap.refresh import recover
 from claude_wrap.storage import backends
 from claude_wrap.watch import pipes, process
 
@@ -104,6 +103,8 @@ class Relay:
                 self._show(failed)
                 return process.RunEnd(code)
             now = backends.identity(self.settings)
+            from claude_wrap.refresh import recover  # noqa: PLC0415 - only after a failure: off the healthy path
+
             if recover.already_tried(self.settings, launched, preflight_failed):
                 self._show(failed)  # the pre-flight's line on stderr already said why
                 return process.RunEnd(code)
@@ -146,6 +147,7 @@ class Relay:
         problem = None
         if self.signals.stopped_by is None:
             from claude_wrap.errors import Interrupted  # noqa: PLC0415
+            from claude_wrap.refresh import recover  # noqa: PLC0415 - only after a failure: off the healthy path
 
             try:
                 problem = recover.repair(
@@ -182,6 +184,8 @@ class Relay:
         if why_not is None and attempt == MAX_LAUNCHES:
             why_not = f"claude was run {MAX_LAUNCHES} times"
         if why_not is None and self.signals.stopped_by is None:
+            from claude_wrap.refresh import recover  # noqa: PLC0415 - only after a failure: off the healthy path
+
             why_not = recover.await_lock(self.settings, lambda: self.signals.stopped_by is not None)
         if why_not is None:
             return None

@@ -180,8 +180,7 @@ def test_an_upward_import_is_found() -> None:
 POSIX_USERS = {
     "claude_wrap.config.fspath",
     "claude_wrap.config.settings",
-    "claude_wrap.storage.identity",
-    "claude_wrap.system.locate",
+    "claude_wrap.config.locate",
     "claude_wrap.shim.launch",
     "claude_wrap.watch.relay",
     "claude_wrap.watch.pipes",
