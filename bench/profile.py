@@ -30,13 +30,13 @@ import json, os, sys, time
 sys.path.insert(0, {repo!r})
 from pyinstrument import Profiler
 from claude_wrap.config.settings import Settings
-from claude_wrap.shim import launch
+from claude_wrap import shim
 args, me, n = ["auth", "status"], {shim!r}, {n}
 def once():
     settings = Settings.from_process()
-    real = launch.find_real(settings, me)
-    if launch.uses_stored_login(args, settings):
-        launch.preflight(settings)
+    real = shim.find_real(settings, me)
+    if shim.uses_stored_login(args, settings):
+        shim.preflight(settings)
     child = settings.unnested().child_env()
 once()
 t = time.perf_counter()
@@ -60,8 +60,8 @@ p = Profiler(interval=0.0005)
 p.start()
 t = time.perf_counter()
 from claude_wrap.config.settings import Settings
-from claude_wrap.shim import launch
-launch.preflight(Settings.from_process())
+from claude_wrap import shim
+shim.preflight(Settings.from_process())
 elapsed_ms = (time.perf_counter() - t) * 1000
 p.stop()
 print(json.dumps({{"elapsed_ms": elapsed_ms}}))

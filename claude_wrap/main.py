@@ -58,12 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_process()
     if argv[:1] == ["run"]:
         # The alias path (alias claude='claude-wrap run --') is a hot path: no argparse.
-        from claude_wrap.shim import launch  # noqa: PLC0415
+        from claude_wrap import shim  # noqa: PLC0415
 
         args = argv[1:]
         if args[:1] == ["--"]:
             args = args[1:]
-        launch.run(args, None, settings)
+        shim.run(args, None, settings)
     if argv == ["status", "--short"]:
         # Run by shell prompts before every command line: no argparse, no JSON (shortstatus.py).
         from claude_wrap.commands import shortstatus  # noqa: PLC0415

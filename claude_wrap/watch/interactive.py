@@ -34,10 +34,9 @@ import pexpect
 
 from claude_wrap.config.settings import Settings
 from claude_wrap.errors import ClaudeStartError, Interrupted
-from claude_wrap.judging import detect
 from claude_wrap.refresh import recover
 from claude_wrap.storage import backends
-from claude_wrap.watch import guard, process
+from claude_wrap.watch import detect, guard, process
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -36,8 +36,7 @@ import time
 
 from claude_wrap.config import fspath
 from claude_wrap.config.settings import Settings
-from claude_wrap.judging import detect
-from claude_wrap.watch import process
+from claude_wrap.watch import detect, process
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -19,8 +19,6 @@ import errno
 import posix
 import sys
 
-from claude_wrap.config import sitepath
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -160,6 +158,8 @@ def _nothing_to_finalize() -> bool:
 
 def kill_tree(pid: int) -> None:
     """SIGKILL a process and every descendant, children first found, so none is orphaned."""
+    from claude_wrap.config import sitepath  # noqa: PLC0415 - not on a healthy run
+
     sitepath.enable_site()
     import psutil  # noqa: PLC0415 - only when a child outlived its grace period
 
@@ -180,7 +180,7 @@ _prctl_found: list[Callable[..., int] | None] = []  # looked up once: the answer
 
 def prepare_spawn() -> None:
     """Do now what `spawn` would do first (look prctl up), for a process with time to spare
-    (shim/launch.py: _warm_up)."""
+    (shim.py: _warm_up)."""
     _prctl()
 
 

@@ -10,16 +10,15 @@ the failed run or the retried one, never a mix, and never anything of a run it w
 
 This module is the policy: when to retry, and what to say when not. The bytes are moved by
 pipes.py, the process is started and reaped by process.py, and what happened goes back to the
-entry point (shim/launch.py: run) as a process.RunEnd: it alone speaks and exits.
+entry point (shim.py: run) as a process.RunEnd: it alone speaks and exits.
 """
 
 from __future__ import annotations
 
 import posix
 
-from claude_wrap.judging import detect
 from claude_wrap.storage import backends
-from claude_wrap.watch import pipes, process
+from claude_wrap.watch import detect, pipes, process
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ did, 2 when pytest itself could not run.
 A version without samples in tests/e2e/samples/ (one never recorded here) runs in record mode
 into a scratch folder: its cases judge the live output by their own assertions (exit codes,
 wordings, line structure), not by comparison with a sample that cannot exist yet, and the
-detectors the watcher uses (claude_wrap.judging.detect) are then run over what was recorded: the row
+detectors the watcher uses (claude_wrap.watch.detect) are then run over what was recorded: the row
 "login failure detected (recorded output)". `--keep-samples` copies the recorded samples into
 tests/e2e/samples/<version>/ for the matrix.
 
@@ -260,13 +260,13 @@ FAILED_NAMES = (
 
 
 def judge_detection(folder: Path) -> list[str]:
-    """What claude_wrap.judging.detect gets wrong about the output recorded in `folder` (one
+    """What claude_wrap.watch.detect gets wrong about the output recorded in `folder` (one
     version's samples): a login failure it does not recognise, whole or split anywhere; a healthy
     stream it holds back or calls a failure; a TUI drawing of `Not logged in` it does not find.
     Empty when it reads them all right; the checks tests/pure/test_watch_detect.py runs on the
     matrix.
     """
-    from claude_wrap.judging import detect
+    from claude_wrap.watch import detect
 
     def verdict(chunks: list[bytes], status: int) -> tuple[str, bytes]:
         watch = detect.Watch()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from claude_wrap.judging import detect
+from claude_wrap.watch import detect
 from claude_wrap_testing.fakeapi import EXPIRED_MESSAGE, FakeAnthropicAPI
 from claude_wrap_testing.isolation import (
     ClaudeBinary,

@@ -55,7 +55,7 @@ def test_quick_run_writes_every_figure_as_json(tmp_path: Path) -> None:
     }
     # What the healthy hot path imported: our light modules, none of the heavy ones.
     imports = doc["results"]["wrapper"]["imports"]
-    assert "claude_wrap.shim.launch" in imports["claude_wrap_modules"]
+    assert "claude_wrap.shim" in imports["claude_wrap_modules"]
     assert imports["forbidden_imported"] == []
     for key in ("httpx", "loguru", "json", "typing"):
         assert key not in imports["modules"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_wrap.judging import detect
+from claude_wrap.watch import detect
 
 NLI = "Not logged in · Please run /login"
 E401 = (

@@ -23,7 +23,6 @@ import sys
 from claude_wrap.config import fspath, locate
 from claude_wrap.config import settings as config
 from claude_wrap.config.settings import ACTIVE_ENV, Settings
-from claude_wrap.storage import fastpath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,6 +73,9 @@ def preflight(settings: Settings) -> bool:
         window_ms = settings.refresh_window_ms
         # The verdict cache knows files only: a Keychain login is judged afresh each run.
         if settings.storage_kind == "file":
+            # Here, not at the top: a run with no pre-flight (--version, nested) never loads it.
+            from claude_wrap.storage import fastpath  # noqa: PLC0415
+
             now = _now_ms()
             fine, ends_at = fastpath.judged(cred, window_ms, now, settings)
             if fine:
@@ -166,6 +168,8 @@ def _take_turn(
         return None, False  # no folder to lock: nothing to wait for; the slow path says why
     if held is not None:
         return held, False
+    from claude_wrap.storage import fastpath  # noqa: PLC0415 - loaded by preflight already
+
     return None, fastpath.still_ok(cred, window_ms, _now_ms(), settings)
 
 
