@@ -1,4 +1,4 @@
-"""A fake Anthropic API on 127.0.0.1, for `ANTHROPIC_BASE_URL` (shared/protocol.md section 7).
+"""A fake Anthropic API on 127.0.0.1, for `ANTHROPIC_BASE_URL` (docs/protocol.md section 7).
 
 `POST /v1/messages` answers one streamed text reply in the Messages SSE format (message_start,
 content_block_start, content_block_delta with a text_delta, content_block_stop, message_delta,
@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-# The real API's answer for an expired OAuth access token (protocol.md section 6).
+# The real API's answer for an expired OAuth access token (docs/protocol.md section 6).
 EXPIRED_MESSAGE = (
     "OAuth token has expired. Please obtain a new token or refresh your existing token."
 )
 REVOKED_MESSAGE = "OAuth token has been revoked. Please obtain a new token."
-# How the real API refuses a token a refresh superseded (protocol.md section 10, as others
+# How the real API refuses a token a refresh superseded (docs/protocol.md section 10, as others
 # measured it): a 401 naming the access token, or a 403 permission_error. Claude Code 2.1.332 and
 # later read these two, and only these, as a revocation.
 ACCESS_REVOKED_MESSAGE = "OAuth access token has been revoked."

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A fake `claude` executable that behaves like the real one where it matters to claude-wrap.
 
-It reads the credentials file the way Claude Code does (shared/protocol.md section 2) and, when it
+It reads the credentials file the way Claude Code does (docs/protocol.md section 2) and, when it
 would refuse the login, prints the real error strings (section 6) on stdout with exit 1. Otherwise
 it "answers": it echoes its argv, the CLAUDE_WRAP_ACTIVE marker and what it read on stdin.
 
@@ -194,7 +194,7 @@ def tui(run_no: int) -> int:
             continue
         if not line or line.strip() == "quit":
             break
-        if stamp() != seen:  # re-read a changed file, as Claude Code does (protocol.md 5)
+        if stamp() != seen:  # re-read a changed file, as Claude Code does (docs/protocol.md 5)
             seen = stamp()
             refused = refusal() is not None
         if refused:

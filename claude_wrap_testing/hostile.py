@@ -1,4 +1,4 @@
-"""A hostile third-party refresher, as the old tools behaved (shared/protocol.md section 8).
+"""A hostile third-party refresher, as the old tools behaved (docs/protocol.md section 8).
 
 Run as its own process: `python -m claude_wrap_testing.hostile CREDENTIALS TOKEN_URL MEAN_GAP SEED`.
 At random intervals it reads the credentials file, spends its refresh token at the token endpoint

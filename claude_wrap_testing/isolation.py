@@ -1,7 +1,7 @@
 """An isolated home for one run of the real `claude`, and a runner that times each run.
 
 Each `ClaudeHome` is a throwaway HOME with its own CLAUDE_CONFIG_DIR, a `.claude.json` that
-skips onboarding and trusts the project folder (shared/protocol.md section 7), and a credentials
+skips onboarding and trusts the project folder (docs/protocol.md section 7), and a credentials
 file shaped like the one Claude Code writes (section 1). Its `env()` is built from scratch, not
 from the test process's environment, so no ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN or proxy
 setting of the machine running the tests can leak into a run.
@@ -22,7 +22,7 @@ from typing import Any
 
 import pexpect
 
-# What a claude.ai login stores (protocol.md section 4, the defaults Claude Code asks for).
+# What a claude.ai login stores (docs/protocol.md section 4, the defaults Claude Code asks for).
 SCOPES = (
     "user:inference",
     "user:profile",

@@ -1,7 +1,7 @@
 """Moves the test process into a network namespace that has only loopback.
 
 The real `claude` keeps resolving api.anthropic.com and platform.claude.com in the background
-(shared/protocol.md section 7). Rather than trusting every environment variable to keep it
+(docs/protocol.md section 7). Rather than trusting every environment variable to keep it
 offline, the pytest process itself leaves the host's network: after `unshare(CLONE_NEWNET)` the
 process (and every thread and child it creates afterwards) sees a fresh namespace whose only
 interface is `lo`, which we bring up. Any non-loopback connect then fails at once with

@@ -67,7 +67,7 @@ LOGIN_ERRORS = (
 )
 _GAP = rb"(?:\x1b\[\d+G|\x1b\[\d+C| )"
 # 2.1.332: "Not logged in · run /login", "Failed to authenticate: OAuth session expired ...",
-# "OAuth refresh token is no longer valid; run /login ..." (protocol.md section 9).
+# "OAuth refresh token is no longer valid; run /login ..." (docs/protocol.md section 9).
 TUI_LOGIN_ERROR = re.compile(
     rb"[Rr]un" + _GAP + rb"/login|API" + _GAP + rb"Error|OAuth" + _GAP
     + rb"(?:token|session|refresh)"

@@ -1,7 +1,7 @@
 """A loopback HTTPS proxy that lets the real `claude` refresh its own login against a test server.
 
 No Claude environment variable can point its refresh anywhere but platform.claude.com
-(shared/protocol.md section 7), but it honours HTTPS_PROXY and NODE_EXTRA_CA_CERTS. So this
+(docs/protocol.md section 7), but it honours HTTPS_PROXY and NODE_EXTRA_CA_CERTS. So this
 proxy answers `CONNECT platform.claude.com:443` (and api.anthropic.com:443) itself, terminates
 TLS with a leaf certificate for those names signed by a throwaway CA minted at test time with
 the `openssl` CLI, and serves inside the tunnel:

@@ -1,6 +1,6 @@
 """A real OAuth token endpoint on 127.0.0.1, scripted per test.
 
-It speaks the protocol Claude Code's token endpoint speaks (shared/protocol.md section 4) and keeps
+It speaks the protocol Claude Code's token endpoint speaks (docs/protocol.md section 4) and keeps
 a log of every request it received, so that tests assert on what went over the wire, never on
 mocks. By default each refresh succeeds with a new, rotated token pair; a test queues other
 answers with `script()`.

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 PACKAGE = "@anthropic-ai/claude-code"
 VERSION_TIMEOUT_S = 20.0
 
-# Measured through the proxy (tests/e2e/test_request_match.py): 2.1.332 asks for user:plugins,
+# Measured through the proxy (tests/e2e/test_binary_refresh.py): 2.1.332 asks for user:plugins,
 # 2.1.197 does not; the first release between them that does is not known, so the newest tested
 # release without it bounds it.
 LAST_WITHOUT_PLUGINS = (2, 1, 197)

@@ -66,7 +66,7 @@ CAPABILITIES: dict[str, str] = {
     "test_stream_json_without_scopes_is_three_lines": "login failure read (stream-json)",
     "test_stream_json_with_scopes_is_a_healthy_run": "login failure read (stream-json)",
     "test_tui_without_scopes_shows_not_logged_in": "login failure read (TUI)",
-    # The binary's own refresh, as protocol.md says (what claude-wrap interoperates with).
+    # The binary's own refresh, as docs/protocol.md says (what claude-wrap interoperates with).
     "test_expired_login_is_refreshed_by_claude_itself": "its own refresh (protocol facts)",
     "test_a_401_makes_it_refresh_a_token_it_thought_valid": "its own refresh (protocol facts)",
     "test_invalid_grant_blanks_the_login": "its own refresh (protocol facts)",

@@ -1,6 +1,6 @@
 """The real `claude`, run directly (no claude-wrap): what the shim has to repair.
 
-These pin down shared/protocol.md sections 2 and 6 against the pinned binary: a login without
+These pin down docs/protocol.md sections 2 and 6 against the pinned binary: a login without
 `scopes` counts as logged out whatever its expiry, and how each output format shows that. The
 outputs are kept in samples/ for the output-watching code's tests.
 """
@@ -109,7 +109,7 @@ USER_LINE = b'{"type":"user","message":{"role":"user","content":"hello"}}\n'
     ("args", "stdin", "sample"),
     [
         (STREAM_JSON, b"hello\n", "print_logged_out.stream.jsonl"),
-        # How editors and the Agent SDK run it (protocol.md section 8).
+        # How editors and the Agent SDK run it (docs/protocol.md section 8).
         ((*STREAM_JSON, "--input-format", "stream-json"), USER_LINE,
          "print_logged_out.stream-in.jsonl"),
     ],

@@ -1,6 +1,6 @@
-"""The real `claude`, run directly: the failures protocol.md section 10 names, as each release of
-the matrix prints them in each headless output format, recorded in samples/<version>/ for the
-output watcher's tests (tests/pure/test_watch_detect.py).
+"""The real `claude`, run directly: the failures docs/protocol.md section 10 names, as each
+release of the matrix prints them in each headless output format, recorded in
+samples/<version>/ for the output watcher's tests (tests/pure/test_watch_detect.py).
 
 - Busy lock: the refresh locks held by a holder that exited mid-refresh (fresh folders that
   nobody touches, no owner record) and a token past its expiry. 2.1.332 and later wait for the

@@ -63,7 +63,7 @@ def test_expired_login_is_refreshed_by_claude_itself(
     assert (run.returncode, run.out, run.err) == (0, "answered after a refresh\n", "")
 
     [refresh] = token_server.requests
-    # Not the stored scopes joined (protocol.md section 4 said so): the full default set, and
+    # Not the stored scopes joined (docs/protocol.md section 4 said so): the full default set, and
     # with 2.1.332 `user:plugins` too (section 9).
     assert refresh.body is not None
     asked = refresh.body.pop("scope").split(" ")
@@ -128,7 +128,8 @@ def test_invalid_grant_blanks_the_login(
     fake_api.expire(tokens.access)
     run = _run_print(claude, claude_home, oauth_proxy)
     # 2.1.197: "Not logged in · Please run /login"; 2.1.332: "Failed to authenticate: OAuth
-    # session expired and could not be refreshed" (protocol.md section 9). Recorded per version.
+    # session expired and could not be refreshed" (docs/protocol.md section 9). Recorded per
+    # version.
     assert (run.returncode, run.err) == (1, "")
     assert detect.is_failure_text(run.out), run.out
     check_sample(claude.version, "print_invalid_grant.txt", run.stdout, lambda data: data)

@@ -1,11 +1,11 @@
-"""The refresh locks and the refresh request against the real binary (protocol.md section 9).
+"""The refresh locks and the refresh request against the real binary (docs/protocol.md section 9).
 
 Both directions of a holder killed mid-refresh: the real claude takes over the locks a SIGKILLed
 claude-wrap left, and claude-wrap those a SIGKILLed claude left; then claude-wrap's refresh request
 is compared with the one the real binary sent. Releases after 2.1.197 name the holder in
 `.oauth_refresh.lock.owner` and take over at once when it proves the holder gone; older ones know
 no record and take over only a stale lock (10 s), so for them that is what is asserted. 2.1.337
-appends `"parentPid"` to the record (protocol.md section 10); we write it as 2.1.337 does, and
+appends `"parentPid"` to the record (docs/protocol.md section 10); we write it as 2.1.337 does, and
 every release of the matrix must still honour it.
 """
 

@@ -27,7 +27,7 @@ EXTRA = {"clientId": "9d1c250a-e61b-44d9-88ed-5944d1962f5e", "someFutureField": 
 
 
 def release_scopes(version: str) -> list[str]:
-    """What the release asks for in its own refresh (protocol.md sections 9 and 10, measured
+    """What the release asks for in its own refresh (docs/protocol.md sections 9 and 10, measured
     through the proxy: user:plugins from 2.1.332 on, not by 2.1.197 and older)."""
     newer = (versions.parse(version) or ()) > (2, 1, 197)
     return [*BASE, "user:plugins"] if newer else BASE

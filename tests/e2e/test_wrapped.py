@@ -30,7 +30,7 @@ from claude_wrap_testing.wrapped import Shim, start
 
 LOGGED_OUT = "Not logged in · Please run /login"
 MINUTE_MS = 60_000
-# What real files carry besides the fields the tests set (protocol.md section 1).
+# What real files carry besides the fields the tests set (docs/protocol.md section 1).
 OAUTH_EXTRA = {"clientId": "9d1c250a-e61b-44d9-88ed-5944d1962f5e",
                "refreshTokenExpiresAt": 1_900_000_000_000}
 

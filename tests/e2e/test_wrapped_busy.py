@@ -1,6 +1,6 @@
 """The shim and the real `claude` when another Claude Code process holds the refresh lock
-(protocol.md section 10): the shim waits for that lock, never refreshes over it, and runs claude
-again once the holder has let go, with the token the holder stored.
+(docs/protocol.md section 10): the shim waits for that lock, never refreshes over it, and runs
+claude again once the holder has let go, with the token the holder stored.
 
 A stand-in for the real binary (CLAUDE_WRAP_REAL_CLAUDE, as wrapped.STRIP_ONCE) does, on its first
 run only, after the shim's pre-flight: the access token expires and the two refresh locks appear,

@@ -114,7 +114,7 @@ def test_the_tui_started_logged_out_is_repaired_once_in_place(
             term.expect(prompt, timeout=30)
             term.send("\r")
             term.expect("pong", timeout=60)
-        # The status line keeps its stale `Not logged in` (protocol.md section 6): that is not
+        # The status line keeps its stale `Not logged in` (docs/protocol.md section 6): that is not
         # a new failure, so no second repair, and each prompt went out with the repaired token.
         assert len(token_server.requests) == 1
         # (2.1.87 makes more than one Messages call per prompt; all with the repaired token.)

@@ -175,7 +175,8 @@ def test_sigterm_mid_refresh_releases_the_locks(
     assert sorted(p.name for p in sandbox.cfg.iterdir()) == [".credentials.json"]
 
 
-# Claude Code 2.1.332's owner record (protocol.md section 9), written here by hand for a holder.
+# Claude Code 2.1.332's owner record (docs/protocol.md section 9), written here by hand for a
+# holder.
 def owner_record(sandbox: Sandbox, pid: int, *, birth_offset_ms: float = 0.0) -> None:
     from claude_wrap.locks import lockowner
 

@@ -72,7 +72,7 @@ def test_refresh_request_is_the_one_claude_code_sends(
     assert request.headers["content-type"] == "application/json"
     assert "authorization" not in request.headers
     # The real claude here (fakeclaude) says it is 2.1.197: its User-Agent, and the stored
-    # scopes with what 2.1.197 asks for added (measured: tests/e2e/test_request_match.py).
+    # scopes with what 2.1.197 asks for added (measured: tests/e2e/test_binary_refresh.py).
     assert request.headers["user-agent"] == "axios/1.15.2"
     assert request.body == {
         "grant_type": "refresh_token",

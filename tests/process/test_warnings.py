@@ -314,7 +314,7 @@ def test_log_follows_across_rotation_and_ends_quietly_on_ctrl_c(sandbox: Sandbox
             follower.wait()
 
 
-# The login's time limit reached (protocol.md section 10) ----------------------------------------
+# The login's time limit reached (docs/protocol.md section 10) -------------------------------------
 
 
 def time_limit_reached(kind: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ NLI = "Not logged in · Please run /login"
 E401 = "Failed to authenticate. API Error: 401 OAuth token has expired."
 
 
-# How editors and the Agent SDK run it (protocol.md section 8).
+# How editors and the Agent SDK run it (docs/protocol.md section 8).
 EDITOR = ("-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose")
 
 

@@ -1,6 +1,6 @@
 """Headless runs through the shim that fail once with a wording of the newest Claude Code.
 
-claude_wrap_testing/fakeclaude.py prints the wording 2.1.332 prints (protocol.md section 9; the
+claude_wrap_testing/fakeclaude.py prints the wording 2.1.332 prints (docs/protocol.md section 9; the
 invalid_grant form recorded in tests/e2e/samples/2.1.332/print_invalid_grant.txt) in each output
 format, with exit 1, on its first run only: the shim must repair and retry, and the user sees
 one clean answer. The busy-lock message (section 10, as printed) is no login failure: the shim

@@ -1,4 +1,4 @@
-"""detect.py: the pure judges of claude's output, fed the shapes of shared/protocol.md section 6
+"""detect.py: the pure judges of claude's output, fed the shapes of docs/protocol.md section 6
 at every chunk boundary."""
 
 from __future__ import annotations
@@ -293,7 +293,7 @@ def test_the_real_tui_status_line_is_found_in_any_chunking(name: str) -> None:
         assert set(found) == {"notloggedin·run/login"}, size
 
 
-# --- 2.1.332's wordings (protocol.md section 9) --------------------------------------------------
+# --- 2.1.332's wordings (docs/protocol.md section 9) ----------------------------------------------
 
 WORDINGS_2_1_332 = (
     "Failed to authenticate: OAuth session expired and could not be refreshed",
@@ -347,7 +347,7 @@ def test_a_json_result_with_api_status_401_is_a_failure_whatever_its_wording() -
     assert judge([healthy], 0) == (detect.Output.HEALTHY, healthy)
 
 
-# --- protocol.md section 10: the forms of 2.1.332 and 2.1.337, structural signals first --------
+# --- docs/protocol.md section 10: the forms of 2.1.332 and 2.1.337, structural signals first ------
 
 BUSY_PRINT = (
     "Failed to refresh OAuth token: another Claude Code process is refreshing it or exited "
