@@ -9,9 +9,12 @@ TYPE_CHECKING = False  # imports nothing: the modules holding checks stay as che
 if TYPE_CHECKING:
     from typing import Any
 
-OK = "ok"
-WARN = "warn"
-FAIL = "fail"
+class Level:
+    """How bad a finding is: ok, worth a warning, or a failure doctor reports as unhealthy."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
 
 
 class Finding:

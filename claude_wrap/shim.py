@@ -22,7 +22,7 @@ import sys
 
 from claude_wrap.config import fspath, locate
 from claude_wrap.config import settings as config
-from claude_wrap.config.settings import ACTIVE_ENV, Settings
+from claude_wrap.config.settings import ACTIVE_ENV, Settings, StorageKind
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def preflight(settings: Settings) -> bool:
         cred = settings.credentials_file
         window_ms = settings.refresh_window_ms
         # The verdict cache knows files only: a Keychain login is judged afresh each run.
-        if settings.storage_kind == "file":
+        if settings.storage_kind == StorageKind.FILE:
             # Here, not at the top: a run with no pre-flight (--version, nested) never loads it.
             from claude_wrap.storage import fastpath  # noqa: PLC0415
 

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from claude_wrap import console
 from claude_wrap.commands import install, status
 from claude_wrap.config import locate
+from claude_wrap.config.settings import StorageKind
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK
-from claude_wrap.findings import OK, Finding
+from claude_wrap.findings import Finding, Level
 from claude_wrap.keeper import service
 from claude_wrap.locks import health
 from claude_wrap.logfile import log
@@ -46,7 +47,7 @@ def register(sub: Any) -> None:
 
 def run(ns: argparse.Namespace, settings: Settings) -> int:
     findings = examine(settings, fix=ns.fix)
-    healthy = all(f.level == OK for f in findings)
+    healthy = all(f.level == Level.OK for f in findings)
     if ns.json:
         data = {"healthy": healthy, "findings": [f.as_dict() for f in findings]}
         console.out(json.dumps(data, indent=2))
@@ -75,10 +76,10 @@ def examine(settings: Settings, *, fix: bool = False) -> list[Finding]:
     ]
     storage = backends.open_storage(settings)
     findings += status.check_login(settings, storage)
-    if storage.kind == "file":
+    if storage.kind == StorageKind.FILE:
         findings += filestore.check_mode(storage.where, fix=fix)
     findings += health.check_locks(storage.lock_dir, settings, fix=fix)
-    if storage.kind == "file":
+    if storage.kind == StorageKind.FILE:
         findings += filestore.check_temps(storage.where, fix=fix)
     findings += [
         log.check_log(settings),

@@ -17,7 +17,7 @@ from claude_wrap import console
 from claude_wrap.config import locate
 from claude_wrap.config.settings import Settings, python_for_shim
 from claude_wrap.errors import EXIT_OK, InstallError
-from claude_wrap.findings import FAIL, OK, WARN, Finding
+from claude_wrap.findings import Finding, Level
 from claude_wrap.keeper import service
 
 if TYPE_CHECKING:
@@ -232,16 +232,17 @@ def alias_in_rc(settings: Settings) -> str | None:
 def check_path(settings: Settings, first: str | None, shim: str | None) -> list[Finding]:
     name = "shim"
     if shim is not None:
-        return [Finding(name, OK, f"the shim comes first on PATH: {shim}", path=shim)]
+        return [Finding(name, Level.OK, f"the shim comes first on PATH: {shim}", path=shim)]
     rc = alias_in_rc(settings)
     if rc is not None:
-        return [Finding(name, OK, f"`claude` is an alias to claude-wrap (set in {rc})", rc=rc)]
+        said = f"`claude` is an alias to claude-wrap (set in {rc})"
+        return [Finding(name, Level.OK, said, rc=rc)]
     later = [p for p in locate.on_path(settings) if locate.is_shim(p)]
     if later and first is not None:
         return [
             Finding(
                 name,
-                FAIL,
+                Level.FAIL,
                 f"a shim is on PATH ({later[0]}) but {first} comes before it",
                 f'put {os.path.dirname(later[0])} first: export PATH="'
                 f'{os.path.dirname(later[0])}:$PATH" in your shell rc file',
@@ -255,7 +256,7 @@ def check_path(settings: Settings, first: str | None, shim: str | None) -> list[
     return [
         Finding(
             name,
-            FAIL,
+            Level.FAIL,
             what,
             "run `claude-wrap install` and add the PATH line it prints to your shell rc file "
             "(or the alias it prints)",
@@ -270,7 +271,7 @@ def check_recursion(settings: Settings) -> list[Finding]:
         found.append(
             Finding(
                 name,
-                WARN,
+                Level.WARN,
                 "CLAUDE_WRAP_ACTIVE=1 is set here, so every shim started from this shell skips "
                 "its pre-flight (normal only inside a claude session the shim started)",
                 "if this is not a claude session, remove CLAUDE_WRAP_ACTIVE from your shell "
@@ -285,7 +286,7 @@ def check_recursion(settings: Settings) -> list[Finding]:
             found.append(
                 Finding(
                     name,
-                    FAIL,
+                    Level.FAIL,
                     f"the shim {path} runs {python}, which no longer exists",
                     "reinstall claude-wrap, then run `claude-wrap install` again",
                 )
@@ -293,7 +294,7 @@ def check_recursion(settings: Settings) -> list[Finding]:
     shims = [p for p in locate.on_path(settings) if locate.is_shim(p)]
     if not found:
         detail = f" ({len(shims)} shims on PATH; each skips the others)" if len(shims) > 1 else ""
-        found.append(Finding(name, OK, f"no loop: the shim never runs itself{detail}"))
+        found.append(Finding(name, Level.OK, f"no loop: the shim never runs itself{detail}"))
     return found
 
 

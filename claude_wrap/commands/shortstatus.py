@@ -17,6 +17,7 @@ modules. Only when the cache cannot answer is the login judged (which refills th
 from __future__ import annotations
 
 from claude_wrap import console
+from claude_wrap.config.settings import StorageKind
 from claude_wrap.storage import fastpath
 
 TYPE_CHECKING = False
@@ -38,7 +39,7 @@ def compute(settings: Settings) -> str:
     now = int(time.time() * 1000)
     try:
         window_ms = settings.refresh_window_ms
-        if settings.storage_kind == "file":
+        if settings.storage_kind == StorageKind.FILE:
             fine, ends_at = fastpath.judged(settings.credentials_file, window_ms, now, settings)
             if fine:
                 return _word(ends_at, now, settings)

@@ -9,8 +9,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from claude_wrap import console
+from claude_wrap.config.settings import StorageKind
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK, StorageUnavailableError
-from claude_wrap.findings import FAIL, OK, WARN, Finding
+from claude_wrap.findings import Finding, Level
 from claude_wrap.judging import login, loginend
 from claude_wrap.refresh import refresher
 from claude_wrap.storage import backends, filestore
@@ -109,7 +110,7 @@ def examine(settings: Settings, now: int) -> tuple[dict[str, Any], login.Verdict
     _, verdict = refresher.assess(storage, settings.refresh_window_ms, now)
     data = report(storage.where, verdict, now, settings.login_end_window_ms)
     data["storage"] = storage.kind
-    if storage.kind != "file":
+    if storage.kind != StorageKind.FILE:
         data["world_readable"] = False
     # A guest holds no refresh token by design (guest.py): its renewal is a pull from the owner.
     owner = settings.guest_setting
@@ -187,13 +188,13 @@ def check_login(settings: Settings, storage: store.Storage) -> list[Finding]:
     try:
         _, verdict = refresher.assess(storage, settings.refresh_window_ms)
     except StorageUnavailableError as exc:
-        return [Finding(name, FAIL, str(exc), exc.hint or None, where=storage.where)]
+        return [Finding(name, Level.FAIL, str(exc), exc.hint or None, where=storage.where)]
     detail = f" ({verdict.detail})" if verdict.detail else ""
     text = f"{verdict.state}{detail} in {storage.where}"
     ends = _login_end(settings, verdict)
     if verdict.state == login.State.OK:
-        return [Finding(name, OK, text, state=verdict.state, where=storage.where), *ends]
-    level = WARN if verdict.state in login.REFRESHABLE else FAIL
+        return [Finding(name, Level.OK, text, state=verdict.state, where=storage.where), *ends]
+    level = Level.WARN if verdict.state in login.REFRESHABLE else Level.FAIL
     fix = ADVICE[verdict.state]
     return [Finding(name, level, text, fix, state=verdict.state, where=storage.where), *ends]
 
@@ -205,4 +206,5 @@ def _login_end(settings: Settings, verdict: login.Verdict) -> list[Finding]:
     window_ms = settings.login_end_window_ms
     if ends_at is None or not loginend.within(ends_at, now, window_ms):
         return []
-    return [Finding("login end", WARN, loginend.sentence(ends_at, now), "run `claude /login`")]
+    said = loginend.sentence(ends_at, now)
+    return [Finding("login end", Level.WARN, said, "run `claude /login`")]

@@ -66,7 +66,14 @@ DEFAULT_HOLD_QUIET_S = 2.0
 DEFAULT_GUARD_PERIOD_S = 0.5
 
 WATCH_KINDS = ("auto", "inotify", "kqueue", "poll")
-STORAGE_KINDS = ("file", "keychain")
+class StorageKind:
+    """Where a login lives (CLAUDE_WRAP_STORAGE): the credentials file, or the macOS Keychain."""
+
+    FILE = "file"
+    KEYCHAIN = "keychain"
+
+
+STORAGE_KINDS = (StorageKind.FILE, StorageKind.KEYCHAIN)
 ACTIVE_ENV = "CLAUDE_WRAP_ACTIVE"  # set by the shim for the claude it runs
 GUEST_ENV = "CLAUDE_WRAP_GUEST"
 TOKEN_URL_ENV = "CLAUDE_WRAP_TOKEN_URL"  # noqa: S105 - a variable's name
@@ -314,7 +321,7 @@ class Settings:
         """Where the login lives: the file, or (macOS) the login Keychain."""
         raw = self.env.get("CLAUDE_WRAP_STORAGE", "")
         if raw in ("", "auto"):
-            return "keychain" if sys.platform == "darwin" else "file"
+            return StorageKind.KEYCHAIN if sys.platform == "darwin" else StorageKind.FILE
         if raw not in STORAGE_KINDS:
             raise _bad("CLAUDE_WRAP_STORAGE", raw, "one of auto, file, keychain")
         return raw

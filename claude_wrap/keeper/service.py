@@ -20,7 +20,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from claude_wrap.config.settings import KEEPER_PERIOD_S
-from claude_wrap.findings import OK, Finding
+from claude_wrap.findings import Finding, Level
 
 if TYPE_CHECKING:
     from claude_wrap.config.settings import Settings
@@ -305,10 +305,10 @@ def check_keeper(settings: Settings) -> Finding:
 
             running = watch.running(settings)
             detail += f"; running (pid {running})" if running else "; not running now"
-        return Finding("keeper", OK, detail, files=found, mode=mode, running=running)
+        return Finding("keeper", Level.OK, detail, files=found, mode=mode, running=running)
     return Finding(
         "keeper",
-        OK,
+        Level.OK,
         "not installed; editors that start their own claude (VS Code without the wrapper "
         "setting, Zed) need it: `claude-wrap install --keeper`",
         files=[],

@@ -9,7 +9,7 @@ import stat
 import time
 from typing import TYPE_CHECKING
 
-from claude_wrap.findings import FAIL, OK, WARN, Finding
+from claude_wrap.findings import Finding, Level
 from claude_wrap.locks import lock
 from claude_wrap.locks.flock import FolderFlock
 
@@ -31,13 +31,13 @@ def check_locks(cfg: str, settings: Settings, *, fix: bool) -> list[Finding]:
         except FileNotFoundError:
             continue
         except OSError as exc:
-            found.append(Finding(name, FAIL, f"{path} cannot be examined: {exc.strerror}"))
+            found.append(Finding(name, Level.FAIL, f"{path} cannot be examined: {exc.strerror}"))
             continue
         if not stat.S_ISDIR(st.st_mode):
             found.append(
                 Finding(
                     name,
-                    FAIL,
+                    Level.FAIL,
                     f"{path} is not a folder, so no refresh can ever take this lock",
                     f"remove it: rm {path}",
                 )
@@ -47,7 +47,7 @@ def check_locks(cfg: str, settings: Settings, *, fix: bool) -> list[Finding]:
         verdict = held.judge()
         if not verdict:
             found.append(
-                Finding(name, OK, f"{path} is held by a running refresh ({age:.0f} s old)")
+                Finding(name, Level.OK, f"{path} is held by a running refresh ({age:.0f} s old)")
             )
             continue
         if verdict == lock.TakeOver.ABANDONED:
@@ -60,20 +60,20 @@ def check_locks(cfg: str, settings: Settings, *, fix: bool) -> list[Finding]:
             why = f"untouched for {age:.0f} s: its holder is gone"
         if fix:
             outcome = remove_stale_lock(cfg, held)
-            level = OK if outcome.startswith("removed") else FAIL
+            level = Level.OK if outcome.startswith("removed") else Level.FAIL
             found.append(Finding(name, level, f"{path}: {why}; {outcome}"))
         else:
             found.append(
                 Finding(
                     name,
-                    FAIL,
+                    Level.FAIL,
                     f"stale lock {path}: {why}; it can block refreshes",
                     "`claude-wrap doctor --fix` removes it safely",
                     path=path,
                 )
             )
     if not found:
-        found.append(Finding(name, OK, f"no lock folders in or beside {cfg}"))
+        found.append(Finding(name, Level.OK, f"no lock folders in or beside {cfg}"))
     return found
 
 
@@ -86,11 +86,12 @@ def _check_leftovers(lock_path: str, *, fix: bool) -> list[Finding]:
         removed = lock.remove_leftover_folders(lock_path)
         kept = len(leftovers) - removed
         tail = f"; kept {kept} (too young, its process alive, or not empty)" if kept else ""
-        return [Finding("locks", OK, f"removed {removed} leftover folder(s) of {lock_path}{tail}")]
+        said = f"removed {removed} leftover folder(s) of {lock_path}{tail}"
+        return [Finding("locks", Level.OK, said)]
     return [
         Finding(
             "locks",
-            WARN,
+            Level.WARN,
             f"{len(leftovers)} leftover folder(s) of a killed claude-wrap beside {lock_path}"
             f" ({os.path.basename(leftovers[0][0])}...); they hold no lock",
             "`claude-wrap doctor --fix` removes those of processes no longer running",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from claude_wrap.config import fspath
 from claude_wrap.config.settings import Settings
-from claude_wrap.findings import OK, Finding
+from claude_wrap.findings import Finding, Level
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -163,5 +163,5 @@ def check_log(settings: Settings) -> Finding:
     try:
         size = os.path.getsize(path)
     except OSError:
-        return Finding("log", OK, f"{path} (not written yet)", path=path)
-    return Finding("log", OK, f"{path} ({size} bytes)", path=path)
+        return Finding("log", Level.OK, f"{path} (not written yet)", path=path)
+    return Finding("log", Level.OK, f"{path} ({size} bytes)", path=path)

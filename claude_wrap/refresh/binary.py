@@ -16,7 +16,7 @@ import subprocess
 
 from claude_wrap.config import locate, versions
 from claude_wrap.config.protocol import DEFAULT_SCOPES, PLUGINS_SCOPE
-from claude_wrap.findings import FAIL, OK, WARN, Finding
+from claude_wrap.findings import Finding, Level
 from claude_wrap.storage import privatefile
 
 TYPE_CHECKING = False
@@ -185,7 +185,7 @@ def check_real_binary(settings: Settings, shim: str | None) -> list[Finding]:
             return [
                 Finding(
                     name,
-                    FAIL,
+                    Level.FAIL,
                     f"CLAUDE_WRAP_REAL_CLAUDE={override} {problem}",
                     "point CLAUDE_WRAP_REAL_CLAUDE at Claude Code's own executable, or unset it",
                 )
@@ -198,7 +198,7 @@ def check_real_binary(settings: Settings, shim: str | None) -> list[Finding]:
             return [
                 Finding(
                     name,
-                    FAIL,
+                    Level.FAIL,
                     "no real claude found on PATH or in the usual places",
                     "install Claude Code (https://docs.claude.com/en/docs/claude-code), or set "
                     "CLAUDE_WRAP_REAL_CLAUDE to its executable",
@@ -209,13 +209,13 @@ def check_real_binary(settings: Settings, shim: str | None) -> list[Finding]:
         return [
             Finding(
                 name,
-                WARN,
+                Level.WARN,
                 f"{real} does not tell its version ({why})",
                 "reinstall Claude Code, or set CLAUDE_WRAP_REAL_CLAUDE to a working executable",
                 path=real,
             )
         ]
-    found = [Finding(name, OK, f"{real} ({version})", path=real, version=version)]
+    found = [Finding(name, Level.OK, f"{real} ({version})", path=real, version=version)]
     number = version.split()[0]
     if newer_than_tested(number):
         # Said, but not a problem (doctor stays healthy): Claude Code updates itself, and a newer
@@ -223,7 +223,7 @@ def check_real_binary(settings: Settings, shim: str | None) -> list[Finding]:
         found.append(
             Finding(
                 "claude version",
-                OK,
+                Level.OK,
                 f"Claude Code {number} is newer than the newest release claude-wrap was tested "
                 f"with ({versions.newest_tested()})",
                 "test it with `scripts/compat latest` (in a claude-wrap checkout, as root); on a "

@@ -11,7 +11,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap.config.settings import Settings, legacy_lock_dir, refresh_lock_dir, write_lock_dir
+from claude_wrap.config.settings import (
+    Settings,
+    StorageKind,
+    legacy_lock_dir,
+    refresh_lock_dir,
+    write_lock_dir,
+)
 from claude_wrap.errors import (
     LOGIN_HINT,
     CredentialsError,
@@ -112,7 +118,7 @@ def assess(
     except CredentialsError as exc:
         return None, login.Verdict(login.State.MALFORMED, exc.problem)
     if snap is None:
-        what = "file" if storage.kind == "file" else "Keychain item"
+        what = "file" if storage.kind == StorageKind.FILE else "Keychain item"
         return None, login.Verdict(login.State.MISSING, f"there is no credentials {what}")
     return snap, login.judge(snap.doc, at_ms, window_ms)
 
@@ -135,7 +141,7 @@ def remember(  # noqa: PLR0917 - one settings, then what was judged
         return
     at_ms = now_ms() if at_ms is None else at_ms
     memory.note(storage.where, snap.doc, settings)
-    if storage.kind == "file":
+    if storage.kind == StorageKind.FILE:
         fastpath.remember(
             settings,
             storage.where, snap.ident, verdict.expires_at, window_ms, at_ms, verdict.login_ends_at
@@ -413,7 +419,7 @@ def _refresh(  # noqa: PLR0917 - private, called once
 
     storage.tidy()
     _check_storable(path, snap)
-    mode = _mode(path) if storage.kind == "file" else 0o600
+    mode = _mode(path) if storage.kind == StorageKind.FILE else 0o600
     # Reserve the new file's space before the token is spent: a full disk fails here, harmlessly.
     with storage.pending(reserve=len(snap.raw) + 65536) as pending, _signals_held():
         response = _send(settings, request, refresh_token, url, release, on_slow, held)

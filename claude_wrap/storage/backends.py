@@ -9,6 +9,7 @@ Light on purpose (config/settings.py and config/fspath.py, no `os`): every watch
 from __future__ import annotations
 
 from claude_wrap.config.fspath import file_identity
+from claude_wrap.config.settings import StorageKind
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 def open_storage(settings: Settings) -> Storage:
     """The storage CLAUDE_WRAP_STORAGE selects (auto: the Keychain on macOS, else the file)."""
-    if settings.storage_kind == "keychain":
+    if settings.storage_kind == StorageKind.KEYCHAIN:
         from claude_wrap.storage import keychain  # noqa: PLC0415 - macOS only
 
         return keychain.KeychainStorage.for_settings(settings)
@@ -33,7 +34,7 @@ def identity(settings: Settings) -> Ident | None:
     file one stat (and no backend module imported: this runs before every watched launch); for
     the Keychain, one `security` call."""
     try:
-        if settings.storage_kind == "file":
+        if settings.storage_kind == StorageKind.FILE:
             return file_identity(settings.credentials_file)
     except ValueError:  # a bad setting: the pre-flight has said so already
         return None

@@ -13,8 +13,9 @@ import errno
 import os
 import stat
 
+from claude_wrap.config.settings import StorageKind
 from claude_wrap.errors import CredentialsError, WriteError
-from claude_wrap.findings import FAIL, OK, WARN, Finding
+from claude_wrap.findings import Finding, Level
 from claude_wrap.storage import store
 from claude_wrap.system import processes
 
@@ -221,7 +222,7 @@ def world_readable(path: str) -> bool:
 class FileStorage:
     """The credentials file, as a store.Storage."""
 
-    kind = "file"
+    kind = StorageKind.FILE
     atomic = False  # tools that rewrite it in place leave it half-written for a moment
 
     def __init__(self, path: str) -> None:
@@ -256,19 +257,20 @@ def check_mode(path: str, *, fix: bool) -> list[Finding]:
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
-        return [Finding(name, OK, f"no file at {path} to check")]
+        return [Finding(name, Level.OK, f"no file at {path} to check")]
     if not mode & 0o077:
-        return [Finding(name, OK, f"{path} is {mode:04o}, readable by you alone")]
+        return [Finding(name, Level.OK, f"{path} is {mode:04o}, readable by you alone")]
     if fix:
         try:
             os.chmod(path, 0o600)
         except OSError as exc:
-            return [Finding(name, FAIL, f"{path} is {mode:04o}; chmod failed: {exc.strerror}")]
-        return [Finding(name, OK, f"{path} was {mode:04o}; made it 0600 (--fix)")]
+            said = f"{path} is {mode:04o}; chmod failed: {exc.strerror}"
+            return [Finding(name, Level.FAIL, said)]
+        return [Finding(name, Level.OK, f"{path} was {mode:04o}; made it 0600 (--fix)")]
     return [
         Finding(
             name,
-            FAIL,
+            Level.FAIL,
             f"{path} is {mode:04o}: other users can read your login",
             f"chmod 600 {path}  (or `claude-wrap doctor --fix`)",
         )
@@ -279,14 +281,14 @@ def check_temps(path: str, *, fix: bool) -> list[Finding]:
     name = "temp files"
     leftovers = temp_files(path)
     if not leftovers:
-        return [Finding(name, OK, "no leftover temp files beside the credentials file")]
+        return [Finding(name, Level.OK, "no leftover temp files beside the credentials file")]
     if fix:
         removed = remove_stale_temps(path)
-        return [Finding(name, OK, f"removed {removed} leftover temp file(s) (--fix)")]
+        return [Finding(name, Level.OK, f"removed {removed} leftover temp file(s) (--fix)")]
     return [
         Finding(
             name,
-            WARN,
+            Level.WARN,
             f"{len(leftovers)} temp file(s) of a killed claude-wrap beside {path}",
             "`claude-wrap doctor --fix` removes those of processes no longer running",
         )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from claude_wrap.config.settings import Settings
+from claude_wrap.config.settings import Settings, StorageKind
 from claude_wrap.errors import CredentialsError, StorageUnavailableError, WriteError
 from claude_wrap.storage import store
 
@@ -42,7 +42,7 @@ _UNSAFE = frozenset('"\\\n\r\0')
 class KeychainStorage:
     """The login's Keychain item, as a store.Storage."""
 
-    kind = "keychain"
+    kind = StorageKind.KEYCHAIN
     atomic = True  # `-U` replaces the data in one call: never seen half-written
 
     def __init__(

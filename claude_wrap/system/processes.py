@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from claude_wrap.config.settings import Settings
-from claude_wrap.findings import OK, Finding
+from claude_wrap.findings import Finding, Level
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -105,9 +105,9 @@ def open_elsewhere(path: str) -> bool | None:
 def check_processes(settings: Settings) -> Finding:
     rows = running_claudes(settings)
     if not rows:
-        return Finding("processes", OK, "no Claude Code process is running", processes=[])
+        return Finding("processes", Level.OK, "no Claude Code process is running", processes=[])
     listed = ", ".join(f"{r['pid']} ({_where(r)})" for r in rows)
-    return Finding("processes", OK, f"Claude Code running: {listed}", processes=rows)
+    return Finding("processes", Level.OK, f"Claude Code running: {listed}", processes=rows)
 
 
 def _where(row: dict[str, object]) -> str:
