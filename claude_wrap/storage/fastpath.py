@@ -54,7 +54,7 @@ def judged(
         return False, None
     if guest.startswith(GUEST_PREFIX):
         # The guest line as it was when the verdict was remembered: a healthy run need not
-        # open the guest file to know whether to roll over (launch._rollover).
+        # open the guest file to know whether to roll over (shim._rollover).
         settings.learn_stored_guest(guest[len(GUEST_PREFIX) :])
     return True, ends_at
 
