@@ -22,7 +22,7 @@ import sys
 
 from claude_wrap.config import fspath, locate
 from claude_wrap.config import settings as config
-from claude_wrap.config.settings import ACTIVE_ENV, Settings, StorageKind
+from claude_wrap.config.settings import Settings, StorageKind
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from claude_wrap.locks.flock import FolderFlock
     from claude_wrap.watch.process import RunEnd
 
-ACTIVE = ACTIVE_ENV
 # Runs that never use the stored login: no point in checking it first.
 NO_AUTH_FLAGS = frozenset(("--version", "-v", "--help", "-h"))
 NO_AUTH_COMMANDS = (("auth", "login"), ("auth", "logout"), ("setup-token",))

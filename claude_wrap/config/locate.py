@@ -27,7 +27,7 @@ _SHIM_MAX = 65536  # a shim is a few hundred bytes; the real binary is a few hun
 
 def __getattr__(name: str) -> type[errors.ClaudeNotFoundError]:
     # errors.py owns ClaudeNotFoundError; `locate.ClaudeNotFoundError` is a name for it that does
-    # not import errors.py on the hot path (paths.SettingError says how): only a missing claude,
+    # not import errors.py on the hot path (settings.SettingError says how): only a missing claude,
     # or an `except locate.ClaudeNotFoundError` that meets an exception, loads it.
     if name == "ClaudeNotFoundError":
         from claude_wrap.errors import ClaudeNotFoundError  # noqa: PLC0415

@@ -52,7 +52,7 @@ _identity = store.file_identity
 
 
 class Notify:
-    """How a Watcher learns of a change (CLAUDE_WRAP_NOTIFY's values, paths.WATCH_KINDS): the
+    """How a Watcher learns of a change (CLAUDE_WRAP_NOTIFY's values, settings.WATCH_KINDS): the
     kernel's inotify or kqueue, or a stat every period; auto, the kernel's where it can
     (strings: see login.State)."""
 
