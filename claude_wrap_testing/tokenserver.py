@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import socket
 import sys
 import threading
@@ -20,6 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeAlias
 
 RELAYED_AGENT = "relayed:"  # TokenFamilies' prefix for the real binary's requests
+# The switch for the lenient service of old, where a rotated login's previous access token lives on
+# until its expiry: `CLAUDE_WRAP_TEST_TOKENS=lenient`. The default is the faithful one (issue 26).
+LENIENT = os.environ.get("CLAUDE_WRAP_TEST_TOKENS", "") == "lenient"
 DEFAULT_SCOPE = (
     "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload"
 )
@@ -203,17 +207,26 @@ class TokenServer:
 
 
 class TokenFamilies:
-    """A token endpoint that behaves like the real one where it hurts (issue 9).
+    """A token endpoint that behaves like the real one where it hurts (issues 9 and 26).
 
     Refresh tokens are single-use: presenting a spent one answers `invalid_grant` and, as users
     report of the real service, revokes the whole family (every token descended from the same
-    login). Access tokens live `access_ttl_s` seconds. `access_ok()` is what a fake Messages API
-    asks before answering, so a revoked or expired token gets its 401. Counters say what happened.
+    login). A refresh revokes the family's previous access token at once, long before its
+    expiry, as the real service does (docs/protocol.md section 10); `lenient=True` (or
+    CLAUDE_WRAP_TEST_TOKENS=lenient) lets it live to its expiry instead. Access tokens live
+    `access_ttl_s` seconds. `access_problem()` is what a fake Messages API asks before
+    answering, so a revoked or expired token gets its refusal. Counters say what happened.
     """
 
     def __init__(
-        self, access_ttl_s: float = 28800, tag: str = "f", *, access_valid_s: float | None = None
+        self,
+        access_ttl_s: float = 28800,
+        tag: str = "f",
+        *,
+        access_valid_s: float | None = None,
+        lenient: bool | None = None,
     ) -> None:
+        self.lenient = LENIENT if lenient is None else lenient
         self.access_ttl_s = access_ttl_s
         # How long the Messages endpoint honours an access token; by default what `expires_in`
         # promised. The soak shortens it: see bench/soak for why.
@@ -224,6 +237,8 @@ class TokenFamilies:
         self._family_of: dict[str, int] = {}  # every token ever issued -> its family
         self._live_refresh: dict[int, str] = {}  # family -> its one unspent refresh token
         self._access_expiry: dict[str, float] = {}
+        self._live_access: dict[int, str] = {}  # family -> its newest access token
+        self.superseded: set[str] = set()  # access tokens a rotation revoked
         self.revoked: set[int] = set()
         self.revoked_by: dict[int, str] = {}  # family -> User-Agent of the request that did it
         self.refreshes = 0
@@ -255,6 +270,10 @@ class TokenFamilies:
         refresh = f"sk-ant-ort01-fam{family}-{n:06d}-{self.tag}"
         self._family_of[access] = self._family_of[refresh] = family
         self._live_refresh[family] = refresh
+        previous = self._live_access.get(family)
+        if previous is not None and not self.lenient:
+            self.superseded.add(previous)
+        self._live_access[family] = access
         self._access_expiry[access] = time.time() + self.access_valid_s
         return access, refresh
 
@@ -301,12 +320,16 @@ class TokenFamilies:
             return self._family_of.get(token)
 
     def access_problem(self, token: str, *, count: bool = True) -> str | None:
-        """None when the Messages endpoint accepts `token`, else "revoked" or "expired".
-        `count=False` asks without counting a rejection (an observer, not an API call)."""
+        """None when the Messages endpoint accepts `token`, else a key of fakeapi.PROBLEMS:
+        "revoked" (the family ended), "access_revoked" or "revoked_403" (a rotation superseded
+        it: the real service answers either, so each token gets one of them, by its number),
+        or "expired". `count=False` asks without counting a rejection (an observer)."""
         with self._lock:
             family = self._family_of.get(token)
             if family is None or family in self.revoked:
                 problem: str | None = "revoked"
+            elif token in self.superseded:
+                problem = "access_revoked" if _number(token) % 2 else "revoked_403"
             elif self._access_expiry.get(token, 0) <= time.time():
                 problem = "expired"
             else:
@@ -317,3 +340,9 @@ class TokenFamilies:
 
     def access_ok(self, token: str) -> bool:
         return self.access_problem(token) is None
+
+
+def _number(token: str) -> int:
+    """The serial number _mint gave a token (`...-fam1-000007-f` is 7)."""
+    digits = token.rsplit("-", 2)[-2]
+    return int(digits) if digits.isdigit() else 0
