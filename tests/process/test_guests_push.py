@@ -149,12 +149,15 @@ def test_the_forced_command_serves_a_pull_or_a_follow_and_refuses_anything_else(
     owner: Owner, sshd: Sshd
 ) -> None:
     token = owner.box.oauth()["accessToken"]
-    for words in ((), ("claude-wrap", "token", "--json", "--min-valid", "1200"),
-                  ("/opt/bin/claude-wrap", "token", "--min-valid=60")):
+    served: list[tuple[str, ...]] = [
+        (), ("claude-wrap", "token", "--json", "--min-valid", "1200"),
+        ("/opt/bin/claude-wrap", "token", "--min-valid=60"),
+    ]
+    for words in served:
         done = ssh(sshd, *words)
         assert done.returncode == 0, (words, done.stderr)
         assert json.loads(done.stdout)["status"]["token"] == token
-    for words, refused in (
+    refusals: list[tuple[tuple[str, ...], str]] = [
         (("rm", "-rf", "/"), "'rm'"),
         (("claude-wrap", "refresh", "--force"), "'refresh'"),
         (("claude-wrap", "token", "--json", "--follow", "--min-valid", "5"), "'--min-valid'"),
@@ -162,7 +165,8 @@ def test_the_forced_command_serves_a_pull_or_a_follow_and_refuses_anything_else(
         (("claude-wrap", "token", "--min-valid", "99999"), "'99999'"),
         (("claude-wrap", "token", "--follow", "--follow"), "'--follow'"),
         (("claude-wrap", "token", "--shell"), "'--shell'"),
-    ):
+    ]
+    for words, refused in refusals:
         done = ssh(sshd, *words)
         assert done.returncode == 2, (words, done.stdout, done.stderr)
         assert done.stdout == ""
