@@ -22,7 +22,7 @@ import pytest
 
 from claude_wrap_testing.netns import enter_loopback_only, namespace_id
 from claude_wrap_testing.sshd import Sshd
-from claude_wrap_testing.tokenserver import TokenServer
+from claude_wrap_testing.tokenserver import TokenFamilies, TokenServer
 from tests.conftest import REPO, Sandbox, login_doc
 
 pytestmark = pytest.mark.timeout(120)
@@ -292,3 +292,43 @@ def test_a_folder_guest_holds_the_new_token_within_a_second_of_the_rotation(
         assert on_guest < 5, on_guest
     assert guest_tokens.requests == []
     assert "refreshToken" not in guest.oauth()
+
+
+def test_eight_guests_hold_the_new_token_at_once_with_one_rotation_and_one_push_each(
+    tmp_path: Path, token_server: TokenServer, guest_tokens: TokenServer,
+    keepers: Callable[[Sandbox], Keeper],
+) -> None:
+    """Eight guest keepers over the real sshd, the token service as the real one (a rotation
+    revokes the old access token): the owner rotates once, every guest gets exactly one push of
+    the new token and nothing else, and nobody rotates again. How long the last guest took is
+    printed, not asserted (a shared machine's timing)."""
+    families = TokenFamilies()
+    token_server.default = families
+    owner = Owner(tmp_path / "owner", token_server)
+    owner.box.write({"claudeAiOauth": families.login()})
+    guests = []
+    with Sshd(tmp_path / "sshd", owner.command) as server:
+        for n in range(8):
+            box = make_guest(tmp_path / f"guest{n}", guest_tokens, "ssh:owner",
+                             CLAUDE_WRAP_GUEST_SSH=server.ssh_command)
+            assert box.wrap("refresh").returncode == 0
+            guests.append((box, keepers(box)))
+        wait_for(lambda: all(len(k.pushes()) == 1 for _, k in guests), "eight sessions")
+        assert len(followers()) == 8
+        rotated = owner.box.wrap("refresh", "--force")
+        assert rotated.returncode == 0, rotated.stderr
+        new = owner.box.oauth()["accessToken"]
+        rotated_at = owner.box.creds.stat().st_mtime
+        wait_for(lambda: all(b.oauth()["accessToken"] == new for b, _ in guests), "eight pushes")
+        delays = sorted((b.creds.stat().st_mtime - rotated_at) * 1000 for b, _ in guests)
+        print("eight guests: new token on each "
+              + ", ".join(f"{d:.0f}" for d in delays) + " ms after the owner's rotation")
+        time.sleep(1)  # a second push, or a second rotation, would come now
+        assert families.refreshes == 1
+        assert families.invalid_grants == 0
+        for box, keeper in guests:
+            assert len(keeper.pushes()) == 2, keeper.out
+            assert len([p for p in keeper.pushes() if "new access token pushed" in p]) == 1
+            assert families.access_problem(box.oauth()["accessToken"], count=False) is None
+        assert server.logins() == 16  # eight first pulls, then one session each
+    assert guest_tokens.requests == []
