@@ -1,0 +1,123 @@
+"""The push with the real Claude Code as the guest's binary (issue 26), once per version of the
+matrix: the token service as the real one (a rotation revokes the old access token at once:
+TokenFamilies, and the fake API asks it before answering), the owner behind the real sshd with
+docs/guests.md's forced command (`token --json --for-guest`), the guest's keeper holding its push
+session. A guest TUI session is open, the owner rotates, and the guest's next prompt, 3 s later,
+is answered with the new token: no request of the guest's ever meets a revoked token.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from claude_wrap_testing.fakeapi import FakeAnthropicAPI
+from claude_wrap_testing.isolation import TUI_READY, ClaudeHome
+from claude_wrap_testing.sshd import Sshd
+from claude_wrap_testing.tokenserver import TokenFamilies, TokenServer
+from claude_wrap_testing.wrapped import Shim
+
+from .test_wrapped_watch import wait_for
+
+FORCED = "token --json --for-guest"
+
+
+class Owner:
+    """The owner's HOME and login, and the forced command its authorized_keys line runs."""
+
+    def __init__(self, root: Path, tokens: TokenServer, api_url: str) -> None:
+        self.home = ClaudeHome(root, api_url)
+        self.env = {
+            "HOME": str(self.home.home),
+            "PATH": "/usr/bin:/bin",
+            "CLAUDE_CONFIG_DIR": str(self.home.config_dir),
+            "XDG_STATE_HOME": str(root / "state"),
+            "CLAUDE_WRAP_LOG_FILE": str(root / "claude-wrap.log"),
+            "CLAUDE_WRAP_TOKEN_URL": tokens.url,
+            "CLAUDE_WRAP_LOCK_TIMEOUT": "60",
+        }
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
+        # `env` without -i: sshd's SSH_ORIGINAL_COMMAND (what the guest asked) must reach it.
+        self.command = f"env {env} {sys.executable} -m claude_wrap {FORCED}"
+
+    def token(self) -> str:
+        doc = json.loads(self.home.credentials_path.read_text())
+        return str(doc["claudeAiOauth"]["accessToken"])
+
+    def wrap(self, *args: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "claude_wrap", *args], env=self.env, capture_output=True,
+            timeout=60, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def guest_tokens() -> Iterator[TokenServer]:
+    with TokenServer("g") as server:
+        yield server
+
+
+def test_a_guest_tui_prompt_right_after_the_owners_rotation_is_answered(
+    tmp_path_factory: pytest.TempPathFactory,
+    shim: Shim,
+    claude_home: ClaudeHome,
+    fake_api: FakeAnthropicAPI,
+    token_server: TokenServer,
+    guest_tokens: TokenServer,
+) -> None:
+    families = TokenFamilies()
+    token_server.default = families
+    fake_api.check_token = families.access_problem
+    fake_api.answer = "pong"
+    # Outside the guest's folder (claude_home.root), which is scanned for refresh tokens.
+    owner = Owner(tmp_path_factory.mktemp("owner") / "owner", token_server, fake_api.url)
+    owner.home.credentials_path.write_text(json.dumps({"claudeAiOauth": families.login()}))
+    owner.home.credentials_path.chmod(0o600)
+    first = owner.token()
+    with Sshd(tmp_path_factory.mktemp("sshd"), owner.command) as sshd:
+        env = shim.env(
+            claude_home, guest_tokens.url, CLAUDE_WRAP_GUEST="ssh:owner",
+            CLAUDE_WRAP_GUEST_SSH=sshd.ssh_command, CLAUDE_WRAP_GUEST_TIMEOUT="60",
+        )
+        keeper = subprocess.Popen(
+            [sys.executable, "-m", "claude_wrap", "keep", "--watch"], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        term = None
+        try:
+            wait_for(
+                lambda: claude_home.credentials_path.exists()
+                and json.loads(claude_home.credentials_path.read_text())["claudeAiOauth"].get(
+                    "accessToken") == first,
+                "the guest keeper's first token",
+            )
+            term = shim.spawn(claude_home, env=env)
+            term.expect(TUI_READY, timeout=90)
+            owner.wrap("refresh", "--force")  # the owner's login rotates: `first` is revoked
+            new = owner.token()
+            assert families.access_problem(first, count=False) is not None
+            time.sleep(3)
+            term.send("hello")
+            term.expect("hello", timeout=30)
+            term.send("\r")
+            term.expect("pong", timeout=60)
+            assert fake_api.tokens_used()[-1] == new
+            assert families.rejected_access == 0  # no request of the guest met a dead token
+            assert families.refreshes == 1
+        finally:
+            if term is not None:
+                term.close(force=True)
+            keeper.terminate()
+            out, err = keeper.communicate(timeout=30)
+    assert b"new access token pushed by the owner" in out, (out, err)
+    assert guest_tokens.requests == []
+    assert "refreshToken" not in json.loads(claude_home.credentials_path.read_text())[
+        "claudeAiOauth"]
