@@ -121,3 +121,52 @@ def test_a_guest_tui_prompt_right_after_the_owners_rotation_is_answered(
     assert guest_tokens.requests == []
     assert "refreshToken" not in json.loads(claude_home.credentials_path.read_text())[
         "claudeAiOauth"]
+
+
+@pytest.mark.parametrize("form", ["text", "stream-json"])
+def test_a_guest_run_that_meets_a_revoked_token_pulls_at_once_and_is_answered(
+    tmp_path_factory: pytest.TempPathFactory,
+    shim: Shim,
+    claude_home: ClaudeHome,
+    fake_api: FakeAnthropicAPI,
+    token_server: TokenServer,
+    guest_tokens: TokenServer,
+    form: str,
+) -> None:
+    """No keeper, so no push: the guest holds a token the owner's rotation revoked (once as a
+    401 "OAuth access token has been revoked.", once as a 403 permission_error, as the real
+    service answers either). The shim sees the refusal in claude's output, pulls from the owner
+    at once (never refreshes: the guest's own token endpoint is never asked), and the run is
+    retried and answered."""
+    families = TokenFamilies()
+    token_server.default = families
+    fake_api.check_token = families.access_problem
+    fake_api.answer = "pong"
+    owner = Owner(tmp_path_factory.mktemp("owner") / "owner", token_server, fake_api.url)
+    owner.home.credentials_path.write_text(json.dumps({"claudeAiOauth": families.login()}))
+    owner.home.credentials_path.chmod(0o600)
+    args = ("--print", "ping")
+    if form == "stream-json":
+        args = (*args, "--output-format", "stream-json", "--verbose")
+    with Sshd(tmp_path_factory.mktemp("sshd"), owner.command) as sshd:
+        env = shim.env(
+            claude_home, guest_tokens.url, CLAUDE_WRAP_GUEST="ssh:owner",
+            CLAUDE_WRAP_GUEST_SSH=sshd.ssh_command, CLAUDE_WRAP_GUEST_TIMEOUT="60",
+        )
+        problems = set()
+        for _ in range(2):
+            run = shim.run(claude_home, *args, env=env)
+            assert run.returncode == 0, (run.out, run.err)
+            held = json.loads(claude_home.credentials_path.read_text())["claudeAiOauth"][
+                "accessToken"]
+            owner.wrap("refresh", "--force")  # `held` is revoked now
+            problems.add(families.access_problem(held, count=False))
+            rejected = families.rejected_access
+            run = shim.run(claude_home, *args, env=env)
+            assert run.returncode == 0, (run.out, run.err)
+            assert "pong" in run.out
+            assert families.rejected_access > rejected  # it did meet the revoked token
+            assert fake_api.tokens_used()[-1] == owner.token()
+        assert problems == {"access_revoked", "revoked_403"}
+    assert families.refreshes == 2  # the owner's two, and no other
+    assert guest_tokens.requests == []
