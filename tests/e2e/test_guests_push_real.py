@@ -145,7 +145,7 @@ def test_a_guest_run_that_meets_a_revoked_token_pulls_at_once_and_is_answered(
     owner = Owner(tmp_path_factory.mktemp("owner") / "owner", token_server, fake_api.url)
     owner.home.credentials_path.write_text(json.dumps({"claudeAiOauth": families.login()}))
     owner.home.credentials_path.chmod(0o600)
-    args = ("--print", "ping")
+    args: tuple[str, ...] = ("--print", "ping")
     if form == "stream-json":
         args = (*args, "--output-format", "stream-json", "--verbose")
     with Sshd(tmp_path_factory.mktemp("sshd"), owner.command) as sshd:
