@@ -347,3 +347,39 @@ def test_eight_guests_hold_the_new_token_at_once_with_one_rotation_and_one_push_
             assert families.access_problem(box.oauth()["accessToken"], count=False) is None
         assert server.logins() == 16  # eight first pulls, then one session each
     assert guest_tokens.requests == []
+
+
+def test_the_owner_side_refreshes_on_the_owners_schedule_once_for_all_sessions(
+    tmp_path: Path, token_server: TokenServer, guest_tokens: TokenServer,
+    keepers: Callable[[Sandbox], Keeper],
+) -> None:
+    """No keeper on the owner: its push sessions keep its login fresh themselves, when the
+    owner's refresh window says (600 s; the guests' own is 300 s, so no guest asks first), three
+    sessions due at the same moment make one refresh, and each guest gets it pushed once."""
+    families = TokenFamilies()
+    token_server.default = families
+    owner = Owner(tmp_path / "owner", token_server)
+    doc = {"claudeAiOauth": families.login()}
+    doc["claudeAiOauth"]["expiresAt"] = int((time.time() + 608) * 1000)  # due in 8 s
+    owner.box.write(doc)
+    first = doc["claudeAiOauth"]["accessToken"]
+    with Sshd(tmp_path / "sshd", owner.command) as server:
+        guests = []
+        for n in range(3):
+            box = make_guest(tmp_path / f"guest{n}", guest_tokens, "ssh:owner",
+                             CLAUDE_WRAP_GUEST_SSH=server.ssh_command,
+                             CLAUDE_WRAP_REFRESH_WINDOW="300")
+            assert box.wrap("refresh").returncode == 0
+            assert box.oauth()["accessToken"] == first  # not due for the guest: no rotation
+            guests.append((box, keepers(box)))
+        assert families.refreshes == 0
+        wait_for(lambda: all(len(k.pushes()) == 2 for _, k in guests), "the owner's refresh",
+                 timeout=40)
+        new = owner.box.oauth()["accessToken"]
+        assert new != first
+        time.sleep(1)
+        assert families.refreshes == 1
+        for box, keeper in guests:
+            assert box.oauth()["accessToken"] == new
+            assert len(keeper.pushes()) == 2, keeper.out
+    assert guest_tokens.requests == []
