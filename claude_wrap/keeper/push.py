@@ -137,8 +137,10 @@ def follow(settings: Settings) -> int:
                 if not _send(""):
                     break
                 said_at = time.monotonic()
-            waits = [settings.push_period or RETRY_S, _due(storage, window_ms)]
-            if failed_at is not None:
+            waits = [settings.push_period or RETRY_S]
+            if failed_at is None:
+                waits.append(_due(storage, window_ms))
+            else:
                 waits.append(max(1.0, RETRY_S - (time.monotonic() - failed_at)))
             watcher.wait(max(0.5, min(waits)))
     finally:
@@ -159,7 +161,9 @@ def _keep_fresh(settings: Settings, storage: Storage, failed_at: float | None) -
     except WrapError as exc:
         console.say(f"the owner's login could not be kept fresh: {exc}")
         return time.monotonic()
-    return None
+    # Still due right after (a token server handing out tokens shorter-lived than the window):
+    # wait RETRY_S as after a failure, never a loop of rotations.
+    return time.monotonic() if _due(storage, settings.refresh_window_ms) == 0 else None
 
 
 def _send(line: str) -> bool:
