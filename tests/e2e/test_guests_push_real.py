@@ -170,3 +170,59 @@ def test_a_guest_run_that_meets_a_revoked_token_pulls_at_once_and_is_answered(
         assert problems == {"access_revoked", "revoked_403"}
     assert families.refreshes == 2  # the owner's two, and no other
     assert guest_tokens.requests == []
+
+
+def test_a_guest_tui_that_meets_a_revoked_token_pulls_at_once(
+    tmp_path_factory: pytest.TempPathFactory,
+    shim: Shim,
+    claude_home: ClaudeHome,
+    fake_api: FakeAnthropicAPI,
+    token_server: TokenServer,
+    guest_tokens: TokenServer,
+) -> None:
+    """No keeper, so no push: a guest TUI's prompt after the owner's rotation meets the revoked
+    token (a 401 after one rotation, a 403 after the next); the shim sees the refusal on the
+    screen, pulls at once (never refreshes), and the prompt sent again is answered."""
+    families = TokenFamilies()
+    token_server.default = families
+    fake_api.check_token = families.access_problem
+    fake_api.answer = "pong"
+    owner = Owner(tmp_path_factory.mktemp("owner") / "owner", token_server, fake_api.url)
+    owner.home.credentials_path.write_text(json.dumps({"claudeAiOauth": families.login()}))
+    owner.home.credentials_path.chmod(0o600)
+
+    def held() -> str:
+        return str(json.loads(claude_home.credentials_path.read_text())["claudeAiOauth"][
+            "accessToken"])
+
+    with Sshd(tmp_path_factory.mktemp("sshd"), owner.command) as sshd:
+        env = shim.env(
+            claude_home, guest_tokens.url, CLAUDE_WRAP_GUEST="ssh:owner",
+            CLAUDE_WRAP_GUEST_SSH=sshd.ssh_command, CLAUDE_WRAP_GUEST_TIMEOUT="60",
+            CLAUDE_WRAP_GUEST_PERIOD="2",  # a second refusal may be pulled for 2 s later
+        )
+        term = shim.spawn(claude_home, env=env)
+        try:
+            term.expect(TUI_READY, timeout=90)
+            problems = set()
+            for n in range(2):
+                fake_api.answer = f"pong-{n}"  # an earlier answer redrawn is not this one
+                before = held()
+                owner.wrap("refresh", "--force")  # `before` is revoked now
+                problems.add(families.access_problem(before, count=False))
+                new = owner.token()
+                term.send(f"first{n}")
+                term.expect(f"first{n}", timeout=30)
+                term.send("\r")
+                wait_for(lambda: held() == new, "the guest's pull after the refusal", 60)  # noqa: B023
+                time.sleep(1)
+                term.send(f"again{n}")
+                term.expect(f"again{n}", timeout=30)
+                term.send("\r")
+                term.expect(f"pong-{n}", timeout=60)
+                assert fake_api.tokens_used()[-1] == new
+            assert problems == {"access_revoked", "revoked_403"}
+        finally:
+            term.close(force=True)
+    assert families.refreshes == 2
+    assert guest_tokens.requests == []
