@@ -196,6 +196,10 @@ class Link:
             else:
                 wait = BACKOFF_S[0]  # a session that served and dropped: back at once
             self._sleep(wait)
+
+    def close(self) -> None:
+        """After `run` returned: the wake-up pipe closed (not in `run`, so that a late `stop`
+        never writes to a descriptor number reused meanwhile)."""
         os.close(self._wake_r)
         os.close(self._wake_w)
 

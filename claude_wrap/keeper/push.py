@@ -209,6 +209,8 @@ def guest_link(settings: Settings, owner: str) -> Iterator[None]:
     finally:
         link.stop()
         thread.join(timeout=10)
+        if not thread.is_alive():
+            link.close()
 
 
 class _FolderLink:
@@ -225,6 +227,9 @@ class _FolderLink:
     def stop(self) -> None:
         self._stop.set()
         self.watcher.interrupt()
+
+    def close(self) -> None:
+        """Nothing left to close: `run` closed the watcher."""
 
     def run(self) -> None:
         said = False
