@@ -135,13 +135,18 @@ def ssh(sshd: Sshd, *words: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def followers() -> list[psutil.Process]:
-    """The owner's ends of push sessions that run now."""
+def followers(owner: Owner) -> list[psutil.Process]:
+    """This owner's ends of push sessions that run now (its HOME tells them from any other
+    test's on the machine)."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if "--for-guest" in cmdline:
-            found.append(proc)
+        if "--follow" not in " ".join(cmdline) and "--for-guest" in cmdline:
+            try:
+                if proc.environ().get("HOME") == owner.box.env["HOME"]:
+                    found.append(proc)
+            except psutil.Error:
+                pass
     return found
 
 
@@ -210,7 +215,7 @@ def test_a_guest_keeper_gets_each_new_token_pushed_and_its_ssh_ends_with_it(
     keeper = keepers(guest)
     wait_for(lambda: len(keeper.pushes()) == 1, "the session's first line")
     assert "pushed the token already held" in keeper.pushes()[0]
-    [session] = followers()
+    [session] = followers(owner)
     for n in range(2):
         rotated = owner.box.wrap("refresh", "--force")
         assert rotated.returncode == 0, rotated.stderr
@@ -243,7 +248,7 @@ def test_a_dropped_session_is_one_line_and_comes_back_with_the_newest_token(
     wait_for(lambda: len(keeper.pushes()) == 1, "the session's first line")
     held = guest.oauth()["accessToken"]
     sshd.__exit__()  # the owner goes away: its listener, then the session it served
-    for session in followers():
+    for session in followers(owner):
         session.kill()
     time.sleep(8)  # three tries at least (1, 2 and 4 s apart)
     outage = [line for line in keeper.err if "cannot reach the owner" in line]
@@ -329,7 +334,7 @@ def test_eight_guests_hold_the_new_token_at_once_with_one_rotation_and_one_push_
             assert box.wrap("refresh").returncode == 0
             guests.append((box, keepers(box)))
         wait_for(lambda: all(len(k.pushes()) == 1 for _, k in guests), "eight sessions")
-        assert len(followers()) == 8
+        assert len(followers(owner)) == 8
         rotated = owner.box.wrap("refresh", "--force")
         assert rotated.returncode == 0, rotated.stderr
         new = owner.box.oauth()["accessToken"]
