@@ -1,7 +1,8 @@
 """`claude-wrap keep`: what the background keeper runs every few minutes.
 
 Refresh the login when it needs it and repair missing scopes, for the current config folder or,
-with --all, for every one found; then exit. Quiet when there is nothing to do, so a timer's log
+with --all, for every one found; then exit. With --watch on a guest, also hold the owner's push
+(keeper/push.py). Quiet when there is nothing to do, so a timer's log
 holds only events. The exit status is `refresh`'s: that of the first failure.
 """
 

@@ -13,7 +13,9 @@ all, pulled from the owner before it is due:
 Claude Code 2.1.87, 2.1.197 and 2.1.332 accept a stored login without a refresh token, and a
 running Claude Code re-reads a changed file (docs/protocol.md section 5), so a long session
 rolls over to each new token by itself. A guest never refreshes: when the owner cannot be
-reached it says so in one line, and the token it has keeps working until it expires.
+reached it says so in one line, and the token it has keeps working until the owner next rotates
+(the service revokes it then: docs/protocol.md section 10). So the owner also pushes each new
+token to the guests' keepers as it is made (push.py).
 
 The credential travels in the shape of a kubectl exec credential plugin's answer, with our own
 top-level `claudeWrap` object for what Kubernetes has no field for (the scopes): fields added
