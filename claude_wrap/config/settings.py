@@ -179,6 +179,13 @@ class Settings:
         return path
 
     @once
+    def global_config(self) -> str:
+        """Claude Code's global config file (`.claude.json`) for this folder, by its rule: in
+        the folder when CLAUDE_CONFIG_DIR chose it, else in HOME (`~/.claude.json`)."""
+        chosen = self.env.get("CLAUDE_CONFIG_DIR")
+        return fspath.join(self.config_dir if chosen else self.home, ".claude.json")
+
+    @once
     def credentials_file(self) -> str:
         folder = self.env.get("CLAUDE_SECURESTORAGE_CONFIG_DIR") or self.config_dir
         return fspath.join(folder, protocol.CREDENTIALS_NAME)
@@ -547,6 +554,15 @@ class Settings:
         out = {k: v for k, v in self.env.items() if k not in FOLDER_SELECTORS}
         if folder is not None:
             out["CLAUDE_CONFIG_DIR"] = folder
+        return self._with(out)
+
+    def with_private_folder(self, folder: str) -> Settings:
+        """The settings of a command `claude-wrap exec` runs with a private config folder
+        (keeper/minder.py): both selectors name it, so that a command that sets
+        CLAUDE_CONFIG_DIR itself still finds the credentials there (2.1.197 and later read
+        CLAUDE_SECURESTORAGE_CONFIG_DIR); no token in the environment."""
+        out = {k: v for k, v in self.env.items() if k not in (TOKEN_ENV, TOKEN_FD_ENV)}
+        out.update(dict.fromkeys(FOLDER_SELECTORS, folder))
         return self._with(out)
 
     def with_home(self, fallback: str) -> Settings:
