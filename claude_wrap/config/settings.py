@@ -580,6 +580,11 @@ class Settings:
         are."""
         return self._with({k: v for k, v in self.env.items() if k != GUEST_ENV})
 
+    def as_owner(self) -> Settings:
+        """These settings as no guest (CLAUDE_WRAP_GUEST=off, which wins over the guest file):
+        for a guest's folder that holds a login of its own (guest.own_login)."""
+        return self._with({**self.env, GUEST_ENV: "off"})
+
     def with_access_token(self, *, token: str | None = None, fd: int | None = None) -> Settings:
         """The settings of a command that gets an access token: in TOKEN_ENV (`token`), or
         through an inherited descriptor named by TOKEN_FD_ENV (`fd`); any token these settings

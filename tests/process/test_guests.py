@@ -207,20 +207,26 @@ def test_an_unreachable_owner_is_one_line_and_its_own_exit_status(
     assert guest_tokens.requests == []
 
 
-def test_a_refresh_token_in_a_guests_file_is_removed_unsent(
+def test_a_refresh_token_in_a_guests_file_is_its_own_login_and_kept(
     tmp_path: Path, owner: Owner, sshd: Sshd, guest_tokens: TokenServer
 ) -> None:
+    """Issue 26: claude-wrap hands out no refresh token, so one in a guest's file is a login of
+    the guest's own (`claude /login` there): kept, renewed at its own endpoint, never pulled
+    over (it once was stripped: tests/process/test_guest_own_login.py has the rest)."""
     guest = ssh_guest(tmp_path / "guest", guest_tokens, sshd)
-    guest.write(login_doc(expires_in_s=30))  # a copy of the owner's file, refresh token and all
+    guest.write(login_doc(expires_in_s=30, refresh="sk-ant-ort01-guests-own"))
     result = guest.wrap("refresh")
     assert result.returncode == 0, result.stderr
-    assert "a guest never refreshes, so it was removed unsent" in result.stderr
+    assert "holds a login of its own" in result.stderr
     stored = guest.oauth()
-    assert "refreshToken" not in stored
+    assert stored["refreshToken"] == guest_tokens.issued[-1]["refresh_token"]
     assert stored["clientId"] == "keep-me"  # every other field kept
     assert guest.read()["mcpOAuth"] == {"server": {"token": "keep"}}
-    assert guest_tokens.requests == []
-    assert owner.tokens.refresh_tokens_seen == [REFRESH]  # sent once, by the owner alone
+    assert [(r.body or {}).get("refresh_token") for r in guest_tokens.requests] == [
+        "sk-ant-ort01-guests-own"
+    ]
+    assert owner.tokens.requests == []  # the owner was never asked
+    assert sshd.logins() == 0
 
 
 def test_a_container_reads_the_folder_the_owners_keeper_keeps_fresh(
