@@ -126,7 +126,7 @@ def test_a_guest_tui_rolls_over_when_the_owner_rotates_mid_session(
     with Sshd(tmp_path / "sshd", owner.command) as sshd:
         env = guest_env(
             shim, claude_home, sshd, guest_tokens.url,
-            CLAUDE_WRAP_REFRESH_WINDOW="1900", CLAUDE_WRAP_GUEST_PERIOD="1",
+            CLAUDE_WRAP_REFRESH_WINDOW="3000", CLAUDE_WRAP_GUEST_PERIOD="1",
         )
         term = shim.spawn(claude_home, env=env)
         try:
