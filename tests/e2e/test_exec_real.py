@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from claude_wrap_testing.fakeapi import FakeAnthropicAPI
 from claude_wrap_testing.isolation import ClaudeBinary, ClaudeHome, TokenPair
 from claude_wrap_testing.tokenserver import TokenFamilies, TokenServer
@@ -74,6 +76,8 @@ def test_an_execd_command_answers_across_two_rotations(
         for n in range(1, RUNS + 1):
             wait_for((work / f"ready{n}").exists, f"run {n}", timeout=240)
             [private] = [p for p in parent.glob("exec-*") if not p.name.endswith(".lock")]
+            # Claude Code wrote its global config through the mirror's link, not over it.
+            assert (private / ".claude.json").is_symlink()
             if n < RUNS:
                 done = subprocess.run(
                     [sys.executable, "-m", "claude_wrap", "refresh", "--force"],
@@ -104,3 +108,52 @@ def test_an_execd_command_answers_across_two_rotations(
     assert families.invalid_grants == 0
     wait_for(lambda: not any(parent.iterdir()), "the private folder's removal", 10)
     assert not (claude_home.config_dir / ".claude.json").is_symlink()
+
+
+def test_a_command_that_chooses_its_own_config_folder_still_gets_the_token(
+    claude: ClaudeBinary,
+    claude_home: ClaudeHome,
+    fake_api: FakeAnthropicAPI,
+    token_server: TokenServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """`exec -- env HOME=… CLAUDE_CONFIG_DIR=… claude --print` (another HOME, as a sandboxed
+    or containerised command has): 2.1.197 and later read CLAUDE_SECURESTORAGE_CONFIG_DIR, so
+    the credentials still come from the private folder, rotated between two runs; the
+    command's own folder never holds a login."""
+    if claude.version == "2.1.87":
+        pytest.skip("2.1.87 does not read CLAUDE_SECURESTORAGE_CONFIG_DIR (docs/guests.md)")
+    families = TokenFamilies(tag="own-cfg")
+    token_server.default = families
+    fake_api.check_token = families.access_problem
+    fake_api.answer = "pong"
+    owner = ClaudeHome(tmp_path_factory.mktemp("owner"), fake_api.url)
+    login = families.login()
+    owner.write_credentials(
+        TokenPair(login["accessToken"], login["refreshToken"]), expires_at=login["expiresAt"]
+    )
+    env = owner.env(
+        XDG_STATE_HOME=str(owner.root / "state"),
+        CLAUDE_WRAP_LOG_FILE=str(owner.root / "claude-wrap.log"),
+        CLAUDE_WRAP_TOKEN_URL=token_server.url,
+    )
+    mine = claude_home.env()
+    switch = [f"{k}={mine[k]}" for k in ("HOME", "CLAUDE_CONFIG_DIR", "TMPDIR")]
+    argv = [sys.executable, "-m", "claude_wrap", "exec", "--", "env", *switch,
+            str(claude.path), "--print", "ping"]  # fmt: skip
+    for n in range(2):
+        done = subprocess.run(
+            argv, env=env, cwd=claude_home.cwd, capture_output=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, (n, done.stdout, done.stderr)
+        assert b"pong" in done.stdout
+        assert fake_api.tokens_used()[-1] == owner.read_credentials()["claudeAiOauth"][
+            "accessToken"
+        ]
+        rotated = subprocess.run(
+            [sys.executable, "-m", "claude_wrap", "refresh", "--force"],
+            env=env, capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert rotated.returncode == 0, rotated.stderr
+    assert not claude_home.credentials_path.exists()
+    assert families.rejected_access == 0
