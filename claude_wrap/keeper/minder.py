@@ -86,13 +86,18 @@ def follow(
         if due is not None and due <= 0 and time.monotonic() - failed_at >= RETRY_S:
             try:
                 renewal.ensure_fresh(settings)
-            except WrapError as exc:
+            except Exception as exc:  # noqa: BLE001 - the command runs on: retried, logged
                 failed_at = time.monotonic()
                 _log(settings, "exec minder: the login could not be renewed: {}", exc)
         cred = current(settings)
         if cred is not None and cred["accessToken"] != last:
-            hand_on(cred)
-            last = cred["accessToken"]
+            try:
+                hand_on(cred)
+                last = cred["accessToken"]
+            except Exception as exc:  # noqa: BLE001 - handed on at the next wake instead
+                _log(settings, "exec minder: could not hand the new token on: {}", exc)
+                watcher.wait(1.0)
+                continue
         due = due_in(settings)
         wait = RETRY_S if due is None or due <= 0 else min(due, RETRY_S)
         watcher.wait(wait)
