@@ -268,3 +268,32 @@ def test_token_json_reports_the_expiry_a_rotation_keeps(
     assert families.access_ok(doc["status"]["token"])
     assert _expiry(doc) >= asked + wanted
     assert families.refreshes == 1  # the keeper's token was good for that long already
+
+
+def test_an_execd_command_on_a_guest_follows_the_guests_pulls(
+    tmp_path: Path, owner: Sandbox, families: TokenFamilies
+) -> None:
+    """On a guest (a shared folder here), the minder follows the guest's own file: each token
+    the guest pulls after the owner rotates reaches the command; the guest never refreshes."""
+    folder = tmp_path / "shared"
+    folder.mkdir(mode=0o700)
+    assert owner.wrap("share", str(folder)).returncode == 0
+    with TokenServer("g") as guest_server:
+        guest = Sandbox(tmp_path / "guest", guest_server.url)
+        guest.env["CLAUDE_WRAP_GUEST"] = f"folder:{folder}"
+        guest.env["TMPDIR"] = str(tmp_path / "tmp")
+        run = Exec(guest)
+        try:
+            assert run.token()["accessToken"] == owner.oauth()["accessToken"]
+            assert owner.wrap("refresh", "--force").returncode == 0
+            assert owner.wrap("keep").returncode == 0  # the shared token file, rewritten
+            pulled = guest.wrap("refresh", "--force")  # the guest pulls (it never refreshes)
+            assert pulled.returncode == 0, pulled.stderr
+            new = owner.oauth()["accessToken"]
+            assert guest.oauth()["accessToken"] == new
+            wait_for(lambda: run.token()["accessToken"] == new, "the pulled token's hand-on")
+            assert run.end() == 0
+        finally:
+            run.proc.kill()
+        assert guest_server.requests == []
+    wait_for(lambda: not run.cfg.exists(), "the private folder's removal")
