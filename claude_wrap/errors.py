@@ -250,3 +250,21 @@ class Interrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+class PrivateFolderError(WrapError, OSError):
+    """`claude-wrap exec` could not make the private config folder it runs a command with
+    (keeper/minder.py): `path` is not a private folder of this user, or cannot be made."""
+
+    exit_code = EXIT_WRITE
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(path, reason)
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (
+            f"cannot run the command with a private config folder in {self.path}: {self.reason}; "
+            "set XDG_RUNTIME_DIR or TMPDIR to a folder of your own"
+        )

@@ -34,9 +34,12 @@ def run_guest(ns: argparse.Namespace, settings: Settings) -> int:
     path = settings.guest_file
     if ns.ssh is None and ns.folder is None and not ns.off:
         current = settings.guest_setting
-        console.out(
-            f"guest of {current}" if current else "not a guest: this machine holds its own login"
-        )
+        if not current:
+            console.out("not a guest: this machine holds its own login")
+        elif guest.holds_own_login(settings):
+            console.out(guest.own_login_line(settings, current))
+        else:
+            console.out(f"guest of {current}")
         return EXIT_OK
     if ns.off:
         try:
@@ -57,6 +60,10 @@ def run_guest(ns: argparse.Namespace, settings: Settings) -> int:
         f.write(value + "\n")
     os.replace(tmp, path)
     _forget_verdict(settings)
+    if guest.holds_own_login(settings):
+        # `claude /login` ran here: that login is the user's choice, never pulled over.
+        console.out(guest.own_login_line(settings, value))
+        return EXIT_OK
     outcome = guest.ensure_fresh(settings.without_guest(), value, force=True)
     for warning in outcome.warnings:
         console.say(f"warning: {warning}")

@@ -105,6 +105,8 @@ def keep_one(folder: configs.ConfigDir, *, skip_missing: bool = False) -> int:
             notify.consider(folder.settings, folder.path, ends_at=None, dead=True)
         return exc.exit_code
     notify.consider(folder.settings, folder.path, ends_at=outcome.after.login_ends_at, dead=False)
+    for warning in outcome.warnings:  # a guest's folder with a login of its own says so once
+        console.say(f"{folder.path}: warning: {warning}")
     if outcome.action == refresher.Action.REFRESHED:
         console.out(f"{folder.path}: refreshed: {'; '.join(outcome.changes)}", flush=True)
     elif outcome.action == refresher.Action.REPAIRED:

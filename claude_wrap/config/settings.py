@@ -179,6 +179,13 @@ class Settings:
         return path
 
     @once
+    def global_config(self) -> str:
+        """Claude Code's global config file (`.claude.json`) for this folder, by its rule: in
+        the folder when CLAUDE_CONFIG_DIR chose it, else in HOME (`~/.claude.json`)."""
+        chosen = self.env.get("CLAUDE_CONFIG_DIR")
+        return fspath.join(self.config_dir if chosen else self.home, ".claude.json")
+
+    @once
     def credentials_file(self) -> str:
         folder = self.env.get("CLAUDE_SECURESTORAGE_CONFIG_DIR") or self.config_dir
         return fspath.join(folder, protocol.CREDENTIALS_NAME)
@@ -562,6 +569,15 @@ class Settings:
             out["CLAUDE_CONFIG_DIR"] = folder
         return self._with(out)
 
+    def with_private_folder(self, folder: str) -> Settings:
+        """The settings of a command `claude-wrap exec` runs with a private config folder
+        (keeper/minder.py): both selectors name it, so that a command that sets
+        CLAUDE_CONFIG_DIR itself still finds the credentials there (2.1.197 and later read
+        CLAUDE_SECURESTORAGE_CONFIG_DIR); no token in the environment."""
+        out = {k: v for k, v in self.env.items() if k not in (TOKEN_ENV, TOKEN_FD_ENV)}
+        out.update(dict.fromkeys(FOLDER_SELECTORS, folder))
+        return self._with(out)
+
     def with_home(self, fallback: str) -> Settings:
         """These settings with HOME set to `fallback` when they have none (another process's
         environment)."""
@@ -576,6 +592,11 @@ class Settings:
         """These settings without CLAUDE_WRAP_GUEST: the guest file alone says whose guest we
         are."""
         return self._with({k: v for k, v in self.env.items() if k != GUEST_ENV})
+
+    def as_owner(self) -> Settings:
+        """These settings as no guest (CLAUDE_WRAP_GUEST=off, which wins over the guest file):
+        for a guest's folder that holds a login of its own (guest.own_login)."""
+        return self._with({**self.env, GUEST_ENV: "off"})
 
     def with_access_token(self, *, token: str | None = None, fd: int | None = None) -> Settings:
         """The settings of a command that gets an access token: in TOKEN_ENV (`token`), or

@@ -46,6 +46,8 @@ from claude_wrap.storage import backends, filestore
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from claude_wrap.locks.flock import FolderFlock
+
 API_VERSION = "client.authentication.k8s.io/v1"
 KIND = "ExecCredential"
 EXTRA_KEY = "claudeWrap"
@@ -266,11 +268,11 @@ def _rfc3339_ms(value: object) -> int | None:
 
 def store_pulled(settings: Settings, pulled: dict[str, Any]) -> tuple[bool, bool]:
     """Write the pulled token into the guest's credentials file, under Claude Code's write lock,
-    atomically, every other field kept. (changed, removed_refresh_token).
+    atomically, every other field kept. (changed, own_login).
 
-    A refresh token found in a guest's file (a copy of the owner's, most likely) is removed and
-    never sent: spending it would rotate the owner's family and log the owner out, and left in
-    place the guest's own Claude Code would spend it as the access token nears its end."""
+    A refresh token found in a guest's file is never one the owner handed out (it hands out
+    none): it is a login of this machine's own (`claude /login` here), and the file is left as
+    it is (own_login), never stripped (issue 26: a user's own login was once destroyed here)."""
     path = settings.credentials_file
     cfg = os.path.dirname(path)
     fspath.make_private_dirs(cfg)
@@ -280,7 +282,10 @@ def store_pulled(settings: Settings, pulled: dict[str, Any]) -> tuple[bool, bool
         doc: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
         old = doc.get(login.OAUTH_KEY)
         oauth = dict(old) if isinstance(old, dict) else {}
-        removed = bool(oauth.pop("refreshToken", None))
+        if oauth.get("refreshToken"):
+            return False, True
+        oauth.pop("refreshToken", None)  # an empty one (a login Claude Code blanked)
+        removed = False
         fields = {k: v for k, v in pulled.items() if v is not None}
         if pulled.get("expiresAt") is None:
             oauth.pop("expiresAt", None)
@@ -294,7 +299,7 @@ def store_pulled(settings: Settings, pulled: dict[str, Any]) -> tuple[bool, bool
 
 
 def ensure_fresh(
-    settings: Settings, owner: str, *, force: bool = False
+    settings: Settings, owner: str, *, force: bool = False, held: FolderFlock | None = None
 ) -> refresher.FreshnessReport:
     """The guest's ensure_fresh: pull from the owner when the token is due (or `force`: Claude
     Code refused it). Never refreshes. Raises OwnerUnreachableError, carrying the expiry of the
@@ -304,22 +309,21 @@ def ensure_fresh(
     window_s = settings.refresh_window
     window_ms = settings.refresh_window_ms
     _, before = refresher.look(settings, storage, window_ms)
-    has_refresh = before.has_refresh_token
-    if before.state == login.State.OK and not force and not has_refresh:
+    if before.has_refresh_token:
+        return own_login(settings, owner, force=force, held=held)
+    if before.state == login.State.OK and not force:
         return refresher.FreshnessReport(refresher.Action.NONE, before, before, [])
     try:
         pulled = fetch(settings, owner, window_s + MARGIN_S)
     except OwnerUnreachableError as exc:
         exc.expires_at = before.expires_at if before.usable else None
         raise
-    changed, removed = store_pulled(settings, pulled)
+    changed, own = store_pulled(settings, pulled)
+    if own:  # `claude /login` ran while we pulled
+        return own_login(settings, owner, force=force, held=held)
+    _told_own_login(settings, told=False)
     _, after = refresher.look(settings, storage, window_ms)
-    warnings = []
-    if removed:
-        warnings.append(
-            f"{path} held a refresh token; a guest never refreshes, so it was removed unsent "
-            "(the owner keeps the login's only refresh token)"
-        )
+    warnings: list[str] = []
     if not after.usable:
         raise OwnerUnreachableError(owner, "the owner's token is expired or lacks scopes")
     changes = ["new access token from the owner"] if changed else []
@@ -331,3 +335,57 @@ def ensure_fresh(
         warnings,
     )
 
+
+
+# A login of the guest's own (`claude /login` on the guest) --------------------------------
+
+
+def holds_own_login(settings: Settings) -> bool:
+    """The guest's credentials file holds a refresh token: a login of this machine's own."""
+    try:
+        snap = filestore.read(settings.credentials_file)
+    except WrapError:
+        return False
+    return bool(snap is not None and login.refresh_token(snap.doc))
+
+
+def own_login_line(settings: Settings, owner: str) -> str:
+    folder, home = settings.config_dir, settings.home.rstrip("/")
+    if home and folder.startswith(home + "/"):
+        folder = "~" + folder[len(home) :]
+    return (
+        f"guest of {owner}, but {folder} holds a login of its own (`claude /login`): this "
+        "folder uses it; `claude /logout` to borrow the owner's again"
+    )
+
+
+def own_login(
+    settings: Settings, owner: str, *, force: bool = False, held: FolderFlock | None = None
+) -> refresher.FreshnessReport:
+    """The guest steps aside for a folder that holds a login of its own: no pull, nothing
+    stripped; the folder is an owner now, kept fresh as any owner's (under Claude Code's
+    locks). The line saying so is a warning the first time only (noted in the state folder
+    until the folder borrows again)."""
+    report = refresher.ensure_fresh(settings.as_owner(), force=force, held=held)
+    if not _told_own_login(settings, told=True):
+        report.warnings.insert(0, own_login_line(settings, owner))
+    return report
+
+
+def _told_own_login(settings: Settings, *, told: bool) -> bool:
+    """Note (told) or forget (not told) that this folder's own login was announced; whether it
+    had been."""
+    from claude_wrap.storage import privatefile  # noqa: PLC0415
+
+    path = os.path.join(settings.state_dir, "own-logins")
+    folder = settings.config_dir
+    try:
+        with open(path, encoding="utf-8") as f:
+            folders = f.read().splitlines()
+    except OSError:
+        folders = []
+    had = folder in folders
+    if had != told:
+        kept = [f for f in folders if f != folder] + ([folder] if told else [])
+        privatefile.replace(path, "".join(f"{f}\n" for f in kept).encode())
+    return had

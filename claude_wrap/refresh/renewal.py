@@ -28,5 +28,5 @@ def ensure_fresh(
     if owner:  # a guest borrows its owner's login: it pulls, it never refreshes (guest.py)
         from claude_wrap.guests import guest  # noqa: PLC0415 - subprocess and json: guests only
 
-        return guest.ensure_fresh(settings, owner, force=force)
+        return guest.ensure_fresh(settings, owner, force=force, held=held)
     return refresher.ensure_fresh(settings, force=force, on_slow=on_slow, held=held)
