@@ -27,17 +27,24 @@ def already_tried(settings: Settings, launched: tuple[int, ...] | None, failed: 
 
 
 def repair(
-    settings: Settings, launched: tuple[int, ...] | None, *, refused: bool, run: int = 1
+    settings: Settings,
+    launched: tuple[int, ...] | None,
+    *,
+    refused: bool,
+    run: int = 1,
+    message: str = "",
 ) -> str | None:
     """Make the stored login usable again. Returns None when it is, else one line saying why not.
 
     `launched` is the login's identity when claude was started (backends.identity); `refused` says
     the failure was the server refusing a token (a 401, a revocation) rather than claude finding
-    no usable login.
+    no usable login; `message` is what claude printed. When it says the API revoked the very
+    access token still stored, the forced refresh first waits for its successor (refresher's
+    SUCCESSOR_WAIT_S), and the refusal is evidence of why the login died (judging/cause.py).
     """
     sitepath.enable_site()
     from claude_wrap.errors import Interrupted, WrapError  # noqa: PLC0415
-    from claude_wrap.judging import login  # noqa: PLC0415
+    from claude_wrap.judging import cause, login  # noqa: PLC0415
     from claude_wrap.logfile.log import logger  # noqa: PLC0415
     from claude_wrap.refresh import refresher, renewal  # noqa: PLC0415
 
@@ -51,14 +58,17 @@ def repair(
             _, verdict = refresher.assess(storage, settings.refresh_window_ms)
             refused = verdict.state == login.State.OK
         force = refused and unchanged
+        # Only for the file claude was refused with: a changed one holds another token.
+        revoked = cause.refusal(message) if force else None
         log.info(
-            "watch: claude refused the login (run {}); repairing ({} {}, force={})",
+            "watch: claude refused the login (run {}); repairing ({} {}, force={}, revoked={})",
             run,
             storage.kind,
             "unchanged" if unchanged else "changed since launch",
             force,
+            revoked,
         )
-        outcome = renewal.ensure_fresh(settings, force=force)
+        outcome = renewal.ensure_fresh(settings, force=force, revoked=revoked)
     except Interrupted:
         raise
     except WrapError as exc:
