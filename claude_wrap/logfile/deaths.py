@@ -11,6 +11,9 @@ Three kinds of entry, in one small file of the state folder (settings.login_hist
   shim's watch saw it, what it said, and how long claude-wrap then waited for a successor.
 - `dead`: per config folder, the cause of the last death claude-wrap met, the evidence, and the
   refresh token (hashed) that died with it, so that a later `/login` is never blamed on it.
+- `seen`: per config folder, the login claude-wrap last judged usable (its refresh token hashed,
+  the file's identity then): when Claude Code's own refresh of it meets invalid_grant under a
+  run of the shim and blanks the file, this names the token that died.
 
 Never worth failing for: a record that cannot be read or written is skipped, and the cause is
 then said with less evidence. Read-modify-write runs under an flock of a file beside it
@@ -98,8 +101,59 @@ def note_spent(settings: Settings, token: str) -> None:
 
 def spent_at(settings: Settings, token: str) -> int | None:
     """When claude-wrap sent this refresh token, None when it never did (as far as it kept)."""
-    when = _section(_load(settings.login_history), "spent").get(fingerprint(token))
+    return _spent_at(settings, fingerprint(token))
+
+
+def _spent_at(settings: Settings, fp: str) -> int | None:
+    when = _section(_load(settings.login_history), "spent").get(fp)
     return when if isinstance(when, int) else None
+
+
+def note_seen(settings: Settings, config_dir: str, ident: tuple[int, ...], doc: object) -> None:
+    """The login claude-wrap last judged usable in this folder, with the stored login's identity
+    then: when Claude Code's own refresh of it is refused later (the file blanked under a run of
+    the shim), this says which refresh token died. Written only when it changed."""
+    try:
+        oauth = login.oauth_section(doc) or {}
+    except ValueError:
+        return
+    token = login.refresh_token(doc)
+    if not token:
+        return
+    rec = {"ident": list(ident), "refresh": fingerprint(token), "ends_at": login.login_end(oauth)}
+    if _section(_load(settings.login_history), "seen").get(config_dir) == rec:
+        return
+    with _changing(settings) as data:
+        _section(data, "seen")[config_dir] = rec
+
+
+def blanked_under_run(
+    settings: Settings, config_dir: str, launched: tuple[int, ...] | None, doc: object,
+    message: str,
+) -> cause.Evidence | None:
+    """A run of claude was launched with the login claude-wrap last saw (`launched` is its
+    identity), and left it blanked, as Claude Code leaves a login after its own refresh met
+    invalid_grant: that refresh token died, and this is the evidence (None when the file is not
+    so, or claude-wrap does not know which login claude ran with)."""
+    try:
+        oauth = login.oauth_section(doc)
+    except ValueError:
+        return None
+    if oauth is None or launched is None or oauth.get("loginEnded") is not None:
+        return None
+    if login.access_token(doc) or login.refresh_token(doc):
+        return None
+    rec = _section(_load(settings.login_history), "seen").get(config_dir)
+    if not isinstance(rec, dict) or rec.get("ident") != list(launched):
+        return None
+    fp = str(rec.get("refresh") or "")
+    ends_at = rec.get("ends_at")
+    return cause.Evidence(
+        _now_ms(),
+        ends_at=ends_at if isinstance(ends_at, int) else None,
+        spent_by_us_at=_spent_at(settings, fp),
+        refusal=cause.refusal(message),
+    )
 
 
 def note_refused(
@@ -129,11 +183,20 @@ def note_death(
     settings: Settings, config_dir: str, refresh_token: str, found: tuple[str, str]
 ) -> None:
     """The login of this folder died with this refresh token; found: (cause, evidence)."""
+    _note_death(settings, config_dir, fingerprint(refresh_token), found)
+
+
+def note_blanked_death(settings: Settings, config_dir: str, found: tuple[str, str]) -> None:
+    """The login of this folder died and Claude Code blanked it: no token names it any more."""
+    _note_death(settings, config_dir, "", found)
+
+
+def _note_death(settings: Settings, config_dir: str, fp: str, found: tuple[str, str]) -> None:
     with _changing(settings) as data:
         _section(data, "dead")[config_dir] = {
             "cause": found[0],
             "evidence": found[1],
-            "refresh": fingerprint(refresh_token),
+            "refresh": fp,
             "at": _now_ms(),
         }
 

@@ -17,6 +17,7 @@ from claude_wrap.storage import backends
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 
 def already_tried(settings: Settings, launched: tuple[int, ...] | None, failed: bool) -> bool:
@@ -58,6 +59,8 @@ def repair(
             _, verdict = refresher.assess(storage, settings.refresh_window_ms)
             refused = verdict.state == login.State.OK
         force = refused and unchanged
+        if not unchanged:
+            _blanked_under_run(settings, storage, launched, message)
         # Only for the file claude was refused with: a changed one holds another token.
         revoked = cause.refusal(message) if force else None
         log.info(
@@ -79,6 +82,26 @@ def repair(
         return f"internal error while repairing the login, see {settings.log_file}"
     log.info("watch: repair done: {}", outcome.action)
     return None
+
+
+def _blanked_under_run(
+    settings: Settings, storage: Any, launched: tuple[int, ...] | None, message: str
+) -> None:
+    """claude left the login blanked (tokens emptied, as Claude Code does when its own refresh
+    meets invalid_grant): when claude-wrap knows which login claude started with, say why it
+    died, as for a refusal of its own (judging/cause.py). Never raises: only evidence."""
+    from claude_wrap.judging import cause  # noqa: PLC0415
+    from claude_wrap.logfile import deaths  # noqa: PLC0415
+
+    try:
+        snap = storage.read()
+        evidence = None if snap is None else deaths.blanked_under_run(
+            settings, settings.config_dir, launched, snap.doc, message
+        )
+    except Exception:  # noqa: BLE001 - a bad file is the repair's to report, not this
+        return
+    if evidence is not None:
+        deaths.note_blanked_death(settings, settings.config_dir, cause.of_invalid_grant(evidence))
 
 
 def heal(settings: Settings) -> None:

@@ -158,6 +158,9 @@ def remember(  # noqa: PLR0917 - one settings, then what was judged
     at_ms = now_ms() if at_ms is None else at_ms
     memory.note(storage.where, snap.doc, settings)
     if storage.kind == StorageKind.FILE:
+        # Which refresh token a run of claude starts with, should Claude Code's own refresh of
+        # it die (recover.py): written only when it changed, so rarely more than a read.
+        deaths.note_seen(settings, settings.config_dir, snap.ident, snap.doc)
         fastpath.remember(
             settings,
             storage.where, snap.ident, verdict.expires_at, window_ms, at_ms, verdict.login_ends_at
