@@ -229,6 +229,17 @@ class Death:
         }
 
 
+def last(settings: Settings, config_dir: str) -> Death | None:
+    """The last death claude-wrap recorded for this folder, whatever the file holds now: for a
+    notice right after the refusal (keeper/notify.py), not for judging the stored login."""
+    rec = _section(_load(settings.login_history), "dead").get(config_dir)
+    if not isinstance(rec, dict) or rec.get("cause") not in cause.WORDS:
+        return None
+    at = rec.get("at")
+    return Death(str(rec["cause"]), str(rec.get("evidence") or ""),
+                 at if isinstance(at, int) else None)
+
+
 def explain(
     settings: Settings, config_dir: str, doc: object, verdict: login.Verdict, now_ms: int
 ) -> Death | None:
