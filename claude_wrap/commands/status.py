@@ -116,6 +116,8 @@ def examine(settings: Settings, now: int) -> tuple[dict[str, Any], login.Verdict
     # Why it died, when it did and claude-wrap knows (judging/cause.py): its own line.
     death = _death(settings, snap, verdict, now)
     data["death"] = death.as_dict() if death is not None else None
+    if death is not None:
+        data["advice"] = death.advice  # not "refresh": the refresh token is dead
     if death is not None and verdict.usable:
         # It looks good on disk (an access token before its expiry), but the API refuses it and
         # the endpoint refused its refresh token: Claude Code cannot use it, whatever the file says.
@@ -181,8 +183,9 @@ def _death(
 def render(data: dict[str, Any]) -> str:
     detail = f" ({data['detail']})" if data["detail"] else ""
     where = "file" if data.get("storage", "file") == "file" else "stored in"
-    lines = [f"login: {data['state']}{detail}: {data['advice']}"]
     death = data.get("death")
+    advice = "no refresh can renew it (see `died:`)" if death else data["advice"]
+    lines = [f"login: {data['state']}{detail}: {advice}"]
     if death:
         lines.append(f"died: {death['words']} ({death['evidence']}): {death['advice']}")
     lines.append(f"{where}: {data['file']}")
@@ -225,7 +228,7 @@ def check_login(settings: Settings, storage: store.Storage) -> list[Finding]:
         # The cause's own line and remedy: a copy elsewhere needs more than /login.
         said = f"{cause.WORDS[death.cause]} ({death.evidence})"
         return [
-            Finding(name, Level.FAIL, text, death.advice, state=verdict.state,
+            Finding(name, Level.FAIL, text, "see `login death` below", state=verdict.state,
                     where=storage.where),
             Finding("login death", Level.FAIL, said, death.advice, cause=death.cause),
             *ends,

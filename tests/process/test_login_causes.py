@@ -102,9 +102,7 @@ def test_a_successor_written_after_the_revoked_401_is_adopted_and_nothing_is_spe
 
     writer = threading.Thread(target=tool)
     writer.start()
-    started = time.monotonic()
     run = sandbox.claude("-p", "hi", env=_refused_env(sandbox, SUPERSEDED_PRINT))
-    took = time.monotonic() - started
     writer.join()
 
     assert run.returncode == 0, run.stdout + run.stderr
@@ -113,9 +111,10 @@ def test_a_successor_written_after_the_revoked_401_is_adopted_and_nothing_is_spe
     assert [r["access_token"] for r in sandbox.runs()] == [first["accessToken"],
                                                              body["access_token"]]
     assert sandbox.oauth()["refreshToken"] == body["refresh_token"]
-    assert took < 0.5 + WAIT_S, took
     log = sandbox.wrap("log").stdout
     assert "adopted: the API revoked the access token; another program wrote its successor" in log
+    # Within the wait, not at its end (how long after the 401: the log says; not asserted).
+    assert f"successor {WAIT_S:.1f} s later" not in log
     assert sandbox.wrap("status").returncode == 0
 
 
