@@ -92,6 +92,7 @@ def _blanked_under_run(
     died, as for a refusal of its own (judging/cause.py). Never raises: only evidence."""
     from claude_wrap.judging import cause  # noqa: PLC0415
     from claude_wrap.logfile import deaths  # noqa: PLC0415
+    from claude_wrap.logfile.log import Event, event  # noqa: PLC0415
 
     try:
         snap = storage.read()
@@ -101,7 +102,10 @@ def _blanked_under_run(
     except Exception:  # noqa: BLE001 - a bad file is the repair's to report, not this
         return
     if evidence is not None:
-        deaths.note_blanked_death(settings, settings.config_dir, cause.of_invalid_grant(evidence))
+        found = cause.of_invalid_grant(evidence)
+        deaths.note_blanked_death(settings, settings.config_dir, found)
+        event(Event.FAILURE, settings.config_dir, "claude's own refresh was refused and it blanked "
+              f"the login: {cause.sentence(*found)}", settings)
 
 
 def heal(settings: Settings) -> None:

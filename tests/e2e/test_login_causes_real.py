@@ -91,6 +91,8 @@ def test_a_login_rotated_elsewhere_is_said_to_be_spent_by_a_copy(
     assert died[0].startswith(
         "died: another machine or program spent this login's refresh token ("), died
     assert "make the other one a guest of this machine (docs/guests.md)" in died[0]
+    log = _wrap(env, "log").stdout
+    assert "FAILED: " in log and "another machine or program spent this login's" in log, log
     [request] = token_server.requests
     who = "claude" if request.headers.get("x-relayed-by") else "claude-wrap"
     print(f"\n{claude.version}: the dead token was sent by {who}; {died[0]}")
