@@ -229,6 +229,19 @@ class Death:
         }
 
 
+def died(settings: Settings, config_dir: str, refresh_token: str) -> Death | None:
+    """The recorded death of this very refresh token (the endpoint refused it with
+    invalid_grant, in any process of ours), None when none is recorded."""
+    rec = _section(_load(settings.login_history), "dead").get(config_dir)
+    if not isinstance(rec, dict) or rec.get("cause") not in cause.WORDS:
+        return None
+    if not refresh_token or rec.get("refresh") != fingerprint(refresh_token):
+        return None
+    at = rec.get("at")
+    return Death(str(rec["cause"]), str(rec.get("evidence") or ""),
+                 at if isinstance(at, int) else None)
+
+
 def last(settings: Settings, config_dir: str) -> Death | None:
     """The last death claude-wrap recorded for this folder, whatever the file holds now: for a
     notice right after the refusal (keeper/notify.py), not for judging the stored login."""

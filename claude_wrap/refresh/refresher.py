@@ -26,7 +26,7 @@ from claude_wrap.errors import (
     RefreshRejectedError,
     StorageUnavailableError,
 )
-from claude_wrap.judging import cause, login
+from claude_wrap.judging import cause, login, loginend
 from claude_wrap.locks import lock
 from claude_wrap.logfile import deaths
 from claude_wrap.logfile.log import Event, event, logger
@@ -320,6 +320,7 @@ def ensure_fresh(
     error = unfixable(path, before)
     if error is not None:
         raise error
+    _never_again(settings, snap)
     if revoked is not None and snap is not None:
         successor = _after_revocation(settings, storage, snap, before, revoked)
         if successor is not None:
@@ -397,6 +398,21 @@ def _done_meanwhile(
     if error is not None:
         raise error
     return snap, None
+
+
+def _never_again(settings: Settings, snap: Any) -> None:
+    """A refresh token the endpoint already refused with invalid_grant, in any process of ours
+    (deaths.py), is dead for good: raise that refusal again, with why it died, and send nothing.
+    _failed_tokens says so within one process; this, across them (a shim run after the watch of
+    another met the refusal, while the file still holds an access token that looks good)."""
+    token = _token_of(snap)
+    death = deaths.died(settings, settings.config_dir, token) if token else None
+    if death is None:
+        return
+    when = f" at {loginend.when(death.at)}" if death.at is not None else ""
+    raise RefreshRejectedError(
+        400, "invalid_grant", f"{death.line}; refused{when}, not sent again"
+    )
 
 
 def _after_revocation(

@@ -147,7 +147,16 @@ def test_with_no_successor_the_stored_token_is_spent_once_after_the_wait(
     assert (death["level"], death["cause"]) == ("fail", "spent_elsewhere")
     [failed] = [x for x in sandbox.wrap("log").stdout.splitlines() if "  FAILED: " in x]
     assert "(HTTP 400, invalid_grant): another machine or program spent this login's" in failed
-    # Asked again, nothing more is sent: status and doctor only look.
+    # Asked again, nothing more is sent: status and doctor only look; and another run that meets
+    # the refusal again (the file still holds an access token that looks good) sends nothing:
+    # a token refused with invalid_grant is never sent again, by any process of ours.
+    assert len(token_server.requests) == 1
+    again = sandbox.claude("-p", "hi", env={
+        **_refused_env(sandbox, SUPERSEDED_PRINT),
+        "FAKE_CLAUDE_COUNTER": str(sandbox.root / "second-count"),
+    })
+    assert again.returncode == 1
+    assert "not sent again" in again.stderr.decode(), again.stderr
     assert len(token_server.requests) == 1
 
 
