@@ -180,10 +180,15 @@ def refused(settings: Settings, config_dir: str, access: str) -> tuple[str, floa
 
 
 def note_death(
-    settings: Settings, config_dir: str, refresh_token: str, found: tuple[str, str]
+    settings: Settings,
+    config_dir: str,
+    refresh_token: str,
+    found: tuple[str, str],
+    status: int | None = None,
 ) -> None:
-    """The login of this folder died with this refresh token; found: (cause, evidence)."""
-    _note_death(settings, config_dir, fingerprint(refresh_token), found)
+    """The login of this folder died with this refresh token; found: (cause, evidence);
+    status: the endpoint's HTTP status for the refusal."""
+    _note_death(settings, config_dir, fingerprint(refresh_token), found, status)
 
 
 def note_blanked_death(settings: Settings, config_dir: str, found: tuple[str, str]) -> None:
@@ -191,25 +196,31 @@ def note_blanked_death(settings: Settings, config_dir: str, found: tuple[str, st
     _note_death(settings, config_dir, "", found)
 
 
-def _note_death(settings: Settings, config_dir: str, fp: str, found: tuple[str, str]) -> None:
+def _note_death(
+    settings: Settings, config_dir: str, fp: str, found: tuple[str, str], status: int | None = None
+) -> None:
     with _changing(settings) as data:
         _section(data, "dead")[config_dir] = {
             "cause": found[0],
             "evidence": found[1],
             "refresh": fp,
             "at": _now_ms(),
+            "status": status,
         }
 
 
 class Death:
     """Why the login of one folder is dead, for status, doctor and the keeper."""
 
-    __slots__ = ("at", "cause", "evidence")
+    __slots__ = ("at", "cause", "evidence", "status")
 
-    def __init__(self, cause_: str, evidence: str, at: int | None = None) -> None:
+    def __init__(
+        self, cause_: str, evidence: str, at: int | None = None, status: int | None = None
+    ) -> None:
         self.cause = cause_
         self.evidence = evidence
         self.at = at
+        self.status = status  # the endpoint's HTTP status for the refusal, when one of ours
 
     @property
     def line(self) -> str:
@@ -237,9 +248,9 @@ def died(settings: Settings, config_dir: str, refresh_token: str) -> Death | Non
         return None
     if not refresh_token or rec.get("refresh") != fingerprint(refresh_token):
         return None
-    at = rec.get("at")
+    at, status = rec.get("at"), rec.get("status")
     return Death(str(rec["cause"]), str(rec.get("evidence") or ""),
-                 at if isinstance(at, int) else None)
+                 at if isinstance(at, int) else None, status if isinstance(status, int) else None)
 
 
 def last(settings: Settings, config_dir: str) -> Death | None:

@@ -411,7 +411,7 @@ def _never_again(settings: Settings, snap: Any) -> None:
         return
     when = f" at {loginend.when(death.at)}" if death.at is not None else ""
     raise RefreshRejectedError(
-        400, "invalid_grant", f"{death.line}; refused{when}, not sent again"
+        death.status or 400, "invalid_grant", f"{death.line}; refused{when}, not sent again"
     )
 
 
@@ -670,7 +670,7 @@ def _died(settings: Settings, sent: Any, exc: RefreshRejectedError) -> None:
         waited_s=refusal[1] if refusal else None,
     )
     found = cause.of_invalid_grant(evidence)
-    deaths.note_death(settings, settings.config_dir, token, found)
+    deaths.note_death(settings, settings.config_dir, token, found, exc.status)
     exc.why = cause.sentence(*found)  # in the error, so in its `failure` event for `log` too
 
 
