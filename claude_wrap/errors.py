@@ -70,18 +70,24 @@ class RefreshError(WrapError):
 
 
 class RefreshRejectedError(RefreshError):
+    """`why`, once known: the login's cause of death and what to do (judging/cause.sentence)."""
+
     exit_code = EXIT_REJECTED
 
-    def __init__(self, status: int, error: str) -> None:
+    def __init__(self, status: int, error: str, why: str = "") -> None:
         super().__init__(status, error)
         self.status = status
         self.error = error
+        self.why = why
 
     def __str__(self) -> str:
-        return (
+        said = (
             f"the token endpoint rejected the stored refresh token (HTTP {self.status}, "
-            f"{self.error}); the file was left as it was; {LOGIN_HINT}"
+            f"{self.error})"
         )
+        if self.why:
+            return f"{said}: {self.why}; the file was left as it was"
+        return f"{said}; the file was left as it was; {LOGIN_HINT}"
 
 
 class RefreshUnavailableError(RefreshError, ConnectionError):

@@ -55,16 +55,21 @@ def _judge(settings: Settings, window_ms: int, now: int) -> str:
 
     # Remembered (the verdict cache), as the shim's path does: a prompt asks every few seconds,
     # and the next call then reads the cache instead of parsing the file.
-    _, verdict = refresher.look(settings, backends.open_storage(settings), window_ms, now)
+    snap, verdict = refresher.look(settings, backends.open_storage(settings), window_ms, now)
     if verdict.state == login.State.OK:
         return _word(verdict.login_ends_at, now, settings)
     if verdict.login_ends_at is not None and verdict.login_ends_at <= now:
         return "end"
     if verdict.state in login.REFRESHABLE:
         from claude_wrap.keeper import notify  # noqa: PLC0415
+        from claude_wrap.logfile import deaths  # noqa: PLC0415
 
-        # The keeper met invalid_grant for it: no refresh will help, only /login.
-        return "login" if notify.known_dead(settings, settings.config_dir) else "exp"
+        # The keeper, or any refresh of ours, met invalid_grant for it: only /login helps.
+        dead = notify.known_dead(settings, settings.config_dir) or (
+            snap is not None
+            and deaths.explain(settings, settings.config_dir, snap.doc, verdict, now) is not None
+        )
+        return "login" if dead else "exp"
     if verdict.state == login.State.MALFORMED:
         return "bad"
     return "login"

@@ -12,7 +12,8 @@ from claude_wrap import console
 from claude_wrap.config.settings import StorageKind
 from claude_wrap.errors import EXIT_NOT_USABLE, EXIT_OK, StorageUnavailableError
 from claude_wrap.findings import Finding, Level
-from claude_wrap.judging import login, loginend
+from claude_wrap.judging import cause, login, loginend
+from claude_wrap.logfile import deaths
 from claude_wrap.refresh import refresher
 from claude_wrap.storage import backends, filestore
 from claude_wrap.system import configs
@@ -33,6 +34,9 @@ ADVICE = {
     login.State.MISSING: "no login is stored; run `claude /login`",
     login.State.MALFORMED: "the file is not a login Claude Code can read; fix or remove it",
 }
+
+# Not a login.State: a login that looks usable on disk but that claude-wrap saw die (deaths.py).
+DEAD = "dead"
 
 # On a guest, what renews the login is a pull from its owner, never `/login` here.
 GUEST_ADVICE = {
@@ -107,8 +111,18 @@ def report(
 
 def examine(settings: Settings, now: int) -> tuple[dict[str, Any], login.Verdict]:
     storage = backends.open_storage(settings)
-    _, verdict = refresher.assess(storage, settings.refresh_window_ms, now)
+    snap, verdict = refresher.assess(storage, settings.refresh_window_ms, now)
     data = report(storage.where, verdict, now, settings.login_end_window_ms)
+    # Why it died, when it did and claude-wrap knows (judging/cause.py): its own line.
+    death = _death(settings, snap, verdict, now)
+    data["death"] = death.as_dict() if death is not None else None
+    if death is not None:
+        data["advice"] = death.advice  # not "refresh": the refresh token is dead
+    if death is not None and verdict.usable:
+        # It looks good on disk (an access token before its expiry), but the API refuses it and
+        # the endpoint refused its refresh token: Claude Code cannot use it, whatever the file says.
+        data.update(state=DEAD, usable=False, advice=death.advice,
+                    detail="the server refuses this login's tokens")
     data["storage"] = storage.kind
     if storage.kind != StorageKind.FILE:
         data["world_readable"] = False
@@ -128,12 +142,12 @@ def run(ns: argparse.Namespace, settings: Settings) -> int:
     now = int(time.time() * 1000)
     if ns.all:
         return run_all(ns, settings, now)
-    data, verdict = examine(settings, now)
+    data, _ = examine(settings, now)
     if ns.json:
         console.out(json.dumps(data, indent=2))
     else:
         console.out(render(data))
-    return EXIT_OK if verdict.usable else EXIT_NOT_USABLE
+    return EXIT_OK if data["usable"] else EXIT_NOT_USABLE
 
 
 def run_all(ns: argparse.Namespace, settings: Settings, now: int) -> int:
@@ -141,11 +155,11 @@ def run_all(ns: argparse.Namespace, settings: Settings, now: int) -> int:
     rows = []
     usable = True
     for found in configs.find(settings):
-        data, verdict = examine(found.settings, now)
+        data, _ = examine(found.settings, now)
         data["config_dir"] = found.path
         data["current"] = found.current
         rows.append(data)
-        usable = usable and verdict.usable
+        usable = usable and bool(data["usable"])
     if ns.json:
         console.out(json.dumps(rows, indent=2))
     else:
@@ -158,10 +172,23 @@ def run_all(ns: argparse.Namespace, settings: Settings, now: int) -> int:
     return EXIT_OK if usable else EXIT_NOT_USABLE
 
 
+def _death(
+    settings: Settings, snap: Any, verdict: login.Verdict, now: int
+) -> deaths.Death | None:
+    if snap is None or settings.guest_setting:
+        return None  # a guest's token dies with its owner's: the owner's status says why
+    return deaths.explain(settings, settings.config_dir, snap.doc, verdict, now)
+
+
 def render(data: dict[str, Any]) -> str:
     detail = f" ({data['detail']})" if data["detail"] else ""
     where = "file" if data.get("storage", "file") == "file" else "stored in"
-    lines = [f"login: {data['state']}{detail}: {data['advice']}", f"{where}: {data['file']}"]
+    death = data.get("death")
+    advice = "no refresh can renew it (see `died:`)" if death else data["advice"]
+    lines = [f"login: {data['state']}{detail}: {advice}"]
+    if death:
+        lines.append(f"died: {death['words']} ({death['evidence']}): {death['advice']}")
+    lines.append(f"{where}: {data['file']}")
     if data["state"] not in (login.State.MISSING, login.State.MALFORMED):
         lines.append(f"expires: {data['expires']} ({data['time_left']} left)")
         scopes = data["scopes"]
@@ -186,14 +213,26 @@ def render(data: dict[str, Any]) -> str:
 def check_login(settings: Settings, storage: store.Storage) -> list[Finding]:
     name = "login"
     try:
-        _, verdict = refresher.assess(storage, settings.refresh_window_ms)
+        snap, verdict = refresher.assess(storage, settings.refresh_window_ms)
     except StorageUnavailableError as exc:
         return [Finding(name, Level.FAIL, str(exc), exc.hint or None, where=storage.where)]
     detail = f" ({verdict.detail})" if verdict.detail else ""
     text = f"{verdict.state}{detail} in {storage.where}"
     ends = _login_end(settings, verdict)
-    if verdict.state == login.State.OK:
+    death = _death(settings, snap, verdict, int(time.time() * 1000))
+    if verdict.state == login.State.OK and death is None:
         return [Finding(name, Level.OK, text, state=verdict.state, where=storage.where), *ends]
+    if death is not None:
+        if verdict.state == login.State.OK:
+            text = f"{DEAD} (the server refuses this login's tokens) in {storage.where}"
+        # The cause's own line and remedy: a copy elsewhere needs more than /login.
+        said = f"{cause.WORDS[death.cause]} ({death.evidence})"
+        return [
+            Finding(name, Level.FAIL, text, "see `login death` below", state=verdict.state,
+                    where=storage.where),
+            Finding("login death", Level.FAIL, said, death.advice, cause=death.cause),
+            *ends,
+        ]
     level = Level.WARN if verdict.state in login.REFRESHABLE else Level.FAIL
     fix = ADVICE[verdict.state]
     return [Finding(name, level, text, fix, state=verdict.state, where=storage.where), *ends]

@@ -217,6 +217,11 @@ class Settings:
         return fspath.join(self.state_dir, "notified.json")
 
     @once
+    def login_history(self) -> str:
+        """What claude-wrap saw of each login's death (logfile/deaths.py): hashes, never a token."""
+        return fspath.join(self.state_dir, "logins.json")
+
+    @once
     def shim_notice_stamp(self) -> str:
         """Its mtime is when a shim last printed the login-end line (at most once an hour)."""
         return fspath.join(self.state_dir, "login-end-notice")

@@ -299,7 +299,12 @@ def store_pulled(settings: Settings, pulled: dict[str, Any]) -> tuple[bool, bool
 
 
 def ensure_fresh(
-    settings: Settings, owner: str, *, force: bool = False, held: FolderFlock | None = None
+    settings: Settings,
+    owner: str,
+    *,
+    force: bool = False,
+    held: FolderFlock | None = None,
+    revoked: str | None = None,
 ) -> refresher.FreshnessReport:
     """The guest's ensure_fresh: pull from the owner when the token is due (or `force`: Claude
     Code refused it). Never refreshes. Raises OwnerUnreachableError, carrying the expiry of the
@@ -310,7 +315,7 @@ def ensure_fresh(
     window_ms = settings.refresh_window_ms
     _, before = refresher.look(settings, storage, window_ms)
     if before.has_refresh_token:
-        return own_login(settings, owner, force=force, held=held)
+        return own_login(settings, owner, force=force, held=held, revoked=revoked)
     if before.state == login.State.OK and not force:
         return refresher.FreshnessReport(refresher.Action.NONE, before, before, [])
     try:
@@ -320,7 +325,7 @@ def ensure_fresh(
         raise
     changed, own = store_pulled(settings, pulled)
     if own:  # `claude /login` ran while we pulled
-        return own_login(settings, owner, force=force, held=held)
+        return own_login(settings, owner, force=force, held=held, revoked=revoked)
     _told_own_login(settings, told=False)
     _, after = refresher.look(settings, storage, window_ms)
     warnings: list[str] = []
@@ -360,13 +365,18 @@ def own_login_line(settings: Settings, owner: str) -> str:
 
 
 def own_login(
-    settings: Settings, owner: str, *, force: bool = False, held: FolderFlock | None = None
+    settings: Settings,
+    owner: str,
+    *,
+    force: bool = False,
+    held: FolderFlock | None = None,
+    revoked: str | None = None,
 ) -> refresher.FreshnessReport:
     """The guest steps aside for a folder that holds a login of its own: no pull, nothing
     stripped; the folder is an owner now, kept fresh as any owner's (under Claude Code's
     locks). The line saying so is a warning the first time only (noted in the state folder
     until the folder borrows again)."""
-    report = refresher.ensure_fresh(settings.as_owner(), force=force, held=held)
+    report = refresher.ensure_fresh(settings.as_owner(), force=force, held=held, revoked=revoked)
     if not _told_own_login(settings, told=True):
         report.warnings.insert(0, own_login_line(settings, owner))
     return report

@@ -116,8 +116,12 @@ def consider(
     told = None
     if dead:
         if not rec.get("dead"):
-            told = (f"the login in {config_dir} is dead (the token server refused its refresh "
-                    "token): run `claude /login`")
+            from claude_wrap.logfile import deaths  # noqa: PLC0415 - a dead login only
+
+            death = deaths.last(settings, config_dir)  # why, as `status` says it (cause.py)
+            told = (f"the login in {config_dir} is dead: {death.line}" if death is not None
+                    else f"the login in {config_dir} is dead (the token server refused its "
+                    "refresh token): run `claude /login`")
             send(settings, told, urgent=True)
             rec["dead"] = True
     else:

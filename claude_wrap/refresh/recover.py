@@ -17,6 +17,7 @@ from claude_wrap.storage import backends
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 
 def already_tried(settings: Settings, launched: tuple[int, ...] | None, failed: bool) -> bool:
@@ -27,17 +28,24 @@ def already_tried(settings: Settings, launched: tuple[int, ...] | None, failed: 
 
 
 def repair(
-    settings: Settings, launched: tuple[int, ...] | None, *, refused: bool, run: int = 1
+    settings: Settings,
+    launched: tuple[int, ...] | None,
+    *,
+    refused: bool,
+    run: int = 1,
+    message: str = "",
 ) -> str | None:
     """Make the stored login usable again. Returns None when it is, else one line saying why not.
 
     `launched` is the login's identity when claude was started (backends.identity); `refused` says
     the failure was the server refusing a token (a 401, a revocation) rather than claude finding
-    no usable login.
+    no usable login; `message` is what claude printed. When it says the API revoked the very
+    access token still stored, the forced refresh first waits for its successor (refresher's
+    SUCCESSOR_WAIT_S), and the refusal is evidence of why the login died (judging/cause.py).
     """
     sitepath.enable_site()
     from claude_wrap.errors import Interrupted, WrapError  # noqa: PLC0415
-    from claude_wrap.judging import login  # noqa: PLC0415
+    from claude_wrap.judging import cause, login  # noqa: PLC0415
     from claude_wrap.logfile.log import logger  # noqa: PLC0415
     from claude_wrap.refresh import refresher, renewal  # noqa: PLC0415
 
@@ -51,14 +59,19 @@ def repair(
             _, verdict = refresher.assess(storage, settings.refresh_window_ms)
             refused = verdict.state == login.State.OK
         force = refused and unchanged
+        if not unchanged:
+            _blanked_under_run(settings, storage, launched, message)
+        # Only for the file claude was refused with: a changed one holds another token.
+        revoked = cause.refusal(message) if force else None
         log.info(
-            "watch: claude refused the login (run {}); repairing ({} {}, force={})",
+            "watch: claude refused the login (run {}); repairing ({} {}, force={}, revoked={})",
             run,
             storage.kind,
             "unchanged" if unchanged else "changed since launch",
             force,
+            revoked,
         )
-        outcome = renewal.ensure_fresh(settings, force=force)
+        outcome = renewal.ensure_fresh(settings, force=force, revoked=revoked)
     except Interrupted:
         raise
     except WrapError as exc:
@@ -69,6 +82,30 @@ def repair(
         return f"internal error while repairing the login, see {settings.log_file}"
     log.info("watch: repair done: {}", outcome.action)
     return None
+
+
+def _blanked_under_run(
+    settings: Settings, storage: Any, launched: tuple[int, ...] | None, message: str
+) -> None:
+    """claude left the login blanked (tokens emptied, as Claude Code does when its own refresh
+    meets invalid_grant): when claude-wrap knows which login claude started with, say why it
+    died, as for a refusal of its own (judging/cause.py). Never raises: only evidence."""
+    from claude_wrap.judging import cause  # noqa: PLC0415
+    from claude_wrap.logfile import deaths  # noqa: PLC0415
+    from claude_wrap.logfile.log import Event, event  # noqa: PLC0415
+
+    try:
+        snap = storage.read()
+        evidence = None if snap is None else deaths.blanked_under_run(
+            settings, settings.config_dir, launched, snap.doc, message
+        )
+    except Exception:  # noqa: BLE001 - a bad file is the repair's to report, not this
+        return
+    if evidence is not None:
+        found = cause.of_invalid_grant(evidence)
+        deaths.note_blanked_death(settings, settings.config_dir, found)
+        event(Event.FAILURE, settings.config_dir, "claude's own refresh was refused and it blanked "
+              f"the login: {cause.sentence(*found)}", settings)
 
 
 def heal(settings: Settings) -> None:

@@ -26,8 +26,9 @@ from claude_wrap.errors import (
     RefreshRejectedError,
     StorageUnavailableError,
 )
-from claude_wrap.judging import login
+from claude_wrap.judging import cause, login, loginend
 from claude_wrap.locks import lock
+from claude_wrap.logfile import deaths
 from claude_wrap.logfile.log import Event, event, logger
 from claude_wrap.refresh import binary, restore
 from claude_wrap.storage import backends, fastpath, filestore, memory, store
@@ -55,6 +56,21 @@ class Action:
 # watcher's repair after claude fails): the second call gets the first one's error, and the
 # token endpoint never sees a dead or possibly-spent token twice. Memory only, never on disk.
 _failed_tokens: dict[str, RefreshRejectedError | RefreshOutcomeUnknownError] = {}
+
+# How long to watch the credentials file for a successor after the API revoked the stored access
+# token, before spending the stored refresh token (issue 26). The service revokes the previous
+# access token at the moment it mints the next pair, so when claude met the revocation, whoever
+# rotated the login (a lock-less tool on this machine) already had its answer on the way: one
+# response's transit and a file write, well under a second even from far away, which is also all
+# the time Claude Code's own refresh takes. The detection itself took claude's exit and our start,
+# hundreds of ms. 3 s covers that answer on a slow link and a loaded machine several times over;
+# when nothing comes (the copy is on another machine, or the login was ended), the run that
+# already failed loses those 3 s once, and the evidence says "nothing appeared" with confidence.
+SUCCESSOR_WAIT_S = 3.0
+# A stat of the file every 50 ms: the new token is adopted within that of its write (the kernel's
+# file events are in watch/, a layer above this one). A Keychain item costs a `security` call.
+_SUCCESSOR_POLL_S = {StorageKind.FILE: 0.05}
+_KEYCHAIN_POLL_S = 0.5
 
 
 class _Replaced(Exception):  # noqa: N818 - control flow, never shown
@@ -142,6 +158,9 @@ def remember(  # noqa: PLR0917 - one settings, then what was judged
     at_ms = now_ms() if at_ms is None else at_ms
     memory.note(storage.where, snap.doc, settings)
     if storage.kind == StorageKind.FILE:
+        # Which refresh token a run of claude starts with, should Claude Code's own refresh of
+        # it die (recover.py): written only when it changed, so rarely more than a read.
+        deaths.note_seen(settings, settings.config_dir, snap.ident, snap.doc)
         fastpath.remember(
             settings,
             storage.where, snap.ident, verdict.expires_at, window_ms, at_ms, verdict.login_ends_at
@@ -271,11 +290,15 @@ def ensure_fresh(
     force: bool = False,
     on_slow: Callable[[], None] | None = None,
     held: FolderFlock | None = None,
+    revoked: str | None = None,
 ) -> FreshnessReport:
     """Make the stored login one Claude Code accepts, refreshing only when needed.
 
     `force` refreshes a login that looks fine (the server refused it), unless another process
     has replaced its access token meanwhile: then that token is adopted and nothing is spent.
+    `revoked` (a cause.Refusal): the API refused the stored access token as revoked, as the
+    shim's watch saw it: whoever rotated the login may be about to write the successor, so the
+    file is watched for it first (SUCCESSOR_WAIT_S), and the stored token spent only after.
     `held`: our flock of the lock folder, when the caller holds it already (the shim).
     Raises a WrapError subclass when it cannot; the file is then exactly as it was.
     The owner's side only: a guest pulls instead (renewal.ensure_fresh picks).
@@ -297,6 +320,11 @@ def ensure_fresh(
     error = unfixable(path, before)
     if error is not None:
         raise error
+    _never_again(settings, snap)
+    if revoked is not None and snap is not None:
+        successor = _after_revocation(settings, storage, snap, before, revoked)
+        if successor is not None:
+            return successor
 
     url = settings.token_url  # checked once, there: https, or http to a loopback host
     # loguru on first use only: of a herd of shims on one expired login, all but one just wait and
@@ -372,6 +400,66 @@ def _done_meanwhile(
     return snap, None
 
 
+def _never_again(settings: Settings, snap: Any) -> None:
+    """A refresh token the endpoint already refused with invalid_grant, in any process of ours
+    (deaths.py), is dead for good: raise that refusal again, with why it died, and send nothing.
+    _failed_tokens says so within one process; this, across them (a shim run after the watch of
+    another met the refusal, while the file still holds an access token that looks good)."""
+    token = _token_of(snap)
+    death = deaths.died(settings, settings.config_dir, token) if token else None
+    if death is None:
+        return
+    when = f" at {loginend.when(death.at)}" if death.at is not None else ""
+    raise RefreshRejectedError(
+        death.status or 400, "invalid_grant", f"{death.line}; refused{when}, not sent again"
+    )
+
+
+def _after_revocation(
+    settings: Settings, storage: Storage, snap: Any, before: login.Verdict, revoked: str
+) -> FreshnessReport | None:
+    """The API revoked the stored access token: watch the file for the successor a lock-less
+    rotator is about to write, and adopt it (nothing spent). None when none came within
+    SUCCESSOR_WAIT_S; that is then noted as evidence of a copy elsewhere (deaths.note_refused).
+    No wait for the whole login revoked: nobody will write a successor to it."""
+    window_ms = settings.refresh_window_ms
+    seen = _access(snap)
+    waited = 0.0
+    if revoked != cause.Refusal.LOGIN_REVOKED:
+        started = time.monotonic()
+        found = _await_successor(storage, seen, window_ms)
+        waited = time.monotonic() - started
+        if found is not None:
+            _, current = look(settings, storage, window_ms)
+            _note(settings, "a successor of the revoked access token appeared after {:.2f} s",
+                  waited)
+            event(Event.ADOPT, settings.config_dir, f"the API revoked the access token; another "
+                  f"program wrote its successor {waited:.1f} s later; adopted, nothing spent",
+                  settings)
+            return FreshnessReport(Action.ADOPTED, before, current, [])
+    deaths.note_refused(settings, settings.config_dir, seen, revoked, round(waited, 1))
+    return None
+
+
+def _await_successor(storage: Storage, seen: str, window_ms: int) -> Any:
+    """The login, once it holds a usable access token other than `seen`; None when none came
+    within SUCCESSOR_WAIT_S. Reads it only when its identity changed."""
+    pause = _SUCCESSOR_POLL_S.get(storage.kind, _KEYCHAIN_POLL_S)
+    deadline = time.monotonic() + SUCCESSOR_WAIT_S
+    ident: object = None
+    while True:
+        now_ident = storage.identity()
+        if now_ident != ident:
+            ident = now_ident
+            snap, verdict = assess(storage, window_ms)
+            if verdict.state == login.State.OK and _access(snap) != seen:
+                return snap
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        time.sleep(min(pause, left))
+
+
 def _adopted(settings: Settings, before: login.Verdict) -> None:
     event(Event.ADOPT, settings.config_dir, f"login was {before.state}; another process had "
           "renewed it, nothing spent", settings)
@@ -425,6 +513,9 @@ def _refresh(  # noqa: PLR0917 - private, called once
         response = _send(settings, request, refresh_token, url, release, on_slow, held)
         snap = request.sent
         new_doc = _store_new(settings, storage, pending, request, response, remembered)
+    # Ours, spent: an invalid_grant on it later is not someone else's doing (judging/cause.py).
+    # After the new login is stored: nothing of this record may delay that.
+    deaths.note_spent(settings, _token_of(snap))
     _, after = look(settings, storage, window_ms)
     if held is not None:
         # The new login is stored and in the verdict cache: let the shims of ours waiting on the
@@ -548,14 +639,39 @@ def _send(  # noqa: PLR0917 - private, called once
             # The request is out: our waiting shims may use the CPU now (flock.py).
             sent=held.open_gate if held is not None else None,
         )
-    except (RefreshRejectedError, RefreshOutcomeUnknownError) as exc:
+    except RefreshRejectedError as exc:
         _failed_tokens[_token_of(request.sent)] = exc
+        if exc.error == "invalid_grant":
+            _died(settings, request.sent, exc)
+        event(Event.FAILURE, settings.config_dir, str(exc), settings)
+        raise
+    except RefreshOutcomeUnknownError as exc:
+        _failed_tokens[_token_of(request.sent)] = exc
+        deaths.note_spent(settings, _token_of(request.sent))  # the server may have spent it
         event(Event.FAILURE, settings.config_dir, str(exc), settings)
         raise
     finally:
         if timer:
             timer.cancel()
     return response
+
+
+def _died(settings: Settings, sent: Any, exc: RefreshRejectedError) -> None:
+    """The endpoint refused the refresh token for good: weigh what claude-wrap saw of this login
+    (judging/cause.py), record it for status and doctor, and say it in the error."""
+    token = _token_of(sent)
+    oauth = login.oauth_section(sent.doc) or {}
+    refusal = deaths.refused(settings, settings.config_dir, _access(sent))
+    evidence = cause.Evidence(
+        now_ms(),
+        ends_at=login.login_end(oauth),
+        spent_by_us_at=deaths.spent_at(settings, token),
+        refusal=refusal[0] if refusal else None,
+        waited_s=refusal[1] if refusal else None,
+    )
+    found = cause.of_invalid_grant(evidence)
+    deaths.note_death(settings, settings.config_dir, token, found, exc.status)
+    exc.why = cause.sentence(*found)  # in the error, so in its `failure` event for `log` too
 
 
 def _store_new(  # noqa: PLR0917 - private, called once

@@ -22,11 +22,15 @@ def ensure_fresh(
     force: bool = False,
     on_slow: Callable[[], None] | None = None,
     held: FolderFlock | None = None,
+    revoked: str | None = None,
 ) -> refresher.FreshnessReport:
-    """refresher.ensure_fresh's contract (see there), on a guest the guest's pull."""
+    """refresher.ensure_fresh's contract (see there), on a guest the guest's pull (`revoked`
+    matters there only for a login of the guest's own: a guest never spends the owner's)."""
     owner = settings.guest_setting
     if owner:  # a guest borrows its owner's login: it pulls, it never refreshes (guest.py)
         from claude_wrap.guests import guest  # noqa: PLC0415 - subprocess and json: guests only
 
-        return guest.ensure_fresh(settings, owner, force=force, held=held)
-    return refresher.ensure_fresh(settings, force=force, on_slow=on_slow, held=held)
+        return guest.ensure_fresh(settings, owner, force=force, held=held, revoked=revoked)
+    return refresher.ensure_fresh(
+        settings, force=force, on_slow=on_slow, held=held, revoked=revoked
+    )

@@ -113,7 +113,9 @@ class Repairer:
     ) -> None:
         if after is not None:
             after.join()
-        self.problem = recover.repair(self.settings, launched, refused=detect.needs_force(message))
+        self.problem = recover.repair(
+            self.settings, launched, refused=detect.needs_force(message), message=message
+        )
         self.known = backends.identity(self.settings)
         self._repaired_at = time.monotonic()
 

@@ -150,7 +150,8 @@ class Relay:
 
             try:
                 problem = recover.repair(
-                    self.settings, launched, refused=detect.needs_force(watch.message), run=attempt
+                    self.settings, launched, refused=detect.needs_force(watch.message),
+                    run=attempt, message=watch.message,
                 )
             except Interrupted as exc:
                 self._show(failed)

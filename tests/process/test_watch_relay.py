@@ -262,7 +262,9 @@ def test_a_repair_that_fails_passes_the_failure_through_with_one_line(
         else:
             assert [o["type"] for o in lines(watched.stdout)] == ["system", "assistant", "result"]
     assert logged_in.creds.read_bytes() == before  # invalid_grant: never retried, file intact
-    assert len(token_server.requests) == 2  # one per invocation
+    # The first invocation's only: the second knows that token died (logfile/deaths.py) and
+    # sends nothing (issue 26: a token refused with invalid_grant is never sent again).
+    assert len(token_server.requests) == 1
 
 
 def test_past_the_replay_limit_there_is_no_retry_but_the_login_is_repaired(

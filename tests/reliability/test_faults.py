@@ -102,15 +102,23 @@ FAULTS = {
         requests=1,
     ),
     "invalid-grant-400": Fault(
-        r"the token endpoint rejected the stored refresh token \(HTTP 400, invalid_grant\); "
-        r"the file was left as it was; run `claude /login` to log in again",
+        # Then why the login died (judging/cause.py): a token claude-wrap never sent.
+        r"the token endpoint rejected the stored refresh token \(HTTP 400, invalid_grant\): "
+        r"another machine or program spent this login's refresh token \(the token endpoint "
+        r"refused a refresh token claude-wrap had never sent\): .*run `claude /login`.*"
+        # The shim's run after `refresh`: the same token, known dead, is not sent again.
+        r"(?:; refused at [^;]*, not sent again)?; the file was left as it was",
         4,
         [Reply(400, {"error": "invalid_grant", "error_description": "nope"})],
         requests=1,
     ),
     "invalid-grant-401": Fault(
-        r"the token endpoint rejected the stored refresh token \(HTTP 401, invalid_grant\); "
-        r"the file was left as it was; run `claude /login` to log in again",
+        # Then why the login died (judging/cause.py): a token claude-wrap never sent.
+        r"the token endpoint rejected the stored refresh token \(HTTP 401, invalid_grant\): "
+        r"another machine or program spent this login's refresh token \(the token endpoint "
+        r"refused a refresh token claude-wrap had never sent\): .*run `claude /login`.*"
+        # The shim's run after `refresh`: the same token, known dead, is not sent again.
+        r"(?:; refused at [^;]*, not sent again)?; the file was left as it was",
         4,
         [Reply(401, {"error": "invalid_grant"})],
         requests=1,
@@ -284,7 +292,11 @@ def test_without_debug_the_user_sees_exactly_one_line(
     assert result.returncode == 4
     assert result.stderr == (
         "claude-wrap: the token endpoint rejected the stored refresh token (HTTP 400, "
-        "invalid_grant); the file was left as it was; run `claude /login` to log in again\n"
+        "invalid_grant): another machine or program spent this login's refresh token (the token "
+        "endpoint refused a refresh token claude-wrap had never sent): another machine or program "
+        "holds a copy of this login: run `claude /login`, then make the other one a guest of "
+        "this machine (docs/guests.md) or stop it refreshing, or its next refresh ends this "
+        "login again; the file was left as it was\n"
     )
     assert result.stdout == ""
     assert sandbox.creds.read_bytes() == raw
