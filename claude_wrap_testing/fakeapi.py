@@ -94,13 +94,19 @@ class FakeAnthropicAPI:
     that bearer token get the real API's expired-token 401; `requests` logs everything.
     Two hooks, for a test that needs more: `check_token(token)` returns None to accept a bearer
     token or a key of PROBLEMS ("expired", "revoked", ...) to refuse it (e.g.
-    `TokenFamilies.access_problem`), and
-    `reply(request)` chooses the answer's text per call.
+    `TokenFamilies.access_problem`, or `TokenServer.check`: the test fixtures set one wherever a
+    token server exists, so that a token a refresh revoked is refused as the real API refuses
+    it), and `reply(request)` chooses the answer's text per call.
     """
 
-    def __init__(self, answer: str = "Hello from the fake API") -> None:
+    def __init__(
+        self,
+        answer: str = "Hello from the fake API",
+        *,
+        check_token: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.answer = answer
-        self.check_token: Callable[[str], str | None] | None = None
+        self.check_token = check_token
         self.reply: Callable[[ApiRequest], str] | None = None
         self.requests: list[ApiRequest] = []
         self._expired: set[str] = set()

@@ -54,9 +54,16 @@ def login_doc(
 
 
 class Sandbox:
-    """A HOME of its own, with the environment a run gets."""
+    """A HOME of its own, with the environment a run gets.
 
-    def __init__(self, root: Path, token_url: str) -> None:
+    Given the TokenServer itself (not only its URL), the sandbox is as hard as the real service
+    (issue 26): every login it writes is registered with the server, so that a refresh revokes
+    its access token, and the fake `claude` asks the server whether its token still works
+    (FAKE_CLAUDE_TOKEN_CHECK)."""
+
+    def __init__(self, root: Path, tokens: TokenServer | str) -> None:
+        self.server = tokens if isinstance(tokens, TokenServer) else None
+        token_url = tokens.url if isinstance(tokens, TokenServer) else tokens
         self.root = root
         self.home = root / "home"
         self.cfg = self.home / ".claude"
@@ -84,6 +91,8 @@ class Sandbox:
             "FAKE_CLAUDE_RECORD": str(self.record),
             "LANG": "C.UTF-8",
         }
+        if self.server is not None:
+            self.env["FAKE_CLAUDE_TOKEN_CHECK"] = self.server.check_url
         self._shim: Path | None = None
 
     @property
@@ -92,6 +101,8 @@ class Sandbox:
 
     def write(self, doc: Any, mode: int = 0o600) -> bytes:
         raw = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+        if self.server is not None:
+            self.server.register_login(raw)
         self.creds.write_bytes(raw)
         self.creds.chmod(mode)
         return raw
@@ -148,12 +159,13 @@ class Sandbox:
 @pytest.fixture
 def token_server() -> Iterator[TokenServer]:
     with TokenServer() as server:
+        server.register(ACCESS, REFRESH)
         yield server
 
 
 @pytest.fixture
 def sandbox(tmp_path: Path, token_server: TokenServer) -> Sandbox:
-    return Sandbox(tmp_path, token_server.url)
+    return Sandbox(tmp_path, token_server)
 
 
 # A test's kind is the folder it sits in (tests/README.md), as a marker: `pytest -m pure` is the

@@ -185,15 +185,20 @@ def shim(claude: ClaudeBinary, tmp_path_factory: pytest.TempPathFactory) -> Shim
 
 
 @pytest.fixture
-def fake_api() -> Iterator[FakeAnthropicAPI]:
-    with FakeAnthropicAPI() as api:
+def fake_api(token_server: TokenServer) -> Iterator[FakeAnthropicAPI]:
+    """The Messages API, refusing what `token_server` revoked, as the real one does (issue 26);
+    a test that installs TokenFamilies points `check_token` at its `access_problem` instead."""
+    with FakeAnthropicAPI(check_token=token_server.check) as api:
         yield api
 
 
 @pytest.fixture
-def claude_home(tmp_path: Path, fake_api: FakeAnthropicAPI) -> ClaudeHome:
-    """A throwaway HOME and config dir whose ANTHROPIC_BASE_URL is `fake_api`; no login yet."""
-    return ClaudeHome(tmp_path, fake_api.url)
+def claude_home(
+    tmp_path: Path, fake_api: FakeAnthropicAPI, token_server: TokenServer
+) -> ClaudeHome:
+    """A throwaway HOME and config dir whose ANTHROPIC_BASE_URL is `fake_api`; no login yet.
+    The logins it writes are registered with `token_server`."""
+    return ClaudeHome(tmp_path, fake_api.url, token_server)
 
 
 @pytest.fixture(scope="session")
