@@ -107,6 +107,7 @@ class FakeAnthropicAPI:
     ) -> None:
         self.answer = answer
         self.check_token = check_token
+        self.refused = 0  # Messages calls refused for their token
         self.reply: Callable[[ApiRequest], str] | None = None
         self.requests: list[ApiRequest] = []
         self._expired: set[str] = set()
@@ -161,6 +162,8 @@ class FakeAnthropicAPI:
                 if problem is None and api.check_token is not None:
                     problem = api.check_token(request.token)
                 if problem is not None:
+                    with api._lock:
+                        api.refused += 1
                     status, kind, message = PROBLEMS[problem]
                     error = {"type": "error", "error": {"type": kind, "message": message}}
                     self._send(status, json.dumps(error).encode())

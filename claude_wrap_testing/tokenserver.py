@@ -11,7 +11,8 @@ test's seeded login), and when a refresh token is spent (a 200 answer carrying a
 token), the access token that came with it is revoked at once. `check(token)` says whether the
 Messages API would still take a token (a FakeAnthropicAPI's `check_token`); `GET /check` asks the
 same over HTTP, the token in an `Authorization: Bearer` header (the fake `claude` does, when
-FAKE_CLAUDE_TOKEN_CHECK names that URL). Tokens it never heard of stay accepted.
+FAKE_CLAUDE_TOKEN_CHECK names that URL). Tokens it never heard of stay accepted. The servers
+running in one process answer checks as one service.
 `TokenServer(lenient=True)` or CLAUDE_WRAP_TEST_TOKENS=lenient revokes nothing.
 """
 
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 RELAYED_AGENT = "relayed:"  # TokenFamilies' prefix for the real binary's requests
 # The switch for the lenient service of old, where a rotated login's previous access token lives on
@@ -121,7 +122,14 @@ def invalid_grant(status: int = 400) -> Reply:
 
 
 class TokenServer:
-    """Threaded HTTP server on 127.0.0.1:<free port>. Use as a context manager."""
+    """Threaded HTTP server on 127.0.0.1:<free port>. Use as a context manager.
+
+    The servers running in one process are one service: `check` answers for a token any of them
+    revoked (a guest's token server is asked about the owner's tokens, as the one real service
+    would be), and `serving(url)` finds the running server behind a URL."""
+
+    _running: ClassVar[list[TokenServer]] = []
+    _running_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, tag: str = "t", *, lenient: bool | None = None) -> None:
         self.tag = tag
@@ -130,6 +138,7 @@ class TokenServer:
         # Access tokens a spent refresh token took with it, each with its refusal (PROBLEMS key).
         self.revoked_access: dict[str, str] = {}
         self.checks = 0  # GET /check requests answered (not in `requests`: those are refreshes)
+        self.refused = 0  # checks answered with a problem
         self.counter = itertools.count(1)
         self.requests: list[Request] = []
         self.issued: list[dict[str, Any]] = []
@@ -151,9 +160,11 @@ class TokenServer:
                     return
                 auth = self.headers.get("Authorization") or ""
                 token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
+                problem = server.check(token)
                 with server._lock:
                     server.checks += 1
-                self._answer(Reply(200, {"problem": server.check(token)}))
+                    server.refused += problem is not None
+                self._answer(Reply(200, {"problem": problem}))
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -259,9 +270,22 @@ class TokenServer:
     def check(self, token: str) -> str | None:
         """None when the Messages API would take `token`, else the key of fakeapi.PROBLEMS it
         answers with: "access_revoked" (401) or "revoked_403" (403), for an access token whose
-        refresh token was spent. Unknown tokens are accepted."""
-        with self._lock:
-            return self.revoked_access.get(token)
+        refresh token was spent, here or at another server running in this process. Unknown
+        tokens are accepted."""
+        with TokenServer._running_lock:
+            others = [s for s in TokenServer._running if s is not self]
+        for server in (self, *others):
+            with server._lock:
+                problem = server.revoked_access.get(token)
+            if problem is not None:
+                return problem
+        return None
+
+    @classmethod
+    def serving(cls, url: str) -> TokenServer | None:
+        """The running server whose `url` this is, if any."""
+        with cls._running_lock:
+            return next((s for s in cls._running if s.url == url), None)
 
     def script(self, *replies: Reply | Answer) -> None:
         """Queue answers for the next requests; after they run out, `default` answers."""
@@ -274,9 +298,14 @@ class TokenServer:
 
     def __enter__(self) -> TokenServer:
         self._thread.start()
+        with TokenServer._running_lock:
+            TokenServer._running.append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        with TokenServer._running_lock:
+            if self in TokenServer._running:
+                TokenServer._running.remove(self)
         self._stop.set()
         self._httpd.shutdown()
         self._httpd.server_close()

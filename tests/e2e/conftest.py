@@ -43,6 +43,7 @@ from claude_wrap_testing.netns import IsolationError, enter_loopback_only, names
 from claude_wrap_testing.tlsproxy import CertFiles, OAuthProxy, mint_throwaway_ca
 from claude_wrap_testing.tokenserver import TokenServer
 from claude_wrap_testing.wrapped import Shim, install_shim
+from tests.conftest import SERVICE, tally
 
 _binaries: list[ClaudeBinary] = []
 # Seconds and test count per version, from each test's report (setup, call and teardown).
@@ -190,6 +191,7 @@ def fake_api(token_server: TokenServer) -> Iterator[FakeAnthropicAPI]:
     a test that installs TokenFamilies points `check_token` at its `access_problem` instead."""
     with FakeAnthropicAPI(check_token=token_server.check) as api:
         yield api
+        SERVICE["fake API calls refused for their token"] += api.refused
 
 
 @pytest.fixture
@@ -211,6 +213,7 @@ def throwaway_ca(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
 def token_server() -> Iterator[TokenServer]:
     with TokenServer(tag="e2e") as server:
         yield server
+        tally(server)
 
 
 @pytest.fixture

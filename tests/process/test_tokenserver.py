@@ -165,3 +165,16 @@ def test_the_fake_claude_rereads_the_file_once_on_a_revoked_token(
     out, _ = run.communicate(timeout=30)
     assert run.returncode == 0, out
     assert out.startswith(b"fake answer:")
+
+
+def test_the_servers_of_one_process_are_one_service() -> None:
+    """A guest's token server answers for the owner's tokens: a token revoked at one running
+    server is refused by every other's check; a stopped server's tokens are forgotten."""
+    with TokenServer("o", lenient=False) as owner, TokenServer("g", lenient=False) as guest:
+        assert TokenServer.serving(guest.url) is guest
+        owner.register("sk-ant-oat01-owner", "sk-ant-ort01-owner")
+        post(owner, "sk-ant-ort01-owner")
+        assert guest.check("sk-ant-oat01-owner") == "access_revoked"
+    assert TokenServer.serving(owner.url) is None
+    with TokenServer("h") as later:
+        assert later.check("sk-ant-oat01-owner") is None

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from claude_wrap_testing.tokenserver import TokenServer
-from tests.conftest import ACCESS, REFRESH, Sandbox
+from tests.conftest import ACCESS, REFRESH, Sandbox, tally
 
 # Figures of the last run, printed in the terminal summary (docs/reliability.md).
 FIGURES: collections.Counter[str] = collections.Counter()
@@ -125,6 +125,7 @@ def token_server() -> Iterator[TokenServer]:
         server.register(ACCESS, REFRESH)
         watch().servers.append(server)
         yield server
+        tally(server)
 
 
 @pytest.fixture
