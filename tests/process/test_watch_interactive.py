@@ -94,6 +94,28 @@ def test_failure_in_the_tui_is_repaired_in_place_once_and_the_next_prompt_works(
     assert len(token_server.requests) == 1  # once per failure: never a refresh loop
 
 
+def test_a_rotation_during_a_session_costs_the_next_prompt_nothing(
+    tui: Any, sandbox: Sandbox, token_server: TokenServer
+) -> None:
+    """On the faithful service (issue 26) a refresh revokes the token the session started with:
+    the next prompt is answered with the new one, read from the file claude-wrap rewrote."""
+    term = tui()
+    term.expect("status: ready")
+    term.sendline("before")
+    term.expect(f"answer: before with {ACCESS[-9:]}")
+    rotated = sandbox.wrap("refresh", "--force")
+    assert rotated.returncode == 0, rotated.stderr
+    new = token_server.issued[-1]["access_token"]
+    assert sandbox.oauth()["accessToken"] == new
+    if not token_server.lenient:
+        assert token_server.check(ACCESS) is not None  # the old one is dead
+    term.sendline("after")
+    term.expect(f"answer: after with {new[-9:]}")
+    term.sendline("quit")
+    assert finish(term) == 0
+    assert len(token_server.requests) == 1
+
+
 def test_scopes_stripped_during_a_session_are_restored_before_any_prompt_meets_them(
     tui: Any, sandbox: Sandbox, token_server: TokenServer
 ) -> None:
