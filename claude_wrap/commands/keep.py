@@ -60,6 +60,14 @@ def run(ns: argparse.Namespace, settings: Settings) -> int:
             return keep_one(folder, skip_missing=ns.all) or publish_shared(settings)
 
         rescan = (lambda: configs.find(settings)) if ns.all else None
+        owner = settings.guest_setting
+        if owner:
+            # A guest's keeper also holds the push from its owner (keeper/push.py): each new
+            # token is stored the moment the owner has it, not when this one falls due.
+            from claude_wrap.keeper import push  # noqa: PLC0415
+
+            with push.guest_link(settings, owner):
+                return watch.watch(settings, found, one, rescan)
         return watch.watch(settings, found, one, rescan)
     status = EXIT_OK
     for folder in found:

@@ -32,6 +32,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--json", action="store_true", help="a kubectl ExecCredential, with expiry and scopes"
     )
+    p.add_argument(
+        "--for-guest",
+        action="store_true",
+        help="behind a guest's forced command: serve what the guest asked in "
+        "SSH_ORIGINAL_COMMAND (--follow: push each new token; --min-valid S: one answer)",
+    )
     p.set_defaults(func=run_token)
     e = sub.add_parser("exec", help="run CMD with an access token: claude-wrap exec -- CMD ...")
     _min_valid(e)
@@ -89,6 +95,11 @@ def _credential(settings: Settings, value: float | None) -> dict[str, Any]:
 
 
 def run_token(ns: argparse.Namespace, settings: Settings) -> int:
+    if ns.for_guest:
+        from claude_wrap.keeper import push  # noqa: PLC0415 - the owner's side of the push
+
+        asked = None if ns.min_valid is None else _seconds(settings, ns.min_valid)
+        return push.serve(settings, asked)
     cred = _credential(settings, ns.min_valid)
     out = json.dumps(cred, indent=2) if ns.json else cred["status"]["token"]
     console.out(out, flush=True)

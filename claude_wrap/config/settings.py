@@ -289,6 +289,12 @@ class Settings:
         return _seconds(self.env, "CLAUDE_WRAP_GUEST_PERIOD", 30.0)
 
     @once
+    def push_period(self) -> float:
+        """CLAUDE_WRAP_PUSH_PERIOD: how often an owner's push session to a guest looks at the
+        login besides what the kernel tells of the credentials file (keeper/push.py)."""
+        return _seconds(self.env, "CLAUDE_WRAP_PUSH_PERIOD", 60.0)
+
+    @once
     def kill_grace(self) -> float:
         """CLAUDE_WRAP_KILL_GRACE: after SIGTERM/SIGHUP, seconds before claude's tree is
         killed."""
@@ -528,6 +534,13 @@ class Settings:
         """What the guest asks the owner to run; a forced command in authorized_keys overrides
         it."""
         return self.env.get("CLAUDE_WRAP_GUEST_REMOTE") or "claude-wrap token --json"
+
+    @once
+    def ssh_original_command(self) -> str | None:
+        """SSH_ORIGINAL_COMMAND (sshd's, not ours): what a guest asked for when sshd runs the
+        forced command `token --for-guest` in its place (guests/push.py parses it); None
+        outside a forced command."""
+        return self.env.get("SSH_ORIGINAL_COMMAND")
 
     # Derived settings and children's environments ------------------------------------------
 
