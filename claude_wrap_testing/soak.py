@@ -95,6 +95,16 @@ PROMPT_TIMEOUT_S = 45.0
 TUI_ROWS, TUI_COLUMNS = 40, 160
 RAW_KEPT = 4 << 20  # bytes of one prompt's raw output kept, to tell what a byte search would see
 GUEST_PREFIX = "guest-"
+PUSH_COMMAND = "token --json --for-guest"
+GUEST_MARGIN_S = 300.0  # guests/guest.py MARGIN_S: what a guest asks beyond its window
+# What `keep --watch` says on stdout, each an event counted: (name, words of its line).
+KEEPER_EVENTS = (
+    ("repaired without a refresh", ": repaired without a refresh"),
+    ("refreshed", ": refreshed"),
+    ("another process", ": another process"),
+    ("pushed", ": new access token pushed by the owner"),  # a guest's, guests/push.py
+    ("pushed, already held", "pushed the token already held"),
+)
 GUEST_KINDS = ("guest-print", "guest-interactive", "guest-session", "guest-keeper")
 
 
@@ -325,12 +335,20 @@ class Soak:
         self.owner = Machine("owner", self.home, self.shim_env)
 
     def _owner_command(self) -> str:
-        """The forced command of the guests' key (docs/guests.md): `claude-wrap token --json`
-        run as the owner, in the owner's world, with the soak's compressed window and
-        --min-valid."""
+        """The forced command of the guests' key (docs/guests.md), run as the owner, in the
+        owner's world, with the soak's compressed window: `token --json --for-guest` where this
+        claude-wrap pushes (guests/push.py: it reads what the guest asked from sshd's
+        SSH_ORIGINAL_COMMAND, so `env` keeps sshd's environment; soakowner.py compresses the
+        guest's --min-valid first), else the one-shot `token --json --min-valid S` of before,
+        S docs/guests.md's 1200 s compressed."""
         keep = ("HOME", "PATH", "USER", "TMPDIR", "CLAUDE_CONFIG_DIR", "XDG_STATE_HOME",
                 "CLAUDE_WRAP_LOG_FILE", "CLAUDE_WRAP_TOKEN_URL", "CLAUDE_WRAP_REFRESH_WINDOW")
         env = " ".join(f"{k}={shlex.quote(self.shim_env[k])}" for k in keep if k in self.shim_env)
+        if owner_pushes():
+            lifetime = self.config.lifetime
+            margin = compressed(CLAUDE_BUFFER_S + GUEST_MARGIN_S, lifetime) - CLAUDE_BUFFER_S
+            return (f"env {env} PYTHONPATH={shlex.quote(str(REPO))} {sys.executable} "
+                    f"-m claude_wrap_testing.soakowner {margin:.4f}")
         return (f"env -i {env} {sys.executable} -m claude_wrap token --json "
                 f"--min-valid {self.config.guest_min_valid:.3f}")
 
@@ -478,8 +496,8 @@ class Soak:
         watching.reader.join(timeout=10)
         events: Counter[str] = Counter()
         for line in out.decode(errors="replace").splitlines():
-            for what in ("repaired without a refresh", "refreshed", "another process"):
-                if f": {what}" in line:
+            for what, said in KEEPER_EVENTS:
+                if said in line:
                     events[what] += 1
                     break
         errors = list(watching.errors)
@@ -845,7 +863,9 @@ class Soak:
             "keeper_events": self.keeper_events,
             "guests": {
                 "machines": [g.name for g in self.guests],
-                "min_valid": round(cfg.guest_min_valid, 3) if self.guests else None,
+                "forced_command": (PUSH_COMMAND if owner_pushes() else
+                                   f"token --json --min-valid {cfg.guest_min_valid:.3f}")
+                if self.guests else None,
                 "keeper_events": self.guest_keeper_events,
                 # A guest never refreshes: its own token URL asked, or a refresh token found in
                 # its file at the end, misses the goal.
@@ -919,6 +939,14 @@ def _count_local_repairs(log: Path) -> int:
     except OSError:
         return 0
     return text.count("repaired locally: restored")
+
+
+def owner_pushes() -> bool:
+    """Whether this claude-wrap pushes new tokens to its guests (issue 26, guests/push.py):
+    the forced command is then docs/guests.md's `token --json --for-guest`."""
+    import importlib.util
+
+    return importlib.util.find_spec("claude_wrap.guests.push") is not None
 
 
 def shim_watches_output() -> bool:
@@ -1025,7 +1053,7 @@ def summary(report: dict[str, Any]) -> str:
     guests = report.get("guests") or {}
     if guests.get("machines"):
         lines.append(
-            f"  guests {guests['machines']} (forced command --min-valid {guests['min_valid']}): "
+            f"  guests {guests['machines']} (forced command `{guests['forced_command']}`): "
             f"keepers {guests['keeper_events']}; their token endpoint asked "
             f"{guests['token_requests']} times; refresh tokens in "
             f"{guests['files_with_refresh_token'] or 'no'} guest file"

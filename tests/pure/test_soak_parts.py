@@ -1,4 +1,4 @@
-"""The soak reads a TUI the way a user does (issue 26): by what a terminal shows, not by the
+"""Parts of the soak that need no process: reading a TUI the way a user does (issue 26), by
 bytes. Claude Code redraws only the cells that changed, so an answer one digit away from the one
 above it arrives as a cursor move and that digit: the string is on the screen, never in the
 bytes. These bytes are of that shape (written by hand, not recorded)."""
@@ -49,3 +49,20 @@ def test_a_login_error_is_judged_below_the_prompt_only() -> None:
 def test_docs_guests_min_valid_compressed_lies_between_the_buffer_and_the_lifetime() -> None:
     assert compressed(300.0, 10.0) == 300.0
     assert 300.3 < compressed(1200.0, 10.0) < 300.4
+
+
+def test_the_soaks_forced_command_compresses_only_the_guests_margin() -> None:
+    from claude_wrap_testing.soakowner import compress
+
+    assert compress("claude-wrap token --json --min-valid 600", 0.105) == (
+        "claude-wrap token --json --min-valid 300.105"
+    )
+    assert compress("claude-wrap token --json --min-valid=900", 0.1) == (
+        "claude-wrap token --json --min-valid=600.100"
+    )
+    assert compress("claude-wrap token --json --follow", 0.1) == (
+        "claude-wrap token --json --follow"
+    )
+    assert compress("claude-wrap token --min-valid x; rm -rf /", 0.1) == (
+        "claude-wrap token --min-valid x; rm -rf /"
+    )
