@@ -177,6 +177,7 @@ class Config:
     relogin_delay: float = 2.0
     print_gap: float = 2.0  # mean pause between two runs of one --print worker
     prompt_gap: float = 5.0  # mean pause between two prompts of a TUI session
+    session_prompts: tuple[int, int] = (3, 8)  # prompts per TUI session, at least and at most
     hostile_gap: float = 0.0  # mean pause between hostile refreshes; 0: 3 lifetimes
     keeper_gap: float = 0.0  # mean pause between keeper runs; 0: half a lifetime
     # timer: `claude-wrap keep` run now and then, as the keeper timer does; watch: one
@@ -256,6 +257,7 @@ class FileWatch:
     reads: int = 0
     unparseable: list[tuple[float, str]] = field(default_factory=list)
     stretches: list[tuple[float, float, str]] = field(default_factory=list)  # start, length, why
+    first_seen: dict[str, float] = field(default_factory=dict)  # access token: when first read
 
 
 def _agent_kind(agent: str) -> str:
@@ -287,6 +289,7 @@ class Soak:
         self.records: list[RunRecord] = []
         self.relogins: list[Relogin] = []
         self.watch = FileWatch()
+        self.guest_watch: dict[str, FileWatch] = {}
         self.hostile_actions: Counter[str] = Counter()
         self.hostile_writes: list[float] = []  # when each of its rewrites was complete
         self.api_401: Counter[str] = Counter()
@@ -541,7 +544,7 @@ class Soak:
             return
         last = ""
         try:
-            for _ in range(rng.randint(3, 8)):
+            for _ in range(rng.randint(*self.config.session_prompts)):
                 if self._wait_reading(child, rng.uniform(0.1, 1.9) * self.config.prompt_gap):
                     return
                 last = self._prompt(child, term, machine)
@@ -574,7 +577,7 @@ class Soak:
         started = time.time()
         term.mark()
         child.send(f"soak-ping-{n}")
-        _read_some(child, 0.3)
+        self._wait_reading(child, 0.3, stoppable=False)
         child.send("\r")
         # Judged by the answer alone: the TUI redraws earlier lines (an earlier error among
         # them), so an error drawn after this prompt is not proof that this prompt failed.
@@ -634,8 +637,11 @@ class Soak:
                 if event.get("action") == "refreshed":
                     self.hostile_writes.append(float(event["at"]))
 
-    def _reader(self) -> None:
-        path = str(self.home.credentials_path)
+    def _reader(self, path: Path | None = None, watch: FileWatch | None = None) -> None:
+        """Polls a credentials file (the owner's by default) every 10 ms: when it could not be
+        used (unparseable, or a token the API would refuse), and when each token first showed."""
+        path = path or self.home.credentials_path
+        watch = watch or self.watch
         bad_since: float | None = None
         why = ""
         while not self._stop.wait(0.01):
@@ -648,22 +654,23 @@ class Soak:
                 doc = json.loads(raw)
             except (OSError, ValueError) as exc:
                 problem = "unparseable"
-                self.watch.unparseable.append((now, f"{len(raw)} bytes: {type(exc).__name__}"))
+                watch.unparseable.append((now, f"{len(raw)} bytes: {type(exc).__name__}"))
             else:
                 verdict = judge_login.judge(doc, int(now * 1000), 0)
                 if not verdict.usable:
                     problem = verdict.state
                 else:
                     access = doc["claudeAiOauth"]["accessToken"]
+                    watch.first_seen.setdefault(access, now)
                     problem = self.families.access_problem(access, count=False) or ""
-            self.watch.reads += 1
+            watch.reads += 1
             if problem and bad_since is None:
                 bad_since, why = now, problem
             elif not problem and bad_since is not None:
-                self.watch.stretches.append((bad_since, now - bad_since, why))
+                watch.stretches.append((bad_since, now - bad_since, why))
                 bad_since = None
         if bad_since is not None:
-            self.watch.stretches.append((bad_since, time.time() - bad_since, why))
+            watch.stretches.append((bad_since, time.time() - bad_since, why))
 
     def _blanked(self) -> bool:
         """The file holds a login whose tokens were blanked: what the real binary writes after
@@ -762,6 +769,10 @@ class Soak:
         """The guests' workers. Their seeds are drawn after the owner's, so that the owner's
         workers keep the seeds of a soak without guests."""
         threads = []
+        for guest in self.guests:
+            watch = self.guest_watch[guest.name] = FileWatch()
+            threads.append(threading.Thread(
+                target=self._reader, args=(guest.home.credentials_path, watch), daemon=True))
         rngs = [random.Random(seeds.random()) for _ in range(2)]
         for guest, rng in zip(self.guests, rngs, strict=False):
             if guest.name == "guest-tui":
@@ -790,6 +801,26 @@ class Soak:
 
     def _local_repairs(self) -> int:
         return _count_local_repairs(self.root / "claude-wrap.log")
+
+    def _guest_file(self, watch: FileWatch) -> dict[str, Any]:
+        """A guest's file as its reader saw it: how long it held a token the API would refuse,
+        and how far behind the owner's file each new token reached it (lag: the guest's first
+        read of a token minus the owner's, both polled every 10 ms)."""
+        lags = sorted(at - self.watch.first_seen[token] for token, at in watch.first_seen.items()
+                      if token in self.watch.first_seen)
+        owner_tokens = [t for t, at in self.watch.first_seen.items() if at >= self.started]
+        stretches = watch.stretches
+        return {
+            "reads": watch.reads,
+            "tokens_held": len(watch.first_seen),
+            "owner_tokens_never_held": sum(t not in watch.first_seen for t in owner_tokens),
+            "lag_median_s": round(lags[len(lags) // 2], 3) if lags else None,
+            "lag_max_s": round(lags[-1], 3) if lags else None,
+            "unusable_stretches": len(stretches),
+            "unusable_by_cause": dict(Counter(s[2] for s in stretches)),
+            "unusable_total_s": round(sum(s[1] for s in stretches), 2),
+            "longest_unusable_s": round(max((s[1] for s in stretches), default=0.0), 3),
+        }
 
     def report(self) -> dict[str, Any]:
         self._mark_dead()
@@ -872,6 +903,8 @@ class Soak:
                 "token_requests": self.guest_token_requests,
                 "files_with_refresh_token": self.guest_files_with_refresh_token,
             },
+            "guest_files": {name: self._guest_file(watch)
+                            for name, watch in sorted(self.guest_watch.items())},
             "tui_reading": {kind: dict(c) for kind, c in sorted(self.tui_reading.items())},
             "api_to_screen_longest_s": {k: round(v, 2) for k, v in self.api_to_screen_s.items()},
             "invalid_grants": dict(invalid),
@@ -1057,6 +1090,14 @@ def summary(report: dict[str, Any]) -> str:
             f"keepers {guests['keeper_events']}; their token endpoint asked "
             f"{guests['token_requests']} times; refresh tokens in "
             f"{guests['files_with_refresh_token'] or 'no'} guest file"
+        )
+    for name, g in report.get("guest_files", {}).items():
+        lines.append(
+            f"  {name} file: {g['reads']} reads, {g['tokens_held']} tokens held "
+            f"({g['owner_tokens_never_held']} of the owner's never), behind the owner's file by "
+            f"{g['lag_median_s']} s (median) to {g['lag_max_s']} s; held a refused token "
+            f"{g['unusable_total_s']} s in {g['unusable_stretches']} stretches "
+            f"{g['unusable_by_cause']}, the longest {g['longest_unusable_s']} s"
         )
     for kind, k in sorted(report["runs"].items()):
         if k["examples"] and (kind.startswith(GUEST_PREFIX) or kind in ("interactive", "session")):
