@@ -878,6 +878,8 @@ class Soak:
         lifetimes = elapsed / cfg.lifetime if cfg.lifetime > 0 else 0.0
         return {
             "config": {**asdict(cfg), "lifetime": cfg.lifetime, "window": cfg.window},
+            # faithful: a rotation revokes the previous access token (CLAUDE_WRAP_TEST_TOKENS)
+            "token_service": "lenient" if self.families.lenient else "faithful",
             "wall_seconds": round(elapsed, 1),
             "token_lifetimes": round(lifetimes, 1),
             "runs": kinds,
@@ -1049,7 +1051,8 @@ def summary(report: dict[str, Any]) -> str:
     """The report as a few lines for a terminal."""
     lines = [
         f"soak: {report['wall_seconds']} s wall, {report['token_lifetimes']} token lifetimes of "
-        f"{report['config']['lifetime']:g} s (expires_in {report['config']['ttl']:g} s)",
+        f"{report['config']['lifetime']:g} s (expires_in {report['config']['ttl']:g} s), "
+        f"{report.get('token_service')} token service",
     ]
     for kind, k in sorted(report["runs"].items()):
         lines.append(
