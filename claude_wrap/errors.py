@@ -236,7 +236,11 @@ class OwnerUnreachableError(WrapError, ConnectionError):
         text = f"cannot get a token from the owner of this login ({self.owner}): {self.reason}"
         if self.expires_at is not None and self.expires_at > int(time.time() * 1000):
             when = datetime.datetime.fromtimestamp(self.expires_at / 1000, datetime.timezone.utc)
-            return f"{text}; the last token still works until {when:%Y-%m-%d %H:%M} UTC"
+            # A rotation on the owner revokes it at once (docs/protocol.md section 10).
+            return (
+                f"{text}; the last token still works until the owner next rotates, "
+                f"{when:%Y-%m-%d %H:%M} UTC at the latest"
+            )
         return f"{text}; there is no token left that works: reach the owner, then run again"
 
 

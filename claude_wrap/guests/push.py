@@ -163,6 +163,7 @@ class Link:
         self.owner = owner
         self.host = owner.partition(":")[2]
         self.pushes = 0
+        self._said_one_shot = False
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -243,10 +244,13 @@ class Link:
                 self._store(whole)
             except WrapError as exc:
                 return _Ended(reading.lines, str(exc), one_shot=False)
-            console.say(
-                f"{self.owner}: the owner answered one pull and ended the session (its "
-                "authorized_keys line lacks --for-guest): new tokens come when due, not pushed"
-            )
+            if not self._said_one_shot:
+                console.say(
+                    f"{self.owner}: the owner answered one pull and ended the session (its "
+                    "authorized_keys line lacks --for-guest): new tokens are pulled every "
+                    f"{ONE_SHOT_WAIT_S:g} s and when due, not pushed"
+                )
+                self._said_one_shot = True
             return _Ended(reading.lines + 1, None, one_shot=True)
         return _Ended(reading.lines, reading.problem or _why(status, reading.err), one_shot=False)
 

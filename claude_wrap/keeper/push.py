@@ -115,20 +115,12 @@ def follow(settings: Settings) -> int:
         signal.signal(signum, stop)
     threading.Thread(target=_until_end_of_input, args=(stop,), daemon=True).start()
     sent = ""
+    said_at = time.monotonic()
     failed_at: float | None = None
     window_ms = settings.refresh_window_ms
     try:
         while not stopping.is_set():
-            retry_in = 0.0 if failed_at is None else RETRY_S - (time.monotonic() - failed_at)
-            if _due(storage, window_ms) == 0 and retry_in <= 0:
-                try:
-                    renewal.ensure_fresh(settings)
-                    failed_at = None
-                except SettingError:
-                    raise
-                except WrapError as exc:
-                    failed_at = time.monotonic()
-                    console.say(f"the owner's login could not be kept fresh: {exc}")
+            failed_at = _keep_fresh(settings, storage, failed_at)
             cred = current(storage)
             if cred is None and not sent:
                 raise CredentialsError(
@@ -136,11 +128,19 @@ def follow(settings: Settings) -> int:
                 )
             token = cred["status"]["token"] if cred is not None else sent
             if cred is not None and token != sent:
-                if not _send(cred):
+                if not _send(push.compact(cred)):
                     break  # the guest is gone
-                sent = token
-            waits = [settings.push_period or RETRY_S, _due(storage, window_ms)]
-            if failed_at is not None:
+                sent, said_at = token, time.monotonic()
+            elif time.monotonic() - said_at >= (settings.push_period or RETRY_S):
+                # An empty line now and then: a guest that vanished without closing the session
+                # shows as a failed write (sshd learns it from TCP), and this process ends.
+                if not _send(""):
+                    break
+                said_at = time.monotonic()
+            waits = [settings.push_period or RETRY_S]
+            if failed_at is None:
+                waits.append(_due(storage, window_ms))
+            else:
                 waits.append(max(1.0, RETRY_S - (time.monotonic() - failed_at)))
             watcher.wait(max(0.5, min(waits)))
     finally:
@@ -148,9 +148,27 @@ def follow(settings: Settings) -> int:
     return EXIT_OK
 
 
-def _send(cred: dict[str, Any]) -> bool:
+def _keep_fresh(settings: Settings, storage: Storage, failed_at: float | None) -> float | None:
+    """Refresh the owner's login when its own schedule says so (not after a failure less than
+    RETRY_S ago); when the last failure was, else None."""
+    retry_in = 0.0 if failed_at is None else RETRY_S - (time.monotonic() - failed_at)
+    if retry_in > 0 or _due(storage, settings.refresh_window_ms) > 0:
+        return failed_at
     try:
-        console.out(push.compact(cred), flush=True)
+        renewal.ensure_fresh(settings)
+    except SettingError:
+        raise
+    except WrapError as exc:
+        console.say(f"the owner's login could not be kept fresh: {exc}")
+        return time.monotonic()
+    # Still due right after (a token server handing out tokens shorter-lived than the window):
+    # wait RETRY_S as after a failure, never a loop of rotations.
+    return time.monotonic() if _due(storage, settings.refresh_window_ms) == 0 else None
+
+
+def _send(line: str) -> bool:
+    try:
+        console.out(line, flush=True)
     except (BrokenPipeError, ValueError, OSError):
         # The session closed under us: nothing more to say, not even at exit's flush.
         with contextlib.suppress(OSError):

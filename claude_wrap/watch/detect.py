@@ -52,6 +52,11 @@ _LOGIN_WHOLE = (
     "Session expired. Please run /login to sign in again.",
     "Failed to authenticate: OAuth token revoked. Please log in again or contact your "
     "administrator.",
+    # 2.1.87 and 2.1.197, headless, on a 403 "OAuth token has been revoked" (read in their
+    # bundles, seen on a guest whose owner rotated: issue 26); the TUI says "OAuth token revoked
+    # · Please run /login" for it. Its organization twin is not here: no token fixes that.
+    "Your account does not have access to Claude. Please login again or contact your "
+    "administrator.",
 )
 _401_HEADS = ("Failed to authenticate. API Error: 401", "Please run /login · API Error: 401")
 # Not a login failure: another Claude Code process holds the refresh lock, or left it when it

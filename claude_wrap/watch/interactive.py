@@ -28,6 +28,7 @@ import signal
 import struct
 import termios
 import threading
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 import pexpect
@@ -68,6 +69,7 @@ class Repairer:
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()  # the screen watcher and the guard both start repairs
         self._healing = False  # the thread under way is a heal (the guard's), not a repair
+        self._repaired_at = 0.0
 
     def trigger(self, message: str) -> None:
         with self._starting:
@@ -75,12 +77,21 @@ class Repairer:
             if busy and not self._healing:
                 return  # a repair of a failure is under way
             ident = backends.identity(self.settings)
-            if self.repairs and ident == self.known:
+            if self.repairs and ident == self.known and not self._may_ask_again():
                 return
             self.repairs += 1
             # A heal under way may find nothing to do (a token the server refused looks fine):
             # this repair runs after it, so that the failure claude showed is never dropped.
             self._start(self._repair, message, self.known, self._thread if busy else None)
+
+    def _may_ask_again(self) -> bool:
+        """A refusal of the very file our last repair left ends the repairs, except on a guest:
+        there a repair is a pull, which spends nothing, and the owner may have rotated since
+        (the service revokes the old token at once: docs/protocol.md section 10, issue 26).
+        Once per guest period, so that a failure redrawn on the screen is not a pull each time."""
+        if not self.settings.guest_setting:
+            return False
+        return time.monotonic() - self._repaired_at >= max(1.0, self.settings.guest_period)
 
     def heal(self) -> None:
         """The guard saw the file change: judge it and repair it if a refresh fixes it. Not a
@@ -104,6 +115,7 @@ class Repairer:
             after.join()
         self.problem = recover.repair(self.settings, launched, refused=detect.needs_force(message))
         self.known = backends.identity(self.settings)
+        self._repaired_at = time.monotonic()
 
     def _heal(self) -> None:
         recover.heal(self.settings)

@@ -196,7 +196,7 @@ def test_an_unreachable_owner_is_one_line_and_its_own_exit_status(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     assert "cannot get a token from the owner of this login (ssh:owner)" in lines[0]
-    assert "the last token still works until" in lines[0]
+    assert "the last token still works until the owner next rotates" in lines[0]
     assert guest.creds.read_bytes() == before
     # Through the shim: the same one line, and claude runs on the token it still has.
     run = guest.claude("--print", "hi")

@@ -544,3 +544,15 @@ def test_the_real_tuis_time_limit_starts_no_repair_of_its_own(name: str) -> None
         assert set(found) <= {"notloggedin·run/login"}, size
     matcher = detect.TuiMatcher()
     assert matcher.feed(data[limit_at - 200 :]) is None  # the time limit's drawing alone
+
+
+def test_the_headless_403_revoked_form_of_2_1_87_and_2_1_197_is_a_failure() -> None:
+    # Issue 26: a guest whose owner rotated meets a 403 "OAuth token has been revoked"; these
+    # versions print this (read in their bundles, seen end to end), the organization twin not.
+    text = ("Your account does not have access to Claude. Please login again or contact your "
+            "administrator.")
+    assert detect.is_failure_text(text)
+    assert judge([text.encode() + b"\n"], 1) == (detect.Output.FAILURE, b"")
+    org = text.replace("Your account", "Your organization")
+    assert not detect.is_failure_text(org)
+    assert not detect.is_failure_text("A note: " + text)
