@@ -91,6 +91,8 @@ def contention(root: Path, reps: int, *, shims: int = 32) -> dict[str, Any]:
     python = Path(sb.shim).read_text().splitlines()[0][2:].split()[0]
     with tokenserver.TokenServer(tag="bench") as server:
         server.default = _delayed_ok()
+        # The faithful service (issue 26): each spent refresh token revokes its access token.
+        server.register(harness.ACCESS, harness.REFRESH)
         env = sb.env(
             fake,
             CLAUDE_WRAP_TOKEN_URL=server.url,
@@ -160,6 +162,8 @@ def contention(root: Path, reps: int, *, shims: int = 32) -> dict[str, Any]:
         "spawn_ms_median": round(median(spawn_ms), 1),
         "heaviest_imports_of_one_shim": heaviest(imports[-1]) if imports else [],
         "failures": failures,
+        "token_service": "lenient" if server.lenient else "faithful",
+        "access_tokens_revoked": len(server.revoked_access),
     }
 
 

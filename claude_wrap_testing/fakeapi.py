@@ -94,13 +94,20 @@ class FakeAnthropicAPI:
     that bearer token get the real API's expired-token 401; `requests` logs everything.
     Two hooks, for a test that needs more: `check_token(token)` returns None to accept a bearer
     token or a key of PROBLEMS ("expired", "revoked", ...) to refuse it (e.g.
-    `TokenFamilies.access_problem`), and
-    `reply(request)` chooses the answer's text per call.
+    `TokenFamilies.access_problem`, or `TokenServer.check`: the test fixtures set one wherever a
+    token server exists, so that a token a refresh revoked is refused as the real API refuses
+    it), and `reply(request)` chooses the answer's text per call.
     """
 
-    def __init__(self, answer: str = "Hello from the fake API") -> None:
+    def __init__(
+        self,
+        answer: str = "Hello from the fake API",
+        *,
+        check_token: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.answer = answer
-        self.check_token: Callable[[str], str | None] | None = None
+        self.check_token = check_token
+        self.refused = 0  # Messages calls refused for their token
         self.reply: Callable[[ApiRequest], str] | None = None
         self.requests: list[ApiRequest] = []
         self._expired: set[str] = set()
@@ -155,6 +162,8 @@ class FakeAnthropicAPI:
                 if problem is None and api.check_token is not None:
                     problem = api.check_token(request.token)
                 if problem is not None:
+                    with api._lock:
+                        api.refused += 1
                     status, kind, message = PROBLEMS[problem]
                     error = {"type": "error", "error": {"type": kind, "message": message}}
                     self._send(status, json.dumps(error).encode())

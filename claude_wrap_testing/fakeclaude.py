@@ -27,6 +27,11 @@ Scripted through environment variables (all optional):
   FAKE_CLAUDE_STDERR       in --print, write this to stderr first
   FAKE_CLAUDE_VERSION      answer --version with this version instead of VERSION's
   FAKE_CLAUDE_KEYCHAIN     read the login from this Keychain service through `security` (macOS)
+  FAKE_CLAUDE_TOKEN_CHECK  a loopback URL (TokenServer.check_url) to ask, as the real binary's
+                           API call would find out, whether the access token was revoked; a
+                           revoked one is refused with the real binary's words, after one re-read
+                           of the file whose token, if different, is used instead (docs/protocol.md
+                           sections 5 and 10). tests/conftest.py's Sandbox sets it.
 With `--input-format stream-json` it answers each stdin line as it arrives (an editor's session).
 """
 
@@ -42,6 +47,12 @@ import time
 import uuid
 
 NOT_LOGGED_IN = "Not logged in · Please run /login"
+# How the real binary prints a revoked access token (docs/protocol.md section 10).
+REVOKED_PRINT = (
+    "Failed to authenticate: OAuth token revoked. Please log in again or contact your "
+    "administrator."
+)
+REVOKED_TUI = "OAuth token revoked · Please run /login"
 VERSION = "2.1.197 (Claude Code)"
 
 
@@ -100,6 +111,33 @@ def refusal() -> str | None:
             '{"type":"error","error":{"type":"authentication_error","message":"OAuth token has '
             'expired. Please obtain a new token or refresh your existing token."}}'
         )
+    return None
+
+
+def api_refuses(token: str) -> bool:
+    """Whether the API would refuse `token` as revoked: asked of FAKE_CLAUDE_TOKEN_CHECK (GET,
+    the token in a header, never the URL). No URL, or nobody answering: accepted."""
+    url = os.environ.get("FAKE_CLAUDE_TOKEN_CHECK")
+    if not url or not token:
+        return False
+    import urllib.request  # only here: most runs never ask
+
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read()).get("problem") is not None
+    except (OSError, ValueError):
+        return False
+
+
+def usable_token(token: str) -> str | None:
+    """The token a call ends up made with, as Claude Code handles a 401: `token` if the API takes
+    it, else the file's token if it differs and the API takes that; None when refused."""
+    if not api_refuses(token):
+        return token
+    again = str((stored_login() or {}).get("accessToken") or "")
+    if again and again != token and not api_refuses(again):
+        return again
     return None
 
 
@@ -185,6 +223,7 @@ def tui(run_no: int) -> int:
 
     seen = stamp()
     refused = fail_first or refusal() is not None
+    token = str((stored_login() or {}).get("accessToken", ""))
     shown = refused
     emit(("\x1b[2K" + TUI_NOT_LOGGED_IN if refused else "status: ready") + "\r\n")
     while True:
@@ -197,10 +236,14 @@ def tui(run_no: int) -> int:
         if stamp() != seen:  # re-read a changed file, as Claude Code does (docs/protocol.md 5)
             seen = stamp()
             refused = refusal() is not None
+            token = str((stored_login() or {}).get("accessToken", ""))
+        usable = None if refused else usable_token(token)
         if refused:
             emit("Please run /login \xb7 API Error: 401 OAuth token has expired.\r\n")
+        elif usable is None:
+            emit(REVOKED_TUI + "\r\n")
         else:
-            token = str((stored_login() or {}).get("accessToken", ""))
+            token = usable
             emit(f"answer: {line.strip()} with {token[-9:]}\r\n")
         emit(("\x1b[2K" + TUI_NOT_LOGGED_IN if shown else "status: ready") + "\r\n")
     if os.environ.get("FAKE_CLAUDE_EXIT"):
@@ -387,7 +430,11 @@ def _echo_stream(session: str) -> int:
         # Like the real one, it reads the stored login again for each prompt; what it found
         # goes in a field of our own (tests of the guard look, no wording is invented).
         now = stored_login() or {}
-        seen = {"problem": refusal(), "access_tail": str(now.get("accessToken", ""))[-9:]}
+        token = str(now.get("accessToken", ""))
+        problem = refusal()
+        if problem is None and usable_token(token) is None:
+            problem = REVOKED_PRINT
+        seen = {"problem": problem, "access_tail": token[-9:]}
         stream_line({"type": "assistant", "message": message, "fake_login": seen})
     stream_line({"type": "result", "is_error": False, "result": "bye"})
     return 0
@@ -420,11 +467,14 @@ def _stream_lines(lines: int, session: str) -> int:
     return 0
 
 
-def _problem(run_no: int) -> str | None:
-    """What this run says instead of answering: the stored login's refusal, or, for the first
+def _problem(run_no: int, token: str) -> str | None:
+    """What this run says instead of answering: the stored login's refusal, the revoked token's
+    (`token`, read at the start, and the file's, re-read once), or, for the first
     FAKE_CLAUDE_FAIL_FIRST runs, FAKE_CLAUDE_FAIL_MESSAGE's line for this run."""
     env = os.environ
     problem = refusal()
+    if problem is None and usable_token(token) is None:
+        problem = REVOKED_PRINT
     if run_no <= int(env.get("FAKE_CLAUDE_FAIL_FIRST") or 0):
         messages = (env.get("FAKE_CLAUDE_FAIL_MESSAGE") or NOT_LOGGED_IN).split("\n")
         problem = messages[min(run_no, len(messages)) - 1]  # one per run, the last repeated
@@ -501,7 +551,10 @@ def main() -> int:
 
     if env.get("FAKE_CLAUDE_TUI") and not print_mode:
         return tui(run_no)
-    problem = _problem(run_no)
+    # Only a call to the API finds a revoked token: --print, not an interactive run that sends
+    # no prompt, nor an editor's session (which asks for each prompt, in _echo_stream).
+    asks = print_mode and not streaming_in
+    problem = _problem(run_no, str(oauth.get("accessToken") or "") if asks else "")
     if env.get("FAKE_CLAUDE_STDERR") and print_mode:
         sys.stderr.write(env["FAKE_CLAUDE_STDERR"])
         sys.stderr.flush()

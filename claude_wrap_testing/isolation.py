@@ -22,6 +22,8 @@ from typing import Any
 
 import pexpect
 
+from .tokenserver import TokenServer
+
 # What a claude.ai login stores (docs/protocol.md section 4, the defaults Claude Code asks for).
 SCOPES = (
     "user:inference",
@@ -62,9 +64,13 @@ def new_tokens(tag: str = "e2e") -> TokenPair:
 
 
 class ClaudeHome:
-    """HOME, config dir, project folder and TMPDIR of one isolated run, all under `root`."""
+    """HOME, config dir, project folder and TMPDIR of one isolated run, all under `root`.
 
-    def __init__(self, root: Path, api_url: str) -> None:
+    With `tokens` (the test's TokenServer), every login `write_credentials` stores is registered
+    with it, so that a refresh of that login revokes its access token (issue 26)."""
+
+    def __init__(self, root: Path, api_url: str, tokens: TokenServer | None = None) -> None:
+        self.tokens = tokens
         self.root = root
         self.home = root / "home"
         self.config_dir = self.home / ".claude"
@@ -138,6 +144,8 @@ class ClaudeHome:
         oauth.update(oauth_extra or {})
         data: dict[str, Any] = {"claudeAiOauth": oauth}
         data.update({"mcpOAuth": MCP_OAUTH} if extra is None else extra)
+        if self.tokens is not None:
+            self.tokens.register(tokens.access, tokens.refresh)
         fd = os.open(self.credentials_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, separators=(",", ":"))

@@ -4,6 +4,16 @@ It speaks the protocol Claude Code's token endpoint speaks (docs/protocol.md sec
 a log of every request it received, so that tests assert on what went over the wire, never on
 mocks. By default each refresh succeeds with a new, rotated token pair; a test queues other
 answers with `script()`.
+
+It is as hard as the real service (docs/protocol.md section 10, issue 26): it knows which access
+token went with each refresh token it issued or was told of (`register()`, `register_login()`: a
+test's seeded login), and when a refresh token is spent (a 200 answer carrying a new access
+token), the access token that came with it is revoked at once. `check(token)` says whether the
+Messages API would still take a token (a FakeAnthropicAPI's `check_token`); `GET /check` asks the
+same over HTTP, the token in an `Authorization: Bearer` header (the fake `claude` does, when
+FAKE_CLAUDE_TOKEN_CHECK names that URL). Tokens it never heard of stay accepted. The servers
+running in one process answer checks as one service.
+`TokenServer(lenient=True)` or CLAUDE_WRAP_TEST_TOKENS=lenient revokes nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 RELAYED_AGENT = "relayed:"  # TokenFamilies' prefix for the real binary's requests
 # The switch for the lenient service of old, where a rotated login's previous access token lives on
@@ -112,10 +122,23 @@ def invalid_grant(status: int = 400) -> Reply:
 
 
 class TokenServer:
-    """Threaded HTTP server on 127.0.0.1:<free port>. Use as a context manager."""
+    """Threaded HTTP server on 127.0.0.1:<free port>. Use as a context manager.
 
-    def __init__(self, tag: str = "t") -> None:
+    The servers running in one process are one service: `check` answers for a token any of them
+    revoked (a guest's token server is asked about the owner's tokens, as the one real service
+    would be), and `serving(url)` finds the running server behind a URL."""
+
+    _running: ClassVar[list[TokenServer]] = []
+    _running_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, tag: str = "t", *, lenient: bool | None = None) -> None:
         self.tag = tag
+        self.lenient = LENIENT if lenient is None else lenient
+        self._pairs: dict[str, str] = {}  # refresh token -> the access token that came with it
+        # Access tokens a spent refresh token took with it, each with its refusal (PROBLEMS key).
+        self.revoked_access: dict[str, str] = {}
+        self.checks = 0  # GET /check requests answered (not in `requests`: those are refreshes)
+        self.refused = 0  # checks answered with a problem
         self.counter = itertools.count(1)
         self.requests: list[Request] = []
         self.issued: list[dict[str, Any]] = []
@@ -130,6 +153,18 @@ class TokenServer:
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] != "/check":
+                    self._answer(Reply(404, {"error": "not_found"}))
+                    return
+                auth = self.headers.get("Authorization") or ""
+                token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
+                problem = server.check(token)
+                with server._lock:
+                    server.checks += 1
+                    server.refused += problem is not None
+                self._answer(Reply(200, {"problem": problem}))
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -149,11 +184,13 @@ class TokenServer:
                     server.requests.append(request)
                     step = server._script.pop(0) if server._script else server.default
                 reply = step(server, request) if callable(step) else step
-                self._answer(reply)
+                self._answer(reply, request)
 
-            def _answer(self, reply: Reply) -> None:
+            def _answer(self, reply: Reply, request: Request | None = None) -> None:
                 if reply.delay:
                     time.sleep(max(0.0, reply.delay - _since_arrival(self.connection)))
+                if request is not None and not (reply.hang or reply.close):
+                    server._spend(request, reply)  # as it goes out: the server has committed
                 if reply.hang:
                     server._stop.wait()
                     self.close_connection = True
@@ -185,7 +222,70 @@ class TokenServer:
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/v1/oauth/token"
+        self.check_url = f"http://127.0.0.1:{self.port}/check"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def register(self, access: str, refresh: str) -> None:
+        """Tell the server that `access` came with `refresh` (a login the test seeded), so that
+        spending `refresh` revokes `access`, as the real service would."""
+        with self._lock:
+            self._pairs[refresh] = access
+
+    def register_login(self, doc: Any) -> None:
+        """`register()` the pair of a credentials document (bytes, the whole file's dict, or its
+        claudeAiOauth object); anything without both tokens is ignored."""
+        if isinstance(doc, bytes):
+            try:
+                doc = json.loads(doc)
+            except (ValueError, RecursionError):  # a test's bad input: nothing to register
+                return
+        if isinstance(doc, dict) and isinstance(doc.get("claudeAiOauth"), dict):
+            doc = doc["claudeAiOauth"]
+        if not isinstance(doc, dict):
+            return
+        access, refresh = doc.get("accessToken"), doc.get("refreshToken")
+        if isinstance(access, str) and isinstance(refresh, str) and access and refresh:
+            self.register(access, refresh)
+
+    def _spend(self, request: Request, reply: Reply) -> None:
+        """A successful refresh answer is going out: the presented refresh token's access token
+        is revoked (unless lenient), and the new access token goes with the new refresh token (or
+        with the presented one, when the answer does not rotate it)."""
+        body = reply.body
+        presented = (request.body or {}).get("refresh_token")
+        if reply.status != 200 or not isinstance(body, dict) or not isinstance(presented, str):
+            return
+        access = body.get("access_token")
+        if not isinstance(access, str):
+            return
+        refresh = body.get("refresh_token")
+        with self._lock:
+            previous = self._pairs.get(presented)
+            if previous is not None and previous != access and not self.lenient:
+                # The real service answers either refusal; alternate, the first a 401.
+                kind = "access_revoked" if len(self.revoked_access) % 2 == 0 else "revoked_403"
+                self.revoked_access.setdefault(previous, kind)
+            self._pairs[refresh if isinstance(refresh, str) and refresh else presented] = access
+
+    def check(self, token: str) -> str | None:
+        """None when the Messages API would take `token`, else the key of fakeapi.PROBLEMS it
+        answers with: "access_revoked" (401) or "revoked_403" (403), for an access token whose
+        refresh token was spent, here or at another server running in this process. Unknown
+        tokens are accepted."""
+        with TokenServer._running_lock:
+            others = [s for s in TokenServer._running if s is not self]
+        for server in (self, *others):
+            with server._lock:
+                problem = server.revoked_access.get(token)
+            if problem is not None:
+                return problem
+        return None
+
+    @classmethod
+    def serving(cls, url: str) -> TokenServer | None:
+        """The running server whose `url` this is, if any."""
+        with cls._running_lock:
+            return next((s for s in cls._running if s.url == url), None)
 
     def script(self, *replies: Reply | Answer) -> None:
         """Queue answers for the next requests; after they run out, `default` answers."""
@@ -198,9 +298,14 @@ class TokenServer:
 
     def __enter__(self) -> TokenServer:
         self._thread.start()
+        with TokenServer._running_lock:
+            TokenServer._running.append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        with TokenServer._running_lock:
+            if self in TokenServer._running:
+                TokenServer._running.remove(self)
         self._stop.set()
         self._httpd.shutdown()
         self._httpd.server_close()

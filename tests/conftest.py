@@ -5,6 +5,7 @@ Every test runs real processes against real files in a temporary folder; nothing
 
 from __future__ import annotations
 
+import collections
 import json
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from claude_wrap_testing import tokenserver
 from claude_wrap_testing.tokenserver import TokenServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,9 +56,16 @@ def login_doc(
 
 
 class Sandbox:
-    """A HOME of its own, with the environment a run gets."""
+    """A HOME of its own, with the environment a run gets.
 
-    def __init__(self, root: Path, token_url: str) -> None:
+    With a running TokenServer (given, or behind the URL given), the sandbox is as hard as the
+    real service (issue 26): every login it writes is registered with the server, so that a
+    refresh revokes its access token, and the fake `claude` asks the server whether its token
+    still works (FAKE_CLAUDE_TOKEN_CHECK)."""
+
+    def __init__(self, root: Path, tokens: TokenServer | str) -> None:
+        token_url = tokens.url if isinstance(tokens, TokenServer) else tokens
+        self.server = tokens if isinstance(tokens, TokenServer) else TokenServer.serving(tokens)
         self.root = root
         self.home = root / "home"
         self.cfg = self.home / ".claude"
@@ -84,6 +93,8 @@ class Sandbox:
             "FAKE_CLAUDE_RECORD": str(self.record),
             "LANG": "C.UTF-8",
         }
+        if self.server is not None:
+            self.env["FAKE_CLAUDE_TOKEN_CHECK"] = self.server.check_url
         self._shim: Path | None = None
 
     @property
@@ -92,6 +103,8 @@ class Sandbox:
 
     def write(self, doc: Any, mode: int = 0o600) -> bytes:
         raw = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+        if self.server is not None:
+            self.server.register_login(raw)
         self.creds.write_bytes(raw)
         self.creds.chmod(mode)
         return raw
@@ -145,15 +158,29 @@ class Sandbox:
         return [json.loads(line) for line in self.record.read_text().splitlines()]
 
 
+# What the faithful token service did in this session (issue 26), shown in the summary: a run
+# where nothing was ever revoked or refused would not have tested it.
+SERVICE: collections.Counter[str] = collections.Counter()
+
+
+def tally(server: TokenServer) -> None:
+    """Adds what `server` revoked and refused to the session's figures."""
+    SERVICE["access tokens revoked by a refresh"] += len(server.revoked_access)
+    SERVICE["fake claude token checks"] += server.checks
+    SERVICE["fake claude token checks refused"] += server.refused
+
+
 @pytest.fixture
 def token_server() -> Iterator[TokenServer]:
     with TokenServer() as server:
+        server.register(ACCESS, REFRESH)
         yield server
+        tally(server)
 
 
 @pytest.fixture
 def sandbox(tmp_path: Path, token_server: TokenServer) -> Sandbox:
-    return Sandbox(tmp_path, token_server.url)
+    return Sandbox(tmp_path, token_server)
 
 
 # A test's kind is the folder it sits in (tests/README.md), as a marker: `pytest -m pure` is the
@@ -167,3 +194,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         folder = item.path.resolve().relative_to(here).parts[0]
         if folder in KINDS:
             item.add_marker(folder)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if SERVICE:
+        terminalreporter.section(
+            f"token service ({'lenient' if tokenserver.LENIENT else 'faithful'}, issue 26)"
+        )
+        for key, value in SERVICE.items():
+            terminalreporter.write_line(f"{key}: {value}")

@@ -43,6 +43,7 @@ from claude_wrap_testing.netns import IsolationError, enter_loopback_only, names
 from claude_wrap_testing.tlsproxy import CertFiles, OAuthProxy, mint_throwaway_ca
 from claude_wrap_testing.tokenserver import TokenServer
 from claude_wrap_testing.wrapped import Shim, install_shim
+from tests.conftest import SERVICE, tally
 
 _binaries: list[ClaudeBinary] = []
 # Seconds and test count per version, from each test's report (setup, call and teardown).
@@ -185,15 +186,21 @@ def shim(claude: ClaudeBinary, tmp_path_factory: pytest.TempPathFactory) -> Shim
 
 
 @pytest.fixture
-def fake_api() -> Iterator[FakeAnthropicAPI]:
-    with FakeAnthropicAPI() as api:
+def fake_api(token_server: TokenServer) -> Iterator[FakeAnthropicAPI]:
+    """The Messages API, refusing what `token_server` revoked, as the real one does (issue 26);
+    a test that installs TokenFamilies points `check_token` at its `access_problem` instead."""
+    with FakeAnthropicAPI(check_token=token_server.check) as api:
         yield api
+        SERVICE["fake API calls refused for their token"] += api.refused
 
 
 @pytest.fixture
-def claude_home(tmp_path: Path, fake_api: FakeAnthropicAPI) -> ClaudeHome:
-    """A throwaway HOME and config dir whose ANTHROPIC_BASE_URL is `fake_api`; no login yet."""
-    return ClaudeHome(tmp_path, fake_api.url)
+def claude_home(
+    tmp_path: Path, fake_api: FakeAnthropicAPI, token_server: TokenServer
+) -> ClaudeHome:
+    """A throwaway HOME and config dir whose ANTHROPIC_BASE_URL is `fake_api`; no login yet.
+    The logins it writes are registered with `token_server`."""
+    return ClaudeHome(tmp_path, fake_api.url, token_server)
 
 
 @pytest.fixture(scope="session")
@@ -206,6 +213,7 @@ def throwaway_ca(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
 def token_server() -> Iterator[TokenServer]:
     with TokenServer(tag="e2e") as server:
         yield server
+        tally(server)
 
 
 @pytest.fixture

@@ -112,11 +112,13 @@ def main() -> int:
 
 
 def demo(claude: ClaudeBinary, root: Path) -> int:
-    with FakeAnthropicAPI(answer=ANSWER) as api, TokenServer(tag="demo") as tokens:
+    with TokenServer(tag="demo") as tokens, FakeAnthropicAPI(
+        answer=ANSWER, check_token=tokens.check
+    ) as api:
         say(f"  fake Anthropic API: {api.url}   (claude's ANTHROPIC_BASE_URL)")
         say(f"  OAuth token endpoint: {tokens.url}   (the shim's CLAUDE_WRAP_TOKEN_URL)")
 
-        home = ClaudeHome(root, api.url)
+        home = ClaudeHome(root, api.url, tokens)
         step(f"a throwaway HOME, {home.home}: your own ~/.claude is not touched")
         pair = new_tokens("demo")
         written = home.write_credentials(pair, scopes=None)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from claude_wrap_testing.tokenserver import TokenServer
-from tests.conftest import ACCESS, REFRESH, Sandbox
+from tests.conftest import ACCESS, REFRESH, Sandbox, tally
 
 # Figures of the last run, printed in the terminal summary (docs/reliability.md).
 FIGURES: collections.Counter[str] = collections.Counter()
@@ -70,8 +70,8 @@ def watch() -> Watch:
 class RSandbox(Sandbox):
     """A Sandbox whose runs are all in debug mode and whose outputs are all kept for the scan."""
 
-    def __init__(self, root: Path, token_url: str) -> None:
-        super().__init__(root, token_url)
+    def __init__(self, root: Path, tokens: TokenServer | str) -> None:
+        super().__init__(root, tokens)
         self.env["CLAUDE_WRAP_DEBUG"] = "1"
         watch().sandboxes.append(self)
 
@@ -122,13 +122,15 @@ def secrets_scan() -> Iterator[Watch]:
 @pytest.fixture
 def token_server() -> Iterator[TokenServer]:
     with TokenServer() as server:
+        server.register(ACCESS, REFRESH)
         watch().servers.append(server)
         yield server
+        tally(server)
 
 
 @pytest.fixture
 def sandbox(tmp_path: Path, token_server: TokenServer) -> RSandbox:
-    return RSandbox(tmp_path, token_server.url)
+    return RSandbox(tmp_path, token_server)
 
 
 def count_requests(*servers: TokenServer) -> int:

@@ -37,7 +37,7 @@ def _lane(lane: int, count: int, root: Path, tally: collections.Counter[str]) ->
     with TokenServer(tag=f"lane{lane}") as server:
         watch().servers.append(server)
         server.default = delayed_ok(random.Random(f"{SEED}-{lane}-server"), SERVER_DELAY_S)
-        sandbox = RSandbox(root, server.url)
+        sandbox = RSandbox(root, server)
         # A killed claude-wrap's lock folders are taken over at once (lock.py's holder records);
         # only a kill between mkdir and that record costs the 10 s stale time, which the
         # default 15 s wait covers. test_locks proves the takeover with a 2 s wait.
