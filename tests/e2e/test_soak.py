@@ -11,6 +11,12 @@ the length here too.
 The hostile refresher is in by default (CLAUDE_WRAP_SOAK_HOSTILE=0 leaves it out, to tell its
 effects apart). Until the relay retried a run broken again during its retry and the reads waited
 for a half-written file, CI left it out: the 20-minute run saw 2 of 797 shim runs logged out.
+
+Issue 26: the token service revokes the previous access token at each rotation (TokenFamilies,
+as the real one), two guests borrow the login over the real sshd (one TUI session, one running
+`claude --print`, each with its keeper), and a TUI prompt is judged by what a terminal emulator
+shows. The goal for the guests: not one failed prompt or run outside a revocation, and their
+own token endpoint never asked.
 """
 
 from __future__ import annotations
@@ -40,8 +46,14 @@ def test_a_compressed_stretch_of_real_use_logs_nobody_out(
     # It did what it says: every kind of run happened, tokens were refreshed by claude-wrap,
     # and the hostile refresher did rewrite the file behind everyone's back.
     assert {kind for kind, k in runs.items() if k["runs"]} == {
-        "shim", "direct", "keeper", "interactive", "session"
+        "shim", "direct", "keeper", "interactive", "session",
+        "guest-print", "guest-interactive", "guest-session", "guest-keeper",
     }
+    # Prompts were judged by the screen: those answered were seen there.
+    for kind in ("interactive", "guest-interactive"):
+        reading = report["tui_reading"][kind]
+        assert reading["prompts"] >= 1
+        assert reading.get("answered_on_screen", 0) == runs[kind]["ok"]
     assert report["refreshes"].get("claude-wrap", 0) >= 1
     if hostile:
         assert report["hostile_actions"].get("refreshed", 0) >= 1
