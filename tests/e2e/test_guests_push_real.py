@@ -33,7 +33,7 @@ class Owner:
     """The owner's HOME and login, and the forced command its authorized_keys line runs."""
 
     def __init__(self, root: Path, tokens: TokenServer, api_url: str) -> None:
-        self.home = ClaudeHome(root, api_url)
+        self.home = ClaudeHome(root, api_url, tokens)
         self.env = {
             "HOME": str(self.home.home),
             "PATH": "/usr/bin:/bin",

@@ -33,7 +33,7 @@ class Owner:
     """The owner's HOME, login and the forced command its authorized_keys line runs."""
 
     def __init__(self, root: Path, tokens: TokenServer, api_url: str) -> None:
-        self.home = ClaudeHome(root, api_url)
+        self.home = ClaudeHome(root, api_url, tokens)
         self.tokens = tokens
         self.env = {
             "HOME": str(self.home.home),
