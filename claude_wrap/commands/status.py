@@ -127,9 +127,13 @@ def examine(settings: Settings, now: int) -> tuple[dict[str, Any], login.Verdict
     if storage.kind != StorageKind.FILE:
         data["world_readable"] = False
     # A guest holds no refresh token by design (guest.py): its renewal is a pull from the owner.
+    # One that holds a refresh token has a login of its own (`claude /login` there), which the
+    # guest steps aside for: this folder is an owner's then, and said to be.
     owner = settings.guest_setting
-    data["guest_of"] = owner or None
-    if owner and verdict.state in GUEST_ADVICE:
+    own = bool(owner) and verdict.has_refresh_token
+    data["guest_of"] = None if own else owner or None
+    data["own_login_on_guest_of"] = owner if own else None
+    if owner and not own and verdict.state in GUEST_ADVICE:
         data["advice"] = GUEST_ADVICE[verdict.state].format(owner=owner)
     return data, verdict
 
@@ -175,7 +179,7 @@ def run_all(ns: argparse.Namespace, settings: Settings, now: int) -> int:
 def _death(
     settings: Settings, snap: Any, verdict: login.Verdict, now: int
 ) -> deaths.Death | None:
-    if snap is None or settings.guest_setting:
+    if snap is None or (settings.guest_setting and not verdict.has_refresh_token):
         return None  # a guest's token dies with its owner's: the owner's status says why
     return deaths.explain(settings, settings.config_dir, snap.doc, verdict, now)
 
@@ -196,6 +200,11 @@ def render(data: dict[str, Any]) -> str:
         lines.append(f"subscription: {data['subscription_type'] or 'unknown'}")
         if data.get("guest_of"):
             lines.append(f"guest of: {data['guest_of']} (no refresh token is kept here)")
+        elif data.get("own_login_on_guest_of"):
+            lines.append(
+                f"guest of: {data['own_login_on_guest_of']}, but this folder holds a login of "
+                "its own (`claude /login`): it is used; `claude /logout` to borrow the owner's"
+            )
         else:
             lines.append(f"refresh token: {'present' if data['has_refresh_token'] else 'absent'}")
         if data["access_token_tail"]:

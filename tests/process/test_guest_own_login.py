@@ -93,6 +93,11 @@ def test_a_login_of_the_guests_own_survives_its_keeper(
     assert guest.oauth() == mine
     shown = guest.wrap("guest")
     assert LINE in shown.stdout and "claude /logout" in shown.stdout
+    status = guest.wrap("status")
+    assert status.returncode == 0, status.stdout
+    [guest_line] = [x for x in status.stdout.splitlines() if x.startswith("guest of: ")]
+    assert "holds a login of its own" in guest_line, status.stdout
+    assert "no refresh token is kept here" not in status.stdout
     assert owner_families.refreshes == 0
     assert guest_families.refreshes == 0
 
