@@ -209,6 +209,7 @@ def write_credentials(settings: Settings, private: str, cred: dict[str, Any]) ->
         try:
             try:
                 os.write(fd, data)
+                os.fsync(fd)  # durable before it replaces the token CMD's claude reads
             finally:
                 os.close(fd)
             os.replace(tmp, path)
