@@ -95,25 +95,36 @@ CAPABILITIES: dict[str, str] = {
     "test_the_demo_shows_the_shim_repairing_a_login": "scripts/demo",
     "test_a_guest_over_ssh_answers_print_with_the_owners_token": GUESTS_SSH,
     "test_a_guest_tui_rolls_over_when_the_owner_rotates_mid_session": GUESTS_SSH,
-    "test_exec_hands_the_real_binary_its_token_through_a_pipe": "exec hands over a token",
+    "test_a_guest_tui_prompt_right_after_the_owners_rotation_is_answered": GUESTS_SSH,
+    "test_a_guest_run_that_meets_a_revoked_token_pulls_at_once_and_is_answered": GUESTS_SSH,
+    "test_a_guest_tui_that_meets_a_revoked_token_pulls_at_once": GUESTS_SSH,
+    "test_an_execd_command_answers_across_two_rotations": "exec hands over a token",
+    "test_a_command_that_chooses_its_own_config_folder_still_gets_the_token":
+        "exec hands over a token",
+    "test_a_login_rotated_elsewhere_is_said_to_be_spent_by_a_copy": "why a login died",
     "test_a_compressed_stretch_of_real_use_logs_nobody_out": "soak (short)",
 }
 OUTPUTS = ("stream-json-in", "stream-json", "json", "text")  # longest first, for matching
 SHOWN = ("text", "json", "stream-json", "stream-json-in")  # the table's order
 
+# The cases that run a real sshd (node id prefixes: each stands for its case's parameters).
+_SSH_CASES = tuple(
+    f"tests/e2e/{file}::{name}"
+    for file, names in (
+        ("test_guests_real.py", ("test_a_guest_over_ssh_answers_print_with_the_owners_token",
+                                 "test_a_guest_tui_rolls_over_when_the_owner_rotates_mid_session")),
+        ("test_guests_push_real.py", (
+            "test_a_guest_tui_prompt_right_after_the_owners_rotation_is_answered",
+            "test_a_guest_run_that_meets_a_revoked_token_pulls_at_once_and_is_answered",
+            "test_a_guest_tui_that_meets_a_revoked_token_pulls_at_once")),
+    )
+    for name in names
+)
 # The system tools the cases drive that a fresh machine may lack: (tool, Debian package, the
 # cases that need it, by node id prefix). scripts/test installs the same.
 TOOLS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("sshd", "openssh-server", (
-        "tests/e2e/test_guests_real.py::test_a_guest_over_ssh_answers_print_with_the_owners_token",
-        "tests/e2e/test_guests_real.py::test_a_guest_tui_rolls_over_when_the_owner_rotates_mid_"
-        "session",
-    )),
-    ("ssh-keygen", "openssh-client", (
-        "tests/e2e/test_guests_real.py::test_a_guest_over_ssh_answers_print_with_the_owners_token",
-        "tests/e2e/test_guests_real.py::test_a_guest_tui_rolls_over_when_the_owner_rotates_mid_"
-        "session",
-    )),
+    ("sshd", "openssh-server", _SSH_CASES),
+    ("ssh-keygen", "openssh-client", _SSH_CASES),
 )
 
 
